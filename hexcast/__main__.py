@@ -1,0 +1,5 @@
+"""``python -m hexcast`` is the ``hexcast`` command."""
+
+from hexcast.cli import main
+
+main()

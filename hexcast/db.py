@@ -1,0 +1,99 @@
+"""PostgreSQL: the connection pool and the migration runner."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from hexcast.errors import ConfigError, HexcastError
+
+__all__ = ["Conn", "one", "Migration", "apply_migrations", "available_migrations", "connect_pool"]
+
+#: A connection, whether direct or borrowed from a pool; every repo function takes one.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+_MIGRATION_LOCK = 7_401_119  # advisory lock id: one migrator at a time
+
+
+def one(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of a statement that always returns one (INSERT … RETURNING)."""
+    if row is None:
+        raise HexcastError("statement returned no row")
+    return row
+
+
+async def _init_connection(conn: Conn) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Open a pool with JSON codecs; an unreachable server raises :class:`ConfigError`."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=10
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise ConfigError(f"cannot connect to PostgreSQL at {_redact(dsn)}: {exc}") from exc
+    if pool is None:  # pragma: no cover - asyncpg returns a pool or raises
+        raise ConfigError("asyncpg returned no pool")
+    return pool
+
+
+def _redact(dsn: str) -> str:
+    head, sep, tail = dsn.rpartition("@")
+    if not sep:
+        return dsn
+    scheme, _, userinfo = head.partition("://")
+    return f"{scheme}://{userinfo.split(':')[0]}@{tail}"
+
+
+class Migration:
+    """One numbered SQL file from ``hexcast/migrations``."""
+
+    def __init__(self, version: int, name: str, sql: str) -> None:
+        self.version = version
+        self.name = name
+        self.sql = sql
+
+
+def available_migrations() -> list[Migration]:
+    """The packaged migrations in version order."""
+    found: list[Migration] = []
+    for entry in resources.files("hexcast.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append(Migration(version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def apply_migrations(conn: Conn) -> list[str]:
+    """Apply what is not applied yet, each file in its own transaction. Returns applied names."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done: set[Any] = {
+            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+        }
+        for migration in available_migrations():
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            applied.append(migration.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied

@@ -1,0 +1,61 @@
+"""One error hierarchy. Third-party errors are translated into these at the boundaries."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "HexcastError",
+    "InvalidInput",
+    "NotFound",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderUnavailable",
+    "Unauthorized",
+]
+
+
+class HexcastError(Exception):
+    """Base of every error hexcast raises on purpose."""
+
+
+class ConfigError(HexcastError):
+    """A setting is missing or invalid; the process cannot start."""
+
+
+class InvalidInput(HexcastError):
+    """Input failed a domain rule (beyond schema validation)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(HexcastError):
+    """The thing does not exist, or belongs to another tenant."""
+
+
+class ConflictError(HexcastError):
+    """The request conflicts with existing state."""
+
+
+class Unauthorized(HexcastError):
+    """Missing or unknown API key."""
+
+
+class ProviderError(HexcastError):
+    """An SMS provider call failed."""
+
+    retryable: bool = True
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider answered 429; wait ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, timeout or connection failure: the outcome may be ambiguous."""

@@ -1,0 +1,126 @@
+"""One settings class, read from the environment (prefix ``HEXCAST_``) by :func:`get_settings`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hexcast.errors import ConfigError
+
+__all__ = ["Settings", "get_settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of every hexcast process. Defaults run on a developer machine."""
+
+    model_config = SettingsConfigDict(env_prefix="HEXCAST_", extra="ignore", frozen=True)
+
+    # Infrastructure
+    broker_url: str | None = Field(
+        default=None,
+        description="kafka://host:port[,host:port]. Unset: `hexcast up` starts the embedded broker.",
+    )
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/hexcast"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = Field(default="hexcast:", description="Prefix of every Redis key.")
+    topic_prefix: str = Field(default="", description="Prefix of every Kafka topic name.")
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    app_id: str = Field(default="hexcast", description="Faust application id (consumer group).")
+    broker_rebalance_timeout: float = Field(default=10.0, gt=0)
+    state_dir: str = Field(default=".hexcast", description="Where local state and logs go.")
+
+    # Processes
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
+
+    # Provider
+    provider_url: str = "http://127.0.0.1:8100"
+    provider_token: str = "sim-token"
+    provider_name: str = "sim"
+    provider_rate_per_s: float = Field(default=200.0, gt=0, description="Our send budget.")
+    provider_burst: float = Field(default=200.0, gt=0)
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+    provider_max_attempts: int = Field(default=5, ge=1, le=50)
+    dlr_webhook_token: str = "dlr-token"
+
+    # Simulator (the `provider-sim` process)
+    sim_host: str = "127.0.0.1"
+    sim_port: int = Field(default=8100, ge=1, le=65535)
+    sim_rate_per_s: float = Field(default=1000.0, gt=0, description="Destinations/s it accepts.")
+    sim_dlr_delay_s: float = Field(default=0.5, ge=0)
+    sim_dlr_url: str | None = Field(
+        default=None, description="Where receipts go; default: the api's /v1/webhooks/dlr."
+    )
+
+    # Matching
+    h3_resolution: int = Field(default=10, ge=5, le=13)
+    geo_ttl_s: int = Field(default=1800, ge=1)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith("kafka://"):
+            raise ValueError("must look like kafka://host:port")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """host:port list for aiokafka, from ``broker_url``."""
+        if self.broker_url is None:
+            raise ConfigError("HEXCAST_BROKER_URL is not set and no embedded broker is running")
+        return self.broker_url.removeprefix("kafka://")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``HEXCAST_*`` variables, to hand to a child process."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"HEXCAST_{name.upper()}"] = text
+        return env
+
+    def topic(self, name: str) -> str:
+        """The real topic name for a logical one (``visits`` → ``<prefix>visits``)."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; a bad value raises :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"HEXCAST_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use."""
+    return load_settings()
