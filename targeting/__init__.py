@@ -1,0 +1,1 @@
+"""Targeting: stores, geofences on H3, promotions, recipients and segments."""
