@@ -1,0 +1,1 @@
+"""Sending: provider adapters, the send pipeline and the provider simulator."""
