@@ -1,0 +1,115 @@
+"""The ``api`` process: FastAPI app composed of the domain routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from hexcast import __version__
+from hexcast.bus import Bus, BusUnavailable
+from hexcast.db import connect_pool
+from hexcast.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
+from hexcast.logging import configure_logging, get_logger
+from hexcast.settings import Settings
+from sender.api import router as sender_router
+from streams.api import router as visits_router
+from targeting.api import router as targeting_router
+
+__all__ = ["create_app"]
+
+log = get_logger("hexcast.api")
+
+_STATUS: dict[type[HexcastError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    ConflictError: 409,
+    Unauthorized: 401,
+    BusUnavailable: 503,
+}
+
+
+def _error_status(exc: HexcastError) -> int:
+    for kind, status in _STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+async def _hexcast_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, HexcastError):  # pragma: no cover - registered for HexcastError
+        raise exc
+    status = _error_status(exc)
+    detail: dict[str, object] = {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, InvalidInput) and exc.field:
+        detail["field"] = exc.field
+    if status >= 500:
+        log.error("request_failed", path=request.url.path, error=str(exc))
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    return JSONResponse(detail, status_code=status, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    fields = [".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in errors]
+    return JSONResponse(
+        {"error": "ValidationError", "message": "; ".join(fields), "detail": _jsonable(errors)},
+        status_code=422,
+    )
+
+
+def _jsonable(errors: object) -> object:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={Exception: str, ValueError: str})
+
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def _body_limit(limit: int) -> Callable[[Request, Handler], Awaitable[Response]]:
+    async def middleware(request: Request, call_next: Handler) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse(
+                {"error": "PayloadTooLarge", "message": f"body exceeds {limit} bytes"},
+                status_code=413,
+            )
+        return await call_next(request)
+
+    return middleware
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API app; resources open in the lifespan, never at import."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, json=settings.log_json)
+        app.state.settings = settings
+        app.state.pool = await connect_pool(settings.database_url, max_size=20)
+        app.state.bus = Bus(settings)
+        await app.state.bus.start()
+        log.info("api_started", port=settings.api_port)
+        try:
+            yield
+        finally:
+            await app.state.bus.stop()
+            await app.state.pool.close()
+
+    app = FastAPI(title="hexcast", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(HexcastError, _hexcast_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.middleware("http")(_body_limit(settings.max_body_bytes))
+    app.include_router(visits_router)
+    app.include_router(targeting_router)
+    app.include_router(sender_router)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

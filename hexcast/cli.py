@@ -1,0 +1,138 @@
+"""The ``hexcast`` command: every process and operator task starts here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from hexcast.errors import HexcastError
+from hexcast.logging import configure_logging
+from hexcast.settings import Settings, get_settings
+from sender.models import Lane
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+app = typer.Typer(no_args_is_help=True, help="hexcast: geo-triggered SMS targeting and scheduling")
+db_app = typer.Typer(no_args_is_help=True, help="Database tasks.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants and API keys.")
+catalog_app = typer.Typer(no_args_is_help=True, help="Catalog and profile topics.")
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(catalog_app, name="catalog")
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(factory())  # type: ignore[arg-type]
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations (idempotent)."""
+    from hexcast.ops import migrate
+
+    applied = _run(lambda: migrate(_settings()))
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@tenant_app.command("create")
+def tenant_create(name: Annotated[str, typer.Argument(help="Tenant (brand) name")]) -> None:
+    """Create a tenant and print its API key (shown once)."""
+    from hexcast.ops import new_tenant
+
+    tenant_id, key = _run(lambda: new_tenant(_settings(), name))
+    typer.echo(f"tenant {tenant_id} {name}\napi key: {key}")
+
+
+@app.command("topics")
+def topics() -> None:
+    """Create the topics on the broker (idempotent)."""
+    from hexcast.topics import create_topics
+
+    _run(lambda: create_topics(_settings()))
+    typer.echo("topics ready")
+
+
+@catalog_app.command("sync")
+def catalog_sync() -> None:
+    """Republish every store, promotion and profile from PostgreSQL to the compacted topics."""
+    from hexcast.ops import sync_catalog
+
+    counts = _run(lambda: sync_catalog(_settings()))
+    typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@app.command("api")
+def api() -> None:
+    """Run the HTTP API (ingestion, marketer API, webhooks)."""
+    import uvicorn
+
+    from hexcast.api import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level="warning", access_log=False)
+
+
+@app.command("matcher")
+def matcher() -> None:
+    """Run a matcher worker: visits → geo send requests."""
+    from streams.agents import register_matcher
+    from streams.app import create_faust_app, run_worker
+
+    settings = _settings()
+    faust_app = create_faust_app(settings, role="matcher")
+    register_matcher(faust_app, settings)
+    run_worker(faust_app, loglevel="warning")
+
+
+@app.command("sender")
+def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serves")] = Lane.GEO) -> None:
+    """Run a sender worker for one lane."""
+    from sender.agents import register_sender
+    from streams.app import create_faust_app, run_worker
+
+    settings = _settings()
+    faust_app = create_faust_app(settings, role=f"sender-{lane.value}")
+    register_sender(faust_app, settings, lane=lane)
+    run_worker(faust_app, loglevel="warning")
+
+
+@app.command("provider-sim")
+def provider_sim() -> None:
+    """Run the SMS provider simulator (a real HTTP server)."""
+    from sender.simulator import SimConfig, run_sim
+
+    s = _settings()
+    dlr_url = s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr"
+    config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
+                       dlr_token=s.dlr_webhook_token, token=s.provider_token)
+    run_sim(config, s.sim_host, s.sim_port)
+
+
+@app.command("up")
+def up(
+    visits: Annotated[int, typer.Option(help="Demo visits to replay")] = 300,
+    duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C")] = 0,
+) -> None:
+    """Start the whole stack locally with demo data and show what it sends."""
+    from hexcast.up import run_stack
+
+    run_stack(visits=visits, duration=duration)
+
+
+def main() -> None:
+    try:
+        app()
+    except HexcastError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,55 @@
+"""Operator tasks behind the CLI: migrations, tenants, catalog republishing."""
+
+from __future__ import annotations
+
+from hexcast.bus import Bus
+from hexcast.db import apply_migrations, connect_pool
+from hexcast.settings import Settings
+from hexcast.tenants import create_tenant
+from targeting import repo as targeting_repo
+from targeting.service import profile_record, promotion_record, store_record
+
+__all__ = ["migrate", "new_tenant", "sync_catalog"]
+
+
+async def migrate(settings: Settings) -> list[str]:
+    pool = await connect_pool(settings.database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await apply_migrations(conn)
+    finally:
+        await pool.close()
+
+
+async def new_tenant(settings: Settings, name: str) -> tuple[int, str]:
+    pool = await connect_pool(settings.database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            tenant, key = await create_tenant(conn, name=name)
+    finally:
+        await pool.close()
+    return tenant.id, key
+
+
+async def sync_catalog(settings: Settings) -> dict[str, int]:
+    """Republish the source of truth: used after a broker loses its (memory-only) topics."""
+    pool = await connect_pool(settings.database_url, max_size=1)
+    bus = Bus(settings)
+    await bus.start()
+    counts = {"stores": 0, "promotions": 0, "profiles": 0}
+    try:
+        async with pool.acquire() as conn:
+            stores = [store_record(r) for r in await targeting_repo.all_stores(conn)]
+            promos = [promotion_record(r) for r in await targeting_repo.all_promotions(conn)]
+            await bus.publish_many("catalog", [(r.key, r.encode()) for r in stores + promos])
+            counts["stores"], counts["promotions"] = len(stores), len(promos)
+            after = 0
+            while rows := await targeting_repo.all_recipients(conn, after_id=after, limit=5000):
+                profiles = [profile_record(r) for r in rows]
+                await bus.publish_many("profiles", [(p.key, p.encode()) for p in profiles])
+                counts["profiles"] += len(rows)
+                after = rows[-1]["id"]
+    finally:
+        await bus.stop()
+        await pool.close()
+    return counts

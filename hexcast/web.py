@@ -1,0 +1,48 @@
+"""FastAPI dependencies shared by the domain routers: pool, bus, settings, tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from hexcast.bus import Bus
+from hexcast.errors import Unauthorized
+from hexcast.settings import Settings
+from hexcast.tenants import Tenant, authenticate
+
+__all__ = ["BusDep", "PoolDep", "SettingsDep", "TenantDep"]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Tenant API key")
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _bus(request: Request) -> Bus:
+    bus: Bus = request.app.state.bus
+    return bus
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
+BusDep = Annotated[Bus, Depends(_bus)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+async def _tenant(pool: PoolDep, key: Annotated[str | None, Security(api_key_header)]) -> Tenant:
+    if not key:
+        raise Unauthorized("missing X-API-Key header")
+    async with pool.acquire() as conn:
+        return await authenticate(conn, key=key)
+
+
+TenantDep = Annotated[Tenant, Depends(_tenant)]

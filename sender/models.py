@@ -1,0 +1,97 @@
+"""Send requests on the lane topics, and dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hexcast.wire import WireRecord
+
+__all__ = [
+    "DeadLetter",
+    "Lane",
+    "MAX_CHUNK",
+    "MessageState",
+    "Receipt",
+    "ReceiptBatch",
+    "SendBatch",
+    "SendRequest",
+]
+
+MAX_CHUNK = 1000
+
+
+class Lane(StrEnum):
+    OTP = "otp"
+    GEO = "geo"
+    BULK = "bulk"
+
+    @property
+    def topic(self) -> str:
+        return f"send.{self.value}"
+
+
+class MessageState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"
+    UNKNOWN = "unknown"
+
+
+class SendRequest(BaseModel):
+    """One SMS to one recipient, identified by its deterministic message key."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    message_key: Annotated[str, Field(min_length=8, max_length=128)]
+    tenant_id: int
+    user_id: str | None = None
+    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]
+    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    promotion_id: int | None = None
+    campaign_run_id: int | None = None
+    expires_at: datetime | None = None
+
+
+class SendBatch(WireRecord):
+    """Topic ``send.<lane>``: up to 1,000 send requests of one lane."""
+
+    lane: Lane
+    items: Annotated[list[SendRequest], Field(min_length=1, max_length=MAX_CHUNK)]
+    created_at: datetime
+
+
+class DeadLetter(WireRecord):
+    """Topic ``send.dlq``: what failed for good, with why, and the original payload."""
+
+    source_topic: str
+    key: str | None
+    reason: str
+    payload: str
+    at: datetime
+
+
+class Receipt(BaseModel):
+    """A delivery receipt as the provider simulator (and our batch adapter) posts it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider_message_id: str
+    client_ref: str
+    status: str
+    error: str | None = None
+    at: datetime
+
+
+class ReceiptBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receipts: Annotated[list[Receipt], Field(max_length=MAX_CHUNK)]

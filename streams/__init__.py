@@ -1,0 +1,1 @@
+"""Geo matching: visit ingestion and the faust matcher."""

@@ -1,0 +1,68 @@
+"""Routes: visit ingestion. Validates, then publishes to ``visits`` with broker acks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from hexcast.web import BusDep, TenantDep
+from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
+from streams.service import group_visits, visit_key
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["visits"])
+
+_BODY_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/VisitIn"},
+                        {"$ref": "#/components/schemas/VisitBatchIn"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+async def _parse(request: Request) -> list[VisitIn]:
+    raw = await request.body()
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]
+        ) from None
+    try:
+        if isinstance(payload, dict) and "events" in payload:
+            return VisitBatchIn.model_validate(payload).events
+        return [VisitIn.model_validate(payload)]
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+@router.post(
+    "/visits",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=VisitsAccepted,
+    openapi_extra=_BODY_SCHEMA,
+    summary="Ingest one visit event or a batch of up to 1,000",
+)
+async def post_visits(request: Request, tenant: TenantDep, bus: BusDep) -> VisitsAccepted:
+    events = await _parse(request)
+    records = group_visits(tenant.id, events, received_at=datetime.now(UTC))
+    await bus.publish_many(
+        "visits", [(visit_key(r.tenant_id, r.user_id), r.encode()) for r in records]
+    )
+    return VisitsAccepted(accepted=len(events), records=len(records))

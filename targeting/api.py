@@ -1,0 +1,132 @@
+"""Routes: a tenant's stores, promotions and recipients. Changes reach matchers via topics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
+from targeting import repo
+from targeting.models import (
+    PromotionCreate,
+    PromotionPublic,
+    RecipientCreate,
+    RecipientPublic,
+    StoreCreate,
+    StorePublic,
+)
+from targeting.service import (
+    fence_cells,
+    profile_record,
+    promotion_public,
+    promotion_record,
+    recipient_public,
+    store_public,
+    store_record,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StorePublic)
+async def create_store(
+    body: StoreCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep, settings: SettingsDep
+) -> StorePublic:
+    cells = fence_cells(body, resolution=settings.h3_resolution)
+    async with pool.acquire() as conn:
+        row = await repo.insert_store(
+            conn, tenant_id=tenant.id, name=body.name, lat=body.lat, lng=body.lng,
+            time_zone=body.time_zone, geofence=body.geofence.model_dump(), cells=cells,
+            h3_resolution=settings.h3_resolution,
+        )
+    record = store_record(row)
+    await bus.publish("catalog", record.key, record.encode())
+    return store_public(row)
+
+
+@router.get("/stores", response_model=list[StorePublic])
+async def list_stores(
+    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+) -> list[StorePublic]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_stores(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
+    return [store_public(r) for r in rows]
+
+
+@router.get("/stores/{store_id}", response_model=StorePublic)
+async def get_store(store_id: int, tenant: TenantDep, pool: PoolDep) -> StorePublic:
+    async with pool.acquire() as conn:
+        return store_public(await repo.get_store(conn, tenant_id=tenant.id, store_id=store_id))
+
+
+@router.post("/stores/{store_id}/deactivate", response_model=StorePublic)
+async def deactivate_store(
+    store_id: int, tenant: TenantDep, pool: PoolDep, bus: BusDep
+) -> StorePublic:
+    async with pool.acquire() as conn:
+        row = await repo.set_store_active(
+            conn, tenant_id=tenant.id, store_id=store_id, active=False
+        )
+    record = store_record(row)
+    await bus.publish("catalog", record.key, record.encode())
+    return store_public(row)
+
+
+@router.post("/promotions", status_code=status.HTTP_201_CREATED, response_model=PromotionPublic)
+async def create_promotion(
+    body: PromotionCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+) -> PromotionPublic:
+    async with pool.acquire() as conn:
+        row = await repo.insert_promotion(
+            conn, tenant_id=tenant.id, store_id=body.store_id, name=body.name, body=body.body,
+            interests=body.interests, valid_from=body.valid_from, valid_until=body.valid_until,
+        )
+    record = promotion_record(row)
+    await bus.publish("catalog", record.key, record.encode())
+    return promotion_public(row)
+
+
+@router.get("/promotions", response_model=list[PromotionPublic])
+async def list_promotions(
+    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+) -> list[PromotionPublic]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_promotions(
+            conn, tenant_id=tenant.id, after_id=after_id, limit=limit
+        )
+    return [promotion_public(r) for r in rows]
+
+
+@router.post("/promotions/{promotion_id}/deactivate", response_model=PromotionPublic)
+async def deactivate_promotion(
+    promotion_id: int, tenant: TenantDep, pool: PoolDep, bus: BusDep
+) -> PromotionPublic:
+    async with pool.acquire() as conn:
+        row = await repo.set_promotion_active(
+            conn, tenant_id=tenant.id, promotion_id=promotion_id, active=False
+        )
+    record = promotion_record(row)
+    await bus.publish("catalog", record.key, record.encode())
+    return promotion_public(row)
+
+
+@router.post("/recipients", status_code=status.HTTP_201_CREATED, response_model=RecipientPublic)
+async def create_recipient(
+    body: RecipientCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+) -> RecipientPublic:
+    consent = body.consent
+    async with pool.acquire() as conn:
+        row = await repo.insert_recipient(
+            conn, tenant_id=tenant.id, user_id=body.user_id, phone=body.phone,
+            time_zone=body.time_zone, interests=body.interests,
+            consent_at=consent.at if consent else None,
+            consent_source=consent.source if consent else None,
+            consent_text=consent.text if consent else None,
+        )
+    record = profile_record(row)
+    await bus.publish("profiles", record.key, record.encode())
+    return recipient_public(row)

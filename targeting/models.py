@@ -1,0 +1,206 @@
+"""Stores, promotions and recipients: API schemas and the records on ``catalog``/``profiles``."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hexcast.wire import WireRecord
+from targeting.geofence import Geofence
+
+__all__ = [
+    "CatalogRecord",
+    "ConsentIn",
+    "ProfileRecord",
+    "PromotionCreate",
+    "PromotionPublic",
+    "RecipientCreate",
+    "RecipientPublic",
+    "StoreCreate",
+    "StorePublic",
+    "normalize_phone",
+    "validate_time_zone",
+]
+
+_INTEREST = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")
+Interest = Annotated[str, Field(min_length=1, max_length=80)]
+
+
+def validate_time_zone(value: str) -> str:
+    """An IANA zone name, or ValueError naming it."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like America/Chicago)"
+        ) from None
+    return value
+
+
+def normalize_phone(value: str) -> str:
+    """E.164 form of a valid number, or ValueError."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"phone {value!r} is not an E.164 number: {exc}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"phone {value!r} is not a valid number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _check_interests(values: list[str]) -> list[str]:
+    for item in values:
+        if not _INTEREST.match(item):
+            raise ValueError(
+                f"interest {item!r} must be lowercase path segments like 'electronics/phones'"
+            )
+    return sorted(set(values))
+
+
+class StoreCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+    time_zone: str
+    geofence: Geofence
+
+    _tz = field_validator("time_zone")(validate_time_zone)
+
+
+class StorePublic(BaseModel):
+    id: int
+    name: str
+    lat: float
+    lng: float
+    time_zone: str
+    geofence: dict[str, Any]
+    cell_count: int
+    h3_resolution: int
+    active: bool
+    created_at: datetime
+
+
+class PromotionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    store_id: int
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    interests: list[Interest] = Field(default_factory=list, max_length=50)
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    _interests = field_validator("interests")(_check_interests)
+
+    @model_validator(mode="after")
+    def _dates(self) -> PromotionCreate:
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+
+class PromotionPublic(BaseModel):
+    id: int
+    store_id: int
+    name: str
+    body: str
+    interests: list[str]
+    valid_from: date | None
+    valid_until: date | None
+    active: bool
+    created_at: datetime
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    source: Annotated[str, Field(min_length=1, max_length=200)]
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class RecipientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    phone: str
+    time_zone: str | None = None
+    interests: list[Interest] = Field(default_factory=list, max_length=100)
+    consent: ConsentIn | None = None
+
+    _phone = field_validator("phone")(normalize_phone)
+    _interests = field_validator("interests")(_check_interests)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else validate_time_zone(value)
+
+
+class RecipientPublic(BaseModel):
+    id: int
+    user_id: str
+    phone: str
+    time_zone: str | None
+    interests: list[str]
+    consent: bool
+    opted_out: bool
+    created_at: datetime
+
+
+class StoreEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    lat: float
+    lng: float
+    time_zone: str
+    geofence: dict[str, Any]
+    cells: list[str]
+
+
+class PromotionEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    store_id: int
+    body: str
+    interests: list[str]
+    valid_from: date | None
+    valid_until: date | None
+
+
+class CatalogRecord(WireRecord):
+    """Topic ``catalog`` (compacted), key ``store:<id>`` or ``promotion:<id>``."""
+
+    kind: Literal["store", "promotion"]
+    id: int
+    tenant_id: int
+    active: bool
+    store: StoreEntry | None = None
+    promotion: PromotionEntry | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+class ProfileRecord(WireRecord):
+    """Topic ``profiles`` (compacted), key ``<tenant>:<user>``: what the matcher needs."""
+
+    tenant_id: int
+    user_id: str
+    phone: str
+    time_zone: str | None
+    interests: list[str]
+    consent: bool
+    opted_out: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant_id}:{self.user_id}"

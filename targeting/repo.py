@@ -1,0 +1,177 @@
+"""SQL for stores, promotions and recipients. Every query is scoped to one tenant."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from hexcast.db import Conn, one
+from hexcast.errors import ConflictError, NotFound
+
+__all__ = [
+    "all_promotions",
+    "all_recipients",
+    "all_stores",
+    "get_store",
+    "insert_promotion",
+    "insert_recipient",
+    "insert_store",
+    "list_promotions",
+    "list_stores",
+    "set_promotion_active",
+    "set_store_active",
+]
+
+Row = asyncpg.Record
+_STORE_COLS = "id, tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, active, created_at"
+_PROMO_COLS = (
+    "id, tenant_id, store_id, name, body, interests, valid_from, valid_until, active, created_at"
+)
+_RECIPIENT_COLS = (
+    "id, tenant_id, user_id, phone, time_zone, interests, consent_at IS NOT NULL AS consent,"
+    " opted_out_at IS NOT NULL AS opted_out, created_at"
+)
+
+
+async def insert_store(
+    conn: Conn,
+    *,
+    tenant_id: int,
+    name: str,
+    lat: float,
+    lng: float,
+    time_zone: str,
+    geofence: dict[str, Any],
+    cells: list[str],
+    h3_resolution: int,
+) -> Row:
+    row = one(await conn.fetchrow(
+        f"INSERT INTO stores (tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_STORE_COLS}",
+        tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution,
+    ))
+    return row
+
+
+async def get_store(conn: Conn, *, tenant_id: int, store_id: int) -> Row:
+    row: Row | None = await conn.fetchrow(
+        f"SELECT {_STORE_COLS} FROM stores WHERE tenant_id = $1 AND id = $2", tenant_id, store_id
+    )
+    if row is None:
+        raise NotFound(f"store {store_id} not found")
+    return row
+
+
+async def list_stores(
+    conn: Conn, *, tenant_id: int, after_id: int = 0, limit: int = 100
+) -> list[Row]:
+    return list(
+        await conn.fetch(
+            f"SELECT {_STORE_COLS} FROM stores WHERE tenant_id = $1 AND id > $2"
+            " ORDER BY id LIMIT $3",
+            tenant_id, after_id, limit,
+        )
+    )
+
+
+async def set_store_active(
+    conn: Conn, *, tenant_id: int, store_id: int, active: bool
+) -> Row:
+    row: Row | None = await conn.fetchrow(
+        f"UPDATE stores SET active = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2"
+        f" RETURNING {_STORE_COLS}",
+        tenant_id, store_id, active,
+    )
+    if row is None:
+        raise NotFound(f"store {store_id} not found")
+    return row
+
+
+async def insert_promotion(
+    conn: Conn,
+    *,
+    tenant_id: int,
+    store_id: int,
+    name: str,
+    body: str,
+    interests: list[str],
+    valid_from: date | None,
+    valid_until: date | None,
+) -> Row:
+    await get_store(conn, tenant_id=tenant_id, store_id=store_id)
+    row = one(await conn.fetchrow(
+        "INSERT INTO promotions (tenant_id, store_id, name, body, interests, valid_from,"
+        f" valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_PROMO_COLS}",
+        tenant_id, store_id, name, body, interests, valid_from, valid_until,
+    ))
+    return row
+
+
+async def list_promotions(
+    conn: Conn, *, tenant_id: int, after_id: int = 0, limit: int = 100
+) -> list[Row]:
+    return list(
+        await conn.fetch(
+            f"SELECT {_PROMO_COLS} FROM promotions WHERE tenant_id = $1 AND id > $2"
+            " ORDER BY id LIMIT $3",
+            tenant_id, after_id, limit,
+        )
+    )
+
+
+async def set_promotion_active(
+    conn: Conn, *, tenant_id: int, promotion_id: int, active: bool
+) -> Row:
+    row: Row | None = await conn.fetchrow(
+        f"UPDATE promotions SET active = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2"
+        f" RETURNING {_PROMO_COLS}",
+        tenant_id, promotion_id, active,
+    )
+    if row is None:
+        raise NotFound(f"promotion {promotion_id} not found")
+    return row
+
+
+async def insert_recipient(
+    conn: Conn,
+    *,
+    tenant_id: int,
+    user_id: str,
+    phone: str,
+    time_zone: str | None,
+    interests: list[str],
+    consent_at: datetime | None,
+    consent_source: str | None,
+    consent_text: str | None,
+) -> Row:
+    try:
+        row = one(await conn.fetchrow(
+            "INSERT INTO recipients (tenant_id, user_id, phone, time_zone, interests, consent_at,"
+            " consent_source, consent_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            f" RETURNING {_RECIPIENT_COLS}",
+            tenant_id, user_id, phone, time_zone, interests, consent_at, consent_source,
+            consent_text,
+        ))
+    except asyncpg.UniqueViolationError as exc:
+        raise ConflictError("a recipient with this user_id or phone already exists") from exc
+    return row
+
+
+async def all_stores(conn: Conn) -> list[Row]:
+    """Every store of every tenant, for republishing the catalog topic."""
+    return list(await conn.fetch(f"SELECT {_STORE_COLS} FROM stores ORDER BY id"))
+
+
+async def all_promotions(conn: Conn) -> list[Row]:
+    return list(await conn.fetch(f"SELECT {_PROMO_COLS} FROM promotions ORDER BY id"))
+
+
+async def all_recipients(conn: Conn, *, after_id: int, limit: int) -> list[Row]:
+    return list(
+        await conn.fetch(
+            f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE id > $1 ORDER BY id LIMIT $2",
+            after_id, limit,
+        )
+    )

@@ -1,0 +1,130 @@
+"""Bad input gets a clear 4xx naming the problem, and nothing reaches the visits topic."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hexcast.broker import delete_topics
+from hexcast.procs import free_port, hexcast_process, wait_http
+from hexcast.settings import Settings
+from hexcast.tenants import create_tenant
+from hexcast.topics import create_topics, topic_specs
+from tests.integration.conftest import make_settings
+
+NOW = datetime.now(UTC).isoformat()
+GOOD = {"event_id": "e1", "user_id": "u1", "lat": 41.88, "lng": -87.62, "ts": NOW}
+
+
+async def _key(dsn: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (await create_tenant(conn, name=f"bad-input-{uuid.uuid4().hex[:6]}"))[1]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def api(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[tuple[httpx.Client, Settings]]:
+    port = free_port()
+    settings = make_settings(broker_url, database_url, api_port=port, max_body_bytes=262_144)
+    asyncio.run(create_topics(settings))
+    child = hexcast_process("api", ["api"], env=settings.to_env(),
+                            log_dir=Path(tmp_path_factory.mktemp("api")))
+    child.spawn()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", child=child)
+        key = asyncio.run(_key(database_url))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as client:
+            yield client, settings
+    finally:
+        child.terminate()
+        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
+
+
+async def _published(settings: Settings) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    try:
+        topic = settings.topic("visits")
+        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        return sum((await consumer.end_offsets(parts)).values())
+    finally:
+        await consumer.stop()
+
+
+def _event(**over: Any) -> dict[str, Any]:
+    return {**GOOD, **over}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (_event(lat=95), "lat"),
+        (_event(lng=-181), "lng"),
+        (_event(accuracy_m=-1), "accuracy_m"),
+        (_event(ts="yesterday"), "ts"),
+        (_event(extra_field=1), "extra_field"),
+        ({k: v for k, v in GOOD.items() if k != "user_id"}, "user_id"),
+        ({"events": [_event(event_id=str(i)) for i in range(1001)]}, "events"),
+        ({"events": []}, "events"),
+        ({"events": [GOOD, _event(event_id="e2", lat="north")]}, "events.1.lat"),
+    ],
+)
+def test_invalid_events_rejected_with_field(
+    api: tuple[httpx.Client, Settings], body: dict[str, Any], field: str
+) -> None:
+    client, settings = api
+    response = client.post("/v1/visits", json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["message"]
+    assert asyncio.run(_published(settings)) == 0
+
+
+def test_malformed_json_and_oversize_body(api: tuple[httpx.Client, Settings]) -> None:
+    client, settings = api
+    response = client.post("/v1/visits", content=b'{"event_id": "e1", ',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "malformed JSON" in response.json()["message"]
+    big = client.post("/v1/visits", content=b"x" * 300_000,
+                      headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    assert asyncio.run(_published(settings)) == 0
+
+
+def test_bad_catalog_input(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    bowtie = {"type": "Polygon", "coordinates": [[[-87.62, 41.88], [-87.61, 41.89],
+                                                  [-87.61, 41.88], [-87.62, 41.89],
+                                                  [-87.62, 41.88]]]}
+    store = {"name": "x", "lat": 41.88, "lng": -87.62, "time_zone": "America/Chicago"}
+    response = client.post("/v1/stores", json={**store, "geofence": bowtie})
+    assert response.status_code == 422
+    assert "elf-intersection" in response.json()["message"]
+    response = client.post("/v1/stores", json={**store, "time_zone": "Mars/Base",
+                                                "geofence": {"type": "circle", "radius_m": 50}})
+    assert response.status_code == 422
+    assert "time_zone" in response.json()["message"]
+    response = client.post("/v1/recipients", json={"user_id": "u", "phone": "12345"})
+    assert response.status_code == 422
+    assert "phone" in response.json()["message"]
+
+
+def test_a_good_event_is_published_once(api: tuple[httpx.Client, Settings]) -> None:
+    client, settings = api
+    before = asyncio.run(_published(settings))
+    response = client.post("/v1/visits", json={"events": [GOOD, _event(event_id="e2", user_id="u2")]})
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "records": 2}
+    assert asyncio.run(_published(settings)) == before + 2

@@ -1,0 +1,49 @@
+"""Migrations apply once; a second run changes nothing; the audit trail is append-only."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from hexcast.db import apply_migrations, available_migrations
+from tests.integration.conftest import _dsn, create_database, drop_database
+
+
+async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    rows = await conn.fetch(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY 1, 2"
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_apply_twice_is_a_no_op() -> None:
+    name = await create_database()  # applies every migration once
+    try:
+        conn = await asyncpg.connect(_dsn(name))
+        try:
+            before = await _schema(conn)
+            assert await apply_migrations(conn) == []
+            assert await _schema(conn) == before
+            versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+            assert versions == [m.version for m in available_migrations()]
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(name)
+
+
+async def test_message_events_refuse_updates(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('audit-t') RETURNING id")
+        msg = await conn.fetchval(
+            "INSERT INTO messages (message_key, tenant_id, lane, phone, body)"
+            " VALUES ('geo-audit-1', $1, 'geo', '+13122000001', 'hi') RETURNING id", tenant)
+        await conn.execute(
+            "INSERT INTO message_events (message_id, to_state, actor) VALUES ($1, 'queued', 't')", msg)
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE message_events SET actor = 'x' WHERE message_id = $1", msg)
+    finally:
+        await conn.execute("DELETE FROM tenants WHERE name = 'audit-t'")
+        await conn.close()
