@@ -1,0 +1,213 @@
+"""SQL of the message log. Every state change appends a ``message_events`` row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from hexcast.db import Conn
+from sender.models import Lane, MessageState, SendRequest
+
+__all__ = [
+    "MessageRow",
+    "apply_receipts",
+    "delivered_since",
+    "enqueue",
+    "mark_accepted",
+    "message_history",
+    "state_counts",
+    "transition",
+]
+
+_COLS = "id, message_key, tenant_id, state::text, phone, body, client_ref, expires_at, attempts"
+
+# Moves rows from any of $4 to $2 with reason $3, appending one event per moved row.
+_TRANSITION = """
+WITH old AS (
+    SELECT id, state FROM messages WHERE id = ANY($1::bigint[]) AND state = ANY($4::message_state[])
+    FOR UPDATE
+), upd AS (
+    UPDATE messages m SET state = $2::message_state, reason = $3, updated_at = now(),
+        attempts = m.attempts + $6::int, provider = COALESCE($7, m.provider)
+    FROM old WHERE m.id = old.id
+    RETURNING m.id, old.state AS from_state
+)
+INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+SELECT id, from_state, $2::message_state, $5, $3 FROM upd
+RETURNING message_id
+"""
+
+_ACCEPT = """
+WITH r AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, provider_message_id)
+), old AS (
+    SELECT m.id, m.state FROM messages m JOIN r ON r.id = m.id WHERE m.state = 'sending'
+    FOR UPDATE OF m
+), upd AS (
+    UPDATE messages m SET state = 'accepted', provider_message_id = r.provider_message_id,
+        sent_at = now(), updated_at = now(), reason = NULL
+    FROM r, old WHERE m.id = r.id AND old.id = r.id
+    RETURNING m.id, old.state AS from_state
+)
+INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+SELECT id, from_state, 'accepted', $3, 'provider accepted' FROM upd
+RETURNING message_id
+"""
+
+_RECEIPTS = """
+WITH r AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS r(client_ref, status, error)
+), old AS (
+    SELECT m.id, m.state, r.status, r.error FROM messages m JOIN r ON r.client_ref = m.client_ref
+    WHERE m.state IN ('sending', 'accepted', 'unknown')
+    FOR UPDATE OF m
+), upd AS (
+    UPDATE messages m SET state = old.status::message_state, reason = old.error,
+        updated_at = now(),
+        delivered_at = CASE WHEN old.status = 'delivered' THEN now() ELSE m.delivered_at END
+    FROM old WHERE m.id = old.id
+    RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error
+)
+INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
+RETURNING message_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: int
+    message_key: str
+    tenant_id: int
+    state: MessageState
+    phone: str
+    body: str
+    client_ref: str
+    expires_at: datetime | None
+    attempts: int
+
+
+def _row(r: asyncpg.Record) -> MessageRow:
+    return MessageRow(
+        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"],
+        state=MessageState(r["state"]), phone=r["phone"], body=r["body"],
+        client_ref=r["client_ref"], expires_at=r["expires_at"], attempts=r["attempts"],
+    )
+
+
+async def enqueue(
+    conn: Conn, *, lane: Lane, items: Sequence[SendRequest], actor: str
+) -> list[MessageRow]:
+    """Insert new messages as ``queued`` (dedupe on the key); return every key's current row."""
+    keys = [i.message_key for i in items]
+    async with conn.transaction():
+        await conn.execute(
+            """
+            WITH ins AS (
+                INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
+                    promotion_id, campaign_run_id, expires_at, client_ref)
+                SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                    $6::bigint[], $7::bigint[], $8::timestamptz[]) AS x(k, t, u, p, b, pr, cr, e)
+                ON CONFLICT (message_key) DO NOTHING
+                RETURNING id
+            )
+            INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+            SELECT id, NULL, 'queued', $10, 'enqueued' FROM ins
+            """,
+            keys, [i.tenant_id for i in items], [i.user_id for i in items],
+            [i.phone for i in items], [i.body for i in items],
+            [i.promotion_id for i in items], [i.campaign_run_id for i in items],
+            [i.expires_at for i in items], lane.value, actor,
+        )
+    rows = await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)", keys)
+    return [_row(r) for r in rows]
+
+
+async def transition(
+    conn: Conn,
+    *,
+    ids: Sequence[int],
+    to: MessageState,
+    from_states: Sequence[MessageState],
+    reason: str | None,
+    actor: str,
+    count_attempt: bool = False,
+    provider: str | None = None,
+) -> set[int]:
+    """Move the rows still in ``from_states`` to ``to``; returns the ids actually moved."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        _TRANSITION, list(ids), to.value, reason, [s.value for s in from_states], actor,
+        1 if count_attempt else 0, provider,
+    )
+    return {r["message_id"] for r in rows}
+
+
+async def mark_accepted(
+    conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str
+) -> set[int]:
+    """``sending`` → ``accepted`` with the provider's message ids."""
+    if not accepted:
+        return set()
+    rows = await conn.fetch(
+        _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor
+    )
+    return {r["message_id"] for r in rows}
+
+
+async def apply_receipts(
+    conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
+) -> int:
+    """Apply (client_ref, delivered|failed, error) receipts once; final states stay final."""
+    valid = [r for r in receipts if r[1] in ("delivered", "failed")]
+    if not valid:
+        return 0
+    rows = await conn.fetch(
+        _RECEIPTS, [r[0] for r in valid], [r[1] for r in valid], [r[2] for r in valid], actor
+    )
+    return len(rows)
+
+
+async def message_history(
+    conn: Conn, *, tenant_id: int, message_key: str
+) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+    """A tenant's message and its events, oldest first."""
+    msg = await conn.fetchrow(
+        "SELECT id, message_key, lane::text, state::text, reason, phone, body, provider,"
+        " client_ref, provider_message_id, attempts, created_at, sent_at, delivered_at"
+        " FROM messages WHERE tenant_id = $1 AND message_key = $2",
+        tenant_id, message_key,
+    )
+    if msg is None:
+        return None, []
+    events = await conn.fetch(
+        "SELECT from_state::text, to_state::text, actor, reason, at FROM message_events"
+        " WHERE message_id = $1 ORDER BY id",
+        msg["id"],
+    )
+    return msg, list(events)
+
+
+async def state_counts(conn: Conn, *, tenant_id: int) -> dict[str, int]:
+    """How many of a tenant's messages are in each state."""
+    rows = await conn.fetch(
+        "SELECT state::text, count(*) AS n FROM messages WHERE tenant_id = $1 GROUP BY 1",
+        tenant_id,
+    )
+    return {r["state"]: r["n"] for r in rows}
+
+
+async def delivered_since(
+    conn: Conn, *, tenant_id: int, after_id: int, limit: int = 50
+) -> list[asyncpg.Record]:
+    """A tenant's delivered messages with id above ``after_id``, oldest first."""
+    return list(await conn.fetch(
+        "SELECT id, phone, body, delivered_at FROM messages"
+        " WHERE tenant_id = $1 AND state = 'delivered' AND id > $2 ORDER BY id LIMIT $3",
+        tenant_id, after_id, limit,
+    ))
