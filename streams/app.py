@@ -1,0 +1,51 @@
+"""The one faust application factory. Agents register with it in each domain's agents.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from hexcast.settings import Settings
+
+__all__ = ["create_faust_app", "raw_topic", "run_worker"]
+
+
+def create_faust_app(settings: Settings, *, role: str) -> faust.App:
+    """A faust app for one process role (``matcher``, ``sender-geo``...): its consumer group.
+
+    Settings for an at-least-once pipeline: no transactions (the local broker has none), JSON
+    records only, a short rebalance timeout so restarts regain partitions quickly.
+    """
+    return faust.App(
+        f"{settings.app_id}-{role}",
+        broker=settings.broker_url or "kafka://127.0.0.1:9092",
+        store="memory://",
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_session_timeout=max(6.0, settings.broker_rebalance_timeout),
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=2,
+        web_enabled=False,
+        value_serializer="raw",
+        key_serializer="raw",
+    )
+
+
+def raw_topic(app: faust.App, settings: Settings, name: str, **kwargs: Any) -> Any:
+    """A topic of JSON bytes; our pydantic records encode and decode the values."""
+    return app.topic(
+        settings.topic(name), key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw", **kwargs,
+    )
+
+
+def run_worker(app: faust.App, *, loglevel: str) -> None:
+    """Run a faust worker in the foreground until SIGTERM/SIGINT."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

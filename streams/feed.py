@@ -1,0 +1,89 @@
+"""Reads the compacted ``catalog`` and ``profiles`` topics, from the start, into MatchState.
+
+Every matcher process reads every partition of both topics (no consumer group), so any
+matcher can match any visit and catalog changes reach all of them within a poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from hexcast.errors import HexcastError
+from hexcast.logging import get_logger
+from hexcast.settings import Settings
+from streams.matcher import MatchState
+from targeting.models import CatalogRecord, ProfileRecord
+
+__all__ = ["StateFeed"]
+
+log = get_logger("hexcast.matcher.feed")
+
+
+class StateFeed:
+    def __init__(self, settings: Settings, state: MatchState) -> None:
+        self._settings = settings
+        self._state = state
+        self._catalog = settings.topic("catalog")
+        self._profiles = settings.topic("profiles")
+        self.ready = asyncio.Event()
+        self.applied = 0
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        found: list[TopicPartition] = []
+        for topic in (self._catalog, self._profiles):
+            for _ in range(100):
+                parts = consumer.partitions_for_topic(topic)
+                if parts:
+                    break
+                await consumer.force_metadata_update()
+                await asyncio.sleep(0.2)
+            else:
+                raise HexcastError(f"topic {topic} does not exist")
+            found += [TopicPartition(topic, p) for p in sorted(parts)]
+        return found
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            enable_auto_commit=False, group_id=None, fetch_max_wait_ms=200,
+        )
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            await self._consume(consumer, ends)
+        finally:
+            await consumer.stop()
+
+    async def _consume(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    self._apply(tp.topic, message.value)
+            if not self.ready.is_set() and all(
+                await asyncio.gather(*(self._caught_up(consumer, tp, end) for tp, end in ends.items()))
+            ):
+                log.info("catalog_loaded", records=self.applied)
+                self.ready.set()
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
+        return bool(await consumer.position(tp) >= end)
+
+    def _apply(self, topic: str, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            if topic == self._catalog:
+                self._state.apply_catalog(CatalogRecord.decode(value))
+            else:
+                self._state.apply_profile(ProfileRecord.decode(value))
+            self.applied += 1
+        except (ValidationError, HexcastError, ValueError) as exc:
+            log.error("bad_state_record", topic=topic, error=str(exc)[:500])
