@@ -1,0 +1,145 @@
+"""`hexcast up`: the whole stack on one machine, with demo data and a live view of sends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import asyncpg
+import httpx
+from rich.console import Console
+
+from hexcast.broker import EmbeddedBroker
+from hexcast.demo import DEMO_PREFIX, demo_visits, seed_demo
+from hexcast.localinfra import (
+    ThrowawayPostgres,
+    ThrowawayRedis,
+    ensure_database,
+    postgres_reachable,
+    redis_reachable,
+)
+from hexcast.ops import migrate, new_tenant, sync_catalog
+from hexcast.procs import ChildProcess, hexcast_process, wait_http
+from hexcast.settings import Settings, get_settings
+from hexcast.topics import create_topics
+from sender import repo as sender_repo
+
+__all__ = ["run_stack"]
+
+console = Console()
+PROCESSES = {
+    "provider-sim": ["provider-sim"],
+    "api": ["api"],
+    "matcher": ["matcher"],
+    "sender-geo": ["sender", "--lane", "geo"],
+}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+@contextlib.contextmanager
+def _infrastructure(settings: Settings, state: Path) -> Iterator[Settings]:
+    """Broker, PostgreSQL and Redis: use what answers, start throwaway ones for what does not."""
+    with contextlib.ExitStack() as stack:
+        updates: dict[str, object] = {}
+        if settings.broker_url is None:
+            broker = stack.enter_context(EmbeddedBroker(log_path=state / "broker.log"))
+            updates["broker_url"] = broker.url
+            console.print(f"[green]broker[/] embedded tansu at {broker.url}")
+        if not asyncio.run(postgres_reachable(settings.database_url.rsplit("/", 1)[0] + "/postgres")):
+            pg = stack.enter_context(ThrowawayPostgres(state))
+            updates["database_url"] = pg.dsn
+            console.print(f"[green]postgres[/] throwaway server at {pg.dsn}")
+        else:
+            asyncio.run(ensure_database(settings.database_url))
+        if not asyncio.run(redis_reachable(settings.redis_url)):
+            rd = ThrowawayRedis(log_path=state / "redis.log")
+            stack.callback(rd.stop)
+            updates["redis_url"] = rd.start()
+            console.print(f"[green]redis[/] throwaway server at {updates['redis_url']}")
+        yield settings.model_copy(update=updates)
+
+
+async def _prepare(settings: Settings) -> tuple[int, str]:
+    """Migrate, create topics, drop old demo tenants, republish the catalog, new demo tenant."""
+    applied = await migrate(settings)
+    console.print(f"[green]migrations[/] {', '.join(applied) or 'up to date'}")
+    await create_topics(settings)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("DELETE FROM tenants WHERE name LIKE $1", DEMO_PREFIX + "%")
+    finally:
+        await conn.close()
+    counts = await sync_catalog(settings)
+    console.print(f"[green]catalog[/] republished {counts}")
+    return await new_tenant(settings, f"{DEMO_PREFIX}{int(time.time())}")
+
+
+def _replay(api: httpx.Client, visits: int, recipients: int) -> None:
+    events = demo_visits(visits, recipients)
+    for start in range(0, len(events), 100):
+        response = api.post("/v1/visits", json={"events": events[start : start + 100]})
+        response.raise_for_status()
+    console.print(f"[green]visits[/] replayed {len(events)} demo visit events")
+
+
+async def _watch(settings: Settings, tenant_id: int, until: float) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    last_id, shown = 0, 0
+    try:
+        while time.monotonic() < until:
+            for row in await sender_repo.delivered_since(conn, tenant_id=tenant_id, after_id=last_id):
+                last_id = row["id"]
+                shown += 1
+                console.print(f"[bold green]✓ delivered[/] {row['phone']}  “{row['body']}”")
+            if shown and shown % 25 == 0:
+                counts = await sender_repo.state_counts(conn, tenant_id=tenant_id)
+                console.print(f"[dim]messages by state: {counts}[/]")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+def run_stack(*, visits: int, duration: float) -> None:
+    """Start everything, seed, replay, show deliveries; Ctrl-C (or ``duration``) stops it."""
+    settings = get_settings()
+    state = Path(settings.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _on_signal)
+    children: list[ChildProcess] = []
+    try:
+        with _infrastructure(settings, state) as live:
+            tenant_id, key = asyncio.run(_prepare(live))
+            env = live.to_env()
+            for name, args in PROCESSES.items():
+                child = hexcast_process(name, args, env=env, log_dir=state / "logs")
+                child.spawn()
+                children.append(child)
+            wait_http(f"{live.provider_url}/health", child=children[0])
+            wait_http(f"{live.api_public_url}/health", child=children[1])
+            console.print(f"[green]api[/] {live.api_public_url}/docs  (demo API key: {key})")
+            with httpx.Client(base_url=live.api_public_url, headers={"X-API-Key": key},
+                              timeout=30) as api:
+                seeded = seed_demo(api)
+                console.print(f"[green]demo[/] seeded {seeded}")
+                _replay(api, visits, seeded["recipients"])
+            console.print("[bold]watching deliveries (Ctrl-C to stop)…[/]")
+            until = time.monotonic() + (duration if duration > 0 else float("inf"))
+            asyncio.run(_watch(live, tenant_id, until))
+    except (KeyboardInterrupt, _Stop):
+        console.print("\nstopping…")
+    finally:
+        for child in reversed(children):
+            child.terminate(grace_s=10)
+        console.print(f"stopped. logs in {state / 'logs'}")
