@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
-from targeting.index import CellIndex
 
 from sender.keys import geo_key
 from sender.models import SendRequest
 from streams.models import VisitEvent, VisitRecord
 from targeting.geofence import Geofence, fence_geometry
+from targeting.index import CellIndex
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry
 from targeting.service import interest_match
 
