@@ -12,6 +12,7 @@ from hexcast.wire import WireRecord
 
 __all__ = [
     "DeadLetter",
+    "DeliveryEvent",
     "Lane",
     "MAX_CHUNK",
     "MessageState",
@@ -95,3 +96,24 @@ class ReceiptBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     receipts: Annotated[list[Receipt], Field(max_length=MAX_CHUNK)]
+
+
+class DeliveryEvent(WireRecord):
+    """Topic ``delivery``, key = message key: a message reached a notable or final state.
+
+    Published by the sender (suppressed, deferred, expired, failed, accepted, unknown) and by
+    the receipt webhook (delivered, failed), and for inbound replies and clicks. Consumers
+    (matcher budgets and caps, campaign stats) must tolerate duplicates and any order.
+    """
+
+    message_key: str
+    tenant_id: int
+    lane: Lane
+    state: MessageState | None = None
+    kind: str = "state"  # "state", "click", "reply"
+    reason: str | None = None
+    promotion_id: int | None = None
+    campaign_run_id: int | None = None
+    user_id: str | None = None
+    phone: str | None = None
+    at: datetime

@@ -19,7 +19,7 @@ from h3.api import basic_int as h3i
 from shapely.geometry import MultiPolygon, Polygon
 
 from hexcast.errors import InvalidInput
-from targeting.geofence import FenceGeometry, geometry_distance_m
+from targeting.geofence import FenceGeometry, distance_m, geometry_distance_m
 
 __all__ = ["CellIndex", "FenceEntry"]
 
@@ -64,6 +64,7 @@ class CellIndex:
         "_present",
         "_res_counts",
         "_resolution",
+        "_reach",
         "_store_cells",
         "_tree",
     )
@@ -80,6 +81,7 @@ class CellIndex:
         self._tree: dict[int, set[int]] = {}  # stored cell or any ancestor -> store ids
         self._res_counts = [0] * 16
         self._present: tuple[int, ...] = ()  # resolutions with stored cells, finest first
+        self._reach: dict[int, tuple[float, float, float]] = {}  # store -> bounding circle
 
     @property
     def resolution(self) -> int:
@@ -112,6 +114,7 @@ class CellIndex:
         self.remove(store_id)
         self._entries[store_id] = entry
         self._store_cells[store_id] = parsed
+        self._reach[store_id] = _bounding_circle(geometry)
         for cell in parsed:
             self._cells.setdefault(cell, {})[store_id] = entry
             self._res_counts[_resolution(cell)] += 1
@@ -124,6 +127,7 @@ class CellIndex:
         """Drop a store; False if it was not indexed."""
         if self._entries.pop(store_id, None) is None:
             return False
+        del self._reach[store_id]
         cells = self._store_cells.pop(store_id)
         for cell in cells:
             stores = self._cells[cell]
@@ -177,7 +181,11 @@ class CellIndex:
 
     def containing(self, lat: float, lng: float) -> list[FenceEntry]:
         """Stores whose fence contains the point (boundary included), ordered by store id."""
-        return [e for e in self.candidates(lat, lng) if shapely.intersects_xy(e.geometry, lng, lat)]
+        found = self.candidates(lat, lng)
+        if not found:
+            return found
+        inside = shapely.intersects_xy([e.geometry for e in found], lng, lat)  # one ufunc call
+        return [e for e, hit in zip(found, inside, strict=True) if hit]
 
     def nearby(self, lat: float, lng: float, radius_m: float) -> list[tuple[FenceEntry, float]]:
         """Stores whose fence is within ``radius_m`` metres of the point, with that distance
@@ -189,6 +197,9 @@ class CellIndex:
             )
         out: list[tuple[FenceEntry, float]] = []
         for store_id in self._stores_near(lat, lng, radius_m):
+            c_lat, c_lng, reach = self._reach[store_id]
+            if distance_m(lat, lng, c_lat, c_lng) - reach > radius_m:
+                continue  # cheap bound: even the bounding circle is too far
             entry = self._entries[store_id]
             dist = geometry_distance_m(entry.geometry, lat, lng)
             if dist <= radius_m:
@@ -211,6 +222,17 @@ class CellIndex:
                 if hit:
                     found.update(hit)
         return found
+
+
+def _bounding_circle(geometry: FenceGeometry) -> tuple[float, float, float]:
+    """(lat, lng, metres) of a circle holding the geometry (a 0.1 % + 1 m margin covers the
+    curvature of lng/lat edges); infinite for a fence split at the antimeridian."""
+    min_x, min_y, max_x, max_y = geometry.bounds
+    c_lat, c_lng = (min_y + max_y) / 2, (min_x + max_x) / 2
+    if max_x - min_x > 180.0:
+        return c_lat, c_lng, math.inf
+    reach = max(distance_m(c_lat, c_lng, y, x) for x, y in shapely.get_coordinates(geometry))
+    return c_lat, c_lng, reach * 1.001 + 1.0
 
 
 def _check_point(lat: float, lng: float) -> None:
