@@ -40,7 +40,7 @@ class RunControl:
         if not ids:
             return {}
         values = await self._client.mget([self._keys("run", r, "state") for r in ids])
-        return {r: RunState(v.decode()) if v else None for r, v in zip(ids, values, strict=True)}
+        return {r: _state(v) for r, v in zip(ids, values, strict=True)}
 
     async def set_rate(self, run_id: int, per_second: float | None) -> None:
         key = self._keys("run", run_id, "rate")
@@ -52,3 +52,9 @@ class RunControl:
     async def rate(self, run_id: int) -> float | None:
         value = await self._client.get(self._keys("run", run_id, "rate"))
         return float(value) if value else None
+
+
+def _state(value: bytes | str | None) -> RunState | None:
+    if not value:
+        return None
+    return RunState(value.decode() if isinstance(value, bytes) else value)
