@@ -23,6 +23,7 @@ from hexcast.localinfra import (
     postgres_reachable,
     redis_reachable,
 )
+from hexcast.logging import configure_logging
 from hexcast.ops import migrate, new_tenant, sync_catalog
 from hexcast.procs import ChildProcess, hexcast_process, wait_http
 from hexcast.settings import Settings, get_settings
@@ -114,6 +115,7 @@ async def _watch(settings: Settings, tenant_id: int, until: float) -> None:
 def run_stack(*, visits: int, duration: float) -> None:
     """Start everything, seed, replay, show deliveries; Ctrl-C (or ``duration``) stops it."""
     settings = get_settings()
+    configure_logging("warning" if settings.log_level == "info" else settings.log_level)
     state = Path(settings.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -128,7 +130,8 @@ def run_stack(*, visits: int, duration: float) -> None:
                 children.append(child)
             wait_http(f"{live.provider_url}/health", child=children[0])
             wait_http(f"{live.api_public_url}/health", child=children[1])
-            console.print(f"[green]api[/] {live.api_public_url}/docs  (demo API key: {key})")
+            console.print(f"[green]api[/] {live.api_public_url}/docs")
+            console.print(f"[green]demo API key[/] {key}", soft_wrap=True)
             with httpx.Client(base_url=live.api_public_url, headers={"X-API-Key": key},
                               timeout=30) as api:
                 seeded = seed_demo(api)
