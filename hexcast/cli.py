@@ -95,6 +95,18 @@ def matcher() -> None:
     run_worker(faust_app, loglevel="warning")
 
 
+@app.command("archiver")
+def archiver() -> None:
+    """Run an archiver worker: visits → the PostgreSQL visit history."""
+    from streams.app import create_faust_app, run_worker
+    from streams.archive import register_archiver
+
+    settings = _settings()
+    faust_app = create_faust_app(settings, role="archiver")
+    register_archiver(faust_app, settings)
+    run_worker(faust_app, loglevel="warning")
+
+
 @app.command("sender")
 def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serves")] = Lane.GEO) -> None:
     """Run a sender worker for one lane."""

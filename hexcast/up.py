@@ -37,6 +37,7 @@ PROCESSES = {
     "provider-sim": ["provider-sim"],
     "api": ["api"],
     "matcher": ["matcher"],
+    "archiver": ["archiver"],
     "sender-geo": ["sender", "--lane", "geo"],
 }
 
