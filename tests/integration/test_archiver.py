@@ -19,10 +19,10 @@ from sender.models import DeadLetter
 from streams.models import VisitEvent, VisitRecord
 
 
-async def _wait_rows(dsn: str, tenant_id: int, expected: int, timeout: float = 60) -> int:
+async def _wait_rows(dsn: str, tenant_id: int, expected: int) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + 60
         count = 0
         while time.monotonic() < deadline:
             count = await conn.fetchval("SELECT count(*) FROM visits WHERE tenant_id = $1", tenant_id)
