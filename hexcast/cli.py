@@ -125,7 +125,7 @@ def provider_sim() -> None:
     from sender.simulator import SimConfig, run_sim
 
     s = _settings()
-    dlr_url = s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr"
+    dlr_url = (s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr") if s.sim_receipts else None
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
                        dlr_token=s.dlr_webhook_token, token=s.provider_token)
     run_sim(config, s.sim_host, s.sim_port)

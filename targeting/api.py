@@ -39,14 +39,8 @@ async def create_store(
     cells = fence_cells(body, resolution=settings.h3_resolution)
     async with pool.acquire() as conn:
         row = await repo.insert_store(
-            conn,
-            tenant_id=tenant.id,
-            name=body.name,
-            lat=body.lat,
-            lng=body.lng,
-            time_zone=body.time_zone,
-            geofence=body.geofence.model_dump(),
-            cells=cells,
+            conn, tenant_id=tenant.id, name=body.name, lat=body.lat, lng=body.lng,
+            time_zone=body.time_zone, geofence=body.geofence.model_dump(), cells=cells,
             h3_resolution=settings.h3_resolution,
         )
     record = store_record(row)
@@ -88,14 +82,8 @@ async def create_promotion(
 ) -> PromotionPublic:
     async with pool.acquire() as conn:
         row = await repo.insert_promotion(
-            conn,
-            tenant_id=tenant.id,
-            store_id=body.store_id,
-            name=body.name,
-            body=body.body,
-            interests=body.interests,
-            valid_from=body.valid_from,
-            valid_until=body.valid_until,
+            conn, tenant_id=tenant.id, store_id=body.store_id, name=body.name, body=body.body,
+            interests=body.interests, valid_from=body.valid_from, valid_until=body.valid_until,
         )
     record = promotion_record(row)
     await bus.publish("catalog", record.key, record.encode())
@@ -107,7 +95,9 @@ async def list_promotions(
     tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
 ) -> list[PromotionPublic]:
     async with pool.acquire() as conn:
-        rows = await repo.list_promotions(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
+        rows = await repo.list_promotions(
+            conn, tenant_id=tenant.id, after_id=after_id, limit=limit
+        )
     return [promotion_public(r) for r in rows]
 
 
@@ -131,12 +121,8 @@ async def create_recipient(
     consent = body.consent
     async with pool.acquire() as conn:
         row = await repo.insert_recipient(
-            conn,
-            tenant_id=tenant.id,
-            user_id=body.user_id,
-            phone=body.phone,
-            time_zone=body.time_zone,
-            interests=body.interests,
+            conn, tenant_id=tenant.id, user_id=body.user_id, phone=body.phone,
+            time_zone=body.time_zone, interests=body.interests,
             consent_at=consent.at if consent else None,
             consent_source=consent.source if consent else None,
             consent_text=consent.text if consent else None,

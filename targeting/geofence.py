@@ -67,6 +67,7 @@ _Position = tuple[float, float]
 _Ring = list[_Position]
 _Coords = NDArray[np.float64]
 _CoordFn = Callable[[_Coords], _Coords]
+_ZERO_AREA = "geofence has zero area: its corners coincide or lie on one line"
 _REASON_AT = re.compile(r"^(?P<reason>.*)\[(?P<x>\S+) (?P<y>\S+)\]$")
 
 
@@ -310,7 +311,7 @@ def _validated(geom: FenceGeometry, *, make_valid: bool) -> FenceGeometry:
     if not geom.is_valid:
         repaired = _polygonal(shapely.make_valid(geom, method="structure", keep_collapsed=False))
         if repaired is None or geometry_area_m2(repaired) < MIN_AREA_M2:
-            raise _zero_area()
+            raise InvalidInput(_ZERO_AREA, field="coordinates")
         if not make_valid:
             raise InvalidInput(
                 f"geofence is not valid: {_reason(geom)}; fix the polygon or submit it with "
@@ -319,15 +320,8 @@ def _validated(geom: FenceGeometry, *, make_valid: bool) -> FenceGeometry:
             )
         geom = repaired
     if geometry_area_m2(geom) < MIN_AREA_M2:
-        raise _zero_area()
+        raise InvalidInput(_ZERO_AREA, field="coordinates")
     return geom
-
-
-def _zero_area() -> InvalidInput:
-    return InvalidInput(
-        "geofence has zero area: its corners coincide or lie on one line",
-        field="coordinates",
-    )
 
 
 def _reason(geom: FenceGeometry) -> str:

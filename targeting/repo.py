@@ -25,9 +25,7 @@ __all__ = [
 ]
 
 Row = asyncpg.Record
-_STORE_COLS = (
-    "id, tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, active, created_at"
-)
+_STORE_COLS = "id, tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, active, created_at"
 _PROMO_COLS = (
     "id, tenant_id, store_id, name, body, interests, valid_from, valid_until, active, created_at"
 )
@@ -49,20 +47,11 @@ async def insert_store(
     cells: list[str],
     h3_resolution: int,
 ) -> Row:
-    row = one(
-        await conn.fetchrow(
-            f"INSERT INTO stores (tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_STORE_COLS}",
-            tenant_id,
-            name,
-            lat,
-            lng,
-            time_zone,
-            geofence,
-            cells,
-            h3_resolution,
-        )
-    )
+    row = one(await conn.fetchrow(
+        f"INSERT INTO stores (tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_STORE_COLS}",
+        tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution,
+    ))
     return row
 
 
@@ -82,20 +71,18 @@ async def list_stores(
         await conn.fetch(
             f"SELECT {_STORE_COLS} FROM stores WHERE tenant_id = $1 AND id > $2"
             " ORDER BY id LIMIT $3",
-            tenant_id,
-            after_id,
-            limit,
+            tenant_id, after_id, limit,
         )
     )
 
 
-async def set_store_active(conn: Conn, *, tenant_id: int, store_id: int, active: bool) -> Row:
+async def set_store_active(
+    conn: Conn, *, tenant_id: int, store_id: int, active: bool
+) -> Row:
     row: Row | None = await conn.fetchrow(
         f"UPDATE stores SET active = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2"
         f" RETURNING {_STORE_COLS}",
-        tenant_id,
-        store_id,
-        active,
+        tenant_id, store_id, active,
     )
     if row is None:
         raise NotFound(f"store {store_id} not found")
@@ -114,19 +101,11 @@ async def insert_promotion(
     valid_until: date | None,
 ) -> Row:
     await get_store(conn, tenant_id=tenant_id, store_id=store_id)
-    row = one(
-        await conn.fetchrow(
-            "INSERT INTO promotions (tenant_id, store_id, name, body, interests, valid_from,"
-            f" valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_PROMO_COLS}",
-            tenant_id,
-            store_id,
-            name,
-            body,
-            interests,
-            valid_from,
-            valid_until,
-        )
-    )
+    row = one(await conn.fetchrow(
+        "INSERT INTO promotions (tenant_id, store_id, name, body, interests, valid_from,"
+        f" valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_PROMO_COLS}",
+        tenant_id, store_id, name, body, interests, valid_from, valid_until,
+    ))
     return row
 
 
@@ -137,9 +116,7 @@ async def list_promotions(
         await conn.fetch(
             f"SELECT {_PROMO_COLS} FROM promotions WHERE tenant_id = $1 AND id > $2"
             " ORDER BY id LIMIT $3",
-            tenant_id,
-            after_id,
-            limit,
+            tenant_id, after_id, limit,
         )
     )
 
@@ -150,9 +127,7 @@ async def set_promotion_active(
     row: Row | None = await conn.fetchrow(
         f"UPDATE promotions SET active = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2"
         f" RETURNING {_PROMO_COLS}",
-        tenant_id,
-        promotion_id,
-        active,
+        tenant_id, promotion_id, active,
     )
     if row is None:
         raise NotFound(f"promotion {promotion_id} not found")
@@ -172,21 +147,13 @@ async def insert_recipient(
     consent_text: str | None,
 ) -> Row:
     try:
-        row = one(
-            await conn.fetchrow(
-                "INSERT INTO recipients (tenant_id, user_id, phone, time_zone, interests, consent_at,"
-                " consent_source, consent_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                f" RETURNING {_RECIPIENT_COLS}",
-                tenant_id,
-                user_id,
-                phone,
-                time_zone,
-                interests,
-                consent_at,
-                consent_source,
-                consent_text,
-            )
-        )
+        row = one(await conn.fetchrow(
+            "INSERT INTO recipients (tenant_id, user_id, phone, time_zone, interests, consent_at,"
+            " consent_source, consent_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            f" RETURNING {_RECIPIENT_COLS}",
+            tenant_id, user_id, phone, time_zone, interests, consent_at, consent_source,
+            consent_text,
+        ))
     except asyncpg.UniqueViolationError as exc:
         raise ConflictError("a recipient with this user_id or phone already exists") from exc
     return row
@@ -205,7 +172,6 @@ async def all_recipients(conn: Conn, *, after_id: int, limit: int) -> list[Row]:
     return list(
         await conn.fetch(
             f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE id > $1 ORDER BY id LIMIT $2",
-            after_id,
-            limit,
+            after_id, limit,
         )
     )

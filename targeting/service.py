@@ -36,26 +36,16 @@ def fence_cells(store: StoreCreate, *, resolution: int) -> list[str]:
 
 def store_public(row: Any) -> StorePublic:
     return StorePublic(
-        id=row["id"],
-        name=row["name"],
-        lat=row["lat"],
-        lng=row["lng"],
-        time_zone=row["time_zone"],
-        geofence=row["geofence"],
-        cell_count=len(row["cells"]),
-        h3_resolution=row["h3_resolution"],
-        active=row["active"],
-        created_at=row["created_at"],
+        id=row["id"], name=row["name"], lat=row["lat"], lng=row["lng"],
+        time_zone=row["time_zone"], geofence=row["geofence"], cell_count=len(row["cells"]),
+        h3_resolution=row["h3_resolution"], active=row["active"], created_at=row["created_at"],
     )
 
 
 def store_record(row: Any) -> CatalogRecord:
     entry = StoreEntry(
-        lat=row["lat"],
-        lng=row["lng"],
-        time_zone=row["time_zone"],
-        geofence=row["geofence"],
-        cells=list(row["cells"]),
+        lat=row["lat"], lng=row["lng"], time_zone=row["time_zone"],
+        geofence=row["geofence"], cells=list(row["cells"]),
     )
     return CatalogRecord(
         kind="store", id=row["id"], tenant_id=row["tenant_id"], active=row["active"], store=entry
@@ -64,56 +54,35 @@ def store_record(row: Any) -> CatalogRecord:
 
 def promotion_public(row: Any) -> PromotionPublic:
     return PromotionPublic(
-        id=row["id"],
-        store_id=row["store_id"],
-        name=row["name"],
-        body=row["body"],
-        interests=list(row["interests"]),
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
-        active=row["active"],
-        created_at=row["created_at"],
+        id=row["id"], store_id=row["store_id"], name=row["name"], body=row["body"],
+        interests=list(row["interests"]), valid_from=row["valid_from"],
+        valid_until=row["valid_until"], active=row["active"], created_at=row["created_at"],
     )
 
 
 def promotion_record(row: Any) -> CatalogRecord:
     entry = PromotionEntry(
-        store_id=row["store_id"],
-        body=row["body"],
-        interests=list(row["interests"]),
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
+        store_id=row["store_id"], body=row["body"], interests=list(row["interests"]),
+        valid_from=row["valid_from"], valid_until=row["valid_until"],
     )
     return CatalogRecord(
-        kind="promotion",
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        active=row["active"],
+        kind="promotion", id=row["id"], tenant_id=row["tenant_id"], active=row["active"],
         promotion=entry,
     )
 
 
 def recipient_public(row: Any) -> RecipientPublic:
     return RecipientPublic(
-        id=row["id"],
-        user_id=row["user_id"],
-        phone=row["phone"],
-        time_zone=row["time_zone"],
-        interests=list(row["interests"]),
-        consent=row["consent"],
-        opted_out=row["opted_out"],
+        id=row["id"], user_id=row["user_id"], phone=row["phone"], time_zone=row["time_zone"],
+        interests=list(row["interests"]), consent=row["consent"], opted_out=row["opted_out"],
         created_at=row["created_at"],
     )
 
 
 def profile_record(row: Any) -> ProfileRecord:
     return ProfileRecord(
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        phone=row["phone"],
-        time_zone=row["time_zone"],
-        interests=list(row["interests"]),
-        consent=row["consent"],
+        tenant_id=row["tenant_id"], user_id=row["user_id"], phone=row["phone"],
+        time_zone=row["time_zone"], interests=list(row["interests"]), consent=row["consent"],
         opted_out=row["opted_out"],
     )
 
@@ -131,3 +100,4 @@ def interest_match(promotion_interests: list[str], user_interests: list[str]) ->
             if wanted == have or wanted.startswith(have + "/") or have.startswith(wanted + "/"):
                 return True
     return False
+
