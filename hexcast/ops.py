@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hexcast.bus import Bus
 from hexcast.db import apply_migrations, connect_pool
+from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from hexcast.synth import SynthParams, SynthSummary, generate, load
 from hexcast.tenants import create_tenant
@@ -11,6 +12,8 @@ from targeting import repo as targeting_repo
 from targeting.service import profile_record, promotion_record, store_record
 
 __all__ = ["demo_data", "migrate", "new_tenant", "sync_catalog"]
+
+_log = get_logger(__name__)
 
 
 async def migrate(settings: Settings) -> list[str]:
@@ -63,6 +66,8 @@ async def demo_data(settings: Settings, params: SynthParams) -> SynthSummary:
     try:
         async with pool.acquire() as conn:
             await apply_migrations(conn)
-            return await load(conn, data, resolution=settings.h3_resolution)
+            summary = await load(conn, data, resolution=settings.h3_resolution)
     finally:
         await pool.close()
+    _log.info("demo data loaded", tenant_id=summary.tenant_id, seed=params.seed, **summary.counts)
+    return summary
