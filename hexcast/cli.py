@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -129,6 +130,25 @@ def provider_sim() -> None:
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
                        dlr_token=s.dlr_webhook_token, token=s.provider_token)
     run_sim(config, s.sim_host, s.sim_port)
+
+
+@app.command("demo-data")
+def demo_data(
+    recipients: Annotated[int, typer.Option(min=10, max=1_000_000, help="Recipients")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data)")] = 7,
+) -> None:
+    """Load the synthetic analytics dataset (replaces the demo tenant) for the notebooks."""
+    from hexcast.ops import demo_data as load_demo
+    from hexcast.synth import DEMO_TENANT, SynthParams
+
+    summary = _run(lambda: load_demo(_settings(), SynthParams(recipients=recipients, seed=seed,
+                                                              until=_today())))
+    counts = ", ".join(f"{k}: {v}" for k, v in summary.counts.items())
+    typer.echo(f"tenant {summary.tenant_id} {DEMO_TENANT}: {counts}\napi key: {summary.api_key}")
+
+
+def _today() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @app.command("up")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from hexcast.bus import Bus
 from hexcast.db import apply_migrations, connect_pool
+from hexcast.logging import get_logger
 from hexcast.settings import Settings
+from hexcast.synth import SynthParams, SynthSummary, generate, load
 from hexcast.tenants import create_tenant
 from targeting import repo as targeting_repo
 from targeting.service import profile_record, promotion_record, store_record
 
-__all__ = ["migrate", "new_tenant", "sync_catalog"]
+__all__ = ["demo_data", "migrate", "new_tenant", "sync_catalog"]
+
+_log = get_logger(__name__)
 
 
 async def migrate(settings: Settings) -> list[str]:
@@ -53,3 +57,17 @@ async def sync_catalog(settings: Settings) -> dict[str, int]:
         await bus.stop()
         await pool.close()
     return counts
+
+
+async def demo_data(settings: Settings, params: SynthParams) -> SynthSummary:
+    """Migrate, then (re)load the synthetic analytics dataset into ``settings.database_url``."""
+    data = generate(params)
+    pool = await connect_pool(settings.database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+            summary = await load(conn, data, resolution=settings.h3_resolution)
+    finally:
+        await pool.close()
+    _log.info("demo data loaded", tenant_id=summary.tenant_id, seed=params.seed, **summary.counts)
+    return summary

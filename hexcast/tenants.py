@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from hexcast.db import Conn, one
-from hexcast.errors import ConflictError, Unauthorized
+from hexcast.errors import ConflictError, NotFound, Unauthorized
 
-__all__ = ["Tenant", "authenticate", "create_tenant", "hash_key", "issue_key"]
+__all__ = ["Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key"]
 
 _KEY_PREFIX = "hx"
 
@@ -68,4 +68,12 @@ async def authenticate(conn: Conn, *, key: str) -> Tenant:
     )
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
         raise Unauthorized("unknown API key")
+    return Tenant(id=row["id"], name=row["name"])
+
+
+async def find_tenant(conn: Conn, *, name: str) -> Tenant:
+    """The tenant called ``name``, else :class:`NotFound`."""
+    row = await conn.fetchrow("SELECT id, name FROM tenants WHERE name = $1", name)
+    if row is None:
+        raise NotFound(f"tenant {name!r} not found")
     return Tenant(id=row["id"], name=row["name"])

@@ -14,8 +14,10 @@ from sender.models import Lane, MessageState, SendRequest
 __all__ = [
     "MessageRow",
     "apply_receipts",
+    "click_counts_by_promotion",
     "delivered_since",
     "enqueue",
+    "geo_outcomes_by_promotion",
     "mark_accepted",
     "message_history",
     "state_counts",
@@ -211,3 +213,38 @@ async def delivered_since(
         " WHERE tenant_id = $1 AND state = 'delivered' AND id > $2 ORDER BY id LIMIT $3",
         tenant_id, after_id, limit,
     ))
+
+
+async def geo_outcomes_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, dict[str, int]]:
+    """A tenant's geo messages per promotion, counted per state."""
+    rows = await conn.fetch(
+        "SELECT promotion_id, state::text, count(*) AS n FROM messages"
+        " WHERE tenant_id = $1 AND lane = 'geo' AND promotion_id IS NOT NULL GROUP BY 1, 2",
+        tenant_id,
+    )
+    out: dict[int, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["promotion_id"], {})[r["state"]] = r["n"]
+    return out
+
+
+async def click_counts_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, int] | None:
+    """Geo messages clicked at least once, per promotion; None while no ``clicks`` table exists
+    (click tracking lands separately: it is joined by ``message_id`` or ``message_key``)."""
+    columns = {r["column_name"] for r in await conn.fetch(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'clicks'"
+    )}
+    if "message_id" in columns:
+        join = "c.message_id = m.id"
+    elif "message_key" in columns:
+        join = "c.message_key = m.message_key"
+    else:
+        return None
+    rows = await conn.fetch(
+        "SELECT m.promotion_id, count(DISTINCT m.id) AS n FROM messages m"
+        f" JOIN clicks c ON {join} WHERE m.tenant_id = $1 AND m.lane = 'geo'"
+        " AND m.promotion_id IS NOT NULL GROUP BY 1",
+        tenant_id,
+    )
+    return {r["promotion_id"]: r["n"] for r in rows}

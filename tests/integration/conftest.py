@@ -7,15 +7,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 
 from hexcast.broker import EmbeddedBroker, delete_topics
-from hexcast.db import apply_migrations
 from hexcast.settings import Settings, load_settings
 from hexcast.topics import create_topics, topic_specs
+from tests.pg import SERVER_DSN, create_database, drop_database, dsn
 
-SERVER_DSN = os.environ.get("HEXCAST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("HEXCAST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
@@ -29,31 +27,8 @@ def broker_url() -> Iterator[str]:
         yield broker.url
 
 
-def _dsn(name: str) -> str:
-    return SERVER_DSN.rsplit("/", 1)[0] + f"/{name}"
-
-
-async def create_database() -> str:
-    name = f"hexcast_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(SERVER_DSN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(_dsn(name))
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-    return name
-
-
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(SERVER_DSN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+_dsn = dsn  # the throwaway-database helpers live in tests/pg.py; re-exported for older imports
+__all__ = ["SERVER_DSN", "create_database", "drop_database", "make_settings"]
 
 
 @pytest.fixture(scope="session")
