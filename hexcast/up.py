@@ -37,6 +37,7 @@ PROCESSES = {
     "api": ["api"],
     "matcher": ["matcher"],
     "sender-geo": ["sender", "--lane", "geo"],
+    "scheduler": ["scheduler"],
 }
 
 

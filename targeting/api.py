@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import csv
+import io
+import tempfile
+from typing import IO, Annotated
 
-from fastapi import APIRouter, Query, status
+import asyncpg
+from fastapi import APIRouter, Query, Request, status
 
+from hexcast.errors import ConflictError, InvalidInput
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
 from targeting import repo
+from targeting.imports import ImportReport, ImportRow, import_rows, parse_csv, parse_json
 from targeting.models import (
     PromotionCreate,
     PromotionPublic,
@@ -130,3 +136,58 @@ async def create_recipient(
     record = profile_record(row)
     await bus.publish("profiles", record.key, record.encode())
     return recipient_public(row)
+
+
+# --- recipient import (issue 4) ---
+_IMPORT_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": ImportRow.model_json_schema()}},
+        },
+    }
+}
+
+
+async def _spool(request: Request, limit: int) -> IO[bytes]:
+    fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed by the caller
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            fh.close()
+            raise InvalidInput(f"import body exceeds {limit} bytes", field="body")
+        fh.write(chunk)
+    fh.seek(0)
+    return fh
+
+
+@router.post("/recipients/import", response_model=ImportReport, openapi_extra=_IMPORT_DOC)
+async def import_recipients(
+    request: Request, tenant: TenantDep, pool: PoolDep, settings: SettingsDep
+) -> ImportReport:
+    """Bulk create or update recipients from CSV (header row; interests separated by ``|``),
+    NDJSON or a JSON array. Bad rows are reported by line and skipped; good rows are upserted
+    on user_id, so a retry imports each row once. Recipients reach matchers on the next
+    ``hexcast catalog sync``."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("text/csv", "application/json", "application/x-ndjson"):
+        raise InvalidInput("content-type must be text/csv, application/json or application/x-ndjson",
+                           field="content-type")
+    raw = await _spool(request, settings.import_max_bytes)
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    rows = parse_csv(text) if ctype == "text/csv" else parse_json(text)
+    try:
+        async with pool.acquire() as conn:
+            return await import_rows(conn, tenant_id=tenant.id, rows=rows,
+                                     resolution=settings.h3_resolution)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"body is not UTF-8: {exc.reason}", field="body") from None
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV, nothing imported: {exc}", field="body") from None
+    except asyncpg.UniqueViolationError as exc:
+        raise ConflictError(f"rows swap phones between recipients, nothing imported: {exc}") from None
+    finally:
+        text.close()
