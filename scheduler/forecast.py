@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["WaveForecast", "WavePlan", "bulk_capacity", "forecast", "pacing_rate", "required_rate"]
+__all__ = [
+    "MIN_PACED_RATE", "WaveForecast", "WavePlan", "bulk_capacity", "forecast", "pacing_rate", "required_rate",
+]
+
+MIN_PACED_RATE = 10.0
+"""Deadline pacing never goes slower than this (messages/s), so small runs finish promptly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,4 +81,4 @@ def pacing_rate(waves: list[WavePlan], capacity: float, *, margin: float = 1.2) 
     need = required_rate(waves)
     if need is None or need == float("inf"):
         return capacity
-    return min(capacity, max(need * margin, 1.0))
+    return min(capacity, max(need * margin, MIN_PACED_RATE))

@@ -28,6 +28,7 @@ __all__ = [
     "list_runs",
     "list_templates",
     "release_claim",
+    "renew_lease",
     "run_state",
     "set_campaign_state",
     "waves_of",
@@ -193,6 +194,16 @@ async def checkpoint(
             run_id, list(held_out),
         )
     return True
+
+
+async def renew_lease(conn: Conn, *, wave_id: int, owner: str, lease_s: float) -> bool:
+    """Extend the claim while pacing; False if it was lost."""
+    kept = await conn.fetchval(
+        "UPDATE campaign_waves SET lease_until = now() + make_interval(secs => $3)"
+        " WHERE id = $1 AND claimed_by = $2 AND state = 'releasing' RETURNING id",
+        wave_id, owner, lease_s,
+    )
+    return kept is not None
 
 
 async def finish_wave(conn: Conn, *, wave_id: int, owner: str, run_id: int) -> bool:

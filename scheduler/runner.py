@@ -31,6 +31,7 @@ from scheduler.service import Campaign, chunk_key, chunk_record, due_fire
 __all__ = ["Scheduler", "run_scheduler"]
 
 log = get_logger("hexcast.scheduler")
+_LEAD_S = 2.0  # how far release may run ahead of the paced rate
 
 
 class Scheduler:
@@ -103,20 +104,26 @@ class Scheduler:
                 log.warning("wave_claim_lost", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
                 return
             cursor, sent = rows[-1]["id"], sent + len(send)
-            await _pace(sent, rate, started)
+            if not await self._pace(wave_id, sent / rate - (time.monotonic() - started)):
+                return
+
+    async def _pace(self, wave_id: int, ahead_s: float) -> bool:
+        """Stay at most ``_LEAD_S`` ahead of the run's rate, renewing the lease while waiting."""
+        deadline = time.monotonic() + ahead_s - _LEAD_S
+        lease = self.settings.scheduler_lease_s
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, lease / 3))
+            async with self.pool.acquire() as conn:
+                if not await repo.renew_lease(conn, wave_id=wave_id, owner=self.owner, lease_s=lease):
+                    log.warning("wave_claim_lost", wave_id=wave_id)
+                    return False
+        return True
 
     async def _finish(self, c: Campaign, run_id: int, wave_id: int) -> None:
         async with self.pool.acquire() as conn:
             released = await repo.finish_wave(conn, wave_id=wave_id, owner=self.owner, run_id=run_id)
         log.info("wave_released", tenant_id=c.tenant_id, campaign_id=c.id, run_id=run_id,
                  wave_id=wave_id, run_released=released)
-
-
-async def _pace(sent: int, rate: float, started: float) -> None:
-    """Stay at most a few seconds of sending ahead of the run's rate."""
-    ahead = sent / rate - (time.monotonic() - started) - 2.0
-    if ahead > 0:
-        await asyncio.sleep(min(ahead, 5.0))
 
 
 async def run_scheduler(settings: Settings) -> None:

@@ -141,7 +141,9 @@ def test_forecast_and_required_rate() -> None:
     assert all(w.meets_deadline for w in out)
     slow = forecast(waves, 0.5)
     assert not slow[1].meets_deadline
-    assert pacing_rate(waves, capacity=100.0) == pytest.approx(1.2)
+    assert pacing_rate(waves, capacity=100.0) == pytest.approx(10.0)  # the floor
+    big = [WavePlan("A", t0, 360_000, t0 + timedelta(hours=2))]
+    assert pacing_rate(big, capacity=100.0) == pytest.approx(60.0)  # 50/s needed, 20% margin
     assert pacing_rate(waves, capacity=0.8) == 0.8
 
 
