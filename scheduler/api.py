@@ -120,10 +120,15 @@ async def preview_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep,
                          bulk_share=settings.bulk_share)
 
 
+_CAMPAIGN_FROM = {"paused": ("active",), "active": ("paused",), "cancelled": ("active", "paused")}
+
+
 async def _set_state(pool: Any, control: RunControl, tenant_id: int, campaign_id: int,
                      state: str, run_state: RunState, from_states: list[str]) -> CampaignPublic:
     async with pool.acquire() as conn, conn.transaction():
-        await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+        row = await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+        if row["state"] not in _CAMPAIGN_FROM[state]:
+            raise ConflictError(f"campaign {campaign_id} is {row['state']}")
         run_ids = await repo.set_campaign_state(conn, campaign_id=campaign_id, state=state,
                                                 run_state=run_state.value, from_run_states=from_states)
     for run_id in run_ids:

@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.control import RunControl, RunState
 from hexcast.db import connect_pool
+from hexcast.errors import HexcastError
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from scheduler import repo
@@ -138,7 +140,7 @@ async def run_scheduler(settings: Settings) -> None:
         while True:
             try:
                 await scheduler.tick()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, HexcastError, RedisError) as exc:
                 log.warning("scheduler_retry", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(settings.scheduler_poll_s)
     finally:

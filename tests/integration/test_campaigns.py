@@ -283,6 +283,7 @@ def test_pause_resume_and_cancel(stack: Stack, database_url: str) -> None:
         assert cancelled["waves"][0]["state"] == "cancelled"
         assert cancelled["waves"][0]["released"] < 6000
         assert api.post(f"/v1/campaigns/{c2['id']}/run-now").status_code == 409
+        assert api.post(f"/v1/campaigns/{c2['id']}/resume").status_code == 409
         other = _client(stack, asyncio.run(_tenant(database_url))[1])
         assert other.post(f"/v1/campaigns/{c['id']}/pause").status_code == 404
         assert other.get(f"/v1/campaigns/{c['id']}/stats").status_code == 404
