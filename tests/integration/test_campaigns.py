@@ -9,11 +9,15 @@ every recipient exactly once in the provider ledger, no gaps.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -347,3 +351,56 @@ def test_fifty_thousand_two_schedulers_and_a_kill(stack: Stack, database_url: st
         assert all(w["state"] == "done" for w in run["waves"])
         _exactly_once(stack, database_url, run_id, n, prefix)
         print(f"50k run with a kill: all accepted by the provider after {time.monotonic() - started:.1f}s")
+
+
+def test_one_shot_recipient_local_run_is_created_once_with_a_wave_per_zone(
+    stack: Stack, database_url: str
+) -> None:
+    """No run-now: the schedulers find the due one-shot run themselves (created once although
+    two are running); the UTC+14 wave fires in seconds, the Kolkata one at 09:00 Kolkata time."""
+    tenant_id, key = asyncio.run(_tenant(database_url))
+    zones = ["Pacific/Kiritimati", "Asia/Kolkata"]
+    asyncio.run(_copy_audience(database_url, tenant_id, 40, "+4477004", zones))
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(ZoneInfo(zones[0]))
+    wall = soon.replace(tzinfo=None, microsecond=0)
+    with _client(stack, key) as api:
+        c = _campaign(api, time_mode="recipient_local", run_at=wall.isoformat(), time_zone="Asia/Kolkata")
+        run = eventually(lambda: _wave_done(api, c["id"], "Pacific/Kiritimati"), timeout=30)
+        assert len(_runs(api, c["id"])) == 1
+        waves = {w["time_zone"]: w for w in run["waves"]}
+        assert waves["Pacific/Kiritimati"]["released"] == 20
+        kolkata = waves["Asia/Kolkata"]
+        assert kolkata["state"] == "pending"
+        assert datetime.fromisoformat(kolkata["fire_at"]) == wall.replace(tzinfo=ZoneInfo("Asia/Kolkata"))
+        assert run["released_at"] is None
+        time.sleep(1.5)  # more scheduler ticks: still one run
+        assert len(_runs(api, c["id"])) == 1
+
+
+def _wave_done(api: httpx.Client, campaign_id: int, zone: str) -> dict[str, Any] | None:
+    runs = _runs(api, campaign_id)
+    if not runs:
+        return None
+    done = any(w["time_zone"] == zone and w["state"] == "done" for w in runs[0]["waves"])
+    return runs[0] if done else None
+
+
+def test_operator_cli_run_now_and_status(stack: Stack, database_url: str) -> None:
+    tenant_id, key = asyncio.run(_tenant(database_url))
+    asyncio.run(_copy_audience(database_url, tenant_id, 30, "+4477005", ["Europe/Berlin"]))
+    env = {**os.environ, **stack.settings.to_env(), "NO_COLOR": "1"}
+    with _client(stack, key) as api:
+        c = _campaign(api, name="Ops")
+        out = subprocess.run([sys.executable, "-m", "hexcast", "campaign", "run-now", str(c["id"])],
+                             env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+        run_id = _runs(api, c["id"])[0]["id"]
+        assert f"run {run_id} started" in out
+        eventually(lambda: _accepted(database_url, run_id, 30), timeout=60)
+        status = subprocess.run([sys.executable, "-m", "hexcast", "campaign", "status", str(c["id"])],
+                                env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+        assert f"run {run_id}" in status
+        assert "released 30 sent 30" in status
+        missing = subprocess.run([sys.executable, "-m", "hexcast", "campaign", "status", "999999"],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert missing.returncode == 2
+        assert "campaign 999999 not found" in missing.stderr
