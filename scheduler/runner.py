@@ -96,7 +96,7 @@ class Scheduler:
             send = [r for r in rows if not r["holdout"]]
             if send:
                 record = chunk_record(c, run_id=run_id, rows=send, now=datetime.now(UTC))
-                await self.bus.publish("send.bulk", chunk_key(run_id, wave_id, cursor), record.encode())
+                await self.bus.publish(c.lane.topic, chunk_key(run_id, wave_id, cursor), record.encode())
             async with self.pool.acquire() as conn:
                 kept = await repo.checkpoint(
                     conn, wave_id=wave_id, owner=self.owner, lease_s=s.scheduler_lease_s,

@@ -10,6 +10,7 @@ from typing import IO, Annotated
 import asyncpg
 from fastapi import APIRouter, Query, Request, status
 
+from hexcast.bus import BusUnavailable
 from hexcast.errors import ConflictError, InvalidInput
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
 from targeting import repo
@@ -164,14 +165,27 @@ async def _spool(request: Request, limit: int) -> IO[bytes]:
     return fh
 
 
+async def _publish_profiles(pool: PoolDep, bus: BusDep, tenant_id: int, ids: list[int]) -> bool:
+    """Publish changed recipients to ``profiles``; False if the broker did not take them."""
+    try:
+        for start in range(0, len(ids), 1000):
+            async with pool.acquire() as conn:
+                rows = await repo.recipients_by_ids(conn, tenant_id=tenant_id, ids=ids[start:start + 1000])
+            records = [profile_record(r) for r in rows]
+            await bus.publish_many("profiles", [(r.key, r.encode()) for r in records])
+    except BusUnavailable:
+        return False
+    return True
+
+
 @router.post("/recipients/import", response_model=ImportReport, openapi_extra=_IMPORT_DOC)
 async def import_recipients(
-    request: Request, tenant: TenantDep, pool: PoolDep, settings: SettingsDep
+    request: Request, tenant: TenantDep, pool: PoolDep, bus: BusDep, settings: SettingsDep
 ) -> ImportReport:
     """Bulk create or update recipients from CSV (header row; interests separated by ``|``),
     NDJSON or a JSON array. Bad rows are reported by line and skipped; good rows are upserted
-    on user_id, so a retry imports each row once. Recipients reach matchers on the next
-    ``hexcast catalog sync``."""
+    on user_id, so a retry imports each row once. Changed recipients are then published to
+    the profiles topic (``profiles_published``; if false, run ``hexcast catalog sync``)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("text/csv", "application/json", "application/x-ndjson"):
         raise InvalidInput("content-type must be text/csv, application/json or application/x-ndjson",
@@ -181,8 +195,8 @@ async def import_recipients(
     rows = parse_csv(text) if ctype == "text/csv" else parse_json(text)
     try:
         async with pool.acquire() as conn:
-            return await import_rows(conn, tenant_id=tenant.id, rows=rows,
-                                     resolution=settings.h3_resolution)
+            report, changed = await import_rows(conn, tenant_id=tenant.id, rows=rows,
+                                                resolution=settings.h3_resolution)
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"body is not UTF-8: {exc.reason}", field="body") from None
     except csv.Error as exc:
@@ -191,3 +205,5 @@ async def import_recipients(
         raise ConflictError(f"rows swap phones between recipients, nothing imported: {exc}") from None
     finally:
         text.close()
+    published = await _publish_profiles(pool, bus, tenant.id, changed)
+    return report.model_copy(update={"profiles_published": published})

@@ -74,6 +74,10 @@ class ImportReport(BaseModel):
     unchanged: int
     rejected: int
     errors: list[RowError] = Field(description=f"The first {MAX_REPORTED_ERRORS} rejected rows")
+    profiles_published: bool = Field(
+        default=False,
+        description="Changed recipients reached the profiles topic; if not, run `hexcast catalog sync`",
+    )
 
 
 def _csv_value(key: str, value: str | None) -> Any:
@@ -179,9 +183,10 @@ WITH up AS (
         IS DISTINCT FROM (EXCLUDED.phone, EXCLUDED.time_zone, EXCLUDED.interests,
         EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.consent_at, EXCLUDED.consent_source,
         EXCLUDED.consent_text, EXCLUDED.lat, EXCLUDED.lng, EXCLUDED.last_visit_at)
-    RETURNING (xmax = 0) AS inserted
+    RETURNING r.id, (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated,
+    coalesce(array_agg(id ORDER BY id), '{}') AS ids
 FROM up
 """
 
@@ -201,8 +206,9 @@ async def _copy(conn: Conn, rows: Iterator[tuple[int, dict[str, Any] | str]], c:
 
 async def import_rows(
     conn: Conn, *, tenant_id: int, rows: Iterator[tuple[int, dict[str, Any] | str]], resolution: int
-) -> ImportReport:
-    """Validate, COPY and upsert in one transaction; phones owned by another user are rejected."""
+) -> tuple[ImportReport, list[int]]:
+    """Validate, COPY and upsert in one transaction; phones owned by another user are rejected.
+    Returns the report and the ids of inserted or changed recipients."""
     c = _Collector(resolution)
     async with conn.transaction():
         await conn.execute(
@@ -221,6 +227,7 @@ async def import_rows(
         good = await conn.fetchval("SELECT count(*) FROM import_rows")
         counts = await conn.fetchrow(_UPSERT, tenant_id)
     inserted, updated = (counts["inserted"], counts["updated"]) if counts else (0, 0)
-    return ImportReport(received=c.received, inserted=inserted, updated=updated,
-                        unchanged=good - inserted - updated, rejected=c.rejected,
-                        errors=sorted(c.errors, key=lambda e: e.line))
+    report = ImportReport(received=c.received, inserted=inserted, updated=updated,
+                          unchanged=good - inserted - updated, rejected=c.rejected,
+                          errors=sorted(c.errors, key=lambda e: e.line))
+    return report, list(counts["ids"]) if counts else []

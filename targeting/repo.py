@@ -14,6 +14,7 @@ __all__ = [
     "all_promotions",
     "all_recipients",
     "all_stores",
+    "recipients_by_ids",
     "get_store",
     "insert_promotion",
     "insert_recipient",
@@ -175,3 +176,12 @@ async def all_recipients(conn: Conn, *, after_id: int, limit: int) -> list[Row]:
             after_id, limit,
         )
     )
+
+
+# --- recipient import (issue 4) ---
+async def recipients_by_ids(conn: Conn, *, tenant_id: int, ids: list[int]) -> list[Row]:
+    return list(await conn.fetch(
+        f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
+        " ORDER BY id",
+        tenant_id, ids,
+    ))

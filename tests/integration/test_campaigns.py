@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.broker import delete_topics
 from hexcast.cache import Keys, connect_redis
@@ -193,6 +194,8 @@ def test_import_reports_bad_lines_and_retry_imports_once(stack: Stack, database_
         assert (retry["inserted"], retry["updated"], retry["unchanged"], retry["rejected"]) == (2, 0, 2, 0)
         again = api.post("/v1/recipients/import", content=CSV_FIXED.encode(), headers=csv_headers).json()
         assert (again["inserted"], again["unchanged"]) == (0, 4)
+        assert report["profiles_published"]
+        assert retry["profiles_published"]
         ndjson = b'{"user_id": "j1", "phone": "+13125550201"}\n{"user_id": "j2"}\nnot json\n'
         report = api.post("/v1/recipients/import", content=ndjson,
                           headers={"content-type": "application/x-ndjson"}).json()
@@ -204,6 +207,28 @@ def test_import_reports_bad_lines_and_retry_imports_once(stack: Stack, database_
                               " ORDER BY user_id", tenant_id))
     assert [r["user_id"] for r in rows] == ["a1", "a2", "a3", "a4", "j1"]
     assert rows[0]["interests"] == ["electronics", "garden"]
+    keys = asyncio.run(_profile_keys(stack, tenant_id))
+    assert keys == {f"{tenant_id}:{u}" for u in ("a1", "a2", "a3", "a4", "j1")}
+
+
+async def _profile_keys(stack: Stack, tenant_id: int) -> set[str]:
+    """Keys of this tenant's records on the profiles topic (read from the start)."""
+    settings = stack.settings
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topic = settings.topic("profiles")
+        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        keys: set[str] = set()
+        while [p for p in parts if await consumer.position(p) < ends[p]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                keys.update(m.key.decode() for m in batch if m.key)
+        return {k for k in keys if k.startswith(f"{tenant_id}:")}
+    finally:
+        await consumer.stop()
 
 
 async def _fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
