@@ -17,6 +17,7 @@ from scheduler.models import (
     CampaignCreate,
     CampaignPublic,
     CampaignStats,
+    CampaignUpdate,
     PreviewPublic,
     RunPublic,
     TemplateCreate,
@@ -67,6 +68,13 @@ async def get_template(template_id: int, tenant: TenantDep, pool: PoolDep) -> Te
         return template_public(await repo.get_template(conn, tenant_id=tenant.id, template_id=template_id))
 
 
+@router.delete("/templates/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_template(template_id: int, tenant: TenantDep, pool: PoolDep) -> None:
+    """Campaigns made from it keep their own copy of the body."""
+    async with pool.acquire() as conn:
+        await repo.delete_template(conn, tenant_id=tenant.id, template_id=template_id)
+
+
 async def _insert_campaign(pool: Any, tenant_id: int, body: CampaignCreate) -> CampaignPublic:
     values = body.model_dump(exclude={"segment"}, mode="python")
     values["segment"] = body.segment.model_dump(mode="json", exclude_defaults=True)
@@ -98,6 +106,21 @@ async def list_campaigns(tenant: TenantDep, pool: PoolDep, after_id: int = 0,
 async def get_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep) -> CampaignPublic:
     async with pool.acquire() as conn:
         return campaign_public(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignPublic)
+async def update_campaign(campaign_id: int, body: CampaignUpdate, tenant: TenantDep,
+                          pool: PoolDep) -> CampaignPublic:
+    """Rename, re-rate or reword a campaign. A new max_rate applies to runs created afterwards,
+    a new body to chunks released afterwards."""
+    values = body.model_dump(exclude_none=True)
+    async with pool.acquire() as conn:
+        if not values:
+            row = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
+        else:
+            row = await repo.update_campaign(
+                conn, tenant_id=tenant.id, campaign_id=campaign_id, values=values)
+        return campaign_public(row)
 
 
 def _next_fire(c: Campaign) -> Fire:

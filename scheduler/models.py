@@ -20,6 +20,7 @@ __all__ = [
     "CampaignCreate",
     "CampaignPublic",
     "CampaignStats",
+    "CampaignUpdate",
     "PreviewPublic",
     "RunPublic",
     "RunStats",
@@ -130,6 +131,21 @@ class CampaignCreate(BaseModel):
 
     def first_instant(self) -> datetime:
         return localize(self.first_wall(), ZoneInfo(self.time_zone))
+
+
+class CampaignUpdate(BaseModel):
+    """What may change on a campaign (see ``PATCH /v1/campaigns/{id}``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    max_rate: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] | None = None
+    body: Body | None = None
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        return None if value is None else check_body(value)
 
 
 class CampaignPublic(BaseModel):

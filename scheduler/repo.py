@@ -16,6 +16,7 @@ __all__ = [
     "active_campaigns",
     "checkpoint",
     "claim_wave",
+    "delete_template",
     "finish_wave",
     "get_campaign",
     "get_run",
@@ -31,6 +32,7 @@ __all__ = [
     "renew_lease",
     "run_state",
     "set_campaign_state",
+    "update_campaign",
     "waves_of",
 ]
 
@@ -71,6 +73,26 @@ async def list_templates(conn: Conn, *, tenant_id: int, after_id: int, limit: in
         f"SELECT {_TEMPLATE_COLS} FROM templates WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         tenant_id, after_id, limit,
     ))
+
+
+async def delete_template(conn: Conn, *, tenant_id: int, template_id: int) -> None:
+    """Campaigns keep their copy of the body; their template_id becomes NULL."""
+    gone = await conn.fetchval(
+        "DELETE FROM templates WHERE tenant_id = $1 AND id = $2 RETURNING id", tenant_id, template_id
+    )
+    if gone is None:
+        raise NotFound(f"template {template_id} not found")
+
+
+async def update_campaign(conn: Conn, *, tenant_id: int, campaign_id: int, values: dict[str, Any]) -> Row:
+    sets = ", ".join(f"{col} = ${i + 3}" for i, col in enumerate(values))
+    row: Row | None = await conn.fetchrow(
+        f"UPDATE campaigns SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {_CAMPAIGN_COLS}",
+        tenant_id, campaign_id, *values.values(),
+    )
+    if row is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    return row
 
 
 async def insert_campaign(conn: Conn, *, tenant_id: int, values: dict[str, Any]) -> Row:

@@ -207,3 +207,18 @@ async def import_recipients(
         text.close()
     published = await _publish_profiles(pool, bus, tenant.id, changed)
     return report.model_copy(update={"profiles_published": published})
+
+
+@router.get("/recipients", response_model=list[RecipientPublic])
+async def list_recipients(
+    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+) -> list[RecipientPublic]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_recipients(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
+    return [recipient_public(r) for r in rows]
+
+
+@router.get("/recipients/{user_id}", response_model=RecipientPublic)
+async def get_recipient(user_id: str, tenant: TenantDep, pool: PoolDep) -> RecipientPublic:
+    async with pool.acquire() as conn:
+        return recipient_public(await repo.get_recipient(conn, tenant_id=tenant.id, user_id=user_id))

@@ -168,6 +168,20 @@ def test_idempotency_key_replays_or_conflicts(stack: Stack, database_url: str) -
         assert (template["encoding"], template["segments"]) == ("GSM-7", 1)
         made = _campaign(api, body=None, template_id=template["id"])
         assert made["body"] == "Hello {first_name}"
+        # update and delete
+        renamed = api.patch(f"/v1/campaigns/{made['id']}", json={"name": "Renamed", "max_rate": 50})
+        assert (renamed.json()["name"], renamed.json()["max_rate"]) == ("Renamed", 50)
+        bad = api.patch(f"/v1/campaigns/{made['id']}", json={"body": "Hi {nickname}"})
+        assert bad.status_code == 422
+        assert "nickname" in bad.text
+        other = _client(stack, asyncio.run(_tenant(database_url))[1])
+        assert other.delete(f"/v1/templates/{template['id']}").status_code == 404
+        assert other.patch(f"/v1/campaigns/{made['id']}", json={"name": "x"}).status_code == 404
+        assert other.get(f"/v1/campaigns/{made['id']}").status_code == 404
+        assert api.delete(f"/v1/templates/{template['id']}").status_code == 204
+        assert api.get(f"/v1/templates/{template['id']}").status_code == 404
+        kept = api.get(f"/v1/campaigns/{made['id']}").json()
+        assert (kept["template_id"], kept["body"]) == (None, "Hello {first_name}")
 
 
 CSV_BAD = (
@@ -203,6 +217,11 @@ def test_import_reports_bad_lines_and_retry_imports_once(stack: Stack, database_
         fatal = api.post("/v1/recipients/import", content=b"phone\n+13125550301\n", headers=csv_headers)
         assert fatal.status_code == 422
         assert "user_id" in fatal.text
+        listed = api.get("/v1/recipients", params={"limit": 2}).json()
+        assert [r["user_id"] for r in listed] == ["a1", "a4"]  # by id: the first import's good rows
+        one = api.get("/v1/recipients/a3").json()
+        assert (one["time_zone"], one["consent"]) == ("Asia/Kolkata", True)
+        assert api.get("/v1/recipients/nobody").status_code == 404
     rows = asyncio.run(_fetch(database_url, "SELECT user_id, interests FROM recipients WHERE tenant_id = $1"
                               " ORDER BY user_id", tenant_id))
     assert [r["user_id"] for r in rows] == ["a1", "a2", "a3", "a4", "j1"]
