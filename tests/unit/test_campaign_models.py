@@ -74,3 +74,20 @@ def test_holdout_share_is_close_to_the_percentage() -> None:
     held = sum(is_holdout(campaign_id=1, recipient_id=r, pct=5) for r in range(20_000))
     assert 800 < held < 1200
     assert sum(is_holdout(campaign_id=1, recipient_id=r, pct=0) for r in range(1000)) == 0
+
+
+def test_openapi_lists_campaign_endpoints_with_the_api_key_scheme() -> None:
+    from hexcast.api import create_app
+    from hexcast.settings import load_settings
+
+    spec = create_app(load_settings()).openapi()
+    ours = {path: ops for path, ops in spec["paths"].items()
+            if path.startswith(("/v1/campaigns", "/v1/templates", "/v1/recipients"))}
+    assert {"/v1/campaigns/{campaign_id}/preview", "/v1/campaigns/{campaign_id}/stats",
+            "/v1/campaigns/{campaign_id}/pause", "/v1/recipients/import"} <= set(ours)
+    for path, ops in ours.items():
+        for method, op in ops.items():
+            assert {"APIKeyHeader": []} in op.get("security", []), (method, path)
+    post = spec["paths"]["/v1/campaigns"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in post["parameters"]}
+    assert "text/csv" in spec["paths"]["/v1/recipients/import"]["post"]["requestBody"]["content"]
