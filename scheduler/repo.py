@@ -171,6 +171,8 @@ async def insert_run(
             "INSERT INTO campaign_waves (run_id, time_zone, fire_at, deadline_at) VALUES ($1, $2, $3, $4)",
             [(run_id, w.time_zone, w.fire_at, w.deadline_at) for w in waves],
         )
+        if not waves:  # an empty recipient-local audience: nothing to release
+            await conn.execute("UPDATE campaign_runs SET released_at = now() WHERE id = $1", run_id)
     return run_id
 
 

@@ -293,6 +293,11 @@ def test_preview_equals_what_the_run_releases(stack: Stack, database_url: str) -
         assert held[0]["n"] == preview["holdout"]
         stats = eventually(lambda: _stats_sent(api, c["id"], preview["sendable"]), timeout=60)
         assert stats["held_out"] == preview["holdout"]
+        nobody = _campaign(api, time_mode="recipient_local", segment={"user_ids": ["ghost"]})
+        assert api.post(f"/v1/campaigns/{nobody['id']}/preview").json()["audience"] == 0
+        empty = api.post(f"/v1/campaigns/{nobody['id']}/run-now").json()
+        assert empty["waves"] == []
+        assert empty["released_at"] is not None
 
 
 def _stats_sent(api: httpx.Client, campaign_id: int, expected: int) -> dict[str, Any] | None:
