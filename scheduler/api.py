@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from hexcast.cache import Keys
 from hexcast.control import RunControl, RunState
+from hexcast.db import Conn
 from hexcast.errors import ConflictError
 from hexcast.idempotency import IdempotencyKey, idempotent, request_hash
+from hexcast.settings import Settings
 from hexcast.web import PoolDep, SettingsDep, TenantDep
 from scheduler import repo
 from scheduler.models import (
@@ -24,7 +27,7 @@ from scheduler.models import (
     TemplatePublic,
 )
 from scheduler.runs import create_run, zone_counts
-from scheduler.service import Campaign, Fire, build_preview, due_fire
+from scheduler.service import Campaign, Fire, build_preview, upcoming_fire
 from scheduler.views import campaign_public, run_public, run_stats, template_public
 from sender.stats import run_message_stats
 
@@ -75,7 +78,7 @@ async def delete_template(template_id: int, tenant: TenantDep, pool: PoolDep) ->
         await repo.delete_template(conn, tenant_id=tenant.id, template_id=template_id)
 
 
-async def _insert_campaign(pool: Any, tenant_id: int, body: CampaignCreate) -> CampaignPublic:
+async def _insert_campaign(pool: asyncpg.Pool, tenant_id: int, body: CampaignCreate) -> CampaignPublic:
     values = body.model_dump(exclude={"segment"}, mode="python")
     values["segment"] = body.segment.model_dump(mode="json", exclude_defaults=True)
     values["lane"] = body.lane.value
@@ -124,9 +127,7 @@ async def update_campaign(campaign_id: int, body: CampaignUpdate, tenant: Tenant
 
 
 def _next_fire(c: Campaign) -> Fire:
-    """The campaign's next fire for previews (its one-shot fire even when it has passed)."""
-    far = datetime(9999, 1, 1, tzinfo=UTC)
-    fire = due_fire(c, last=None, now=far, grace=far - datetime.now(UTC))
+    fire = upcoming_fire(c, now=datetime.now(UTC))
     if fire is None:
         raise ConflictError("campaign has no further runs")
     return fire
@@ -146,7 +147,7 @@ async def preview_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep,
 _CAMPAIGN_FROM = {"paused": ("active",), "active": ("paused",), "cancelled": ("active", "paused")}
 
 
-async def _set_state(pool: Any, control: RunControl, tenant_id: int, campaign_id: int,
+async def _set_state(pool: asyncpg.Pool, control: RunControl, tenant_id: int, campaign_id: int,
                      state: str, run_state: RunState, from_states: list[str]) -> CampaignPublic:
     async with pool.acquire() as conn, conn.transaction():
         row = await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id)
@@ -199,7 +200,8 @@ async def run_now(campaign_id: int, tenant: TenantDep, pool: PoolDep, settings: 
                             digest=request_hash(f"/v1/campaigns/{campaign_id}/run-now", None), create=create)
 
 
-async def start_now(conn: Any, control: RunControl, c: Campaign, settings: Any) -> int:
+async def start_now(conn: Conn, control: RunControl, c: Campaign, settings: Settings) -> int:
+    """Create a run of ``c`` whose waves all fire now."""
     now = datetime.now(UTC)
     run_id = await create_run(conn, control, c, Fire(now.replace(tzinfo=None), now), settings, now_run=True)
     if run_id is None:

@@ -26,6 +26,7 @@ __all__ = [
     "max_segments",
     "plan_waves",
     "run_rate",
+    "upcoming_fire",
 ]
 
 #: The earliest civil offset on Earth (UTC+14): a recipient-local run starts this far ahead.
@@ -122,6 +123,15 @@ def due_fire(c: Campaign, *, last: datetime | None, now: datetime, grace: timede
     if c.deadline is not None and wall >= c.deadline:
         return None
     return fire
+
+
+def upcoming_fire(c: Campaign, *, now: datetime) -> Fire | None:
+    """The next fire after ``now`` (a one-shot's fire even if past), for previews."""
+    fire = (_local_fire if c.local else _fixed_fire)(c, None, now, timedelta(0))
+    if fire is None or c.deadline is None:
+        return fire
+    wall = fire.scheduled_for if c.local else wall_clock(fire.first_fire_at, c.zone)
+    return fire if wall < c.deadline else None
 
 
 def plan_waves(c: Campaign, fire: Fire, zones: list[ZoneCount], *, now_run: bool = False) -> list[WavePlan]:

@@ -91,3 +91,21 @@ def test_openapi_lists_campaign_endpoints_with_the_api_key_scheme() -> None:
     post = spec["paths"]["/v1/campaigns"]["post"]
     assert "Idempotency-Key" in {p["name"] for p in post["parameters"]}
     assert "text/csv" in spec["paths"]["/v1/recipients/import"]["post"]["requestBody"]["content"]
+
+
+def test_upcoming_fire_for_previews() -> None:
+    from dataclasses import replace
+
+    from scheduler.service import upcoming_fire
+
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    one_shot = _campaign()
+    fire = upcoming_fire(one_shot, now=now)
+    assert fire is not None
+    assert fire.scheduled_for == datetime(2030, 11, 26, 9)
+    cron = replace(one_shot, cron="0 9 * * *", run_at=None, time_mode="fixed")
+    fire = upcoming_fire(cron, now=now)
+    assert fire is not None
+    assert fire.first_fire_at == datetime(2026, 11, 22, 15, tzinfo=UTC)  # 09:00 CST today
+    ended = replace(cron, deadline=datetime(2026, 11, 22, 8))
+    assert upcoming_fire(ended, now=now) is None
