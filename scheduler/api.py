@@ -16,12 +16,14 @@ from hexcast.idempotency import IdempotencyKey, idempotent, request_hash
 from hexcast.settings import Settings
 from hexcast.web import PoolDep, SettingsDep, TenantDep
 from scheduler import repo
+from scheduler.forecast import QuietHours
 from scheduler.models import (
     CampaignCreate,
     CampaignPublic,
     CampaignStats,
     CampaignUpdate,
     PreviewPublic,
+    PreviewRequest,
     RunPublic,
     TemplateCreate,
     TemplatePublic,
@@ -134,14 +136,17 @@ def _next_fire(c: Campaign) -> Fire:
 
 
 @router.post("/campaigns/{campaign_id}/preview", response_model=PreviewPublic)
-async def preview_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep,
-                           settings: SettingsDep) -> PreviewPublic:
-    """Audience per zone, holdout, cost units and the wave forecast of the next run."""
+async def preview_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep, settings: SettingsDep,
+                           body: PreviewRequest | None = None) -> PreviewPublic:
+    """Audience per zone, holdout, cost units and the wave forecast of the next run, with a
+    deadline verdict and the rate needed; optionally with quiet hours (no sending then)."""
+    quiet = body.quiet_hours if body is not None else None
     async with pool.acquire() as conn:
         c = Campaign.from_row(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
         zones = await zone_counts(conn, c, as_of=datetime.now(UTC), resolution=settings.h3_resolution)
     return build_preview(c, _next_fire(c), zones, provider_rate=settings.provider_rate_per_s,
-                         bulk_share=settings.bulk_share)
+                         bulk_share=settings.bulk_share,
+                         quiet=QuietHours(quiet.start, quiet.end) if quiet is not None else None)
 
 
 _CAMPAIGN_FROM = {"paused": ("active",), "active": ("paused",), "cancelled": ("active", "paused")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,8 @@ __all__ = [
     "CampaignStats",
     "CampaignUpdate",
     "PreviewPublic",
+    "PreviewRequest",
+    "QuietHoursIn",
     "RunPublic",
     "RunStats",
     "TemplateCreate",
@@ -163,6 +165,21 @@ class CampaignPublic(BaseModel):
     lane: Lane
     state: str
     created_at: datetime
+
+
+class QuietHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: time = Field(description="Local time quiet hours begin, e.g. 21:00")
+    end: time = Field(description="Local time they end, e.g. 08:00 (may wrap midnight)")
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quiet_hours: QuietHoursIn | None = Field(
+        default=None, description="Forecast with no sending in these local hours"
+    )
 
 
 class ZonePreview(BaseModel):

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.forecast import WavePlan, bulk_capacity, forecast, pacing_rate, required_rate
+from scheduler.forecast import (
+    QuietHours,
+    WavePlan,
+    bulk_capacity,
+    forecast,
+    pacing_rate,
+    required_rate,
+)
 from scheduler.models import PreviewPublic, ZonePreview
 from scheduler.timing import localize, next_fire, wall_clock
 from sender.keys import bulk_key
@@ -192,14 +199,15 @@ def _verdict(meets: bool, need: float | None, capacity: float) -> str:
 
 
 def build_preview(
-    c: Campaign, fire: Fire, zones: list[ZoneCount], *, provider_rate: float, bulk_share: float
+    c: Campaign, fire: Fire, zones: list[ZoneCount], *, provider_rate: float, bulk_share: float,
+    quiet: QuietHours | None = None,
 ) -> PreviewPublic:
     """Audience per zone, holdout, cost and the wave forecast for ``fire``."""
     plans = plan_waves(c, fire, zones)
     capacity = bulk_capacity(provider_rate, bulk_share, c.max_rate)
-    rate = pacing_rate(plans, capacity)
-    waves = forecast(plans, rate)
-    need = required_rate(plans)
+    rate = pacing_rate(plans, capacity, quiet=quiet, default_zone=c.time_zone)
+    waves = forecast(plans, rate, quiet=quiet, default_zone=c.time_zone)
+    need = required_rate(plans, quiet=quiet, default_zone=c.time_zone)
     meets = need is None or need <= capacity
     by_zone = {w.time_zone: w for w in waves}
     encoding, segs = max_segments(c.body)

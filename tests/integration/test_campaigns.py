@@ -270,6 +270,15 @@ def test_preview_equals_what_the_run_releases(stack: Stack, database_url: str) -
         assert late["meets_deadline"] is False
         assert "cannot meet deadline" in late["verdict"]
         assert late["required_rate_per_s"] > 2  # ~540 a zone in the minute before each deadline
+        quiet = {"quiet_hours": {"start": "08:30", "end": "09:00:30"}}  # only 30 s left to send
+        later = api.post(f"/v1/campaigns/{tight['id']}/preview", json=quiet).json()
+        assert later["required_rate_per_s"] == pytest.approx(late["required_rate_per_s"] * 2, rel=0.01)
+        starts = {datetime.fromisoformat(z["starts_at"]).astimezone(ZoneInfo(z["time_zone"])).time()
+                  for z in later["zones"]}
+        assert {t.isoformat() for t in starts} == {"09:00:30"}  # each wave waits for its quiet hours
+        bad = api.post(f"/v1/campaigns/{tight['id']}/preview", json={"quiet_hours": {"start": "25:00"}})
+        assert bad.status_code == 422
+        assert "quiet_hours" in bad.text
         c = _campaign(api, time_mode="recipient_local", segment=segment)
         preview = api.post(f"/v1/campaigns/{c['id']}/preview").json()
         assert preview["audience"] == 3000 * 4 // 5 - 2

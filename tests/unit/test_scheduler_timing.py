@@ -161,3 +161,40 @@ def test_required_rate_meets_every_deadline(spec: list[tuple[int, int, int]]) ->
     assert need is not None
     for w in forecast(waves, need * 1.000001):
         assert w.finishes_at <= w.deadline_at + timedelta(seconds=1)  # type: ignore[operator]
+
+
+def test_quiet_hours_delay_and_pause_a_wave() -> None:
+    from datetime import time
+
+    from scheduler.forecast import QuietHours
+
+    quiet = QuietHours(time(21), time(8))
+    chicago = "America/Chicago"
+    t0 = datetime(2026, 11, 26, 2, tzinfo=UTC)  # 20:00 CST: one hour before quiet hours
+    # 2 hours of sending: 1 h before 21:00, then a pause until 08:00, then 1 h → 09:00 CST
+    out = forecast([WavePlan(chicago, t0, 7200)], 1.0, quiet=quiet)
+    assert out[0].starts_at == t0
+    assert out[0].finishes_at == datetime(2026, 11, 26, 15, tzinfo=UTC)
+    # fired inside quiet hours: starts at 08:00 local
+    late = forecast([WavePlan(chicago, datetime(2026, 11, 26, 5, tzinfo=UTC), 60)], 1.0, quiet=quiet)
+    assert late[0].starts_at == datetime(2026, 11, 26, 14, tzinfo=UTC)
+    # the deadline at 22:00 CST needs the hour before quiet hours to carry everything: 2/s
+    due = [WavePlan(chicago, t0, 7200, datetime(2026, 11, 26, 4, tzinfo=UTC))]
+    assert required_rate(due, quiet=quiet) == pytest.approx(2.0, rel=1e-3)
+    assert required_rate(due) == pytest.approx(1.0)  # without quiet hours: 7200 over 2 h
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 20_000), st.integers(0, 47), st.sampled_from(ZONES))
+def test_quiet_hours_never_send_inside_the_window(n: int, hour: int, zone: str) -> None:
+    from datetime import time
+
+    from scheduler.forecast import QuietHours
+
+    quiet = QuietHours(time(21), time(8))
+    start = datetime(2026, 3, 7, tzinfo=UTC) + timedelta(hours=hour)
+    out = forecast([WavePlan(zone, start, n)], 1.0, quiet=quiet)[0]
+    local_start = out.starts_at.astimezone(ZoneInfo(zone)).time()
+    if n:
+        assert time(8) <= local_start < time(21)
+    assert out.finishes_at - out.starts_at >= timedelta(seconds=n)
