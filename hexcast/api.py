@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,7 @@ from hexcast.logging import configure_logging, get_logger
 from hexcast.settings import Settings
 from scheduler.api import router as campaigns_router
 from sender.api import router as sender_router
+from streams.api import openapi_schemas as visit_schemas
 from streams.api import router as visits_router
 from targeting.api import router as targeting_router
 
@@ -88,6 +90,20 @@ def _body_limit(
     return middleware
 
 
+def _extend_openapi(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Add component schemas that routes with hand-written request bodies refer to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API app; resources open in the lifespan, never at import."""
 
@@ -116,6 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(targeting_router)
     app.include_router(sender_router)
     app.include_router(campaigns_router)
+
+    _extend_openapi(app, visit_schemas())
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, bool]:

@@ -98,6 +98,18 @@ def matcher() -> None:
     run_worker(faust_app, loglevel="warning")
 
 
+@app.command("archiver")
+def archiver() -> None:
+    """Run an archiver worker: visits → the PostgreSQL visit history."""
+    from streams.app import create_faust_app, run_worker
+    from streams.archive import register_archiver
+
+    settings = _settings()
+    faust_app = create_faust_app(settings, role="archiver")
+    register_archiver(faust_app, settings)
+    run_worker(faust_app, loglevel="warning")
+
+
 @app.command("sender")
 def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serves")] = Lane.GEO) -> None:
     """Run a sender worker for one lane."""
@@ -116,7 +128,7 @@ def provider_sim() -> None:
     from sender.simulator import SimConfig, run_sim
 
     s = _settings()
-    dlr_url = s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr"
+    dlr_url = (s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr") if s.sim_receipts else None
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
                        dlr_token=s.dlr_webhook_token, token=s.provider_token)
     run_sim(config, s.sim_host, s.sim_port)

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     sim_dlr_url: str | None = Field(
         default=None, description="Where receipts go; default: the api's /v1/webhooks/dlr."
     )
+    sim_receipts: bool = Field(default=True, description="Post delivery receipts at all.")
 
     # Matching
     h3_resolution: int = Field(default=10, ge=5, le=13)

@@ -23,6 +23,7 @@ from hexcast.localinfra import (
     postgres_reachable,
     redis_reachable,
 )
+from hexcast.logging import configure_logging
 from hexcast.ops import migrate, new_tenant, sync_catalog
 from hexcast.procs import ChildProcess, hexcast_process, wait_http
 from hexcast.settings import Settings, get_settings
@@ -36,6 +37,7 @@ PROCESSES = {
     "provider-sim": ["provider-sim"],
     "api": ["api"],
     "matcher": ["matcher"],
+    "archiver": ["archiver"],
     "sender-geo": ["sender", "--lane", "geo"],
     "scheduler": ["scheduler"],
 }
@@ -112,24 +114,32 @@ async def _watch(settings: Settings, tenant_id: int, until: float) -> None:
         await conn.close()
 
 
+def _start_children(live: Settings, state: Path, procs: contextlib.ExitStack) -> list[ChildProcess]:
+    children = []
+    for name, args in PROCESSES.items():
+        child = hexcast_process(name, args, env=live.to_env(), log_dir=state / "logs")
+        child.spawn()
+        procs.callback(child.terminate, 10.0)  # stopped before the infrastructure, in reverse
+        children.append(child)
+    wait_http(f"{live.provider_url}/health", child=children[0])
+    wait_http(f"{live.api_public_url}/health", child=children[1])
+    return children
+
+
 def run_stack(*, visits: int, duration: float) -> None:
     """Start everything, seed, replay, show deliveries; Ctrl-C (or ``duration``) stops it."""
     settings = get_settings()
+    configure_logging("warning" if settings.log_level == "info" else settings.log_level)
     state = Path(settings.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _on_signal)
-    children: list[ChildProcess] = []
+    signal.signal(signal.SIGINT, _on_signal)
     try:
-        with _infrastructure(settings, state) as live:
+        with _infrastructure(settings, state) as live, contextlib.ExitStack() as procs:
             tenant_id, key = asyncio.run(_prepare(live))
-            env = live.to_env()
-            for name, args in PROCESSES.items():
-                child = hexcast_process(name, args, env=env, log_dir=state / "logs")
-                child.spawn()
-                children.append(child)
-            wait_http(f"{live.provider_url}/health", child=children[0])
-            wait_http(f"{live.api_public_url}/health", child=children[1])
-            console.print(f"[green]api[/] {live.api_public_url}/docs  (demo API key: {key})")
+            _start_children(live, state, procs)
+            console.print(f"[green]api[/] {live.api_public_url}/docs")
+            console.print(f"[green]demo API key[/] {key}", soft_wrap=True)
             with httpx.Client(base_url=live.api_public_url, headers={"X-API-Key": key},
                               timeout=30) as api:
                 seeded = seed_demo(api)
@@ -137,10 +147,11 @@ def run_stack(*, visits: int, duration: float) -> None:
                 _replay(api, visits, seeded["recipients"])
             console.print("[bold]watching deliveries (Ctrl-C to stop)…[/]")
             until = time.monotonic() + (duration if duration > 0 else float("inf"))
-            asyncio.run(_watch(live, tenant_id, until))
+            try:
+                asyncio.run(_watch(live, tenant_id, until))
+            except (KeyboardInterrupt, _Stop):
+                console.print("\nstopping…")
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
     except (KeyboardInterrupt, _Stop):
-        console.print("\nstopping…")
-    finally:
-        for child in reversed(children):
-            child.terminate(grace_s=10)
-        console.print(f"stopped. logs in {state / 'logs'}")
+        console.print("\nstopped during start-up")
+    console.print(f"stopped. logs in {state / 'logs'}")

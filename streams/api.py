@@ -14,7 +14,7 @@ from hexcast.web import BusDep, TenantDep
 from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
 from streams.service import group_visits, visit_key
 
-__all__ = ["router"]
+__all__ = ["openapi_schemas", "router"]
 
 router = APIRouter(prefix="/v1", tags=["visits"])
 
@@ -33,6 +33,16 @@ _BODY_SCHEMA: dict[str, Any] = {
         },
     }
 }
+
+
+def openapi_schemas() -> dict[str, Any]:
+    """Component schemas the hand-written request body above refers to."""
+    found: dict[str, Any] = {}
+    for model in (VisitIn, VisitBatchIn):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        found.update(schema.pop("$defs", {}))
+        found[model.__name__] = schema
+    return found
 
 
 async def _parse(request: Request) -> list[VisitIn]:

@@ -19,7 +19,7 @@ from h3.api import basic_int as h3i
 from shapely.geometry import MultiPolygon, Polygon
 
 from hexcast.errors import InvalidInput
-from targeting.geofence import FenceGeometry, distance_m, geometry_distance_m
+from targeting.geofence import FenceGeometry, distance_m, geometry_distances_m
 
 __all__ = ["CellIndex", "FenceEntry"]
 
@@ -195,15 +195,13 @@ class CellIndex:
             raise InvalidInput(
                 f"radius {radius_m} m must be a finite number >= 0", field="radius_m"
             )
-        out: list[tuple[FenceEntry, float]] = []
+        near: list[FenceEntry] = []
         for store_id in self._stores_near(lat, lng, radius_m):
             c_lat, c_lng, reach = self._reach[store_id]
-            if distance_m(lat, lng, c_lat, c_lng) - reach > radius_m:
-                continue  # cheap bound: even the bounding circle is too far
-            entry = self._entries[store_id]
-            dist = geometry_distance_m(entry.geometry, lat, lng)
-            if dist <= radius_m:
-                out.append((entry, dist))
+            if distance_m(lat, lng, c_lat, c_lng) - reach <= radius_m:  # bounding circle close
+                near.append(self._entries[store_id])
+        distances = geometry_distances_m([e.geometry for e in near], lat, lng)
+        out = [(e, d) for e, d in zip(near, distances, strict=True) if d <= radius_m]
         out.sort(key=lambda pair: (pair[1], pair[0].store_id))
         return out
 

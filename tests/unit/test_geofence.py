@@ -366,6 +366,16 @@ def test_cover_is_compacted_sorted_and_tight() -> None:
     assert math.pi * 500**2 < area < 2.5 * math.pi * 500**2
 
 
+def test_cover_respects_holes() -> None:
+    fence = polygon(square(10.0, 50.0, 0.01), square(10.002, 50.002, 0.006))
+    geom = fence_geometry(fence, lat=0, lng=0)
+    cells = cover_cells(geom, resolution=10)
+    assert not covered(cells, 50.005, 10.005, 10)  # the middle of the hole
+    for step in range(101):  # along the band between the outer ring and the hole
+        assert covered(cells, 50.001, 10.0 + step * 0.0001, 10)
+        assert covered(cells, 50.0 + step * 0.0001, 10.0085, 10)
+
+
 def test_cover_of_a_fence_smaller_than_a_cell() -> None:
     geom = fence_geometry(circle(10), lat=40.7, lng=-74.0)
     assert cover_cells(geom, resolution=6) == [h3.latlng_to_cell(40.7, -74.0, 6)]

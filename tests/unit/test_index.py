@@ -258,7 +258,7 @@ def test_bad_arguments() -> None:
         CellIndex(16)
     index = CellIndex(10)
     with pytest.raises(InvalidInput, match="Polygon or MultiPolygon"):
-        index.upsert(1, 1, None, [h3.latlng_to_cell(*NYC, 10)])  # type: ignore[arg-type]
+        index.upsert(1, 1, None, [h3.latlng_to_cell(*NYC, 10)])
     with pytest.raises(InvalidInput, match="not a valid latitude/longitude"):
         index.candidates(91.0, 0.0)
     with pytest.raises(InvalidInput, match="not a valid latitude/longitude"):
