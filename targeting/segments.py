@@ -8,7 +8,8 @@ The scheduler, the preview endpoint and the notebooks all call these, so they ag
 Recipients without a time zone belong to the campaign's zone (``fallback_zone``).
 Geography: ``h3_cells`` match recipients whose stored cell or one of its ancestors is listed;
 ``polygon`` is covered by H3 cells ("overlap", so it may include a sliver outside the edge);
-``near_stores`` is a great-circle distance from the tenant's own stores.
+``near_stores`` is a great-circle distance from the tenant's own stores. Recency uses the
+later of ``recipients.last_visit_at`` (imports) and the archived ``visits`` history.
 """
 
 from __future__ import annotations
@@ -168,6 +169,13 @@ def _geo_clauses(c: SegmentCriteria, p: SqlParams, resolution: int) -> list[str]
     return out
 
 
+# The latest of the imported last visit and the archived visit history (``visits``).
+_LAST_VISIT = (
+    "GREATEST(r.last_visit_at, (SELECT max(v.ts) FROM visits v"
+    " WHERE v.tenant_id = r.tenant_id AND v.user_id = r.user_id))"
+)
+
+
 def _criteria(
     c: SegmentCriteria, p: SqlParams, *, fallback_zone: str, as_of: datetime, resolution: int
 ) -> list[str]:
@@ -179,10 +187,10 @@ def _criteria(
         out.append(f"{zone_expr(p, fallback_zone)} = ANY({p.add(c.time_zones)}::text[])")
     out.extend(_geo_clauses(c, p, resolution))
     if c.visited_within_days is not None:
-        out.append(f"r.last_visit_at >= {p.add(as_of)}::timestamptz"
+        out.append(f"{_LAST_VISIT} >= {p.add(as_of)}::timestamptz"
                    f" - make_interval(days => {p.add(c.visited_within_days)}::int)")
     if c.not_visited_within_days is not None:
-        out.append(f"(r.last_visit_at IS NULL OR r.last_visit_at < {p.add(as_of)}::timestamptz"
+        out.append(f"({_LAST_VISIT} IS NULL OR {_LAST_VISIT} < {p.add(as_of)}::timestamptz"
                    f" - make_interval(days => {p.add(c.not_visited_within_days)}::int))")
     if c.user_ids:
         out.append(f"r.user_id = ANY({p.add(c.user_ids)}::text[])")
