@@ -8,6 +8,7 @@ and a retry of the same file imports each good row exactly once (unchanged rows 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -191,16 +192,21 @@ FROM up
 """
 
 
-async def _copy(conn: Conn, rows: Iterator[tuple[int, dict[str, Any] | str]], c: _Collector) -> None:
+def _next_batch(rows: Iterator[tuple[int, dict[str, Any] | str]], c: _Collector) -> list[tuple[Any, ...]]:
+    """Read and validate rows until a COPY batch is full or the input ends (runs in a thread)."""
     batch: list[tuple[Any, ...]] = []
     for line, raw in rows:
         record = c.record(line, raw)
         if record is not None:
             batch.append(record)
         if len(batch) >= _COPY_BATCH:
-            await conn.copy_records_to_table("import_rows", records=batch, columns=_COLUMNS)
-            batch = []
-    if batch:
+            break
+    return batch
+
+
+async def _copy(conn: Conn, rows: Iterator[tuple[int, dict[str, Any] | str]], c: _Collector) -> None:
+    """Validation (CPU-bound: phonenumbers, pydantic, H3) runs off the event loop, batch by batch."""
+    while batch := await asyncio.to_thread(_next_batch, rows, c):
         await conn.copy_records_to_table("import_rows", records=batch, columns=_COLUMNS)
 
 
