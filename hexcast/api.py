@@ -12,10 +12,12 @@ from fastapi.responses import JSONResponse
 
 from hexcast import __version__
 from hexcast.bus import Bus, BusUnavailable
+from hexcast.cache import connect_redis
 from hexcast.db import connect_pool
 from hexcast.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
 from hexcast.logging import configure_logging, get_logger
 from hexcast.settings import Settings
+from scheduler.api import router as campaigns_router
 from sender.api import router as sender_router
 from streams.api import openapi_schemas as visit_schemas
 from streams.api import router as visits_router
@@ -72,8 +74,11 @@ def _jsonable(errors: object) -> object:
 Handler = Callable[..., Awaitable[Response]]
 
 
-def _body_limit(limit: int) -> Callable[[Request, Handler], Awaitable[Response]]:
+def _body_limit(
+    default: int, large: dict[str, int] | None = None
+) -> Callable[[Request, Handler], Awaitable[Response]]:
     async def middleware(request: Request, call_next: Handler) -> Response:
+        limit = (large or {}).get(request.url.path, default)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return JSONResponse(
@@ -109,20 +114,24 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = await connect_pool(settings.database_url, max_size=20)
         app.state.bus = Bus(settings)
         await app.state.bus.start()
+        app.state.redis = connect_redis(settings.redis_url)
         log.info("api_started", port=settings.api_port)
         try:
             yield
         finally:
             await app.state.bus.stop()
+            await app.state.redis.aclose()
             await app.state.pool.close()
 
     app = FastAPI(title="hexcast", version=__version__, lifespan=lifespan)
     app.add_exception_handler(HexcastError, _hexcast_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.middleware("http")(_body_limit(settings.max_body_bytes))
+    app.middleware("http")(_body_limit(
+        settings.max_body_bytes, {"/v1/recipients/import": settings.import_max_bytes}))
     app.include_router(visits_router)
     app.include_router(targeting_router)
     app.include_router(sender_router)
+    app.include_router(campaigns_router)
 
     _extend_openapi(app, visit_schemas())
 

@@ -12,6 +12,7 @@ import typer
 from hexcast.errors import HexcastError
 from hexcast.logging import configure_logging
 from hexcast.settings import Settings, get_settings
+from scheduler.cli import campaign_app, scheduler_command
 from sender.models import Lane
 
 __all__ = ["main"]
@@ -24,6 +25,8 @@ catalog_app = typer.Typer(no_args_is_help=True, help="Catalog and profile topics
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(campaign_app, name="campaign")
+app.command("scheduler")(scheduler_command)
 
 
 def _settings() -> Settings:

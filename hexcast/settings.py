@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     h3_resolution: int = Field(default=10, ge=5, le=13)
     geo_ttl_s: int = Field(default=1800, ge=1)
 
+    # --- scheduler and campaigns ---
+    scheduler_poll_s: float = Field(default=1.0, gt=0, description="How often due runs are looked for.")
+    scheduler_lease_s: float = Field(
+        default=30.0, ge=1, description="A wave's claim lapses this long after its last checkpoint."
+    )
+    scheduler_chunk_size: int = Field(default=1000, ge=1, le=1000)
+    scheduler_misfire_grace_s: float = Field(
+        default=3600.0, ge=0, description="Fires missed by more than this are skipped."
+    )
+    bulk_share: float = Field(
+        default=0.6, gt=0, le=1, description="Share of provider_rate_per_s left for bulk after otp/geo."
+    )
+    import_max_bytes: int = Field(default=268_435_456, ge=1024, description="Recipient import body cap.")
+
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, value: str | None) -> str | None:

@@ -39,6 +39,7 @@ PROCESSES = {
     "matcher": ["matcher"],
     "archiver": ["archiver"],
     "sender-geo": ["sender", "--lane", "geo"],
+    "scheduler": ["scheduler"],
 }
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import csv
+import io
+import tempfile
+from typing import IO, Annotated
 
-from fastapi import APIRouter, Query, status
+import asyncpg
+from fastapi import APIRouter, Query, Request, status
 
+from hexcast.bus import BusUnavailable
+from hexcast.errors import ConflictError, InvalidInput
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
 from targeting import repo
+from targeting.imports import ImportReport, ImportRow, import_rows, parse_csv, parse_json
 from targeting.models import (
     PromotionCreate,
     PromotionPublic,
@@ -130,3 +137,88 @@ async def create_recipient(
     record = profile_record(row)
     await bus.publish("profiles", record.key, record.encode())
     return recipient_public(row)
+
+
+# --- recipient import (issue 4) ---
+_IMPORT_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": ImportRow.model_json_schema()}},
+        },
+    }
+}
+
+
+async def _spool(request: Request, limit: int) -> IO[bytes]:
+    fh = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed by the caller
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            fh.close()
+            raise InvalidInput(f"import body exceeds {limit} bytes", field="body")
+        fh.write(chunk)
+    fh.seek(0)
+    return fh
+
+
+async def _publish_profiles(pool: PoolDep, bus: BusDep, tenant_id: int, ids: list[int]) -> bool:
+    """Publish changed recipients to ``profiles``; False if the broker did not take them."""
+    try:
+        for start in range(0, len(ids), 1000):
+            async with pool.acquire() as conn:
+                rows = await repo.recipients_by_ids(conn, tenant_id=tenant_id, ids=ids[start:start + 1000])
+            records = [profile_record(r) for r in rows]
+            await bus.publish_many("profiles", [(r.key, r.encode()) for r in records])
+    except BusUnavailable:
+        return False
+    return True
+
+
+@router.post("/recipients/import", response_model=ImportReport, openapi_extra=_IMPORT_DOC)
+async def import_recipients(
+    request: Request, tenant: TenantDep, pool: PoolDep, bus: BusDep, settings: SettingsDep
+) -> ImportReport:
+    """Bulk create or update recipients from CSV (header row; interests separated by ``|``),
+    NDJSON or a JSON array. Bad rows are reported by line and skipped; good rows are upserted
+    on user_id, so a retry imports each row once. Changed recipients are then published to
+    the profiles topic (``profiles_published``; if false, run ``hexcast catalog sync``)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("text/csv", "application/json", "application/x-ndjson"):
+        raise InvalidInput("content-type must be text/csv, application/json or application/x-ndjson",
+                           field="content-type")
+    raw = await _spool(request, settings.import_max_bytes)
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    rows = parse_csv(text) if ctype == "text/csv" else parse_json(text)
+    try:
+        async with pool.acquire() as conn:
+            report, changed = await import_rows(conn, tenant_id=tenant.id, rows=rows,
+                                                resolution=settings.h3_resolution)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"body is not UTF-8: {exc.reason}", field="body") from None
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV, nothing imported: {exc}", field="body") from None
+    except asyncpg.UniqueViolationError as exc:
+        raise ConflictError(f"rows swap phones between recipients, nothing imported: {exc}") from None
+    finally:
+        text.close()
+    published = await _publish_profiles(pool, bus, tenant.id, changed)
+    return report.model_copy(update={"profiles_published": published})
+
+
+@router.get("/recipients", response_model=list[RecipientPublic])
+async def list_recipients(
+    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+) -> list[RecipientPublic]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_recipients(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
+    return [recipient_public(r) for r in rows]
+
+
+@router.get("/recipients/{user_id}", response_model=RecipientPublic)
+async def get_recipient(user_id: str, tenant: TenantDep, pool: PoolDep) -> RecipientPublic:
+    async with pool.acquire() as conn:
+        return recipient_public(await repo.get_recipient(conn, tenant_id=tenant.id, user_id=user_id))

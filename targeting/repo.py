@@ -14,6 +14,9 @@ __all__ = [
     "all_promotions",
     "all_recipients",
     "all_stores",
+    "get_recipient",
+    "list_recipients",
+    "recipients_by_ids",
     "get_store",
     "insert_promotion",
     "insert_recipient",
@@ -175,3 +178,29 @@ async def all_recipients(conn: Conn, *, after_id: int, limit: int) -> list[Row]:
             after_id, limit,
         )
     )
+
+
+# --- recipient import (issue 4) ---
+async def recipients_by_ids(conn: Conn, *, tenant_id: int, ids: list[int]) -> list[Row]:
+    return list(await conn.fetch(
+        f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
+        " ORDER BY id",
+        tenant_id, ids,
+    ))
+
+
+async def list_recipients(conn: Conn, *, tenant_id: int, after_id: int, limit: int) -> list[Row]:
+    return list(await conn.fetch(
+        f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        tenant_id, after_id, limit,
+    ))
+
+
+async def get_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> Row:
+    row: Row | None = await conn.fetchrow(
+        f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE tenant_id = $1 AND user_id = $2",
+        tenant_id, user_id,
+    )
+    if row is None:
+        raise NotFound(f"recipient {user_id!r} not found")
+    return row

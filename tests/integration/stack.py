@@ -15,10 +15,22 @@ from hexcast.settings import Settings
 T = TypeVar("T")
 
 
-class Stack:
-    """provider-sim, api, matcher and sender (geo lane), wired to one settings object."""
+DEFAULT_PROCESSES: dict[str, list[str]] = {
+    "provider-sim": ["provider-sim"],
+    "api": ["api"],
+    "matcher": ["matcher"],
+    "sender-geo": ["sender", "--lane", "geo"],
+}
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+
+class Stack:
+    """provider-sim, api and workers (default: matcher and geo sender), wired to one settings
+    object; ``processes`` (name → hexcast arguments) picks others. provider-sim and api are
+    waited for when present."""
+
+    def __init__(
+        self, settings: Settings, log_dir: Path, processes: dict[str, list[str]] | None = None
+    ) -> None:
         api_port, sim_port = free_port(), free_port()
         self.settings = settings.model_copy(update={
             "api_port": api_port,
@@ -32,19 +44,16 @@ class Stack:
         env = self.settings.to_env()
         self.children = {
             name: hexcast_process(name, args, env=env, log_dir=log_dir)
-            for name, args in {
-                "provider-sim": ["provider-sim"],
-                "api": ["api"],
-                "matcher": ["matcher"],
-                "sender-geo": ["sender", "--lane", "geo"],
-            }.items()
+            for name, args in (processes or DEFAULT_PROCESSES).items()
         }
 
     def start(self) -> Stack:
         for child in self.children.values():
             child.spawn()
-        wait_http(f"{self.sim_url}/health", child=self.children["provider-sim"])
-        wait_http(f"{self.api_url}/health", child=self.children["api"])
+        if "provider-sim" in self.children:
+            wait_http(f"{self.sim_url}/health", child=self.children["provider-sim"])
+        if "api" in self.children:
+            wait_http(f"{self.api_url}/health", child=self.children["api"])
         return self
 
     def stop(self) -> None:

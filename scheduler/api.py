@@ -1,0 +1,237 @@
+"""Routes: templates, campaigns, previews, run control and stats (the marketer API)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from hexcast.cache import Keys
+from hexcast.control import RunControl, RunState
+from hexcast.db import Conn
+from hexcast.errors import ConflictError
+from hexcast.idempotency import IdempotencyKey, idempotent, request_hash
+from hexcast.settings import Settings
+from hexcast.web import PoolDep, SettingsDep, TenantDep
+from scheduler import repo
+from scheduler.forecast import QuietHours
+from scheduler.models import (
+    CampaignCreate,
+    CampaignPublic,
+    CampaignStats,
+    CampaignUpdate,
+    PreviewPublic,
+    PreviewRequest,
+    RunPublic,
+    TemplateCreate,
+    TemplatePublic,
+)
+from scheduler.runs import create_run, zone_counts
+from scheduler.service import Campaign, Fire, build_preview, upcoming_fire
+from scheduler.views import campaign_public, run_public, run_stats, template_public
+from sender.stats import run_message_stats
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["campaigns"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _control(request: Request) -> RunControl:
+    settings = request.app.state.settings
+    return RunControl(request.app.state.redis, Keys(settings.redis_prefix))
+
+
+ControlDep = Annotated[RunControl, Depends(_control)]
+
+
+@router.post("/templates", status_code=status.HTTP_201_CREATED, response_model=TemplatePublic)
+async def create_template(body: TemplateCreate, tenant: TenantDep, pool: PoolDep,
+                          idempotency_key: IdempotencyKey = None) -> Any:
+    async def create() -> TemplatePublic:
+        async with pool.acquire() as conn:
+            row = await repo.insert_template(conn, tenant_id=tenant.id, name=body.name, body=body.body)
+        return template_public(row)
+
+    return await idempotent(pool, tenant_id=tenant.id, key=idempotency_key, status=201,
+                            digest=request_hash("/v1/templates", body), create=create)
+
+
+@router.get("/templates", response_model=list[TemplatePublic])
+async def list_templates(tenant: TenantDep, pool: PoolDep, after_id: int = 0,
+                         limit: Limit = 100) -> list[TemplatePublic]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_templates(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
+    return [template_public(r) for r in rows]
+
+
+@router.get("/templates/{template_id}", response_model=TemplatePublic)
+async def get_template(template_id: int, tenant: TenantDep, pool: PoolDep) -> TemplatePublic:
+    async with pool.acquire() as conn:
+        return template_public(await repo.get_template(conn, tenant_id=tenant.id, template_id=template_id))
+
+
+@router.delete("/templates/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_template(template_id: int, tenant: TenantDep, pool: PoolDep) -> None:
+    """Campaigns made from it keep their own copy of the body."""
+    async with pool.acquire() as conn:
+        await repo.delete_template(conn, tenant_id=tenant.id, template_id=template_id)
+
+
+async def _insert_campaign(pool: asyncpg.Pool, tenant_id: int, body: CampaignCreate) -> CampaignPublic:
+    values = body.model_dump(exclude={"segment"}, mode="python")
+    values["segment"] = body.segment.model_dump(mode="json", exclude_defaults=True)
+    values["lane"] = body.lane.value
+    async with pool.acquire() as conn, conn.transaction():
+        if body.template_id is not None:
+            template = await repo.get_template(conn, tenant_id=tenant_id, template_id=body.template_id)
+            values["body"] = template["body"]
+        return campaign_public(await repo.insert_campaign(conn, tenant_id=tenant_id, values=values))
+
+
+@router.post("/campaigns", status_code=status.HTTP_201_CREATED, response_model=CampaignPublic)
+async def create_campaign(body: CampaignCreate, tenant: TenantDep, pool: PoolDep,
+                          idempotency_key: IdempotencyKey = None) -> Any:
+    return await idempotent(pool, tenant_id=tenant.id, key=idempotency_key, status=201,
+                            digest=request_hash("/v1/campaigns", body),
+                            create=lambda: _insert_campaign(pool, tenant.id, body))
+
+
+@router.get("/campaigns", response_model=list[CampaignPublic])
+async def list_campaigns(tenant: TenantDep, pool: PoolDep, after_id: int = 0,
+                         limit: Limit = 100) -> list[CampaignPublic]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_campaigns(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
+    return [campaign_public(r) for r in rows]
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignPublic)
+async def get_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep) -> CampaignPublic:
+    async with pool.acquire() as conn:
+        return campaign_public(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignPublic)
+async def update_campaign(campaign_id: int, body: CampaignUpdate, tenant: TenantDep,
+                          pool: PoolDep) -> CampaignPublic:
+    """Rename, re-rate or reword a campaign. A new max_rate applies to runs created afterwards,
+    a new body to chunks released afterwards."""
+    values = body.model_dump(exclude_none=True)
+    async with pool.acquire() as conn:
+        if not values:
+            row = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
+        else:
+            row = await repo.update_campaign(
+                conn, tenant_id=tenant.id, campaign_id=campaign_id, values=values)
+        return campaign_public(row)
+
+
+def _next_fire(c: Campaign) -> Fire:
+    fire = upcoming_fire(c, now=datetime.now(UTC))
+    if fire is None:
+        raise ConflictError("campaign has no further runs")
+    return fire
+
+
+@router.post("/campaigns/{campaign_id}/preview", response_model=PreviewPublic)
+async def preview_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep, settings: SettingsDep,
+                           body: PreviewRequest | None = None) -> PreviewPublic:
+    """Audience per zone, holdout, cost units and the wave forecast of the next run, with a
+    deadline verdict and the rate needed; optionally with quiet hours (no sending then)."""
+    quiet = body.quiet_hours if body is not None else None
+    async with pool.acquire() as conn:
+        c = Campaign.from_row(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
+        zones = await zone_counts(conn, c, as_of=datetime.now(UTC), resolution=settings.h3_resolution)
+    return build_preview(c, _next_fire(c), zones, provider_rate=settings.provider_rate_per_s,
+                         bulk_share=settings.bulk_share,
+                         quiet=QuietHours(quiet.start, quiet.end) if quiet is not None else None)
+
+
+_CAMPAIGN_FROM = {"paused": ("active",), "active": ("paused",), "cancelled": ("active", "paused")}
+
+
+async def _set_state(pool: asyncpg.Pool, control: RunControl, tenant_id: int, campaign_id: int,
+                     state: str, run_state: RunState, from_states: list[str]) -> CampaignPublic:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id)
+        if row["state"] not in _CAMPAIGN_FROM[state]:
+            raise ConflictError(f"campaign {campaign_id} is {row['state']}")
+        run_ids = await repo.set_campaign_state(conn, campaign_id=campaign_id, state=state,
+                                                run_state=run_state.value, from_run_states=from_states)
+    for run_id in run_ids:
+        await control.set_state(run_id, run_state)
+    async with pool.acquire() as conn:
+        return campaign_public(await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/pause", response_model=CampaignPublic)
+async def pause_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep,
+                         control: ControlDep) -> CampaignPublic:
+    """Stop releasing and sending its unfinished runs; no new runs start while paused."""
+    return await _set_state(pool, control, tenant.id, campaign_id, "paused", RunState.PAUSED, ["running"])
+
+
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignPublic)
+async def resume_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep,
+                          control: ControlDep) -> CampaignPublic:
+    return await _set_state(pool, control, tenant.id, campaign_id, "active", RunState.RUNNING, ["paused"])
+
+
+@router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic)
+async def cancel_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep,
+                          control: ControlDep) -> CampaignPublic:
+    """Cancel its unfinished runs and every future one."""
+    return await _set_state(pool, control, tenant.id, campaign_id, "cancelled", RunState.CANCELLED,
+                            ["running", "paused"])
+
+
+@router.post("/campaigns/{campaign_id}/run-now", status_code=status.HTTP_201_CREATED,
+             response_model=RunPublic)
+async def run_now(campaign_id: int, tenant: TenantDep, pool: PoolDep, settings: SettingsDep,
+                  control: ControlDep, idempotency_key: IdempotencyKey = None) -> Any:
+    """Start a run now: every wave fires immediately."""
+    async def create() -> RunPublic:
+        async with pool.acquire() as conn:
+            row = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
+            if row["state"] != "active":
+                raise ConflictError(f"campaign {campaign_id} is {row['state']}")
+            run_id = await start_now(conn, control, Campaign.from_row(row), settings)
+            waves = await repo.waves_of(conn, run_ids=[run_id])
+            return run_public(await repo.get_run(conn, run_id=run_id), waves)
+
+    return await idempotent(pool, tenant_id=tenant.id, key=idempotency_key, status=201,
+                            digest=request_hash(f"/v1/campaigns/{campaign_id}/run-now", None), create=create)
+
+
+async def start_now(conn: Conn, control: RunControl, c: Campaign, settings: Settings) -> int:
+    """Create a run of ``c`` whose waves all fire now."""
+    now = datetime.now(UTC)
+    run_id = await create_run(conn, control, c, Fire(now.replace(tzinfo=None), now), settings, now_run=True)
+    if run_id is None:
+        raise ConflictError("a run was started at this very instant; retry")
+    return run_id
+
+
+@router.get("/campaigns/{campaign_id}/runs", response_model=list[RunPublic])
+async def list_runs(campaign_id: int, tenant: TenantDep, pool: PoolDep) -> list[RunPublic]:
+    async with pool.acquire() as conn:
+        await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
+        runs = await repo.list_runs(conn, campaign_id=campaign_id)
+        waves = await repo.waves_of(conn, run_ids=[r["id"] for r in runs])
+    return [run_public(r, [w for w in waves if w["run_id"] == r["id"]]) for r in runs]
+
+
+@router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats)
+async def campaign_stats(campaign_id: int, tenant: TenantDep, pool: PoolDep) -> CampaignStats:
+    """Per run: released, held out, sent, delivered, failed, deferred, suppressed by reason."""
+    async with pool.acquire() as conn:
+        await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
+        runs = await repo.list_runs(conn, campaign_id=campaign_id)
+        ids = [r["id"] for r in runs]
+        waves = await repo.waves_of(conn, run_ids=ids)
+        messages = await run_message_stats(conn, tenant_id=tenant.id, run_ids=ids)
+    return CampaignStats(campaign_id=campaign_id, runs=[
+        run_stats(r, [w for w in waves if w["run_id"] == r["id"]], messages[r["id"]]) for r in runs
+    ])

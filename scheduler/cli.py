@@ -1,0 +1,107 @@
+"""Operator commands: ``hexcast scheduler`` and ``hexcast campaign run-now|status``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+from hexcast.cache import Keys, connect_redis
+from hexcast.control import RunControl
+from hexcast.db import connect_pool
+from hexcast.logging import configure_logging
+from hexcast.settings import Settings, get_settings
+from scheduler import repo
+from scheduler.service import Campaign
+from sender.stats import run_message_stats
+
+__all__ = ["campaign_app", "scheduler_command"]
+
+campaign_app = typer.Typer(no_args_is_help=True, help="Campaign operations.")
+console = Console()
+CampaignId = Annotated[int, typer.Argument(help="Campaign id")]
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
+
+
+def scheduler_command() -> None:
+    """Run a scheduler: due campaign runs → time-zone waves → chunks on send.bulk."""
+    from scheduler.runner import run_scheduler
+
+    asyncio.run(run_scheduler(_settings()))
+
+
+async def _run_now(settings: Settings, campaign_id: int) -> int:
+    from scheduler.api import start_now
+
+    pool = await connect_pool(settings.database_url, max_size=2)
+    redis = connect_redis(settings.redis_url)
+    try:
+        async with pool.acquire() as conn:
+            row = await repo.get_campaign(conn, tenant_id=None, campaign_id=campaign_id)
+            return await start_now(conn, RunControl(redis, Keys(settings.redis_prefix)),
+                                   Campaign.from_row(row), settings)
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+@campaign_app.command("run-now")
+def run_now(campaign_id: CampaignId) -> None:
+    """Start a run of the campaign now (every wave fires immediately)."""
+    run_id = asyncio.run(_run_now(_settings(), campaign_id))
+    typer.echo(f"run {run_id} started")
+
+
+async def _progress(settings: Settings, campaign_id: int) -> list[dict[str, Any]]:
+    pool = await connect_pool(settings.database_url, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            c = await repo.get_campaign(conn, tenant_id=None, campaign_id=campaign_id)
+            runs = await repo.list_runs(conn, campaign_id=campaign_id)
+            ids = [r["id"] for r in runs]
+            waves = await repo.waves_of(conn, run_ids=ids)
+            stats = await run_message_stats(conn, tenant_id=c["tenant_id"], run_ids=ids)
+    finally:
+        await pool.close()
+    out = []
+    for r in runs:
+        mine = [w for w in waves if w["run_id"] == r["id"]]
+        out.append({"id": r["id"], "state": r["state"], "released": sum(w["released"] for w in mine),
+                    "waves_done": sum(w["state"] == "done" for w in mine), "waves": len(mine),
+                    "sent": stats[r["id"]].sent, "states": stats[r["id"]].states,
+                    "done": r["released_at"] is not None
+                    and stats[r["id"]].sent >= sum(w["released"] for w in mine)})
+    return out
+
+
+@campaign_app.command("status")
+def status(
+    campaign_id: CampaignId,
+    watch: Annotated[float, typer.Option(help="Refresh every N seconds until released; 0 = once")] = 0,
+) -> None:
+    """Runs of a campaign with released/sent progress bars."""
+    settings = _settings()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  console=console) as progress:
+        tasks: dict[int, TaskID] = {}
+        while True:
+            runs = asyncio.run(_progress(settings, campaign_id))
+            for run in runs:
+                total = max(run["released"], 1)
+                info = (f"{run['state']} waves {run['waves_done']}/{run['waves']} released "
+                        f"{run['released']} sent {run['sent']} {run['states']}")
+                if run["id"] not in tasks:
+                    tasks[run["id"]] = progress.add_task(f"run {run['id']}", total=total, info=info)
+                progress.update(tasks[run["id"]], total=total, completed=run["sent"], info=info)
+            if not watch or all(r["done"] for r in runs):
+                return
+            time.sleep(watch)

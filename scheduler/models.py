@@ -1,0 +1,251 @@
+"""Campaign API schemas: templates, campaigns, previews, runs and stats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hexcast.errors import InvalidInput
+from scheduler.timing import localize, next_cron_wall, validate_cron, wall_clock
+from sender.models import Lane
+from sender.text import validate_template
+from targeting.models import validate_time_zone
+from targeting.segments import SegmentDefinition
+
+__all__ = [
+    "PLACEHOLDER_FIELDS",
+    "CampaignCreate",
+    "CampaignPublic",
+    "CampaignStats",
+    "CampaignUpdate",
+    "PreviewPublic",
+    "PreviewRequest",
+    "QuietHoursIn",
+    "RunPublic",
+    "RunStats",
+    "TemplateCreate",
+    "TemplatePublic",
+    "TimeMode",
+    "WavePublic",
+    "ZonePreview",
+    "check_body",
+]
+
+#: Recipient fields a template may use as ``{name}``.
+PLACEHOLDER_FIELDS = ("first_name", "last_name", "user_id", "time_zone")
+TimeMode = Literal["fixed", "recipient_local"]
+Body = Annotated[str, Field(min_length=1, max_length=1600)]
+
+
+def check_body(body: str) -> str:
+    """The template text, or ValueError naming the first unknown placeholder."""
+    try:
+        validate_template(body, PLACEHOLDER_FIELDS)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+    return body
+
+
+class TemplateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    body: Body
+
+    _body = field_validator("body")(check_body)
+
+
+class TemplatePublic(BaseModel):
+    id: int
+    name: str
+    body: str
+    placeholders: list[str]
+    encoding: str
+    segments: int
+    created_at: datetime
+
+
+def _naive(value: datetime | None, zone: str) -> datetime | None:
+    """Wall time in ``zone``: aware values are converted, naive ones are taken as wall times."""
+    if value is None or value.tzinfo is None:
+        return value
+    return wall_clock(value, ZoneInfo(zone))
+
+
+class CampaignCreate(BaseModel):
+    """A cron (``cron``) or one-shot (``run_at``) campaign. ``run_at`` and ``deadline`` are wall
+    times in ``time_zone`` (fixed mode) or in each recipient's own zone (recipient_local)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    template_id: int | None = None
+    body: Body | None = None
+    segment: SegmentDefinition
+    cron: str | None = None
+    run_at: datetime | None = None
+    time_zone: str
+    time_mode: TimeMode = "fixed"
+    deadline: datetime | None = None
+    max_rate: Annotated[float | None, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = None
+    lane: Lane = Lane.BULK
+
+    _tz = field_validator("time_zone")(validate_time_zone)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else validate_cron(value)
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        return None if value is None else check_body(value)
+
+    @field_validator("lane")
+    @classmethod
+    def _lane(cls, value: Lane) -> Lane:
+        if value is Lane.OTP:
+            raise ValueError("campaigns cannot use the otp lane")
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> CampaignCreate:
+        if (self.cron is None) == (self.run_at is None):
+            raise ValueError("give exactly one of cron or run_at")
+        if (self.template_id is None) == (self.body is None):
+            raise ValueError("give exactly one of template_id or body")
+        self.run_at = _naive(self.run_at, self.time_zone)
+        self.deadline = _naive(self.deadline, self.time_zone)
+        if self.deadline is not None and self.deadline <= self.first_wall():
+            raise ValueError("deadline: must be after the first scheduled start")
+        return self
+
+    def first_wall(self) -> datetime:
+        """The first scheduled wall time (for validation and previews)."""
+        if self.run_at is not None:
+            return self.run_at
+        now = wall_clock(datetime.now(UTC), ZoneInfo(self.time_zone))
+        return next_cron_wall(self.cron or "", now)
+
+    def first_instant(self) -> datetime:
+        return localize(self.first_wall(), ZoneInfo(self.time_zone))
+
+
+class CampaignUpdate(BaseModel):
+    """What may change on a campaign (see ``PATCH /v1/campaigns/{id}``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    max_rate: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] | None = None
+    body: Body | None = None
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        return None if value is None else check_body(value)
+
+
+class CampaignPublic(BaseModel):
+    id: int
+    name: str
+    template_id: int | None
+    body: str
+    segment: dict[str, Any]
+    cron: str | None
+    run_at: datetime | None
+    time_zone: str
+    time_mode: TimeMode
+    deadline: datetime | None
+    max_rate: float | None
+    lane: Lane
+    state: str
+    created_at: datetime
+
+
+class QuietHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: time = Field(description="Local time quiet hours begin, e.g. 21:00")
+    end: time = Field(description="Local time they end, e.g. 08:00 (may wrap midnight)")
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quiet_hours: QuietHoursIn | None = Field(
+        default=None, description="Forecast with no sending in these local hours"
+    )
+
+
+class ZonePreview(BaseModel):
+    time_zone: str
+    audience: int
+    holdout: int
+    sendable: int
+    starts_at: datetime | None = None
+    finishes_at: datetime | None = None
+    deadline_at: datetime | None = None
+
+
+class PreviewPublic(BaseModel):
+    campaign_id: int
+    scheduled_for: datetime = Field(description="Wall time of the next run")
+    audience: int
+    holdout: int
+    sendable: int
+    zones: list[ZonePreview]
+    encoding: str
+    segments_per_message: int = Field(description="Upper bound over the placeholders' values")
+    cost_units: int = Field(description="sendable x segments per message")
+    capacity_per_s: float
+    rate_per_s: float
+    required_rate_per_s: float | None
+    starts_at: datetime | None
+    finishes_at: datetime | None
+    meets_deadline: bool
+    verdict: str
+
+
+class WavePublic(BaseModel):
+    time_zone: str | None
+    fire_at: datetime
+    deadline_at: datetime | None
+    state: str
+    released: int
+    held_out: int
+    chunks: int
+
+
+class RunPublic(BaseModel):
+    id: int
+    campaign_id: int
+    scheduled_for: datetime
+    state: str
+    rate_per_s: float | None
+    created_at: datetime
+    released_at: datetime | None
+    waves: list[WavePublic]
+
+
+class RunStats(BaseModel):
+    run_id: int
+    state: str
+    audience: int = Field(description="Recipients released or held out so far")
+    released: int
+    held_out: int
+    sent: int
+    delivered: int
+    failed: int
+    deferred: int
+    suppressed_by_reason: dict[str, int]
+    states: dict[str, int]
+
+
+class CampaignStats(BaseModel):
+    campaign_id: int
+    runs: list[RunStats]

@@ -1,0 +1,149 @@
+"""The ``scheduler`` process: creates due runs, claims due waves, releases them in chunks.
+
+Any number of replicas may run. A wave is claimed with ``FOR UPDATE SKIP LOCKED`` and held by
+a lease renewed at every checkpoint; a replica that dies loses the lease and another resumes
+from the checkpointed cursor. A chunk is published (broker ack) before its checkpoint, so a
+crash in between republishes it under the same record key and message keys, which the
+sender's dedupe absorbs: at least once, effectively once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from hexcast.bus import Bus
+from hexcast.cache import Keys, connect_redis
+from hexcast.control import RunControl, RunState
+from hexcast.db import connect_pool
+from hexcast.errors import HexcastError
+from hexcast.logging import get_logger
+from hexcast.settings import Settings
+from scheduler import repo
+from scheduler.runs import audience_page, create_run
+from scheduler.service import Campaign, chunk_key, chunk_record, due_fire
+
+__all__ = ["Scheduler", "run_scheduler"]
+
+log = get_logger("hexcast.scheduler")
+_LEAD_S = 2.0  # how far release may run ahead of the paced rate
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, control: RunControl) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.bus = bus
+        self.control = control
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def tick(self) -> int:
+        """Create due runs, then release every due wave; returns the waves worked on."""
+        await self.create_due_runs()
+        worked = 0
+        while await self.release_one():
+            worked += 1
+        return worked
+
+    async def create_due_runs(self) -> None:
+        now = datetime.now(UTC)
+        grace = timedelta(seconds=self.settings.scheduler_misfire_grace_s)
+        async with self.pool.acquire() as conn:
+            for row in await repo.active_campaigns(conn):
+                c = Campaign.from_row(row)
+                fire = due_fire(c, last=await repo.last_run(conn, campaign_id=c.id), now=now, grace=grace)
+                if fire is not None:
+                    await create_run(conn, self.control, c, fire, self.settings)
+
+    async def release_one(self) -> bool:
+        s = self.settings
+        async with self.pool.acquire() as conn:
+            wave = await repo.claim_wave(conn, owner=self.owner, lease_s=s.scheduler_lease_s)
+            if wave is None:
+                return False
+            run = await repo.get_run(conn, run_id=wave["run_id"])
+            c = Campaign.from_row(await repo.get_campaign(
+                conn, tenant_id=None, campaign_id=run["campaign_id"]))
+        log.info("wave_claimed", tenant_id=c.tenant_id, campaign_id=c.id, run_id=run["id"],
+                 wave_id=wave["id"], zone=wave["time_zone"], cursor=wave["cursor_id"])
+        await self.control.set_state(run["id"], RunState.RUNNING)
+        await self._release(c, run, wave)
+        return True
+
+    async def _release(self, c: Campaign, run: Any, wave: Any) -> None:
+        s, run_id, wave_id = self.settings, run["id"], wave["id"]
+        cursor, sent, started = wave["cursor_id"], 0, time.monotonic()
+        rate = run["rate_per_s"] or s.provider_rate_per_s * s.bulk_share
+        while True:
+            async with self.pool.acquire() as conn:
+                if await repo.run_state(conn, run_id=run_id) != "running":
+                    await repo.release_claim(conn, wave_id=wave_id, owner=self.owner)
+                    log.info("wave_stopped", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
+                    return
+                rows = await audience_page(
+                    conn, c, as_of=run["first_fire_at"], resolution=s.h3_resolution,
+                    zone=wave["time_zone"], after_id=cursor, limit=s.scheduler_chunk_size)
+            if not rows:
+                await self._finish(c, run_id, wave_id)
+                return
+            send = [r for r in rows if not r["holdout"]]
+            if send:
+                record = chunk_record(c, run_id=run_id, rows=send, now=datetime.now(UTC))
+                await self.bus.publish(c.lane.topic, chunk_key(run_id, wave_id, cursor), record.encode())
+            async with self.pool.acquire() as conn:
+                kept = await repo.checkpoint(
+                    conn, wave_id=wave_id, owner=self.owner, lease_s=s.scheduler_lease_s,
+                    cursor_id=rows[-1]["id"], released=len(send), run_id=run_id,
+                    held_out=[r["id"] for r in rows if r["holdout"]])
+            if not kept:
+                log.warning("wave_claim_lost", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
+                return
+            cursor, sent = rows[-1]["id"], sent + len(send)
+            if not await self._pace(wave_id, sent / rate - (time.monotonic() - started)):
+                return
+
+    async def _pace(self, wave_id: int, ahead_s: float) -> bool:
+        """Stay at most ``_LEAD_S`` ahead of the run's rate, renewing the lease while waiting."""
+        deadline = time.monotonic() + ahead_s - _LEAD_S
+        lease = self.settings.scheduler_lease_s
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, lease / 3))
+            async with self.pool.acquire() as conn:
+                if not await repo.renew_lease(conn, wave_id=wave_id, owner=self.owner, lease_s=lease):
+                    log.warning("wave_claim_lost", wave_id=wave_id)
+                    return False
+        return True
+
+    async def _finish(self, c: Campaign, run_id: int, wave_id: int) -> None:
+        async with self.pool.acquire() as conn:
+            released = await repo.finish_wave(conn, wave_id=wave_id, owner=self.owner, run_id=run_id)
+        log.info("wave_released", tenant_id=c.tenant_id, campaign_id=c.id, run_id=run_id,
+                 wave_id=wave_id, run_released=released)
+
+
+async def run_scheduler(settings: Settings) -> None:
+    """The process: tick every ``scheduler_poll_s`` until cancelled."""
+    pool = await connect_pool(settings.database_url, max_size=4)
+    redis = connect_redis(settings.redis_url)
+    bus = Bus(settings)
+    await bus.start()
+    scheduler = Scheduler(settings, pool, bus, RunControl(redis, Keys(settings.redis_prefix)))
+    log.info("scheduler_started", owner=scheduler.owner)
+    try:
+        while True:
+            try:
+                await scheduler.tick()
+            except (OSError, asyncpg.PostgresError, HexcastError, RedisError) as exc:
+                log.warning("scheduler_retry", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(settings.scheduler_poll_s)
+    finally:
+        await bus.stop()
+        await redis.aclose()
+        await pool.close()

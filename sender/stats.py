@@ -1,0 +1,39 @@
+"""Read-only message counts per campaign run, for campaign stats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hexcast.db import Conn
+
+__all__ = ["RunMessageStats", "run_message_stats"]
+
+
+@dataclass(slots=True)
+class RunMessageStats:
+    states: dict[str, int] = field(default_factory=dict)
+    suppressed_by_reason: dict[str, int] = field(default_factory=dict)
+    sent: int = 0  # reached the provider (accepted at some point)
+
+
+async def run_message_stats(
+    conn: Conn, *, tenant_id: int, run_ids: Sequence[int]
+) -> dict[int, RunMessageStats]:
+    """Per run: messages per state, suppressed per reason, and how many were sent."""
+    rows = await conn.fetch(
+        "SELECT campaign_run_id AS run_id, state::text AS state, reason, count(*) AS n,"
+        " count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent"
+        " FROM messages WHERE tenant_id = $1 AND campaign_run_id = ANY($2::bigint[])"
+        " GROUP BY 1, 2, 3",
+        tenant_id, list(run_ids),
+    )
+    out = {run_id: RunMessageStats() for run_id in run_ids}
+    for r in rows:
+        stats = out[r["run_id"]]
+        stats.states[r["state"]] = stats.states.get(r["state"], 0) + r["n"]
+        stats.sent += r["sent"]
+        if r["state"] == "suppressed":
+            reason = r["reason"] or "unspecified"
+            stats.suppressed_by_reason[reason] = stats.suppressed_by_reason.get(reason, 0) + r["n"]
+    return out
