@@ -60,12 +60,14 @@ def star_points(draw: st.DrawFn) -> tuple[FenceGeometry, float, float]:
         v_lat, v_lng = destination(lat, lng, radius * draw(st.floats(0.2, 1.0)), bearing)
         ring.append((v_lng, v_lat))
     geom = fence_geometry(PolygonFence(type="Polygon", coordinates=[ring]), lat=lat, lng=lng)
-    # a point of the fan triangle (centre, ring[i], ring[i+1]), edges included
+    # a point of the fan triangle (centre, ring[i], ring[i+1]), just inside its outer edge
     i = draw(st.integers(0, n - 1))
     (x1, y1), (x2, y2) = ring[i], ring[(i + 1) % n]
     u, v = draw(st.floats(0, 1)), draw(st.floats(0, 1))
     if u + v > 1:
         u, v = 1 - u, 1 - v
+    # strictly inside: an edge point computed in floats can land a hair outside the ring
+    u, v = u * 0.9999, v * 0.9999
     return geom, lat + u * (y1 - lat) + v * (y2 - lat), lng + u * (x1 - lng) + v * (x2 - lng)
 
 
