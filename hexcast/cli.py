@@ -115,7 +115,8 @@ def provider_sim() -> None:
     s = _settings()
     dlr_url = s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr"
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
-                       dlr_token=s.dlr_webhook_token, token=s.provider_token)
+                       dlr_token=s.dlr_webhook_token, token=s.provider_token, mode=s.sim_mode,
+                       lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s)
     run_sim(config, s.sim_host, s.sim_port)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hexcast.errors import ConfigError
@@ -62,6 +62,41 @@ class Settings(BaseSettings):
     # Matching
     h3_resolution: int = Field(default=10, ge=5, le=13)
     geo_ttl_s: int = Field(default=1800, ge=1)
+
+    # --- sender ---
+    sender_providers: str = Field(
+        default="",
+        description="JSON list of provider accounts (sender.models.ProviderSpec: name, url, token,"
+        " mode batch|single, lookup, weight, lanes, rate_per_s). Empty: one batch provider from"
+        " the provider_* settings.",
+    )
+    sender_breaker_failures: int = Field(default=5, ge=1, description="Failures that open it.")
+    sender_breaker_open_s: float = Field(default=10.0, gt=0, description="Open before a trial.")
+    sender_single_concurrency: int = Field(default=32, ge=1, le=512)
+    sender_reconcile_grace_s: float = Field(
+        default=300.0, ge=0,
+        description="Rows left sending/queued this long are swept: reconciled by lookup or sent.",
+    )
+    sender_sweep_interval_s: float = Field(default=60.0, gt=0)
+    sender_fault_kill_after_calls: int = Field(
+        default=0, ge=0,
+        description="TEST ONLY fault hook: SIGKILL the sender right after its Nth accepted provider"
+        " call, before the database commit. 0 (default) = off.",
+    )
+    sim_mode: Literal["batch", "single"] = "batch"
+    sim_lookup: bool = True
+    sim_retry_after_s: int = Field(default=0, ge=0, description="Fixed 429 Retry-After; 0 = computed.")
+
+    @field_validator("sender_providers")
+    @classmethod
+    def _providers_json(cls, value: str) -> str:
+        if value.strip():
+            from sender.models import ProviderSpec  # settings must not import domains at load
+
+            specs = TypeAdapter(list[ProviderSpec]).validate_json(value)
+            if not specs or len({s.name for s in specs}) != len(specs):
+                raise ValueError("must be a non-empty list of providers with unique names")
+        return value
 
     @field_validator("broker_url")
     @classmethod

@@ -1,19 +1,25 @@
 """The sender's work on one send batch: dedupe, expire, rate-limit, call, record.
 
-Ordering guarantees (see docs/ARCHITECTURE.md):
-- a row moves ``queued → sending`` in PostgreSQL (committed) before the provider call, with
-  the message key as the provider's client reference;
-- a row found in ``sending`` (a crash or redelivery mid-call) is reconciled by provider
-  lookup, and resent only when the provider never saw it;
+Ordering guarantees (see docs/DESIGN.md, "Sending without duplicates"):
+- a row moves ``queued → sending`` in PostgreSQL (committed, with the provider's name) before
+  the provider call, with the message key as the provider's client reference;
+- a row found in ``sending`` (a crash, a redelivery, an ambiguous timeout) is reconciled by
+  that provider's lookup and resent only when the provider never saw it; a provider without
+  lookup leaves it ``unknown``, never resent blindly;
+- an answer that certainly was not processed (429, HTTP 5xx, refused connection) puts the rows
+  back to ``queued`` and they fail over to the next provider of the lane;
 - Redis or PostgreSQL outages pause the work (fail closed) instead of dropping it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -23,14 +29,15 @@ import redis.exceptions
 from hexcast.errors import HexcastError, ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.logging import get_logger
 from sender import repo
-from sender.models import MessageState, SendBatch
-from sender.provider import BatchProvider, Outgoing, ProviderResult
-from sender.ratelimit import TokenBucket
+from sender.models import DeliveryEvent, Lane, MessageState, SendBatch
+from sender.provider import Outgoing, ProviderResult
+from sender.routing import Route, Router
 
-__all__ = ["DispatchFailed", "Dispatcher", "Outcome"]
+__all__ = ["DispatchFailed", "Dispatcher", "EventSink", "Outcome"]
 
 log = get_logger("hexcast.sender")
 T = TypeVar("T")
+EventSink = Callable[[list[DeliveryEvent]], Awaitable[None]]
 
 _INFRA_ERRORS = (
     OSError,
@@ -41,6 +48,7 @@ _INFRA_ERRORS = (
     redis.exceptions.TimeoutError,
 )
 Q, S = MessageState.QUEUED, MessageState.SENDING
+_LOOKUP_CONCURRENCY = 16
 
 
 class DispatchFailed(HexcastError):
@@ -52,16 +60,20 @@ class DispatchFailed(HexcastError):
 
 
 class Outcome:
-    """Counts of what one batch did, for logs and the live view."""
+    """Counts of what one batch did, for logs and the live view; ``dead`` = keys for the DLQ."""
 
     def __init__(self) -> None:
         self.accepted = 0
         self.duplicates = 0
         self.expired = 0
         self.failed = 0
+        self.unknown = 0
+        self.rate_limited = 0
+        self.dead: list[str] = []
+        self.dead_reason = ""
 
     def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if isinstance(v, int)}
 
 
 class Dispatcher:
@@ -69,16 +81,26 @@ class Dispatcher:
         self,
         *,
         pool: asyncpg.Pool,
-        provider: BatchProvider,
-        bucket: TokenBucket,
+        router: Router,
+        lane: Lane,
         max_attempts: int,
         actor: str,
+        publish: EventSink,
+        reconcile_grace_s: float = 300.0,
+        fault_kill_after_calls: int = 0,
     ) -> None:
         self._pool = pool
-        self._provider = provider
-        self._bucket = bucket
+        self._router = router
+        self._lane = lane
         self._max_attempts = max_attempts
         self._actor = actor
+        self._publish = publish
+        self._grace = timedelta(seconds=reconcile_grace_s)
+        self._fault_after = fault_kill_after_calls
+        self._calls = 0
+        self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
+
+    # ------------------------------------------------------------------ infrastructure
 
     async def _infra(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` until Redis/PostgreSQL answer: sending pauses, nothing is dropped."""
@@ -92,26 +114,58 @@ class Dispatcher:
                 delay = min(delay * 2, 5.0)
 
     async def _move(
-        self, ids: Sequence[int], to: MessageState, frm: Sequence[MessageState], reason: str,
-        *, count_attempt: bool = False,
-    ) -> set[int]:
+        self, rows: Sequence[repo.MessageRow], to: MessageState, frm: Sequence[MessageState],
+        reason: str, *, count_attempt: bool = False, provider: str | None = None,
+    ) -> list[repo.MessageRow]:
+        """Conditional state move; returns the rows moved and publishes their events."""
+        if not rows:
+            return []
+
         async def run() -> set[int]:
             async with self._pool.acquire() as conn:
                 return await repo.transition(
-                    conn, ids=ids, to=to, from_states=frm, reason=reason, actor=self._actor,
-                    count_attempt=count_attempt, provider=self._provider.name,
+                    conn, ids=[r.id for r in rows], to=to, from_states=frm, reason=reason,
+                    actor=self._actor, count_attempt=count_attempt, provider=provider,
                 )
 
-        return await self._infra(run)
+        moved_ids = await self._infra(run)
+        moved = [r for r in rows if r.id in moved_ids]
+        if to not in (Q, S):
+            await self._emit(moved, to, reason)
+        return moved
 
-    async def _accept(self, accepted: Sequence[tuple[int, str]]) -> set[int]:
+    async def _accept(self, pairs: Sequence[tuple[repo.MessageRow, str]]) -> int:
+        if not pairs:
+            return 0
+
         async def run() -> set[int]:
             async with self._pool.acquire() as conn:
-                return await repo.mark_accepted(conn, accepted=accepted, actor=self._actor)
+                return await repo.mark_accepted(
+                    conn, accepted=[(r.id, pmid) for r, pmid in pairs], actor=self._actor
+                )
 
-        return await self._infra(run)
+        moved_ids = await self._infra(run)
+        moved = [r for r, _ in pairs if r.id in moved_ids]
+        await self._emit(moved, MessageState.ACCEPTED, "provider accepted")
+        return len(moved)
+
+    async def _emit(self, rows: Sequence[repo.MessageRow], state: MessageState, reason: str) -> None:
+        if not rows:
+            return
+        at = datetime.now(UTC)
+        await self._publish([
+            DeliveryEvent(
+                message_key=r.message_key, tenant_id=r.tenant_id, lane=r.lane, state=state,
+                reason=reason, promotion_id=r.promotion_id, campaign_run_id=r.campaign_run_id,
+                user_id=r.user_id, phone=r.phone, at=at,
+            )
+            for r in rows
+        ])
+
+    # ------------------------------------------------------------------ entry points
 
     async def handle(self, batch: SendBatch) -> Outcome:
+        """Enqueue a batch (dedupe on the message key) and send what is new or pending."""
         outcome = Outcome()
 
         async def enqueue() -> list[repo.MessageRow]:
@@ -122,85 +176,215 @@ class Dispatcher:
 
         rows = await self._infra(enqueue)
         outcome.duplicates = sum(1 for r in rows if r.state not in (Q, S))
-        pending = await self._reconcile([r for r in rows if r.state is S], outcome)
-        pending += [r for r in rows if r.state is Q]
-        now = datetime.now(UTC)
-        stale = [r.id for r in pending if r.expires_at is not None and r.expires_at <= now]
-        outcome.expired = len(await self._move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
-        pending = [r for r in pending if r.id not in set(stale)]
-        for start in range(0, len(pending), self._provider.max_batch):
-            await self._send_chunk(pending[start : start + self._provider.max_batch], outcome)
+        await self.process([r for r in rows if r.state in (Q, S) and r.id not in self._busy],
+                           outcome)
         return outcome
+
+    async def sweep(self, *, older_than_s: float) -> Outcome:
+        """Reconcile and send this lane's rows left ``sending``/``queued`` (a crashed sender's)."""
+        outcome, after = Outcome(), 0
+        while True:
+            async def page(after_id: int = after) -> list[repo.MessageRow]:
+                async with self._pool.acquire() as conn:
+                    return await repo.stale_rows(
+                        conn, lane=self._lane, states=[Q, S], older_than_s=older_than_s,
+                        after_id=after_id, limit=1000,
+                    )
+
+            rows = await self._infra(page)
+            if not rows:
+                return outcome
+            after = rows[-1].id
+            await self.process([r for r in rows if r.id not in self._busy], outcome)
+
+    async def process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
+        """Rows in ``queued`` or ``sending``: reconcile, expire, then send in provider chunks."""
+        ids = {r.id for r in rows}
+        self._busy |= ids
+        try:
+            await self._process(rows, outcome)
+        finally:
+            self._busy -= ids
+
+    async def _process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
+        # A `sending` row touched within the grace may be in a live sender's call right now:
+        # it is left to that sender, or to a later sweep if that sender died.
+        now = datetime.now(UTC)
+        orphans = [r for r in rows if r.state is S
+                   and (r.updated_at is None or r.updated_at <= now - self._grace)]
+        pending = await self._reconcile(orphans, outcome)
+        pending += [r for r in rows if r.state is Q]
+        stale = [r for r in pending if r.expires_at is not None and r.expires_at <= now]
+        outcome.expired += len(await self._move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
+        stale_ids = {r.id for r in stale}
+        pending = [r for r in pending if r.id not in stale_ids]
+        for start in range(0, len(pending), 1000):
+            await self._send_chunk(pending[start : start + 1000], outcome)
+
+    # ------------------------------------------------------------------ reconciliation
 
     async def _reconcile(
         self, rows: list[repo.MessageRow], outcome: Outcome
     ) -> list[repo.MessageRow]:
-        """Rows left ``sending``: accept what the provider saw, requeue what it never saw."""
+        """Rows left ``sending``: accept what the provider saw, requeue what it never saw.
+
+        A provider without lookup cannot tell: those rows become ``unknown`` and stay unsent.
+        Returns the requeued rows (now ``queued``) to send again.
+        """
         resend: list[repo.MessageRow] = []
+        by_provider: dict[str | None, list[repo.MessageRow]] = {}
         for row in rows:
-            found = await self._lookup(row.client_ref)
-            if found is not None and found.provider_message_id:
-                outcome.accepted += len(await self._accept([(row.id, found.provider_message_id)]))
-            elif found is None:
-                await self._move([row.id], Q, [S], "provider never saw it; resending")
-                resend.append(row)
+            by_provider.setdefault(row.provider, []).append(row)
+        for name, group in by_provider.items():
+            route = self._router.by_name(name)
+            if route is None or not route.adapter.supports_lookup:
+                why = f"provider {name} has no lookup: outcome unknown, not resent"
+                outcome.unknown += len(await self._move(group, MessageState.UNKNOWN, [S], why))
+                continue
+            resend += await self._reconcile_by_lookup(route, group, outcome)
         return resend
 
-    async def _lookup(self, client_ref: str) -> ProviderResult | None:
+    async def _reconcile_by_lookup(
+        self, route: Route, rows: list[repo.MessageRow], outcome: Outcome
+    ) -> list[repo.MessageRow]:
+        gate = asyncio.Semaphore(_LOOKUP_CONCURRENCY)
+
+        async def one(row: repo.MessageRow) -> ProviderResult | None:
+            async with gate:
+                return await self._lookup(route, row.client_ref)
+
+        try:
+            found = await asyncio.gather(*(one(r) for r in rows))
+        except ProviderUnavailable as exc:  # left in `sending`; the next sweep tries again
+            log.warning("reconcile_postponed", provider=route.spec.name, error=str(exc),
+                        rows=len(rows))
+            return []
+        seen = [(r, f.provider_message_id) for r, f in zip(rows, found, strict=True)
+                if f is not None and f.provider_message_id]
+        outcome.accepted += await self._accept(seen)
+        never = [r for r, f in zip(rows, found, strict=True) if f is None]
+        requeued = await self._move(never, Q, [S], f"{route.spec.name} never saw it; resending")
+        log.info("reconciled", provider=route.spec.name, seen=len(seen), resend=len(requeued))
+        return [_with_state(r, Q) for r in requeued]
+
+    async def _lookup(self, route: Route, client_ref: str) -> ProviderResult | None:
         for attempt in range(self._max_attempts):
             try:
-                return await self._provider.lookup(client_ref)
+                return await route.adapter.lookup(client_ref)
             except ProviderUnavailable:
                 await asyncio.sleep(_backoff(attempt))
         raise ProviderUnavailable(f"lookup of {client_ref} failed {self._max_attempts} times")
 
-    async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
-        while chunk:
-            granted = await self._infra(partial(self._bucket.acquire, len(chunk)))
-            part, chunk = chunk[:granted], chunk[granted:]
-            moved = await self._move([r.id for r in part], S, [Q], "calling provider",
-                                     count_attempt=True)
-            part = [r for r in part if r.id in moved]
-            if part:
-                await self._call(part, outcome)
+    # ------------------------------------------------------------------ sending
 
-    async def _call(self, part: list[repo.MessageRow], outcome: Outcome) -> None:
+    async def _grant(self, wanted: int, avoid: set[str]) -> tuple[Route, int]:
+        """A provider of the lane whose breaker and shared rate limit let ``1..wanted`` through.
+
+        Providers in ``avoid`` (they just failed this chunk) come last. Waits while none can.
+        """
+        while True:
+            routes = self._router.for_lane(self._lane)
+            routes.sort(key=lambda r: r.spec.name in avoid)
+            wait = 1.0
+            for route in routes:
+                if route.breaker.retry_in() > 0:
+                    wait = min(wait, route.breaker.retry_in())
+                    continue
+                grant = await self._infra(partial(route.bucket.try_acquire, wanted))
+                if grant.granted and route.breaker.allow():
+                    return route, grant.granted
+                wait = min(wait, grant.wait_s or 0.05)
+            await asyncio.sleep(max(wait, 0.005))
+
+    async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
+        tries = {r.id: r.attempts for r in chunk}
+        avoid: set[str] = set()
+        while chunk:
+            route, granted = await self._grant(len(chunk), avoid)
+            part, chunk = chunk[:granted], chunk[granted:]
+            name = route.spec.name
+            part = await self._move(part, S, [Q], f"calling {name}", count_attempt=True,
+                                    provider=name)
+            if not part:
+                continue
+            part = [_with_state(r, S, name) for r in part]
+            for r in part:
+                tries[r.id] += 1
+            retry, counted = await self._call(route, part, outcome)
+            if retry:
+                avoid = avoid | {name} if len(avoid) + 1 < len(self._router.routes) else set()
+            spent = [r for r in retry if counted and tries[r.id] >= self._max_attempts]
+            if spent:
+                why = f"gave up after {self._max_attempts} attempts"
+                outcome.failed += len(await self._move(spent, MessageState.FAILED, [Q], why))
+                outcome.dead += [r.message_key for r in spent]
+                outcome.dead_reason = why
+            spent_ids = {r.id for r in spent}
+            chunk = [_with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
+
+    async def _call(
+        self, route: Route, part: list[repo.MessageRow], outcome: Outcome
+    ) -> tuple[list[repo.MessageRow], bool]:
+        """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
-        results = await self._call_with_retries(outgoing, part)
+        report = await route.adapter.send(outgoing)
+        if report.results:
+            self._fault_hook()
         by_ref = {r.client_ref: r for r in part}
-        accepted = [
-            (by_ref[res.client_ref].id, res.provider_message_id)
-            for res in results
-            if res.accepted and res.provider_message_id
-        ]
-        outcome.accepted += len(await self._accept(accepted))
-        for res in results:
+        accepted = [(by_ref[res.client_ref], res.provider_message_id) for res in report.results
+                    if res.accepted and res.provider_message_id]
+        outcome.accepted += await self._accept(accepted)
+        for res in report.results:
             if not res.accepted:
                 outcome.failed += len(await self._move(
-                    [by_ref[res.client_ref].id], MessageState.FAILED, [S],
+                    [by_ref[res.client_ref]], MessageState.FAILED, [S],
                     f"provider rejected: {res.error}",
                 ))
+        answered = {res.client_ref for res in report.results}
+        rest = [r for r in part if r.client_ref not in answered]
+        if report.failure is None or not rest:
+            route.breaker.success()
+            return [], False
+        return await self._failed_call(route, rest, report.failure, outcome)
 
-    async def _call_with_retries(
-        self, outgoing: list[Outgoing], part: list[repo.MessageRow]
-    ) -> list[ProviderResult]:
-        attempt = 0
-        while True:
-            try:
-                return await self._provider.send(outgoing)
-            except ProviderRateLimited as exc:
-                log.info("provider_429", retry_after=exc.retry_after, size=len(outgoing))
-                await asyncio.sleep(exc.retry_after)
-            except ProviderUnavailable as exc:
-                attempt += 1
-                if attempt >= self._max_attempts:
-                    raise DispatchFailed(
-                        str(exc), message_keys=[r.message_key for r in part]
-                    ) from exc
-                log.warning("provider_retry", error=str(exc), attempt=attempt)
-                await asyncio.sleep(_backoff(attempt))
-            except ProviderError as exc:
-                raise DispatchFailed(str(exc), message_keys=[r.message_key for r in part]) from exc
+    async def _failed_call(
+        self, route: Route, rest: list[repo.MessageRow], failure: ProviderError, outcome: Outcome
+    ) -> tuple[list[repo.MessageRow], bool]:
+        name = route.spec.name
+        if isinstance(failure, ProviderRateLimited):
+            route.breaker.success()  # it answered: alive, just busy
+            outcome.rate_limited += 1
+            log.info("provider_429", provider=name, retry_after=failure.retry_after, size=len(rest))
+            await self._infra(partial(route.bucket.pause, failure.retry_after))
+            return await self._move(rest, Q, [S], f"{name} rate limited"), False
+        if isinstance(failure, ProviderUnavailable):
+            route.breaker.failure()
+            log.warning("provider_unavailable", provider=name, error=str(failure),
+                        ambiguous=failure.ambiguous, size=len(rest))
+            await asyncio.sleep(_backoff(1))
+            if failure.ambiguous:
+                return await self._reconcile(rest, outcome), True
+            return await self._move(rest, Q, [S], f"{name} unavailable: {failure}"), True
+        route.breaker.success()
+        why = f"{name} refused the request: {failure}"
+        outcome.failed += len(await self._move(rest, MessageState.FAILED, [S], why))
+        outcome.dead += [r.message_key for r in rest]
+        outcome.dead_reason = why
+        return [], False
+
+    def _fault_hook(self) -> None:
+        """TEST ONLY (``sender_fault_kill_after_calls``): die between acceptance and commit."""
+        if self._fault_after:
+            self._calls += 1
+            if self._calls >= self._fault_after:
+                log.warning("fault_hook_kill", calls=self._calls)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _with_state(
+    row: repo.MessageRow, state: MessageState, provider: str | None = None
+) -> repo.MessageRow:
+    return replace(row, state=state, provider=provider or row.provider)
 
 
 def _backoff(attempt: int) -> float:

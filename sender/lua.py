@@ -9,7 +9,13 @@ __all__ = ["TOKEN_BUCKET"]
 #: Grants up to ``requested`` whole tokens (possibly fewer, never more than are available)
 #: and returns {granted, wait_ms}: wait_ms is how long until one more token exists.
 #: Time comes from the Redis server, so workers on different hosts agree.
+#: Optional KEYS[2] = pause key (set with a TTL after a 429): while it lives nothing is
+#: granted and wait_ms is its remaining TTL, so every worker honours the Retry-After.
 TOKEN_BUCKET = """
+if KEYS[2] then
+  local paused = redis.call('PTTL', KEYS[2])
+  if paused > 0 then return {0, paused} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[1])

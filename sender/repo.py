@@ -18,11 +18,15 @@ __all__ = [
     "enqueue",
     "mark_accepted",
     "message_history",
+    "stale_rows",
     "state_counts",
     "transition",
 ]
 
-_COLS = "id, message_key, tenant_id, state::text, phone, body, client_ref, expires_at, attempts"
+_COLS = (
+    "id, message_key, tenant_id, lane::text, state::text, phone, body, client_ref, expires_at,"
+    " attempts, provider, user_id, promotion_id, campaign_run_id, updated_at"
+)
 
 # Moves rows from any of $4 to $2 with reason $3, appending one event per moved row.
 _TRANSITION = """
@@ -82,19 +86,27 @@ class MessageRow:
     id: int
     message_key: str
     tenant_id: int
+    lane: Lane
     state: MessageState
     phone: str
     body: str
     client_ref: str
     expires_at: datetime | None
     attempts: int
+    provider: str | None = None
+    user_id: str | None = None
+    promotion_id: int | None = None
+    campaign_run_id: int | None = None
+    updated_at: datetime | None = None
 
 
 def _row(r: asyncpg.Record) -> MessageRow:
     return MessageRow(
-        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"],
+        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"], lane=Lane(r["lane"]),
         state=MessageState(r["state"]), phone=r["phone"], body=r["body"],
         client_ref=r["client_ref"], expires_at=r["expires_at"], attempts=r["attempts"],
+        provider=r["provider"], user_id=r["user_id"], promotion_id=r["promotion_id"],
+        campaign_run_id=r["campaign_run_id"], updated_at=r["updated_at"],
     )
 
 
@@ -124,6 +136,20 @@ async def enqueue(
             [i.expires_at for i in items], lane.value, actor,
         )
     rows = await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)", keys)
+    return [_row(r) for r in rows]
+
+
+async def stale_rows(
+    conn: Conn, *, lane: Lane, states: Sequence[MessageState], older_than_s: float,
+    after_id: int, limit: int,
+) -> list[MessageRow]:
+    """A lane's rows in ``states`` untouched for ``older_than_s`` seconds, by id after ``after_id``."""
+    rows = await conn.fetch(
+        f"SELECT {_COLS} FROM messages WHERE lane = $1::message_lane"
+        " AND state = ANY($2::message_state[]) AND updated_at < now() - make_interval(secs => $3)"
+        " AND id > $4 ORDER BY id LIMIT $5",
+        lane.value, [s.value for s in states], older_than_s, after_id, limit,
+    )
     return [_row(r) for r in rows]
 
 

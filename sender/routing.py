@@ -1,0 +1,94 @@
+"""Provider accounts the sender routes to: adapter, circuit breaker and shared rate limit each.
+
+Routing is by lane with weights: each call picks a primary at random in proportion to the
+weights, then the other providers of the lane follow in weighted order as fallbacks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from pydantic import TypeAdapter
+
+from hexcast.cache import Keys
+from hexcast.logging import get_logger
+from hexcast.settings import Settings
+from sender.breaker import BreakerState, CircuitBreaker
+from sender.models import Lane, ProviderSpec
+from sender.provider import Provider, build_provider
+from sender.ratelimit import TokenBucket
+
+__all__ = ["Route", "Router", "build_router", "provider_specs", "weighted_order"]
+
+log = get_logger("hexcast.sender")
+
+
+@dataclass(slots=True)
+class Route:
+    spec: ProviderSpec
+    adapter: Provider
+    breaker: CircuitBreaker
+    bucket: TokenBucket
+
+
+def provider_specs(settings: Settings) -> list[ProviderSpec]:
+    """The configured provider accounts; by default one batch account from provider_*."""
+    if settings.sender_providers.strip():
+        return TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
+    return [ProviderSpec(name=settings.provider_name, url=settings.provider_url,
+                         token=settings.provider_token)]
+
+
+def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
+    """All ``routes``, ordered by repeated weighted draws without replacement."""
+    left, order = list(routes), []
+    while left:
+        pick = rng.choices(range(len(left)), weights=[r.spec.weight for r in left])[0]
+        order.append(left.pop(pick))
+    return order
+
+
+def _log_transition(name: str, old: BreakerState, new: BreakerState) -> None:
+    log.warning("breaker_transition", provider=name, from_state=old.value, to_state=new.value)
+
+
+class Router:
+    def __init__(self, routes: list[Route], *, seed: int | None = None) -> None:
+        self.routes = routes
+        self._by_name = {r.spec.name: r for r in routes}
+        self._rng = random.Random(seed)
+
+    def for_lane(self, lane: Lane) -> list[Route]:
+        """Every provider serving ``lane``, primary first."""
+        return weighted_order([r for r in self.routes if lane in r.spec.lanes], self._rng)
+
+    def by_name(self, name: str | None) -> Route | None:
+        return self._by_name.get(name) if name is not None else None
+
+    def breaker_states(self) -> dict[str, str]:
+        return {r.spec.name: r.breaker.state.value for r in self.routes}
+
+    async def aclose(self) -> None:
+        for route in self.routes:
+            await route.adapter.aclose()
+
+
+def build_router(settings: Settings, client: aioredis.Redis) -> Router:
+    keys = Keys(settings.redis_prefix)
+    routes = []
+    for spec in provider_specs(settings):
+        rate = spec.rate_per_s or settings.provider_rate_per_s
+        routes.append(Route(
+            spec=spec,
+            adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
+                                   concurrency=settings.sender_single_concurrency),
+            breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
+                                   open_s=settings.sender_breaker_open_s,
+                                   on_change=_log_transition),
+            bucket=TokenBucket(client, keys("rl", "provider", spec.name), rate=rate,
+                               burst=max(settings.provider_burst, 1.0) if spec.rate_per_s is None
+                               else max(rate, 1.0), pausable=True),
+        ))
+    return Router(routes)

@@ -1,0 +1,142 @@
+"""Helpers for sender tests: a private database and topics, provider-sims and sender workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from hexcast.broker import delete_topics
+from hexcast.bus import Bus
+from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
+from hexcast.settings import Settings
+from hexcast.tenants import create_tenant
+from hexcast.topics import create_topics, topic_specs
+from sender.keys import bulk_key
+from sender.models import Lane, SendBatch, SendRequest
+from tests.integration.conftest import (
+    _clear_redis,
+    _dsn,
+    create_database,
+    drop_database,
+    make_settings,
+)
+
+__all__ = ["SenderWorld", "ledger", "providers_json", "sender_world", "sim_stats"]
+
+
+class SenderWorld:
+    """One tenant in a private database, private topics, and the children started for it."""
+
+    def __init__(self, settings: Settings, log_dir: Path, tenant_id: int) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.tenant_id = tenant_id
+        self.children: list[ChildProcess] = []
+
+    def sim(self, name: str, **overrides: object) -> str:
+        """Start a provider-sim; returns its base URL."""
+        port = free_port()
+        env = self.settings.model_copy(update={"sim_port": port, **overrides}).to_env()
+        child = hexcast_process(name, ["provider-sim"], env=env, log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", child=child)
+        return url
+
+    def sender(self, name: str, lane: Lane = Lane.BULK, **overrides: object) -> ChildProcess:
+        env = self.settings.model_copy(update=overrides).to_env()
+        child = hexcast_process(name, ["sender", "--lane", lane.value], env=env,
+                                log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        return child
+
+    def publish(self, count: int, *, run_id: int, lane: Lane = Lane.BULK, first: int = 0) -> None:
+        """``count`` bulk messages of campaign run ``run_id`` in records of up to 1,000."""
+        items = [
+            SendRequest(message_key=bulk_key(campaign_run_id=run_id, recipient_id=n),
+                        tenant_id=self.tenant_id, phone=f"+1312{n:07d}", body=f"hello {n}",
+                        campaign_run_id=run_id)
+            for n in range(first, first + count)
+        ]
+
+        async def run() -> None:
+            bus = Bus(self.settings)
+            await bus.start()
+            try:
+                for start in range(0, len(items), 1000):
+                    chunk = items[start : start + 1000]
+                    record = SendBatch(lane=lane, items=chunk, created_at=datetime.now(UTC))
+                    await bus.publish(lane.topic, f"run-{run_id}-{start}", record.encode())
+            finally:
+                await bus.stop()
+
+        asyncio.run(run())
+
+    def states(self) -> dict[str, int]:
+        async def run() -> dict[str, int]:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                rows = await conn.fetch("SELECT state::text, count(*) AS n FROM messages GROUP BY 1")
+            finally:
+                await conn.close()
+            return {r["state"]: r["n"] for r in rows}
+
+        return asyncio.run(run())
+
+    def log(self, child: ChildProcess) -> str:
+        return child.log_path.read_text(errors="replace")
+
+
+def ledger(url: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = httpx.get(f"{url}/ledger", params={"after": len(items), "limit": 10000}).json()
+        items += page["items"]
+        if len(items) >= page["total"] or not page["items"]:
+            return items
+
+
+def sim_stats(url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{url}/ledger/stats").json()
+    return stats
+
+
+def providers_json(*specs: dict[str, Any]) -> str:
+    return json.dumps(list(specs))
+
+
+@contextmanager
+def sender_world(broker_url: str, log_dir: Path, **extra: object) -> Iterator[SenderWorld]:
+    """A fresh database (the sweeper looks at a whole lane), topics and Redis prefix."""
+    name = asyncio.run(create_database())
+    settings = make_settings(broker_url, _dsn(name), **extra)
+    asyncio.run(create_topics(settings))
+
+    async def tenant() -> int:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            row, _ = await create_tenant(conn, name=f"sender-{uuid.uuid4().hex[:6]}")
+        finally:
+            await conn.close()
+        return row.id
+
+    world = SenderWorld(settings, log_dir, asyncio.run(tenant()))
+    try:
+        yield world
+    finally:
+        for child in world.children:
+            child.terminate(grace_s=5)
+        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
+        asyncio.run(drop_database(name))
+        asyncio.run(_clear_redis(settings))
