@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     )
     sender_breaker_failures: int = Field(default=5, ge=1, description="Failures that open it.")
     sender_breaker_open_s: float = Field(default=10.0, gt=0, description="Open before a trial.")
+    sender_bulk_share: float = Field(
+        default=0.7, gt=0, le=1,
+        description="Share of each provider account's rate the bulk lane may use; the rest is"
+        " reserved for the otp and geo lanes.",
+    )
     sender_single_concurrency: int = Field(default=32, ge=1, le=512)
     sender_reconcile_grace_s: float = Field(
         default=300.0, ge=0,

@@ -49,7 +49,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
     async def send_agent(stream: Any) -> None:
         pool = await connect_pool(settings.database_url, max_size=8)
         redis = connect_redis(settings.redis_url)
-        router = build_router(settings, redis)
+        router = build_router(settings, redis, lane)
         bus = Bus(settings)
         await bus.start()
 

@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from hexcast.errors import NotFound, Unauthorized
-from hexcast.web import PoolDep, SettingsDep, TenantDep
+from hexcast.errors import InvalidInput, NotFound, Unauthorized
+from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
 from sender import repo
-from sender.models import ReceiptBatch
+from sender.keys import otp_key
+from sender.models import Lane, ReceiptBatch, SendBatch, SendRequest
+from sender.text import segment_info
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["messages"])
+
+
+class OtpCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")]
+    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    ttl_s: Annotated[int, Field(ge=10, le=3600)] = 300
+    user_id: Annotated[str | None, Field(max_length=128)] = None
+
+
+class OtpAccepted(BaseModel):
+    message_key: str
+    lane: str
+    segments: int
+    expires_at: datetime
+
+
+IdempotencyKey = Annotated[
+    str, Header(alias="Idempotency-Key", min_length=1, max_length=128,
+                description="Same key, same message: a retried request never sends twice.")
+]
 
 
 class ReceiptsApplied(BaseModel):
@@ -46,6 +70,28 @@ class MessagePublic(BaseModel):
     sent_at: datetime | None
     delivered_at: datetime | None
     events: list[MessageEventPublic]
+
+
+@router.post("/messages/otp", response_model=OtpAccepted, status_code=status.HTTP_202_ACCEPTED)
+async def post_otp(
+    body: OtpCreate, idempotency_key: IdempotencyKey, tenant: TenantDep, pool: PoolDep,
+    bus: BusDep,
+) -> OtpAccepted:
+    """Queue a one-time password on the otp lane (exempt from marketing consent, not opt-out)."""
+    segments = segment_info(body.body).segments
+    async with pool.acquire() as conn:
+        limit = await repo.tenant_max_segments(conn, tenant_id=tenant.id)
+    if segments > limit:
+        raise InvalidInput(f"body is {segments} segments; this tenant allows {limit}", field="body")
+    key = otp_key(tenant_id=tenant.id, idempotency_key=idempotency_key)
+    now = datetime.now(UTC)
+    request = SendRequest(message_key=key, tenant_id=tenant.id, user_id=body.user_id,
+                          phone=body.phone, body=body.body,
+                          expires_at=now + timedelta(seconds=body.ttl_s))
+    record = SendBatch(lane=Lane.OTP, items=[request], created_at=now)
+    await bus.publish(Lane.OTP.topic, key, record.encode())
+    return OtpAccepted(message_key=key, lane=Lane.OTP.value, segments=segments,
+                       expires_at=request.expires_at or now)
 
 
 @router.post("/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])

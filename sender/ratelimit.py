@@ -1,4 +1,4 @@
-"""Rate limits shared by all workers: a token bucket in Redis, driven by one Lua script."""
+"""Rate limits shared by all workers: token buckets in Redis, driven by one Lua script."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ class Grant:
 
 
 class TokenBucket:
-    """``rate`` tokens per second up to ``burst``, one Redis key, any number of workers."""
+    """``rate`` tokens per second up to ``burst``, one Redis key, any number of workers.
+
+    :meth:`capped` adds more buckets that every grant must also fit (a lane's share, a
+    campaign's pace); all are checked and debited in one atomic script call.
+    """
 
     def __init__(
         self, client: aioredis.Redis, key: str, *, rate: float, burst: float,
@@ -27,21 +31,27 @@ class TokenBucket:
     ) -> None:
         self._client = client
         self._script = client.register_script(TOKEN_BUCKET)
-        self._keys = [key, f"{key}:pause"] if pausable else [key]
+        self._buckets: list[tuple[str, float, float]] = [(key, rate, burst)]
+        self._pause = f"{key}:pause" if pausable else None
         self.rate = rate
         self.burst = burst
 
+    def capped(self, key: str, *, rate: float, burst: float) -> TokenBucket:
+        """This bucket and another one, both taken from by every grant."""
+        other = TokenBucket.__new__(TokenBucket)
+        other._client, other._script, other._pause = self._client, self._script, self._pause
+        other._buckets = [*self._buckets, (key, rate, burst)]
+        other.rate, other.burst = min(self.rate, rate), min(self.burst, burst)
+        return other
+
     async def try_acquire(self, requested: int) -> Grant:
         """Take up to ``requested`` tokens now; says how long to wait for more."""
-        granted, wait_ms = await self._script(
-            keys=self._keys, args=[self.rate, self.burst, requested]
-        )
+        keys = [b[0] for b in self._buckets] + ([self._pause] if self._pause else [])
+        args: list[float] = [requested, len(self._buckets)]
+        for _, rate, burst in self._buckets:
+            args += [rate, burst]
+        granted, wait_ms = await self._script(keys=keys, args=args)
         return Grant(granted=int(granted), wait_s=int(wait_ms) / 1000)
-
-    async def pause(self, seconds: float) -> None:
-        """Grant nothing to any worker for ``seconds`` (a provider's Retry-After)."""
-        if len(self._keys) > 1 and seconds > 0:
-            await self._client.set(self._keys[1], b"1", px=max(1, int(seconds * 1000)))
 
     async def acquire(self, requested: int) -> int:
         """Wait until at least one token is granted; returns how many (≤ requested)."""
@@ -50,3 +60,8 @@ class TokenBucket:
             if grant.granted > 0:
                 return grant.granted
             await asyncio.sleep(grant.wait_s)
+
+    async def pause(self, seconds: float) -> None:
+        """Grant nothing to any worker for ``seconds`` (a provider's Retry-After)."""
+        if self._pause is not None and seconds > 0:
+            await self._client.set(self._pause, b"1", px=max(1, int(seconds * 1000)))

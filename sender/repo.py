@@ -19,6 +19,7 @@ __all__ = [
     "mark_accepted",
     "message_history",
     "stale_rows",
+    "tenant_max_segments",
     "state_counts",
     "transition",
 ]
@@ -237,3 +238,9 @@ async def delivered_since(
         " WHERE tenant_id = $1 AND state = 'delivered' AND id > $2 ORDER BY id LIMIT $3",
         tenant_id, after_id, limit,
     ))
+
+
+async def tenant_max_segments(conn: Conn, *, tenant_id: int) -> int:
+    """The most segments one message of this tenant may have."""
+    value = await conn.fetchval("SELECT max_segments FROM tenants WHERE id = $1", tenant_id)
+    return int(value) if value is not None else 1

@@ -75,11 +75,23 @@ class Router:
             await route.adapter.aclose()
 
 
-def build_router(settings: Settings, client: aioredis.Redis) -> Router:
+def _bucket(settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane) -> TokenBucket:
+    """The account's shared bucket; the bulk lane also takes from its capped share of it."""
     keys = Keys(settings.redis_prefix)
+    rate = spec.rate_per_s or settings.provider_rate_per_s
+    burst = max(settings.provider_burst if spec.rate_per_s is None else rate, 1.0)
+    bucket = TokenBucket(client, keys("rl", "provider", spec.name), rate=rate, burst=burst,
+                         pausable=True)
+    if lane is Lane.BULK:
+        share = settings.sender_bulk_share
+        bucket = bucket.capped(keys("rl", "provider", spec.name, "bulk"), rate=rate * share,
+                               burst=max(burst * share, 1.0))
+    return bucket
+
+
+def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Router:
     routes = []
     for spec in provider_specs(settings):
-        rate = spec.rate_per_s or settings.provider_rate_per_s
         routes.append(Route(
             spec=spec,
             adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
@@ -87,8 +99,6 @@ def build_router(settings: Settings, client: aioredis.Redis) -> Router:
             breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
                                    open_s=settings.sender_breaker_open_s,
                                    on_change=_log_transition),
-            bucket=TokenBucket(client, keys("rl", "provider", spec.name), rate=rate,
-                               burst=max(settings.provider_burst, 1.0) if spec.rate_per_s is None
-                               else max(rate, 1.0), pausable=True),
+            bucket=_bucket(settings, client, spec, lane),
         ))
     return Router(routes)

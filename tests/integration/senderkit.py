@@ -36,11 +36,23 @@ __all__ = ["SenderWorld", "ledger", "providers_json", "sender_world", "sim_stats
 class SenderWorld:
     """One tenant in a private database, private topics, and the children started for it."""
 
-    def __init__(self, settings: Settings, log_dir: Path, tenant_id: int) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, tenant: tuple[int, str]) -> None:
         self.settings = settings
         self.log_dir = log_dir
-        self.tenant_id = tenant_id
+        self.tenant_id, self.api_key = tenant
         self.children: list[ChildProcess] = []
+
+    def api(self) -> str:
+        """Start the API (its port and public URL go into ``settings`` for later children)."""
+        port = free_port()
+        self.settings = self.settings.model_copy(
+            update={"api_port": port, "api_public_url": f"http://127.0.0.1:{port}"}
+        )
+        child = hexcast_process("api", ["api"], env=self.settings.to_env(), log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        wait_http(f"{self.settings.api_public_url}/health", child=child)
+        return self.settings.api_public_url
 
     def sim(self, name: str, **overrides: object) -> str:
         """Start a provider-sim; returns its base URL."""
@@ -123,13 +135,13 @@ def sender_world(broker_url: str, log_dir: Path, **extra: object) -> Iterator[Se
     settings = make_settings(broker_url, _dsn(name), **extra)
     asyncio.run(create_topics(settings))
 
-    async def tenant() -> int:
+    async def tenant() -> tuple[int, str]:
         conn = await asyncpg.connect(settings.database_url)
         try:
-            row, _ = await create_tenant(conn, name=f"sender-{uuid.uuid4().hex[:6]}")
+            row, key = await create_tenant(conn, name=f"sender-{uuid.uuid4().hex[:6]}")
         finally:
             await conn.close()
-        return row.id
+        return row.id, key
 
     world = SenderWorld(settings, log_dir, asyncio.run(tenant()))
     try:
