@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
 from sender import repo
-from sender.keys import otp_key
+from sender.compliance import classify, confirmation_text, needs_review
+from sender.keys import confirmation_key, otp_key
 from sender.models import Lane, ReceiptBatch, SendBatch, SendRequest
 from sender.text import segment_info
 
@@ -41,6 +42,21 @@ IdempotencyKey = Annotated[
     str, Header(alias="Idempotency-Key", min_length=1, max_length=128,
                 description="Same key, same message: a retried request never sends twice.")
 ]
+
+
+class InboundIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    from_: Annotated[str, Field(alias="from", pattern=r"^\+[1-9]\d{6,14}$")]
+    body: Annotated[str, Field(max_length=1600)]
+    id: Annotated[str | None, Field(max_length=128, description="Provider's reply id")] = None
+
+
+class InboundApplied(BaseModel):
+    kind: str
+    flagged: bool
+    duplicate: bool
+    confirmation_key: str | None
 
 
 class ReceiptsApplied(BaseModel):
@@ -94,6 +110,48 @@ async def post_otp(
                        expires_at=request.expires_at or now)
 
 
+def _check_webhook(settings: SettingsDep, authorization: str) -> None:
+    expected = f"Bearer {settings.dlr_webhook_token}"
+    if not hmac.compare_digest(authorization.encode(), expected.encode()):
+        raise Unauthorized("bad webhook token")
+
+
+@router.post("/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"])
+async def inbound_reply(
+    tenant_id: int, body: InboundIn, pool: PoolDep, settings: SettingsDep, bus: BusDep,
+    authorization: Annotated[str, Header()] = "",
+) -> InboundApplied:
+    """A reply from a handset: STOP-words opt out at once, START-words opt in, HELP answers.
+
+    Each keyword gets exactly one confirmation, also when the provider retries the webhook.
+    """
+    _check_webhook(settings, authorization)
+    kind = classify(body.body)
+    flagged = needs_review(body.body, kind)
+    async with pool.acquire() as conn:
+        info = await repo.tenant_reply_info(conn, tenant_id=tenant_id)
+        if info is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        inbound_id, new = await repo.record_inbound(
+            conn, tenant_id=tenant_id, phone=body.from_, body=body.body, kind=kind.value,
+            flagged=flagged, provider_ref=body.id,
+        )
+    text = confirmation_text(kind, tenant_name=info[0], help_text=info[1])
+    if text is None:
+        return InboundApplied(kind=kind.value, flagged=flagged, duplicate=not new,
+                              confirmation_key=None)
+    # Published again on a retried webhook (the first publish may have failed): the sender
+    # dedupes on the key, so the number still gets exactly one confirmation.
+    key = confirmation_key(tenant_id=tenant_id, inbound_id=inbound_id)
+    now = datetime.now(UTC)
+    reply = SendRequest(message_key=key, tenant_id=tenant_id, phone=body.from_, body=text,
+                        confirmation=True, expires_at=now + timedelta(hours=1))
+    await bus.publish(Lane.OTP.topic, key, SendBatch(lane=Lane.OTP, items=[reply],
+                                                     created_at=now).encode())
+    return InboundApplied(kind=kind.value, flagged=flagged, duplicate=not new,
+                          confirmation_key=key)
+
+
 @router.post("/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])
 async def delivery_receipts(
     body: ReceiptBatch,
@@ -102,9 +160,7 @@ async def delivery_receipts(
     authorization: Annotated[str, Header()] = "",
 ) -> ReceiptsApplied:
     """Receipts from the provider; duplicates and late receipts are applied at most once."""
-    expected = f"Bearer {settings.dlr_webhook_token}"
-    if not hmac.compare_digest(authorization.encode(), expected.encode()):
-        raise Unauthorized("bad webhook token")
+    _check_webhook(settings, authorization)
     receipts = [(r.client_ref, r.status, r.error) for r in body.receipts]
     async with pool.acquire() as conn:
         applied = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")

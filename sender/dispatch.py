@@ -68,6 +68,7 @@ class Outcome:
         self.expired = 0
         self.failed = 0
         self.unknown = 0
+        self.suppressed = 0
         self.rate_limited = 0
         self.dead: list[str] = []
         self.dead_reason = ""
@@ -149,14 +150,18 @@ class Dispatcher:
         await self._emit(moved, MessageState.ACCEPTED, "provider accepted")
         return len(moved)
 
-    async def _emit(self, rows: Sequence[repo.MessageRow], state: MessageState, reason: str) -> None:
+    async def _emit(
+        self, rows: Sequence[repo.MessageRow], state: MessageState, reason: str,
+        *, reasons: dict[int, str] | None = None,
+    ) -> None:
         if not rows:
             return
         at = datetime.now(UTC)
         await self._publish([
             DeliveryEvent(
                 message_key=r.message_key, tenant_id=r.tenant_id, lane=r.lane, state=state,
-                reason=reason, promotion_id=r.promotion_id, campaign_run_id=r.campaign_run_id,
+                reason=(reasons or {}).get(r.id, reason), promotion_id=r.promotion_id,
+                campaign_run_id=r.campaign_run_id,
                 user_id=r.user_id, phone=r.phone, at=at,
             )
             for r in rows
@@ -296,18 +301,48 @@ class Dispatcher:
                 wait = min(wait, grant.wait_s or 0.05)
             await asyncio.sleep(max(wait, 0.005))
 
+    async def _suppress(self, rows: list[repo.MessageRow], outcome: Outcome) -> set[int]:
+        """Opted-out numbers and marketing without consent: ``suppressed`` with the reason."""
+        if not rows:
+            return set()
+
+        async def run() -> dict[int, str]:
+            async with self._pool.acquire() as conn:
+                return await repo.suppress_blocked(conn, ids=[r.id for r in rows],
+                                                   actor=self._actor)
+
+        why = await self._infra(run)
+        moved = [r for r in rows if r.id in why]
+        outcome.suppressed += len(moved)
+        await self._emit(moved, MessageState.SUPPRESSED, "blocked", reasons=why)
+        return set(why)
+
+    async def _claim(self, part: list[repo.MessageRow], name: str) -> list[repo.MessageRow]:
+        async def run() -> set[int]:
+            async with self._pool.acquire() as conn:
+                return await repo.claim_for_sending(
+                    conn, ids=[r.id for r in part], provider=name, actor=self._actor,
+                    reason=f"calling {name}",
+                )
+
+        claimed = await self._infra(run)
+        return [_with_state(r, S, name) for r in part if r.id in claimed]
+
     async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
+        blocked = await self._suppress(chunk, outcome)
+        chunk = [r for r in chunk if r.id not in blocked]
         tries = {r.id: r.attempts for r in chunk}
         avoid: set[str] = set()
         while chunk:
             route, granted = await self._grant(len(chunk), avoid)
             part, chunk = chunk[:granted], chunk[granted:]
             name = route.spec.name
-            part = await self._move(part, S, [Q], f"calling {name}", count_attempt=True,
-                                    provider=name)
+            claimed = await self._claim(part, name)
+            if len(claimed) < len(part):  # a STOP may have landed since the chunk began
+                await self._suppress([r for r in part if r not in claimed], outcome)
+            part = claimed
             if not part:
                 continue
-            part = [_with_state(r, S, name) for r in part]
             for r in part:
                 tries[r.id] += 1
             retry, counted = await self._call(route, part, outcome)

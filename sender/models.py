@@ -76,6 +76,7 @@ class SendRequest(BaseModel):
     promotion_id: int | None = None
     campaign_run_id: int | None = None
     expires_at: datetime | None = None
+    confirmation: bool = False  # a STOP/START/HELP reply: goes even to an opted-out number
 
 
 class SendBatch(WireRecord):

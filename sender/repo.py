@@ -14,6 +14,10 @@ from sender.models import Lane, MessageState, SendRequest
 __all__ = [
     "MessageRow",
     "apply_receipts",
+    "claim_for_sending",
+    "record_inbound",
+    "suppress_blocked",
+    "tenant_reply_info",
     "delivered_since",
     "enqueue",
     "mark_accepted",
@@ -82,6 +86,51 @@ RETURNING message_id
 """
 
 
+# A message may not go out to an opted-out number (confirmations excepted), and marketing
+# lanes need a consent record of a recipient who has not opted out.
+_OPTED_OUT = (
+    "EXISTS (SELECT 1 FROM opt_outs o WHERE o.tenant_id = m.tenant_id AND o.phone = m.phone)"
+)
+_NO_CONSENT = (
+    "(m.lane <> 'otp' AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.tenant_id = m.tenant_id"
+    " AND r.phone = m.phone AND r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))"
+)
+
+# queued → sending (+1 attempt, provider $2) for rows still allowed at this very statement.
+_CLAIM = f"""
+WITH old AS (
+    SELECT m.id, m.state FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state = 'queued'
+    AND (m.confirmation OR NOT ({_OPTED_OUT} OR {_NO_CONSENT}))
+    FOR UPDATE OF m
+), upd AS (
+    UPDATE messages m SET state = 'sending', reason = $4, updated_at = now(),
+        attempts = m.attempts + 1, provider = $2
+    FROM old WHERE m.id = old.id
+    RETURNING m.id, old.state AS from_state
+)
+INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+SELECT id, from_state, 'sending', $3, $4 FROM upd
+RETURNING message_id
+"""
+
+_SUPPRESS = f"""
+WITH old AS (
+    SELECT m.id, m.state,
+        CASE WHEN {_OPTED_OUT} THEN 'opted out' ELSE 'no marketing consent' END AS why
+    FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state = 'queued'
+    AND NOT m.confirmation AND ({_OPTED_OUT} OR {_NO_CONSENT})
+    FOR UPDATE OF m
+), upd AS (
+    UPDATE messages m SET state = 'suppressed', reason = old.why, updated_at = now()
+    FROM old WHERE m.id = old.id
+    RETURNING m.id, old.state AS from_state, old.why
+)
+INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+SELECT id, from_state, 'suppressed', $2, why FROM upd
+RETURNING message_id, reason
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRow:
     id: int
@@ -121,10 +170,11 @@ async def enqueue(
             """
             WITH ins AS (
                 INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
-                    promotion_id, campaign_run_id, expires_at, client_ref)
-                SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k
+                    promotion_id, campaign_run_id, expires_at, client_ref, confirmation)
+                SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k, c
                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                    $6::bigint[], $7::bigint[], $8::timestamptz[]) AS x(k, t, u, p, b, pr, cr, e)
+                    $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
+                    AS x(k, t, u, p, b, pr, cr, e, c)
                 ON CONFLICT (message_key) DO NOTHING
                 RETURNING id
             )
@@ -134,7 +184,7 @@ async def enqueue(
             keys, [i.tenant_id for i in items], [i.user_id for i in items],
             [i.phone for i in items], [i.body for i in items],
             [i.promotion_id for i in items], [i.campaign_run_id for i in items],
-            [i.expires_at for i in items], lane.value, actor,
+            [i.expires_at for i in items], lane.value, actor, [i.confirmation for i in items],
         )
     rows = await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)", keys)
     return [_row(r) for r in rows]
@@ -152,6 +202,24 @@ async def stale_rows(
         lane.value, [s.value for s in states], older_than_s, after_id, limit,
     )
     return [_row(r) for r in rows]
+
+
+async def claim_for_sending(
+    conn: Conn, *, ids: Sequence[int], provider: str, actor: str, reason: str
+) -> set[int]:
+    """``queued → sending`` for the rows that may still be sent; returns the ids claimed."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(_CLAIM, list(ids), provider, actor, reason)
+    return {r["message_id"] for r in rows}
+
+
+async def suppress_blocked(conn: Conn, *, ids: Sequence[int], actor: str) -> dict[int, str]:
+    """``queued → suppressed`` for opted-out numbers and marketing without consent: id → why."""
+    if not ids:
+        return {}
+    rows = await conn.fetch(_SUPPRESS, list(ids), actor)
+    return {r["message_id"]: r["reason"] for r in rows}
 
 
 async def transition(
@@ -244,3 +312,45 @@ async def tenant_max_segments(conn: Conn, *, tenant_id: int) -> int:
     """The most segments one message of this tenant may have."""
     value = await conn.fetchval("SELECT max_segments FROM tenants WHERE id = $1", tenant_id)
     return int(value) if value is not None else 1
+
+
+async def record_inbound(
+    conn: Conn, *, tenant_id: int, phone: str, body: str, kind: str, flagged: bool,
+    provider_ref: str | None,
+) -> tuple[int, bool]:
+    """Store a reply and apply its opt-out/opt-in at once: (its id, whether it is new)."""
+    async with conn.transaction():
+        inbound_id = await conn.fetchval(
+            "INSERT INTO inbound_messages (tenant_id, phone, body, kind, flagged, provider_ref)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (tenant_id, provider_ref) DO NOTHING RETURNING id",
+            tenant_id, phone, body, kind, flagged, provider_ref,
+        )
+        if inbound_id is None:  # a retried webhook: same reply, already applied
+            seen = await conn.fetchval(
+                "SELECT id FROM inbound_messages WHERE tenant_id = $1 AND provider_ref = $2",
+                tenant_id, provider_ref,
+            )
+            return int(seen), False
+        if kind == "opt_out":
+            await conn.execute(
+                "INSERT INTO opt_outs (tenant_id, phone, source) VALUES ($1, $2, 'reply')"
+                " ON CONFLICT DO NOTHING", tenant_id, phone,
+            )
+        elif kind == "opt_in":
+            await conn.execute(
+                "DELETE FROM opt_outs WHERE tenant_id = $1 AND phone = $2", tenant_id, phone
+            )
+        if kind in ("opt_out", "opt_in"):
+            await conn.execute(
+                "UPDATE recipients SET opted_out_at = CASE WHEN $3 THEN now() END,"
+                " updated_at = now() WHERE tenant_id = $1 AND phone = $2",
+                tenant_id, phone, kind == "opt_out",
+            )
+    return int(inbound_id), True
+
+
+async def tenant_reply_info(conn: Conn, *, tenant_id: int) -> tuple[str, str] | None:
+    """A tenant's (name, help text), or None if there is no such tenant."""
+    row = await conn.fetchrow("SELECT name, help_text FROM tenants WHERE id = $1", tenant_id)
+    return (row["name"], row["help_text"]) if row is not None else None

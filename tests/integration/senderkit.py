@@ -73,8 +73,29 @@ class SenderWorld:
         self.children.append(child)
         return child
 
-    def publish(self, count: int, *, run_id: int, lane: Lane = Lane.BULK, first: int = 0) -> None:
+    def consent(self, phones: list[str]) -> None:
+        """Recipients with a marketing consent record for ``phones``."""
+        async def run() -> None:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                await conn.execute(
+                    "INSERT INTO recipients (tenant_id, user_id, phone, consent_at, consent_source,"
+                    " consent_text) SELECT $1, 'u' || p, p, now(), 'test', 'Offers by SMS'"
+                    " FROM unnest($2::text[]) AS p ON CONFLICT DO NOTHING",
+                    self.tenant_id, phones,
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def publish(
+        self, count: int, *, run_id: int, lane: Lane = Lane.BULK, first: int = 0,
+        consent: bool = True,
+    ) -> None:
         """``count`` bulk messages of campaign run ``run_id`` in records of up to 1,000."""
+        if consent:
+            self.consent([f"+1312{n:07d}" for n in range(first, first + count)])
         items = [
             SendRequest(message_key=bulk_key(campaign_run_id=run_id, recipient_id=n),
                         tenant_id=self.tenant_id, phone=f"+1312{n:07d}", body=f"hello {n}",
