@@ -17,36 +17,22 @@ import asyncio
 import os
 import random
 import signal
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
 
 import asyncpg
-import redis.exceptions
 
 from hexcast.errors import HexcastError, ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.logging import get_logger
 from sender import repo
-from sender.models import DeliveryEvent, Lane, MessageState, SendBatch
+from sender.journal import EventSink, Journal, Outcome, with_state
+from sender.models import Lane, MessageState, SendBatch
 from sender.provider import Outgoing, ProviderResult
 from sender.routing import Route, Router
 
 __all__ = ["DispatchFailed", "Dispatcher", "EventSink", "Outcome"]
 
 log = get_logger("hexcast.sender")
-T = TypeVar("T")
-EventSink = Callable[[list[DeliveryEvent]], Awaitable[None]]
-
-_INFRA_ERRORS = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
 Q, S = MessageState.QUEUED, MessageState.SENDING
 _LOOKUP_CONCURRENCY = 16
 
@@ -59,25 +45,9 @@ class DispatchFailed(HexcastError):
         self.message_keys = message_keys
 
 
-class Outcome:
-    """Counts of what one batch did, for logs and the live view; ``dead`` = keys for the DLQ."""
+class Dispatcher(Journal):
+    """Sends the rows of one lane: reconcile, expire, comply, rate-limit, call, record."""
 
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.duplicates = 0
-        self.expired = 0
-        self.failed = 0
-        self.unknown = 0
-        self.suppressed = 0
-        self.rate_limited = 0
-        self.dead: list[str] = []
-        self.dead_reason = ""
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in vars(self).items() if isinstance(v, int)}
-
-
-class Dispatcher:
     def __init__(
         self,
         *,
@@ -90,82 +60,14 @@ class Dispatcher:
         reconcile_grace_s: float = 300.0,
         fault_kill_after_calls: int = 0,
     ) -> None:
-        self._pool = pool
+        super().__init__(pool=pool, actor=actor, publish=publish)
         self._router = router
         self._lane = lane
         self._max_attempts = max_attempts
-        self._actor = actor
-        self._publish = publish
         self._grace = timedelta(seconds=reconcile_grace_s)
         self._fault_after = fault_kill_after_calls
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
-
-    # ------------------------------------------------------------------ infrastructure
-
-    async def _infra(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` until Redis/PostgreSQL answer: sending pauses, nothing is dropped."""
-        delay = 0.2
-        while True:
-            try:
-                return await fn()
-            except _INFRA_ERRORS as exc:
-                log.warning("sending_paused", error=f"{type(exc).__name__}: {exc}", retry_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _move(
-        self, rows: Sequence[repo.MessageRow], to: MessageState, frm: Sequence[MessageState],
-        reason: str, *, count_attempt: bool = False, provider: str | None = None,
-    ) -> list[repo.MessageRow]:
-        """Conditional state move; returns the rows moved and publishes their events."""
-        if not rows:
-            return []
-
-        async def run() -> set[int]:
-            async with self._pool.acquire() as conn:
-                return await repo.transition(
-                    conn, ids=[r.id for r in rows], to=to, from_states=frm, reason=reason,
-                    actor=self._actor, count_attempt=count_attempt, provider=provider,
-                )
-
-        moved_ids = await self._infra(run)
-        moved = [r for r in rows if r.id in moved_ids]
-        if to not in (Q, S):
-            await self._emit(moved, to, reason)
-        return moved
-
-    async def _accept(self, pairs: Sequence[tuple[repo.MessageRow, str]]) -> int:
-        if not pairs:
-            return 0
-
-        async def run() -> set[int]:
-            async with self._pool.acquire() as conn:
-                return await repo.mark_accepted(
-                    conn, accepted=[(r.id, pmid) for r, pmid in pairs], actor=self._actor
-                )
-
-        moved_ids = await self._infra(run)
-        moved = [r for r, _ in pairs if r.id in moved_ids]
-        await self._emit(moved, MessageState.ACCEPTED, "provider accepted")
-        return len(moved)
-
-    async def _emit(
-        self, rows: Sequence[repo.MessageRow], state: MessageState, reason: str,
-        *, reasons: dict[int, str] | None = None,
-    ) -> None:
-        if not rows:
-            return
-        at = datetime.now(UTC)
-        await self._publish([
-            DeliveryEvent(
-                message_key=r.message_key, tenant_id=r.tenant_id, lane=r.lane, state=state,
-                reason=(reasons or {}).get(r.id, reason), promotion_id=r.promotion_id,
-                campaign_run_id=r.campaign_run_id,
-                user_id=r.user_id, phone=r.phone, at=at,
-            )
-            for r in rows
-        ])
 
     # ------------------------------------------------------------------ entry points
 
@@ -270,7 +172,7 @@ class Dispatcher:
         never = [r for r, f in zip(rows, found, strict=True) if f is None]
         requeued = await self._move(never, Q, [S], f"{route.spec.name} never saw it; resending")
         log.info("reconciled", provider=route.spec.name, seen=len(seen), resend=len(requeued))
-        return [_with_state(r, Q) for r in requeued]
+        return [with_state(r, Q) for r in requeued]
 
     async def _lookup(self, route: Route, client_ref: str) -> ProviderResult | None:
         for attempt in range(self._max_attempts):
@@ -301,33 +203,6 @@ class Dispatcher:
                 wait = min(wait, grant.wait_s or 0.05)
             await asyncio.sleep(max(wait, 0.005))
 
-    async def _suppress(self, rows: list[repo.MessageRow], outcome: Outcome) -> set[int]:
-        """Opted-out numbers and marketing without consent: ``suppressed`` with the reason."""
-        if not rows:
-            return set()
-
-        async def run() -> dict[int, str]:
-            async with self._pool.acquire() as conn:
-                return await repo.suppress_blocked(conn, ids=[r.id for r in rows],
-                                                   actor=self._actor)
-
-        why = await self._infra(run)
-        moved = [r for r in rows if r.id in why]
-        outcome.suppressed += len(moved)
-        await self._emit(moved, MessageState.SUPPRESSED, "blocked", reasons=why)
-        return set(why)
-
-    async def _claim(self, part: list[repo.MessageRow], name: str) -> list[repo.MessageRow]:
-        async def run() -> set[int]:
-            async with self._pool.acquire() as conn:
-                return await repo.claim_for_sending(
-                    conn, ids=[r.id for r in part], provider=name, actor=self._actor,
-                    reason=f"calling {name}",
-                )
-
-        claimed = await self._infra(run)
-        return [_with_state(r, S, name) for r in part if r.id in claimed]
-
     async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
         blocked = await self._suppress(chunk, outcome)
         chunk = [r for r in chunk if r.id not in blocked]
@@ -355,7 +230,7 @@ class Dispatcher:
                 outcome.dead += [r.message_key for r in spent]
                 outcome.dead_reason = why
             spent_ids = {r.id for r in spent}
-            chunk = [_with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
+            chunk = [with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
 
     async def _call(
         self, route: Route, part: list[repo.MessageRow], outcome: Outcome
@@ -414,12 +289,6 @@ class Dispatcher:
             if self._calls >= self._fault_after:
                 log.warning("fault_hook_kill", calls=self._calls)
                 os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _with_state(
-    row: repo.MessageRow, state: MessageState, provider: str | None = None
-) -> repo.MessageRow:
-    return replace(row, state=state, provider=provider or row.provider)
 
 
 def _backoff(attempt: int) -> float:
