@@ -11,6 +11,7 @@ import typer
 from hexcast.errors import HexcastError
 from hexcast.logging import configure_logging
 from hexcast.settings import Settings, get_settings
+from sender.cli import deferred_app, dlq_app
 from sender.models import Lane
 
 __all__ = ["main"]
@@ -23,6 +24,8 @@ catalog_app = typer.Typer(no_args_is_help=True, help="Catalog and profile topics
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(deferred_app, name="deferred")
 
 
 def _settings() -> Settings:

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         description="Share of each provider account's rate the bulk lane may use; the rest is"
         " reserved for the otp and geo lanes.",
     )
+    sender_quiet_hours: bool = Field(
+        default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"
+        " to be independent of the time of day they run at).",
+    )
     sender_single_concurrency: int = Field(default=32, ge=1, le=512)
     sender_reconcile_grace_s: float = Field(
         default=300.0, ge=0,

@@ -59,6 +59,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
         dispatcher = Dispatcher(
             pool=pool, router=router, lane=lane, max_attempts=settings.provider_max_attempts,
             actor=actor, publish=publish, reconcile_grace_s=settings.sender_reconcile_grace_s,
+            geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
             fault_kill_after_calls=settings.sender_fault_kill_after_calls,
         )
         sweeper = asyncio.create_task(_sweep_forever(dispatcher, settings, lane))

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
-from sender import repo
+from sender import inbound_repo, repo
 from sender.compliance import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
 from sender.models import Lane, ReceiptBatch, SendBatch, SendRequest
@@ -96,7 +96,7 @@ async def post_otp(
     """Queue a one-time password on the otp lane (exempt from marketing consent, not opt-out)."""
     segments = segment_info(body.body).segments
     async with pool.acquire() as conn:
-        limit = await repo.tenant_max_segments(conn, tenant_id=tenant.id)
+        limit = await inbound_repo.tenant_max_segments(conn, tenant_id=tenant.id)
     if segments > limit:
         raise InvalidInput(f"body is {segments} segments; this tenant allows {limit}", field="body")
     key = otp_key(tenant_id=tenant.id, idempotency_key=idempotency_key)
@@ -129,10 +129,10 @@ async def inbound_reply(
     kind = classify(body.body)
     flagged = needs_review(body.body, kind)
     async with pool.acquire() as conn:
-        info = await repo.tenant_reply_info(conn, tenant_id=tenant_id)
+        info = await inbound_repo.tenant_reply_info(conn, tenant_id=tenant_id)
         if info is None:
             raise NotFound(f"tenant {tenant_id} not found")
-        inbound_id, new = await repo.record_inbound(
+        inbound_id, new = await inbound_repo.record_inbound(
             conn, tenant_id=tenant_id, phone=body.from_, body=body.body, kind=kind.value,
             flagged=flagged, provider_ref=body.id,
         )

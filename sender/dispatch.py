@@ -28,6 +28,7 @@ from sender import repo
 from sender.journal import EventSink, Journal, Outcome, with_state
 from sender.models import Lane, MessageState, SendBatch
 from sender.provider import Outgoing, ProviderResult
+from sender.quiet import NEVER, verdicts
 from sender.routing import Route, Router
 
 __all__ = ["DispatchFailed", "Dispatcher", "EventSink", "Outcome"]
@@ -58,6 +59,8 @@ class Dispatcher(Journal):
         actor: str,
         publish: EventSink,
         reconcile_grace_s: float = 300.0,
+        geo_ttl_s: float = 1800.0,
+        quiet_hours: bool = True,
         fault_kill_after_calls: int = 0,
     ) -> None:
         super().__init__(pool=pool, actor=actor, publish=publish)
@@ -65,6 +68,8 @@ class Dispatcher(Journal):
         self._lane = lane
         self._max_attempts = max_attempts
         self._grace = timedelta(seconds=reconcile_grace_s)
+        self._geo_ttl = timedelta(seconds=geo_ttl_s)
+        self._quiet = quiet_hours
         self._fault_after = fault_kill_after_calls
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
@@ -75,11 +80,15 @@ class Dispatcher(Journal):
         """Enqueue a batch (dedupe on the message key) and send what is new or pending."""
         outcome = Outcome()
 
+        items = batch.items
+        if batch.lane is Lane.GEO:  # a stale offer is worse than none: geo always has a TTL
+            ttl_end = batch.created_at + self._geo_ttl
+            items = [i if i.expires_at else i.model_copy(update={"expires_at": ttl_end})
+                     for i in items]
+
         async def enqueue() -> list[repo.MessageRow]:
             async with self._pool.acquire() as conn:
-                return await repo.enqueue(
-                    conn, lane=batch.lane, items=batch.items, actor=self._actor
-                )
+                return await repo.enqueue(conn, lane=batch.lane, items=items, actor=self._actor)
 
         rows = await self._infra(enqueue)
         outcome.duplicates = sum(1 for r in rows if r.state not in (Q, S))
@@ -125,8 +134,34 @@ class Dispatcher(Journal):
         outcome.expired += len(await self._move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
         stale_ids = {r.id for r in stale}
         pending = [r for r in pending if r.id not in stale_ids]
+        if self._quiet and self._lane is not Lane.OTP:  # OTPs, confirmations: user-initiated
+            pending = await self._quiet_hours(pending, outcome, now)
         for start in range(0, len(pending), 1000):
             await self._send_chunk(pending[start : start + 1000], outcome)
+
+    async def _quiet_hours(
+        self, rows: list[repo.MessageRow], outcome: Outcome, now: datetime
+    ) -> list[repo.MessageRow]:
+        """Rows allowed now; the others are deferred to their next window, or expire first."""
+        if not rows:
+            return rows
+
+        async def zones() -> dict[tuple[int, str], str]:
+            async with self._pool.acquire() as conn:
+                return await repo.profile_zones(
+                    conn, recipients=list({(r.tenant_id, r.phone) for r in rows})
+                )
+
+        profile = await self._infra(zones)
+        later = verdicts(now, [(r.phone, profile.get((r.tenant_id, r.phone))) for r in rows])
+        allowed = [r for r, t in zip(rows, later, strict=True) if t is None]
+        held = [(r, t) for r, t in zip(rows, later, strict=True) if t is not None]
+        lost = [r for r, t in held if t is NEVER or (r.expires_at is not None and t >= r.expires_at)]
+        why = "quiet hours: no allowed window before the message expires"
+        outcome.expired += len(await self._move(lost, MessageState.EXPIRED, [Q], why))
+        lost_ids = {r.id for r in lost}
+        outcome.deferred += await self._defer([(r, t) for r, t in held if r.id not in lost_ids])
+        return allowed
 
     # ------------------------------------------------------------------ reconciliation
 

@@ -47,6 +47,7 @@ class Outcome:
         self.failed = 0
         self.unknown = 0
         self.suppressed = 0
+        self.deferred = 0
         self.rate_limited = 0
         self.dead: list[str] = []
         self.dead_reason = ""
@@ -142,6 +143,21 @@ class Journal:
         outcome.suppressed += len(moved)
         await self._emit(moved, MessageState.SUPPRESSED, "blocked", reasons=why)
         return set(why)
+
+    async def _defer(self, held: list[tuple[repo.MessageRow, datetime]]) -> int:
+        """``queued → deferred`` until each row's next allowed instant."""
+        if not held:
+            return 0
+
+        async def run() -> set[int]:
+            async with self._pool.acquire() as conn:
+                return await repo.defer(conn, deferrals=[(r.id, t) for r, t in held],
+                                        reason="quiet hours until ", actor=self._actor)
+
+        moved_ids = await self._infra(run)
+        moved = [r for r, _ in held if r.id in moved_ids]
+        await self._emit(moved, MessageState.DEFERRED, "quiet hours")
+        return len(moved)
 
     async def _claim(self, part: list[repo.MessageRow], name: str) -> list[repo.MessageRow]:
         async def run() -> set[int]:

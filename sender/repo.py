@@ -15,15 +15,16 @@ __all__ = [
     "MessageRow",
     "apply_receipts",
     "claim_for_sending",
-    "record_inbound",
     "suppress_blocked",
-    "tenant_reply_info",
+    "defer",
     "delivered_since",
+    "due_deferred",
     "enqueue",
     "mark_accepted",
     "message_history",
+    "profile_zones",
+    "requeue_failed",
     "stale_rows",
-    "tenant_max_segments",
     "state_counts",
     "transition",
 ]
@@ -222,6 +223,69 @@ async def suppress_blocked(conn: Conn, *, ids: Sequence[int], actor: str) -> dic
     return {r["message_id"]: r["reason"] for r in rows}
 
 
+async def defer(
+    conn: Conn, *, deferrals: Sequence[tuple[int, datetime]], reason: str, actor: str
+) -> set[int]:
+    """``queued → deferred`` with each row's ``not_before``; returns the ids moved."""
+    if not deferrals:
+        return set()
+    rows = await conn.fetch(
+        """
+        WITH d AS (
+            SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) AS d(id, not_before)
+        ), old AS (
+            SELECT m.id, m.state FROM messages m JOIN d ON d.id = m.id WHERE m.state = 'queued'
+            FOR UPDATE OF m
+        ), upd AS (
+            UPDATE messages m SET state = 'deferred', not_before = d.not_before,
+                reason = $3 || to_char(d.not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
+                updated_at = now()
+            FROM d, old WHERE m.id = d.id AND old.id = d.id
+            RETURNING m.id, old.state AS from_state, m.reason
+        )
+        INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+        SELECT id, from_state, 'deferred', $4, reason FROM upd
+        RETURNING message_id
+        """,
+        [d[0] for d in deferrals], [d[1] for d in deferrals], reason, actor,
+    )
+    return {r["message_id"] for r in rows}
+
+
+async def due_deferred(conn: Conn, *, now: datetime, limit: int) -> list[MessageRow]:
+    """Deferred rows whose ``not_before`` has come, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLS} FROM messages WHERE state = 'deferred' AND not_before <= $1"
+        " ORDER BY not_before, id LIMIT $2",
+        now, limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def profile_zones(
+    conn: Conn, *, recipients: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], str]:
+    """(tenant, phone) → the recipient profile's time zone, where one is set."""
+    if not recipients:
+        return {}
+    rows = await conn.fetch(
+        "SELECT r.tenant_id, r.phone, r.time_zone FROM recipients r"
+        " JOIN unnest($1::bigint[], $2::text[]) AS x(t, p) ON r.tenant_id = x.t AND r.phone = x.p"
+        " WHERE r.time_zone IS NOT NULL",
+        [t for t, _ in recipients], [p for _, p in recipients],
+    )
+    return {(r["tenant_id"], r["phone"]): r["time_zone"] for r in rows}
+
+
+async def requeue_failed(conn: Conn, *, keys: Sequence[str], actor: str) -> set[int]:
+    """``failed → queued`` for these message keys (a dead-letter replay)."""
+    ids = await conn.fetch(
+        "SELECT id FROM messages WHERE message_key = ANY($1::text[]) AND state = 'failed'", list(keys)
+    )
+    return await transition(conn, ids=[r["id"] for r in ids], to=MessageState.QUEUED,
+                            from_states=[MessageState.FAILED], reason="dlq replay", actor=actor)
+
+
 async def transition(
     conn: Conn,
     *,
@@ -307,50 +371,3 @@ async def delivered_since(
         tenant_id, after_id, limit,
     ))
 
-
-async def tenant_max_segments(conn: Conn, *, tenant_id: int) -> int:
-    """The most segments one message of this tenant may have."""
-    value = await conn.fetchval("SELECT max_segments FROM tenants WHERE id = $1", tenant_id)
-    return int(value) if value is not None else 1
-
-
-async def record_inbound(
-    conn: Conn, *, tenant_id: int, phone: str, body: str, kind: str, flagged: bool,
-    provider_ref: str | None,
-) -> tuple[int, bool]:
-    """Store a reply and apply its opt-out/opt-in at once: (its id, whether it is new)."""
-    async with conn.transaction():
-        inbound_id = await conn.fetchval(
-            "INSERT INTO inbound_messages (tenant_id, phone, body, kind, flagged, provider_ref)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (tenant_id, provider_ref) DO NOTHING RETURNING id",
-            tenant_id, phone, body, kind, flagged, provider_ref,
-        )
-        if inbound_id is None:  # a retried webhook: same reply, already applied
-            seen = await conn.fetchval(
-                "SELECT id FROM inbound_messages WHERE tenant_id = $1 AND provider_ref = $2",
-                tenant_id, provider_ref,
-            )
-            return int(seen), False
-        if kind == "opt_out":
-            await conn.execute(
-                "INSERT INTO opt_outs (tenant_id, phone, source) VALUES ($1, $2, 'reply')"
-                " ON CONFLICT DO NOTHING", tenant_id, phone,
-            )
-        elif kind == "opt_in":
-            await conn.execute(
-                "DELETE FROM opt_outs WHERE tenant_id = $1 AND phone = $2", tenant_id, phone
-            )
-        if kind in ("opt_out", "opt_in"):
-            await conn.execute(
-                "UPDATE recipients SET opted_out_at = CASE WHEN $3 THEN now() END,"
-                " updated_at = now() WHERE tenant_id = $1 AND phone = $2",
-                tenant_id, phone, kind == "opt_out",
-            )
-    return int(inbound_id), True
-
-
-async def tenant_reply_info(conn: Conn, *, tenant_id: int) -> tuple[str, str] | None:
-    """A tenant's (name, help text), or None if there is no such tenant."""
-    row = await conn.fetchrow("SELECT name, help_text FROM tenants WHERE id = $1", tenant_id)
-    return (row["name"], row["help_text"]) if row is not None else None

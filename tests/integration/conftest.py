@@ -74,7 +74,7 @@ def make_settings(broker_url: str, database_url: str, **extra: object) -> Settin
         app_id=f"hexcast-test-{tag}",
         topic_partitions=2,
         broker_rebalance_timeout=2.0,
-        **extra,
+        **{"sender_quiet_hours": False, **extra},  # tests must not depend on the time of day
     )
 
 

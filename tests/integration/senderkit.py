@@ -94,13 +94,21 @@ class SenderWorld:
         consent: bool = True,
     ) -> None:
         """``count`` bulk messages of campaign run ``run_id`` in records of up to 1,000."""
+        phones = {n: f"+1312{n:07d}" for n in range(first, first + count)}
+        self.publish_to(phones, run_id=run_id, lane=lane, consent=consent)
+
+    def publish_to(
+        self, phones: dict[int, str], *, run_id: int, lane: Lane = Lane.BULK,
+        consent: bool = True, expires_at: datetime | None = None,
+    ) -> None:
+        """One message per recipient number (keyed by run and recipient id)."""
         if consent:
-            self.consent([f"+1312{n:07d}" for n in range(first, first + count)])
+            self.consent(list(phones.values()))
         items = [
             SendRequest(message_key=bulk_key(campaign_run_id=run_id, recipient_id=n),
-                        tenant_id=self.tenant_id, phone=f"+1312{n:07d}", body=f"hello {n}",
-                        campaign_run_id=run_id)
-            for n in range(first, first + count)
+                        tenant_id=self.tenant_id, phone=phone, body=f"hello {n}",
+                        campaign_run_id=run_id, expires_at=expires_at)
+            for n, phone in phones.items()
         ]
 
         async def run() -> None:
@@ -115,6 +123,25 @@ class SenderWorld:
                 await bus.stop()
 
         asyncio.run(run())
+
+    def message(self, key: str) -> dict[str, Any] | None:
+        """A message row and the list of states it went through."""
+        async def run() -> dict[str, Any] | None:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT id, state::text, reason, not_before FROM messages"
+                    " WHERE message_key = $1", key)
+                if row is None:
+                    return None
+                states = await conn.fetch(
+                    "SELECT to_state::text FROM message_events WHERE message_id = $1 ORDER BY id",
+                    row["id"])
+            finally:
+                await conn.close()
+            return {**dict(row), "history": [s["to_state"] for s in states]}
+
+        return asyncio.run(run())
 
     def states(self) -> dict[str, int]:
         async def run() -> dict[str, int]:
