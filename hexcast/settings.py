@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"
         " to be independent of the time of day they run at).",
     )
+    sender_shorten_links: bool = Field(
+        default=True, description="Replace links in geo/bulk messages by tracked api /r/ links."
+    )
     sender_single_concurrency: int = Field(default=32, ge=1, le=512)
     sender_reconcile_grace_s: float = Field(
         default=300.0, ge=0,

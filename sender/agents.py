@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from hexcast.bus import Bus
 from hexcast.cache import connect_redis
@@ -60,6 +61,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
             pool=pool, router=router, lane=lane, max_attempts=settings.provider_max_attempts,
             actor=actor, publish=publish, reconcile_grace_s=settings.sender_reconcile_grace_s,
             geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
+            link_base=settings.api_public_url if settings.sender_shorten_links else None,
             fault_kill_after_calls=settings.sender_fault_kill_after_calls,
         )
         sweeper = asyncio.create_task(_sweep_forever(dispatcher, settings, lane))
@@ -69,6 +71,8 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
                 reason = await _process(dispatcher, value)
                 if reason is not None:
                     log.error("dead_letter", lane=lane.value, reason=reason)
+                    with contextlib.suppress(RedisError):  # a metric is not worth a stall
+                        await router.count("dlq_letters")
                     await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key,
                                                               reason, value))
         finally:

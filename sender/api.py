@@ -6,20 +6,24 @@ import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, Header, Path, status
+from fastapi.responses import PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from hexcast.cache import Keys, connect_redis
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
 from sender import inbound_repo, repo
 from sender.compliance import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
-from sender.models import Lane, ReceiptBatch, SendBatch, SendRequest
+from sender.links import is_bot
+from sender.metrics import render_metrics
+from sender.models import DeliveryEvent, Lane, MessageState, ReceiptBatch, SendBatch, SendRequest
 from sender.text import segment_info
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+router = APIRouter(tags=["messages"])
 
 
 class OtpCreate(BaseModel):
@@ -88,7 +92,7 @@ class MessagePublic(BaseModel):
     events: list[MessageEventPublic]
 
 
-@router.post("/messages/otp", response_model=OtpAccepted, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/v1/messages/otp", response_model=OtpAccepted, status_code=status.HTTP_202_ACCEPTED)
 async def post_otp(
     body: OtpCreate, idempotency_key: IdempotencyKey, tenant: TenantDep, pool: PoolDep,
     bus: BusDep,
@@ -116,7 +120,7 @@ def _check_webhook(settings: SettingsDep, authorization: str) -> None:
         raise Unauthorized("bad webhook token")
 
 
-@router.post("/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"])
+@router.post("/v1/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"])
 async def inbound_reply(
     tenant_id: int, body: InboundIn, pool: PoolDep, settings: SettingsDep, bus: BusDep,
     authorization: Annotated[str, Header()] = "",
@@ -152,22 +156,65 @@ async def inbound_reply(
                           confirmation_key=key)
 
 
-@router.post("/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])
+@router.post("/v1/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])
 async def delivery_receipts(
     body: ReceiptBatch,
     pool: PoolDep,
     settings: SettingsDep,
+    bus: BusDep,
     authorization: Annotated[str, Header()] = "",
 ) -> ReceiptsApplied:
     """Receipts from the provider; duplicates and late receipts are applied at most once."""
     _check_webhook(settings, authorization)
     receipts = [(r.client_ref, r.status, r.error) for r in body.receipts]
     async with pool.acquire() as conn:
-        applied = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")
-    return ReceiptsApplied(received=len(receipts), applied=applied)
+        changed = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")
+    now = datetime.now(UTC)
+    events = [
+        DeliveryEvent(message_key=c["message_key"], tenant_id=c["tenant_id"], lane=Lane(c["lane"]),
+                      state=MessageState(c["state"]), reason=c["error"] or "delivery receipt",
+                      promotion_id=c["promotion_id"], campaign_run_id=c["campaign_run_id"],
+                      user_id=c["user_id"], phone=c["phone"], at=now)
+        for c in changed
+    ]
+    # Committed first: a failed publish answers 503 and the provider retries; the states are
+    # final by then, so the retry publishes nothing (consumers reconcile from PostgreSQL).
+    await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+    return ReceiptsApplied(received=len(receipts), applied=len(changed))
 
 
-@router.get("/messages/{message_key}", response_model=MessagePublic)
+@router.get("/r/{code}", tags=["links"], response_class=RedirectResponse, status_code=302)
+async def follow_link(
+    code: Annotated[str, Path(min_length=4, max_length=16, pattern=r"^[0-9A-Za-z]+$")],
+    pool: PoolDep, bus: BusDep, user_agent: Annotated[str | None, Header()] = None,
+) -> RedirectResponse:
+    """Redirect a short link; a click by a person (not a bot or prefetcher) is recorded."""
+    bot = is_bot(user_agent)
+    async with pool.acquire() as conn:
+        link = await inbound_repo.record_click(conn, code=code, user_agent=user_agent, bot=bot)
+    if link is None:
+        raise NotFound(f"link {code} not found")
+    if not bot and link["lane"] is not None:
+        event = DeliveryEvent(message_key=link["message_key"], tenant_id=link["tenant_id"],
+                              lane=Lane(link["lane"]), kind="click", user_id=link["user_id"],
+                              phone=link["phone"], promotion_id=link["promotion_id"],
+                              campaign_run_id=link["campaign_run_id"], at=datetime.now(UTC))
+        await bus.publish("delivery", event.message_key, event.encode())
+    return RedirectResponse(link["url"], status_code=302)
+
+
+@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
+    """Prometheus text: sends, segments, 429s, breaker states, DLQ, deferrals, opt-out latency."""
+    client = connect_redis(settings.redis_url)
+    try:
+        async with pool.acquire() as conn:
+            return await render_metrics(conn, client, Keys(settings.redis_prefix))
+    finally:
+        await client.aclose()
+
+
+@router.get("/v1/messages/{message_key}", response_model=MessagePublic)
 async def get_message(message_key: str, tenant: TenantDep, pool: PoolDep) -> MessagePublic:
     """A message and its whole history, from the append-only audit trail."""
     async with pool.acquire() as conn:

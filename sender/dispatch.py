@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -24,12 +25,14 @@ import asyncpg
 
 from hexcast.errors import HexcastError, ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.logging import get_logger
-from sender import repo
+from sender import inbound_repo, repo
 from sender.journal import EventSink, Journal, Outcome, with_state
+from sender.links import shorten
 from sender.models import Lane, MessageState, SendBatch
 from sender.provider import Outgoing, ProviderResult
 from sender.quiet import NEVER, verdicts
 from sender.routing import Route, Router
+from sender.text import segment_count
 
 __all__ = ["DispatchFailed", "Dispatcher", "EventSink", "Outcome"]
 
@@ -61,6 +64,7 @@ class Dispatcher(Journal):
         reconcile_grace_s: float = 300.0,
         geo_ttl_s: float = 1800.0,
         quiet_hours: bool = True,
+        link_base: str | None = None,
         fault_kill_after_calls: int = 0,
     ) -> None:
         super().__init__(pool=pool, actor=actor, publish=publish)
@@ -70,6 +74,7 @@ class Dispatcher(Journal):
         self._grace = timedelta(seconds=reconcile_grace_s)
         self._geo_ttl = timedelta(seconds=geo_ttl_s)
         self._quiet = quiet_hours
+        self._link_base = link_base
         self._fault_after = fault_kill_after_calls
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
@@ -219,11 +224,10 @@ class Dispatcher(Journal):
 
     # ------------------------------------------------------------------ sending
 
-    async def _grant(self, wanted: int, avoid: set[str]) -> tuple[Route, int]:
-        """A provider of the lane whose breaker and shared rate limit let ``1..wanted`` through.
-
-        Providers in ``avoid`` (they just failed this chunk) come last. Waits while none can.
-        """
+    async def _grant(self, wanted: int, least: int, avoid: set[str]) -> tuple[Route, int]:
+        """A provider of the lane whose breaker and shared rate limits grant ``least..wanted``
+        segments. Providers in ``avoid`` (they just failed this chunk) come last. Waits while
+        none can."""
         while True:
             routes = self._router.for_lane(self._lane)
             routes.sort(key=lambda r: r.spec.name in avoid)
@@ -232,7 +236,7 @@ class Dispatcher(Journal):
                 if route.breaker.retry_in() > 0:
                     wait = min(wait, route.breaker.retry_in())
                     continue
-                grant = await self._infra(partial(route.bucket.try_acquire, wanted))
+                grant = await self._infra(partial(route.bucket.try_acquire, wanted, least))
                 if grant.granted and route.breaker.allow():
                     return route, grant.granted
                 wait = min(wait, grant.wait_s or 0.05)
@@ -241,11 +245,14 @@ class Dispatcher(Journal):
     async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
         blocked = await self._suppress(chunk, outcome)
         chunk = [r for r in chunk if r.id not in blocked]
+        chunk = await self._shorten(chunk)
         tries = {r.id: r.attempts for r in chunk}
+        segments = {r.id: segment_count(r.body) for r in chunk}
         avoid: set[str] = set()
         while chunk:
-            route, granted = await self._grant(len(chunk), avoid)
-            part, chunk = chunk[:granted], chunk[granted:]
+            route, granted = await self._grant(
+                sum(segments[r.id] for r in chunk), segments[chunk[0].id], avoid)
+            part, chunk = _take(chunk, segments, granted)
             name = route.spec.name
             claimed = await self._claim(part, name)
             if len(claimed) < len(part):  # a STOP may have landed since the chunk began
@@ -255,7 +262,7 @@ class Dispatcher(Journal):
                 continue
             for r in part:
                 tries[r.id] += 1
-            retry, counted = await self._call(route, part, outcome)
+            retry, counted = await self._call(route, part, outcome, segments)
             if retry:
                 avoid = avoid | {name} if len(avoid) + 1 < len(self._router.routes) else set()
             spent = [r for r in retry if counted and tries[r.id] >= self._max_attempts]
@@ -267,8 +274,26 @@ class Dispatcher(Journal):
             spent_ids = {r.id for r in spent}
             chunk = [with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
 
+    async def _shorten(self, chunk: list[repo.MessageRow]) -> list[repo.MessageRow]:
+        """Links in marketing bodies become tracked ``/r/{code}`` links (same codes on resend)."""
+        if self._link_base is None or self._lane is Lane.OTP:
+            return chunk
+        out, links = [], []
+        for row in chunk:
+            body, found = shorten(row.body, message_key=row.message_key, base_url=self._link_base)
+            links += [(x.code, row.tenant_id, row.message_key, x.url) for x in found]
+            out.append(replace(row, body=body) if found else row)
+        if links:
+            async def save() -> None:
+                async with self._pool.acquire() as conn:
+                    await inbound_repo.save_links(conn, links=links)
+
+            await self._infra(save)
+        return out
+
     async def _call(
-        self, route: Route, part: list[repo.MessageRow], outcome: Outcome
+        self, route: Route, part: list[repo.MessageRow], outcome: Outcome,
+        segments: dict[int, int],
     ) -> tuple[list[repo.MessageRow], bool]:
         """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
@@ -278,7 +303,7 @@ class Dispatcher(Journal):
         by_ref = {r.client_ref: r for r in part}
         accepted = [(by_ref[res.client_ref], res.provider_message_id) for res in report.results
                     if res.accepted and res.provider_message_id]
-        outcome.accepted += await self._accept(accepted)
+        outcome.accepted += await self._accept(accepted, segments)
         for res in report.results:
             if not res.accepted:
                 outcome.failed += len(await self._move(
@@ -301,6 +326,7 @@ class Dispatcher(Journal):
             outcome.rate_limited += 1
             log.info("provider_429", provider=name, retry_after=failure.retry_after, size=len(rest))
             await self._infra(partial(route.bucket.pause, failure.retry_after))
+            await self._infra(partial(self._router.count, "429", name))
             return await self._move(rest, Q, [S], f"{name} rate limited"), False
         if isinstance(failure, ProviderUnavailable):
             route.breaker.failure()
@@ -324,6 +350,19 @@ class Dispatcher(Journal):
             if self._calls >= self._fault_after:
                 log.warning("fault_hook_kill", calls=self._calls)
                 os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _take(
+    chunk: list[repo.MessageRow], segments: dict[int, int], granted: int
+) -> tuple[list[repo.MessageRow], list[repo.MessageRow]]:
+    """The longest head of ``chunk`` whose segments fit in ``granted`` (at least one row)."""
+    used, n = 0, 0
+    for row in chunk:
+        if n and used + segments[row.id] > granted:
+            break
+        used += segments[row.id]
+        n += 1
+    return chunk[:n], chunk[n:]
 
 
 def _backoff(attempt: int) -> float:

@@ -96,14 +96,17 @@ class Journal:
             await self._emit(moved, to, reason)
         return moved
 
-    async def _accept(self, pairs: Sequence[tuple[repo.MessageRow, str]]) -> int:
+    async def _accept(
+        self, pairs: Sequence[tuple[repo.MessageRow, str]], segments: dict[int, int] | None = None
+    ) -> int:
         if not pairs:
             return 0
 
         async def run() -> set[int]:
             async with self._pool.acquire() as conn:
                 return await repo.mark_accepted(
-                    conn, accepted=[(r.id, pmid) for r, pmid in pairs], actor=self._actor
+                    conn, accepted=[(r.id, pmid) for r, pmid in pairs], actor=self._actor,
+                    segments=[(segments or {}).get(r.id) for r, _ in pairs],
                 )
 
         moved_ids = await self._infra(run)

@@ -8,15 +8,18 @@ __all__ = ["TOKEN_BUCKET"]
 #: KEYS[1..n] = bucket hashes; optional KEYS[n+1] = pause key (set with a TTL after a 429:
 #: while it lives nothing is granted and wait_ms is its remaining TTL, so every worker honours
 #: the provider's Retry-After).
-#: ARGV = requested, n, then rate_i (tokens/s) and burst_i (max tokens) for each bucket.
+#: ARGV = requested, n, then rate_i (tokens/s) and burst_i (max tokens) for each bucket, then
+#: optionally minimum (default 1).
 #: Grants the same whole number of tokens from every bucket: up to ``requested``, never more
-#: than the emptiest bucket holds, and returns {granted, wait_ms}: wait_ms is how long until
-#: every bucket holds one more token. Time comes from the Redis server, so all hosts agree.
+#: than the emptiest bucket holds, and nothing below ``minimum`` (a message's segments are
+#: never split). Returns {granted, wait_ms}: wait_ms is how long until every bucket holds
+#: ``minimum`` tokens. Time comes from the Redis server, so all hosts agree.
 #: Use: provider account rate, the bulk lane's capped share of it, a tenant's share, a
 #: campaign's pacing rate, all in one call.
 TOKEN_BUCKET = """
 local requested = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local minimum = tonumber(ARGV[3 + 2 * n]) or 1
 if #KEYS > n then
   local paused = redis.call('PTTL', KEYS[n + 1])
   if paused > 0 then return {0, paused} end
@@ -39,14 +42,14 @@ for i = 1, n do
   tokens[i] = have
   granted = math.min(granted, math.floor(have))
 end
-if granted < 0 then granted = 0 end
+if granted < minimum then granted = 0 end
 local wait_ms = 0
 for i = 1, n do
   local rate = tonumber(ARGV[1 + 2 * i])
   local burst = tonumber(ARGV[2 + 2 * i])
   local left = tokens[i] - granted
-  if granted < requested and left < 1 then
-    wait_ms = math.max(wait_ms, math.ceil((1 - left) * 1000 / rate))
+  if granted < requested and left < minimum then
+    wait_ms = math.max(wait_ms, math.ceil((minimum - left) * 1000 / rate))
   end
   redis.call('HSET', KEYS[i], 'tokens', tostring(left), 'ts', tostring(now))
   redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)

@@ -44,12 +44,14 @@ class TokenBucket:
         other.rate, other.burst = min(self.rate, rate), min(self.burst, burst)
         return other
 
-    async def try_acquire(self, requested: int) -> Grant:
-        """Take up to ``requested`` tokens now; says how long to wait for more."""
+    async def try_acquire(self, requested: int, minimum: int = 1) -> Grant:
+        """Take up to ``requested`` tokens now (none if fewer than ``minimum`` are available);
+        says how long to wait for more."""
         keys = [b[0] for b in self._buckets] + ([self._pause] if self._pause else [])
         args: list[float] = [requested, len(self._buckets)]
         for _, rate, burst in self._buckets:
             args += [rate, burst]
+        args.append(max(1, min(minimum, requested)))
         granted, wait_ms = await self._script(keys=keys, args=args)
         return Grant(granted=int(granted), wait_s=int(wait_ms) / 1000)
 

@@ -52,13 +52,14 @@ RETURNING message_id
 
 _ACCEPT = """
 WITH r AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, provider_message_id)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $4::int[]) AS r(id, provider_message_id, segs)
 ), old AS (
     SELECT m.id, m.state FROM messages m JOIN r ON r.id = m.id WHERE m.state = 'sending'
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = 'accepted', provider_message_id = r.provider_message_id,
-        sent_at = now(), updated_at = now(), reason = NULL
+        sent_at = now(), updated_at = now(), reason = NULL,
+        segments = COALESCE(r.segs, m.segments)
     FROM r, old WHERE m.id = r.id AND old.id = r.id
     RETURNING m.id, old.state AS from_state
 )
@@ -79,13 +80,15 @@ WITH r AS (
         updated_at = now(),
         delivered_at = CASE WHEN old.status = 'delivered' THEN now() ELSE m.delivered_at END
     FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error
+    RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error, m.message_key,
+        m.tenant_id, m.lane::text AS lane, m.promotion_id, m.campaign_run_id, m.user_id, m.phone
+), ins AS (
+    INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+    SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
 )
-INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
-RETURNING message_id
+SELECT message_key, tenant_id, lane, to_state::text AS state, error, promotion_id,
+    campaign_run_id, user_id, phone FROM upd
 """
-
 
 # A message may not go out to an opted-out number (confirmations excepted), and marketing
 # lanes need a consent record of a recipient who has not opted out.
@@ -308,28 +311,32 @@ async def transition(
 
 
 async def mark_accepted(
-    conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str
+    conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str,
+    segments: Sequence[int | None] | None = None,
 ) -> set[int]:
-    """``sending`` → ``accepted`` with the provider's message ids."""
+    """``sending`` → ``accepted`` with the provider's message ids (and segment counts)."""
     if not accepted:
         return set()
+    segs = list(segments) if segments is not None else [None] * len(accepted)
     rows = await conn.fetch(
-        _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor
+        _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor, segs
     )
     return {r["message_id"] for r in rows}
 
 
 async def apply_receipts(
     conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
-) -> int:
-    """Apply (client_ref, delivered|failed, error) receipts once; final states stay final."""
+) -> list[asyncpg.Record]:
+    """Apply (client_ref, delivered|failed, error) receipts once; final states stay final.
+
+    Returns the messages that changed (key, tenant, lane, state, error, ids), for events.
+    """
     valid = [r for r in receipts if r[1] in ("delivered", "failed")]
     if not valid:
-        return 0
-    rows = await conn.fetch(
+        return []
+    return list(await conn.fetch(
         _RECEIPTS, [r[0] for r in valid], [r[1] for r in valid], [r[2] for r in valid], actor
-    )
-    return len(rows)
+    ))
 
 
 async def message_history(

@@ -6,6 +6,7 @@ weights, then the other providers of the lane follow in weighted order as fallba
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from hexcast.cache import Keys
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from sender.breaker import BreakerState, CircuitBreaker
+from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
 from sender.provider import Provider, build_provider
 from sender.ratelimit import TokenBucket
@@ -50,15 +52,36 @@ def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
     return order
 
 
-def _log_transition(name: str, old: BreakerState, new: BreakerState) -> None:
-    log.warning("breaker_transition", provider=name, from_state=old.value, to_state=new.value)
-
-
 class Router:
-    def __init__(self, routes: list[Route], *, seed: int | None = None) -> None:
+    def __init__(
+        self, routes: list[Route], *, seed: int | None = None,
+        client: aioredis.Redis | None = None, keys: Keys | None = None,
+    ) -> None:
         self.routes = routes
         self._by_name = {r.spec.name: r for r in routes}
         self._rng = random.Random(seed)
+        self._client = client
+        self._keys = keys
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    async def count(self, name: str, label: str = "", amount: int = 1) -> None:
+        """Add to a shared counter exported on ``/metrics``."""
+        if self._client is not None and self._keys is not None:
+            await self._client.incrby(counter_key(self._keys, name, label), amount)
+
+    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        """Log a transition and export the new state (written in the background)."""
+        log.warning("breaker_transition", provider=name, from_state=old.value, to_state=new.value)
+        if self._client is None or self._keys is None:
+            return
+        write = self._client.hset(breaker_key(self._keys), name, new.value)
+        task: asyncio.Task[object] = asyncio.ensure_future(write)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add(self, route: Route) -> None:
+        self.routes.append(route)
+        self._by_name[route.spec.name] = route
 
     def for_lane(self, lane: Lane) -> list[Route]:
         """Every provider serving ``lane``, primary first."""
@@ -90,15 +113,15 @@ def _bucket(settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane
 
 
 def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Router:
-    routes = []
+    router = Router([], client=client, keys=Keys(settings.redis_prefix))
     for spec in provider_specs(settings):
-        routes.append(Route(
+        router.add(Route(
             spec=spec,
             adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
                                    concurrency=settings.sender_single_concurrency),
             breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
                                    open_s=settings.sender_breaker_open_s,
-                                   on_change=_log_transition),
+                                   on_change=router.breaker_changed),
             bucket=_bucket(settings, client, spec, lane),
         ))
-    return Router(routes)
+    return router

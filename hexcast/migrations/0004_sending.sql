@@ -33,3 +33,20 @@ CREATE INDEX inbound_flagged ON inbound_messages (tenant_id, id) WHERE flagged;
 ALTER TABLE messages ADD COLUMN confirmation boolean NOT NULL DEFAULT false;
 ALTER TABLE messages ADD COLUMN segments integer;
 CREATE INDEX messages_deferred_due ON messages (not_before) WHERE state = 'deferred';
+
+-- Short links (/r/{code}) put into outgoing messages, and their clicks (bots not counted).
+CREATE TABLE short_links (
+    code          text PRIMARY KEY,
+    tenant_id     bigint NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    message_key   text NOT NULL,
+    url           text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE link_clicks (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code          text NOT NULL REFERENCES short_links(code) ON DELETE CASCADE,
+    at            timestamptz NOT NULL DEFAULT now(),
+    user_agent    text,
+    bot           boolean NOT NULL
+);
+CREATE INDEX link_clicks_code ON link_clicks (code) WHERE NOT bot;

@@ -16,11 +16,13 @@ import httpx
 
 from hexcast.broker import delete_topics
 from hexcast.bus import Bus
+from hexcast.cache import Keys, connect_redis
 from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
 from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
 from sender.keys import bulk_key
+from sender.metrics import render_metrics
 from sender.models import Lane, SendBatch, SendRequest
 from tests.integration.conftest import (
     _clear_redis,
@@ -99,14 +101,14 @@ class SenderWorld:
 
     def publish_to(
         self, phones: dict[int, str], *, run_id: int, lane: Lane = Lane.BULK,
-        consent: bool = True, expires_at: datetime | None = None,
+        consent: bool = True, expires_at: datetime | None = None, body: str = "hello {n}",
     ) -> None:
         """One message per recipient number (keyed by run and recipient id)."""
         if consent:
             self.consent(list(phones.values()))
         items = [
             SendRequest(message_key=bulk_key(campaign_run_id=run_id, recipient_id=n),
-                        tenant_id=self.tenant_id, phone=phone, body=f"hello {n}",
+                        tenant_id=self.tenant_id, phone=phone, body=body.format(n=n),
                         campaign_run_id=run_id, expires_at=expires_at)
             for n, phone in phones.items()
         ]
@@ -143,6 +145,16 @@ class SenderWorld:
 
         return asyncio.run(run())
 
+    def scalar(self, sql: str, *args: object) -> Any:
+        async def run() -> Any:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                return await conn.fetchval(sql, *args)
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
     def states(self) -> dict[str, int]:
         async def run() -> dict[str, int]:
             conn = await asyncpg.connect(self.settings.database_url)
@@ -151,6 +163,19 @@ class SenderWorld:
             finally:
                 await conn.close()
             return {r["state"]: r["n"] for r in rows}
+
+        return asyncio.run(run())
+
+    def metrics(self) -> str:
+        """What ``/metrics`` shows for this world's database and Redis prefix."""
+        async def run() -> str:
+            conn = await asyncpg.connect(self.settings.database_url)
+            client = connect_redis(self.settings.redis_url)
+            try:
+                return await render_metrics(conn, client, Keys(self.settings.redis_prefix))
+            finally:
+                await client.aclose()
+                await conn.close()
 
         return asyncio.run(run())
 

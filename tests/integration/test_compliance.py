@@ -68,6 +68,9 @@ def test_stop_suppresses_queued_bulk_and_confirms_once(broker_url: str, tmp_path
         history = api.get(f"/v1/messages/{bulk_key(campaign_run_id=5, recipient_id=TARGET)}")
         assert history.json()["state"] == "suppressed"
         assert history.json()["reason"] == "opted out"
+        metrics = api.get("/metrics").text
+        assert 'hexcast_messages{lane="bulk",state="suppressed"} 1' in metrics
+        assert "hexcast_optout_to_suppression_seconds_count 1" in metrics
 
         # OTPs respect the tenant's opt-out; marketing needs consent; START opts back in.
         otp = api.post("/v1/messages/otp", headers={"Idempotency-Key": "k1"},
@@ -83,6 +86,20 @@ def test_stop_suppresses_queued_bulk_and_confirms_once(broker_url: str, tmp_path
         otp2 = api.post("/v1/messages/otp", headers={"Idempotency-Key": "k2"},
                         json={"phone": target, "body": "code 2"})
         eventually(lambda: _state(api, otp2.json()["message_key"]) == "accepted" or None, timeout=60)
+
+
+        # Links become tracked short links; prefetchers are redirected but not counted.
+        world.publish_to({900: "+13125550900"}, run_id=7, body="Deals at https://shop.example/d?x={n}.")
+        sent = eventually(lambda: _to(ledger(sim), "+13125550900"), timeout=60)[0]["body"]
+        short = sent.split(" at ", 1)[1].rstrip(".")
+        assert short.startswith(f"{world.settings.api_public_url}/r/")
+        for agent in ("Slackbot-LinkExpanding 1.0", "Mozilla/5.0 (iPhone) Mobile Safari/604.1"):
+            hop = httpx.get(short, headers={"User-Agent": agent}, follow_redirects=False)
+            assert hop.status_code == 302
+            assert hop.headers["location"] == "https://shop.example/d?x=900"
+        assert world.scalar("SELECT count(*) FROM link_clicks WHERE NOT bot") == 1
+        assert world.scalar("SELECT count(*) FROM link_clicks WHERE bot") == 1
+        assert httpx.get(f"{world.settings.api_public_url}/r/nope1234").status_code == 404
 
 
 def _state(api: httpx.Client, key: str) -> str | None:

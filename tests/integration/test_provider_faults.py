@@ -41,6 +41,9 @@ def test_429_retry_after_is_honoured_and_nothing_is_lost(broker_url: str, tmp_pa
         assert set(refs.values()) == {1}
         assert stats["duplicates_rejected"] == 0
         assert world.states() == {"accepted": total}
+        metrics = world.metrics()
+        assert f'hexcast_provider_429_total{{provider="busy"}} {stats["rate_limited"]}' in metrics
+        assert f'hexcast_segments_sent{{lane="bulk"}} {total}' in metrics
 
 
 def test_5xx_storm_opens_breaker_fails_over_and_recovers(broker_url: str, tmp_path: Path) -> None:
@@ -73,4 +76,6 @@ def test_5xx_storm_opens_breaker_fails_over_and_recovers(broker_url: str, tmp_pa
         assert not set(a_refs) & set(b_refs)
         assert set(a_refs.values()) | set(b_refs.values()) == {1}
         assert len(a_refs) + len(b_refs) == 5000
+        metrics = world.metrics()
+        assert 'hexcast_breaker_state{provider="a",state="closed"} 1' in metrics
         print(f"\n5xx storm: A took {len(a_refs)}, B took {len(b_refs)} of 5000")
