@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from hexcast.bus import Bus
-from hexcast.cache import connect_redis
+from hexcast.cache import Keys, connect_redis
+from hexcast.control import RunControl
 from hexcast.db import connect_pool
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
@@ -62,6 +63,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
             actor=actor, publish=publish, reconcile_grace_s=settings.sender_reconcile_grace_s,
             geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
             link_base=settings.api_public_url if settings.sender_shorten_links else None,
+            control=RunControl(redis, Keys(settings.redis_prefix)), keys=Keys(settings.redis_prefix),
             fault_kill_after_calls=settings.sender_fault_kill_after_calls,
         )
         sweeper = asyncio.create_task(_sweep_forever(dispatcher, settings, lane))

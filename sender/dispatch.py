@@ -17,20 +17,20 @@ import asyncio
 import os
 import random
 import signal
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import asyncpg
 
+from hexcast.cache import Keys
+from hexcast.control import RunControl
 from hexcast.errors import HexcastError, ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.logging import get_logger
-from sender import inbound_repo, repo
-from sender.journal import EventSink, Journal, Outcome, with_state
-from sender.links import shorten
+from sender import repo
+from sender.gates import Gates
+from sender.journal import EventSink, Outcome, with_state
 from sender.models import Lane, MessageState, SendBatch
 from sender.provider import Outgoing, ProviderResult
-from sender.quiet import NEVER, verdicts
 from sender.routing import Route, Router
 from sender.text import segment_count
 
@@ -49,7 +49,7 @@ class DispatchFailed(HexcastError):
         self.message_keys = message_keys
 
 
-class Dispatcher(Journal):
+class Dispatcher(Gates):
     """Sends the rows of one lane: reconcile, expire, comply, rate-limit, call, record."""
 
     def __init__(
@@ -65,6 +65,9 @@ class Dispatcher(Journal):
         geo_ttl_s: float = 1800.0,
         quiet_hours: bool = True,
         link_base: str | None = None,
+        control: RunControl | None = None,
+        keys: Keys | None = None,
+        pause_recheck_s: float = 15.0,
         fault_kill_after_calls: int = 0,
     ) -> None:
         super().__init__(pool=pool, actor=actor, publish=publish)
@@ -75,6 +78,9 @@ class Dispatcher(Journal):
         self._geo_ttl = timedelta(seconds=geo_ttl_s)
         self._quiet = quiet_hours
         self._link_base = link_base
+        self._control = control
+        self._keys = keys
+        self._pause_recheck = timedelta(seconds=pause_recheck_s)
         self._fault_after = fault_kill_after_calls
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
@@ -144,30 +150,6 @@ class Dispatcher(Journal):
         for start in range(0, len(pending), 1000):
             await self._send_chunk(pending[start : start + 1000], outcome)
 
-    async def _quiet_hours(
-        self, rows: list[repo.MessageRow], outcome: Outcome, now: datetime
-    ) -> list[repo.MessageRow]:
-        """Rows allowed now; the others are deferred to their next window, or expire first."""
-        if not rows:
-            return rows
-
-        async def zones() -> dict[tuple[int, str], str]:
-            async with self._pool.acquire() as conn:
-                return await repo.profile_zones(
-                    conn, recipients=list({(r.tenant_id, r.phone) for r in rows})
-                )
-
-        profile = await self._infra(zones)
-        later = verdicts(now, [(r.phone, profile.get((r.tenant_id, r.phone))) for r in rows])
-        allowed = [r for r, t in zip(rows, later, strict=True) if t is None]
-        held = [(r, t) for r, t in zip(rows, later, strict=True) if t is not None]
-        lost = [r for r, t in held if t is NEVER or (r.expires_at is not None and t >= r.expires_at)]
-        why = "quiet hours: no allowed window before the message expires"
-        outcome.expired += len(await self._move(lost, MessageState.EXPIRED, [Q], why))
-        lost_ids = {r.id for r in lost}
-        outcome.deferred += await self._defer([(r, t) for r, t in held if r.id not in lost_ids])
-        return allowed
-
     # ------------------------------------------------------------------ reconciliation
 
     async def _reconcile(
@@ -224,10 +206,12 @@ class Dispatcher(Journal):
 
     # ------------------------------------------------------------------ sending
 
-    async def _grant(self, wanted: int, least: int, avoid: set[str]) -> tuple[Route, int]:
+    async def _grant(
+        self, wanted: int, least: int, avoid: set[str], pace: tuple[str, float] | None = None
+    ) -> tuple[Route, int]:
         """A provider of the lane whose breaker and shared rate limits grant ``least..wanted``
-        segments. Providers in ``avoid`` (they just failed this chunk) come last. Waits while
-        none can."""
+        segments (within the campaign's ``pace`` bucket too, if any). Providers in ``avoid``
+        (they just failed this chunk) come last. Waits while none can."""
         while True:
             routes = self._router.for_lane(self._lane)
             routes.sort(key=lambda r: r.spec.name in avoid)
@@ -236,7 +220,10 @@ class Dispatcher(Journal):
                 if route.breaker.retry_in() > 0:
                     wait = min(wait, route.breaker.retry_in())
                     continue
-                grant = await self._infra(partial(route.bucket.try_acquire, wanted, least))
+                bucket = route.bucket
+                if pace is not None:
+                    bucket = bucket.capped(pace[0], rate=pace[1], burst=max(pace[1], 1.0))
+                grant = await self._infra(partial(bucket.try_acquire, wanted, least))
                 if grant.granted and route.breaker.allow():
                     return route, grant.granted
                 wait = min(wait, grant.wait_s or 0.05)
@@ -248,11 +235,18 @@ class Dispatcher(Journal):
         chunk = await self._shorten(chunk)
         tries = {r.id: r.attempts for r in chunk}
         segments = {r.id: segment_count(r.body) for r in chunk}
+        chunk.sort(key=lambda r: r.campaign_run_id or 0)  # one campaign run per provider call
         avoid: set[str] = set()
         while chunk:
+            chunk, pace = await self._run_gate(chunk, outcome)
+            if not chunk:
+                break
+            run = chunk[0].campaign_run_id
+            same_run = [r for r in chunk if r.campaign_run_id == run]
             route, granted = await self._grant(
-                sum(segments[r.id] for r in chunk), segments[chunk[0].id], avoid)
-            part, chunk = _take(chunk, segments, granted)
+                sum(segments[r.id] for r in same_run), segments[chunk[0].id], avoid, pace)
+            part, _ = _take(same_run, segments, granted)
+            chunk = chunk[len(part):]
             name = route.spec.name
             claimed = await self._claim(part, name)
             if len(claimed) < len(part):  # a STOP may have landed since the chunk began
@@ -273,23 +267,6 @@ class Dispatcher(Journal):
                 outcome.dead_reason = why
             spent_ids = {r.id for r in spent}
             chunk = [with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
-
-    async def _shorten(self, chunk: list[repo.MessageRow]) -> list[repo.MessageRow]:
-        """Links in marketing bodies become tracked ``/r/{code}`` links (same codes on resend)."""
-        if self._link_base is None or self._lane is Lane.OTP:
-            return chunk
-        out, links = [], []
-        for row in chunk:
-            body, found = shorten(row.body, message_key=row.message_key, base_url=self._link_base)
-            links += [(x.code, row.tenant_id, row.message_key, x.url) for x in found]
-            out.append(replace(row, body=body) if found else row)
-        if links:
-            async def save() -> None:
-                async with self._pool.acquire() as conn:
-                    await inbound_repo.save_links(conn, links=links)
-
-            await self._infra(save)
-        return out
 
     async def _call(
         self, route: Route, part: list[repo.MessageRow], outcome: Outcome,

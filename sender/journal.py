@@ -147,7 +147,9 @@ class Journal:
         await self._emit(moved, MessageState.SUPPRESSED, "blocked", reasons=why)
         return set(why)
 
-    async def _defer(self, held: list[tuple[repo.MessageRow, datetime]]) -> int:
+    async def _defer(
+        self, held: list[tuple[repo.MessageRow, datetime]], *, reason: str = "quiet hours until "
+    ) -> int:
         """``queued → deferred`` until each row's next allowed instant."""
         if not held:
             return 0
@@ -155,11 +157,11 @@ class Journal:
         async def run() -> set[int]:
             async with self._pool.acquire() as conn:
                 return await repo.defer(conn, deferrals=[(r.id, t) for r, t in held],
-                                        reason="quiet hours until ", actor=self._actor)
+                                        reason=reason, actor=self._actor)
 
         moved_ids = await self._infra(run)
         moved = [r for r, _ in held if r.id in moved_ids]
-        await self._emit(moved, MessageState.DEFERRED, "quiet hours")
+        await self._emit(moved, MessageState.DEFERRED, reason.removesuffix(" until "))
         return len(moved)
 
     async def _claim(self, part: list[repo.MessageRow], name: str) -> list[repo.MessageRow]:
