@@ -17,10 +17,12 @@ import httpx
 from hexcast.broker import delete_topics
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
+from hexcast.db import connect_pool
 from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
 from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
+from sender.deferred import release_due
 from sender.keys import bulk_key
 from sender.metrics import render_metrics
 from sender.models import Lane, SendBatch, SendRequest
@@ -163,6 +165,20 @@ class SenderWorld:
             finally:
                 await conn.close()
             return {r["state"]: r["n"] for r in rows}
+
+        return asyncio.run(run())
+
+    def release(self, at: datetime) -> int:
+        """Run ``sender.deferred.release_due`` as the scheduler would, at ``at``."""
+        async def run() -> int:
+            pool = await connect_pool(self.settings.database_url, max_size=2)
+            bus = Bus(self.settings)
+            await bus.start()
+            try:
+                return await release_due(pool, bus, self.settings, now=at)
+            finally:
+                await bus.stop()
+                await pool.close()
 
         return asyncio.run(run())
 

@@ -7,15 +7,11 @@ globe (the sender's boundary rules are covered to the second in tests/unit/test_
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from hexcast.bus import Bus
-from hexcast.db import connect_pool
-from sender.deferred import release_due
 from sender.keys import bulk_key
 from sender.quiet import is_allowed, window_for, zones_for
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
@@ -36,20 +32,6 @@ def _pick(now: datetime) -> tuple[str, str]:
     assert allowed, "some zone is always awake"
     assert quiet, "some zone is always asleep"
     return allowed[0], quiet[0]
-
-
-def _release(world: SenderWorld, at: datetime) -> int:
-    async def run() -> int:
-        pool = await connect_pool(world.settings.database_url, max_size=2)
-        bus = Bus(world.settings)
-        await bus.start()
-        try:
-            return await release_due(pool, bus, world.settings, now=at)
-        finally:
-            await bus.stop()
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 def test_quiet_hours_defer_expire_and_release(broker_url: str, tmp_path: Path) -> None:
@@ -73,8 +55,8 @@ def test_quiet_hours_defer_expire_and_release(broker_url: str, tmp_path: Path) -
 
         # Releasing at the window's start requeues it; the sender checks it again (at the
         # real time, still quiet here) and defers it again instead of sending it.
-        assert _release(world, held["not_before"] - timedelta(seconds=1)) == 0
-        assert _release(world, held["not_before"]) == 1
+        assert world.release(held["not_before"] - timedelta(seconds=1)) == 0
+        assert world.release(held["not_before"]) == 1
         again = eventually(lambda: _deferred_twice(world, deferred))
         assert again["history"][-3:] == ["deferred", "queued", "deferred"]
         assert [i["to"] for i in ledger(sim)] == [awake]

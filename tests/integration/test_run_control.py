@@ -8,11 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.control import RunControl, RunState
-from hexcast.db import connect_pool
-from sender.deferred import release_due
 from sender.keys import bulk_key
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
 from tests.integration.stack import eventually
@@ -31,21 +28,6 @@ def _control(world: SenderWorld, run_id: int, state: RunState, rate: float | Non
             await client.aclose()
 
     asyncio.run(run())
-
-
-def _release_early(world: SenderWorld) -> int:
-    async def run() -> int:
-        pool = await connect_pool(world.settings.database_url, max_size=2)
-        bus = Bus(world.settings)
-        await bus.start()
-        try:
-            later = datetime.now(UTC) + timedelta(minutes=5)
-            return await release_due(pool, bus, world.settings, now=later)
-        finally:
-            await bus.stop()
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 def test_cancelled_paused_and_paced_runs(broker_url: str, tmp_path: Path) -> None:
@@ -73,6 +55,6 @@ def test_cancelled_paused_and_paced_runs(broker_url: str, tmp_path: Path) -> Non
         assert world.states() == {"accepted": 200, "suppressed": 20, "deferred": 20}
 
         _control(world, 32, RunState.RUNNING)  # resumed: released messages now go out
-        assert _release_early(world) == 20
+        assert world.release(datetime.now(UTC) + timedelta(minutes=5)) == 20
         eventually(lambda: world.states().get("accepted", 0) == 220 or None, timeout=60)
         assert len({i["client_ref"] for i in ledger(sim)}) == len(ledger(sim)) == 220
