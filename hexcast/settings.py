@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     sender_shorten_links: bool = Field(
         default=True, description="Replace links in geo/bulk messages by tracked api /r/ links."
     )
+    sender_cap_per_day: int = Field(default=3, ge=1, description="Marketing SMS per recipient"
+                                    " per local day.")
+    sender_cap_per_24h: int = Field(default=5, ge=1)
+    sender_cap_strict_per_24h: int = Field(
+        default=3, ge=1, description="Per rolling 24 h where a stricter state rule applies (FL/OK)."
+    )
+    sender_cap_min_spacing_s: float = Field(default=600.0, ge=0)
     sender_single_concurrency: int = Field(default=32, ge=1, le=512)
     sender_reconcile_grace_s: float = Field(
         default=300.0, ge=0,

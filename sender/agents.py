@@ -19,6 +19,7 @@ from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from sender.dispatch import Dispatcher, DispatchFailed
 from sender.models import DeadLetter, DeliveryEvent, Lane, SendBatch
+from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import build_router
 from streams.app import raw_topic
 
@@ -64,6 +65,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
             geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
             link_base=settings.api_public_url if settings.sender_shorten_links else None,
             control=RunControl(redis, Keys(settings.redis_prefix)), keys=Keys(settings.redis_prefix),
+            caps=RecipientCaps(redis), cap_rules=_cap_rules(settings),
             fault_kill_after_calls=settings.sender_fault_kill_after_calls,
         )
         sweeper = asyncio.create_task(_sweep_forever(dispatcher, settings, lane))
@@ -87,6 +89,12 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
             await pool.close()
 
     app.agent(source, name=f"send_{lane.value}")(send_agent)
+
+
+def _cap_rules(settings: Settings) -> tuple[CapRule, CapRule]:
+    spacing = settings.sender_cap_min_spacing_s
+    return (CapRule(settings.sender_cap_per_day, settings.sender_cap_per_24h, spacing),
+            CapRule(settings.sender_cap_per_day, settings.sender_cap_strict_per_24h, spacing))
 
 
 async def _sweep_forever(dispatcher: Dispatcher, settings: Settings, lane: Lane) -> None:

@@ -31,6 +31,7 @@ from sender.gates import Gates
 from sender.journal import EventSink, Outcome, with_state
 from sender.models import Lane, MessageState, SendBatch
 from sender.provider import Outgoing, ProviderResult
+from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Route, Router
 from sender.text import segment_count
 
@@ -68,6 +69,8 @@ class Dispatcher(Gates):
         control: RunControl | None = None,
         keys: Keys | None = None,
         pause_recheck_s: float = 15.0,
+        caps: RecipientCaps | None = None,
+        cap_rules: tuple[CapRule, CapRule] | None = None,
         fault_kill_after_calls: int = 0,
     ) -> None:
         super().__init__(pool=pool, actor=actor, publish=publish)
@@ -81,6 +84,8 @@ class Dispatcher(Gates):
         self._control = control
         self._keys = keys
         self._pause_recheck = timedelta(seconds=pause_recheck_s)
+        self._caps = caps
+        self._cap_rules = cap_rules or (CapRule(3, 5, 600), CapRule(3, 3, 600))
         self._fault_after = fault_kill_after_calls
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
@@ -145,8 +150,8 @@ class Dispatcher(Gates):
         outcome.expired += len(await self._move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
         stale_ids = {r.id for r in stale}
         pending = [r for r in pending if r.id not in stale_ids]
-        if self._quiet and self._lane is not Lane.OTP:  # OTPs, confirmations: user-initiated
-            pending = await self._quiet_hours(pending, outcome, now)
+        if self._lane is not Lane.OTP:  # OTPs, confirmations: user-initiated, no such rules
+            pending = await self._recipient_rules(pending, outcome, now)
         for start in range(0, len(pending), 1000):
             await self._send_chunk(pending[start : start + 1000], outcome)
 

@@ -5,7 +5,7 @@ pacing, and link shortening."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import partial
 
 from hexcast.cache import Keys
@@ -14,7 +14,8 @@ from sender import inbound_repo, repo
 from sender.journal import Journal, Outcome
 from sender.links import shorten
 from sender.models import Lane, MessageState
-from sender.quiet import NEVER, verdicts
+from sender.quiet import NEVER, STRICT_WINDOW, verdicts, window_for, zones_for
+from sender.ratelimit import CapCheck, CapRule, RecipientCaps
 
 __all__ = ["Gates"]
 
@@ -29,11 +30,15 @@ class Gates(Journal):
     _control: RunControl | None
     _keys: Keys | None
     _pause_recheck: timedelta
+    _quiet: bool
+    _caps: RecipientCaps | None
+    _cap_rules: tuple[CapRule, CapRule]  # (default, stricter states)
 
-    async def _quiet_hours(
+    async def _recipient_rules(
         self, rows: list[repo.MessageRow], outcome: Outcome, now: datetime
     ) -> list[repo.MessageRow]:
-        """Rows allowed now; the others are deferred to their next window, or expire first."""
+        """Quiet hours, then per-recipient caps: rows that may go now; the others are deferred
+        until they may, or expire when that is past their TTL."""
         if not rows:
             return rows
 
@@ -44,15 +49,41 @@ class Gates(Journal):
                 )
 
         profile = await self._infra(zones)
-        later = verdicts(now, [(r.phone, profile.get((r.tenant_id, r.phone))) for r in rows])
+        if self._quiet:
+            later = verdicts(now, [(r.phone, profile.get((r.tenant_id, r.phone))) for r in rows])
+            rows = await self._hold(rows, later, outcome, "quiet hours")
+        if self._caps is not None and rows:
+            checks = [self._cap_check(r, profile.get((r.tenant_id, r.phone)), now) for r in rows]
+            waits = await self._infra(partial(self._caps.check, checks))
+            later = [now + timedelta(seconds=w) if w else None for w in waits]
+            rows = await self._hold(rows, later, outcome, "recipient cap")
+        return rows
+
+    async def _hold(
+        self, rows: list[repo.MessageRow], later: list[datetime | None], outcome: Outcome,
+        rule: str,
+    ) -> list[repo.MessageRow]:
         allowed = [r for r, t in zip(rows, later, strict=True) if t is None]
         held = [(r, t) for r, t in zip(rows, later, strict=True) if t is not None]
         lost = [r for r, t in held if t is NEVER or (r.expires_at is not None and t >= r.expires_at)]
-        why = "quiet hours: no allowed window before the message expires"
+        why = f"{rule}: no allowed time before the message expires"
         outcome.expired += len(await self._move(lost, MessageState.EXPIRED, [Q], why))
         lost_ids = {r.id for r in lost}
-        outcome.deferred += await self._defer([(r, t) for r, t in held if r.id not in lost_ids])
+        outcome.deferred += await self._defer([(r, t) for r, t in held if r.id not in lost_ids],
+                                              reason=f"{rule} until ")
         return allowed
+
+    def _cap_check(self, row: repo.MessageRow, profile_zone: str | None, now: datetime) -> CapCheck:
+        zone = zones_for(row.phone, profile_zone=profile_zone)[0]
+        local = now.astimezone(zone)
+        day_start = datetime.combine(local.date(), time(0), zone)
+        next_day = datetime.combine(local.date() + timedelta(days=1), time(0), zone)
+        strict = window_for(row.phone) is STRICT_WINDOW
+        key = self._keys("cap", row.tenant_id, row.phone) if self._keys else row.phone
+        return CapCheck(key=key, message_key=row.message_key,
+                        day_start_ms=int(day_start.timestamp() * 1000),
+                        next_day_ms=int(next_day.timestamp() * 1000),
+                        rule=self._cap_rules[1] if strict else self._cap_rules[0])
 
     async def _run_gate(
         self, chunk: list[repo.MessageRow], outcome: Outcome

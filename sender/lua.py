@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TOKEN_BUCKET"]
+__all__ = ["RECIPIENT_CAPS", "TOKEN_BUCKET"]
 
 #: Token buckets shared by every worker, taken from together atomically.
 #: KEYS[1..n] = bucket hashes; optional KEYS[n+1] = pause key (set with a TTL after a 429:
@@ -56,4 +56,52 @@ for i = 1, n do
 end
 if granted < requested and wait_ms < 1 then wait_ms = 1 end
 return {granted, wait_ms}
+"""
+
+#: Per-recipient caps for a whole chunk in one call. KEYS[i] = recipient i's sorted set of send
+#: times (member = message key). ARGV, 6 per recipient: message key, local day start (ms),
+#: next local day start (ms), max per local day, max per rolling 24 h, min spacing (ms).
+#: Returns one number per recipient: 0 = allowed (and counted), else ms until it would be.
+#: A message already counted (a retry after a crash) is allowed again without counting twice.
+RECIPIENT_CAPS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local day = 86400000
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local base = (i - 1) * 6
+  local member = ARGV[base + 1]
+  local day_start = tonumber(ARGV[base + 2])
+  local next_day = tonumber(ARGV[base + 3])
+  local max_day = tonumber(ARGV[base + 4])
+  local max_24h = tonumber(ARGV[base + 5])
+  local spacing = tonumber(ARGV[base + 6])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - day)
+  if redis.call('ZSCORE', key, member) then
+    out[i] = 0
+  else
+    local wait = 0
+    local in_24h = redis.call('ZCARD', key)
+    if in_24h >= max_24h then
+      local oldest = redis.call('ZRANGE', key, in_24h - max_24h, in_24h - max_24h, 'WITHSCORES')
+      wait = math.max(wait, tonumber(oldest[2]) + day - now)
+    end
+    if redis.call('ZCOUNT', key, day_start, '+inf') >= max_day then
+      wait = math.max(wait, next_day - now)
+    end
+    local last = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+    if last[2] and now - tonumber(last[2]) < spacing then
+      wait = math.max(wait, tonumber(last[2]) + spacing - now)
+    end
+    if wait > 0 then
+      out[i] = wait
+    else
+      redis.call('ZADD', key, now, member)
+      redis.call('PEXPIRE', key, day + 60000)
+      out[i] = 0
+    end
+  end
+end
+return out
 """

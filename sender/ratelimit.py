@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from sender.lua import TOKEN_BUCKET
+from sender.lua import RECIPIENT_CAPS, TOKEN_BUCKET
 
-__all__ = ["Grant", "TokenBucket"]
+__all__ = ["CapCheck", "CapRule", "Grant", "RecipientCaps", "TokenBucket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +67,37 @@ class TokenBucket:
         """Grant nothing to any worker for ``seconds`` (a provider's Retry-After)."""
         if self._pause is not None and seconds > 0:
             await self._client.set(self._pause, b"1", px=max(1, int(seconds * 1000)))
+
+
+@dataclass(frozen=True, slots=True)
+class CapRule:
+    per_day: int
+    per_24h: int
+    min_spacing_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CapCheck:
+    key: str
+    message_key: str
+    day_start_ms: int
+    next_day_ms: int
+    rule: CapRule
+
+
+class RecipientCaps:
+    """Per-recipient caps (local day, rolling 24 h, spacing) for a chunk in one Lua call."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._script = client.register_script(RECIPIENT_CAPS)
+
+    async def check(self, checks: list[CapCheck]) -> list[float]:
+        """For each check: 0 if allowed (now counted), else seconds until it would be."""
+        if not checks:
+            return []
+        args: list[str | int | float] = []
+        for c in checks:
+            args += [c.message_key, c.day_start_ms, c.next_day_ms, c.rule.per_day,
+                     c.rule.per_24h, int(c.rule.min_spacing_s * 1000)]
+        waits = await self._script(keys=[c.key for c in checks], args=args)
+        return [int(w) / 1000 for w in waits]

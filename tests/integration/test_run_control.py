@@ -58,3 +58,11 @@ def test_cancelled_paused_and_paced_runs(broker_url: str, tmp_path: Path) -> Non
         assert world.release(datetime.now(UTC) + timedelta(minutes=5)) == 20
         eventually(lambda: world.states().get("accepted", 0) == 220 or None, timeout=60)
         assert len({i["client_ref"] for i in ledger(sim)}) == len(ledger(sim)) == 220
+
+        # Per-recipient caps: an Oklahoma number gets at most 3 a day (and per 24 h).
+        world.publish_to({n: "+14055550199" for n in range(400, 404)}, run_id=34)
+        eventually(lambda: world.states().get("deferred", 0) == 1 or None, timeout=60)
+        eventually(lambda: world.states().get("accepted", 0) == 223 or None, timeout=60)
+        capped = [world.message(bulk_key(campaign_run_id=34, recipient_id=n)) for n in range(400, 404)]
+        assert sorted(str((c or {}).get("state")) for c in capped) == ["accepted"] * 3 + ["deferred"]
+        assert any(str((c or {}).get("reason")).startswith("recipient cap until") for c in capped)
