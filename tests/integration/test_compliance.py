@@ -100,6 +100,22 @@ def test_stop_suppresses_queued_bulk_and_confirms_once(broker_url: str, tmp_path
         assert world.scalar("SELECT count(*) FROM link_clicks WHERE NOT bot") == 1
         assert world.scalar("SELECT count(*) FROM link_clicks WHERE bot") == 1
         assert httpx.get(f"{world.settings.api_public_url}/r/nope1234").status_code == 404
+        _otp_bad_input(api)
+
+
+def _otp_bad_input(api: httpx.Client) -> None:
+    ok = {"phone": "+14155550100", "body": "code"}
+    missing = api.post("/v1/messages/otp", json=ok)
+    assert missing.status_code == 422
+    assert "Idempotency-Key" in missing.text
+    for body, field in (({**ok, "phone": "4155550100"}, "phone"), ({**ok, "ttl_s": 0}, "ttl_s"),
+                        ({**ok, "body": "x" * 1000}, "body"), ({**ok, "extra": 1}, "extra")):
+        response = api.post("/v1/messages/otp", json=body, headers={"Idempotency-Key": "bad"})
+        assert response.status_code == 422, response.text
+        assert field in response.text
+    unauthorised = httpx.post(f"{api.base_url}/v1/webhooks/inbound/1",
+                              json={"from": "+14155550100", "body": "STOP"})
+    assert unauthorised.status_code == 401
 
 
 def _state(api: httpx.Client, key: str) -> str | None:
