@@ -78,7 +78,7 @@ def bench_settings(broker_url: str, dsn: str, *, receipts: bool) -> Settings:
         topic_prefix=f"b{tag}.", app_id=f"hexcast-bench-{tag}", broker_rebalance_timeout=2.0,
         api_port=api_port, api_public_url=f"http://127.0.0.1:{api_port}", sim_port=sim_port,
         provider_url=f"http://127.0.0.1:{sim_port}", sim_rate_per_s=1e9, sim_receipts=receipts,
-        provider_rate_per_s=1e6, provider_burst=1e5, bulk_share=1.0, log_level="warning",
+        provider_rate_per_s=1e6, provider_burst=1e5, sender_bulk_share=1.0, log_level="warning",
     )
 
 

@@ -13,6 +13,7 @@ from hexcast.errors import HexcastError
 from hexcast.logging import configure_logging
 from hexcast.settings import Settings, get_settings
 from scheduler.cli import campaign_app, scheduler_command
+from sender.cli import deferred_app, dlq_app
 from sender.models import Lane
 
 __all__ = ["main"]
@@ -27,6 +28,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(campaign_app, name="campaign")
 app.command("scheduler")(scheduler_command)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(deferred_app, name="deferred")
 
 
 def _settings() -> Settings:
@@ -131,7 +134,8 @@ def provider_sim() -> None:
     s = _settings()
     dlr_url = (s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr") if s.sim_receipts else None
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
-                       dlr_token=s.dlr_webhook_token, token=s.provider_token)
+                       dlr_token=s.dlr_webhook_token, token=s.provider_token, mode=s.sim_mode,
+                       lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s)
     run_sim(config, s.sim_host, s.sim_port)
 
 
@@ -158,11 +162,13 @@ def _today() -> datetime:
 def up(
     visits: Annotated[int, typer.Option(help="Demo visits to replay")] = 300,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C")] = 0,
+    quiet_hours: Annotated[bool, typer.Option(
+        help="Keep recipients' quiet hours (the demo turns them off so it sends at any hour)")] = False,
 ) -> None:
     """Start the whole stack locally with demo data and show what it sends."""
     from hexcast.up import run_stack
 
-    run_stack(visits=visits, duration=duration)
+    run_stack(visits=visits, duration=duration, quiet_hours=quiet_hours)
 
 
 def main() -> None:

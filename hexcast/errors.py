@@ -58,4 +58,14 @@ class ProviderRateLimited(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """5xx, timeout or connection failure: the outcome may be ambiguous."""
+    """5xx, timeout or connection failure.
+
+    ``ambiguous`` is True when the provider may have acted on the request (a read timeout or
+    a dropped connection after the request was written); False when it certainly did not (a
+    refused connection, or an HTTP 5xx answer, which the provider contract defines as "not
+    processed").
+    """
+
+    def __init__(self, message: str, *, ambiguous: bool = False) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hexcast.errors import ConfigError
@@ -73,10 +73,60 @@ class Settings(BaseSettings):
     scheduler_misfire_grace_s: float = Field(
         default=3600.0, ge=0, description="Fires missed by more than this are skipped."
     )
-    bulk_share: float = Field(
-        default=0.6, gt=0, le=1, description="Share of provider_rate_per_s left for bulk after otp/geo."
-    )
     import_max_bytes: int = Field(default=268_435_456, ge=1024, description="Recipient import body cap.")
+    # --- sender ---
+    sender_providers: str = Field(
+        default="",
+        description="JSON list of provider accounts (sender.models.ProviderSpec: name, url, token,"
+        " mode batch|single, lookup, weight, lanes, rate_per_s). Empty: one batch provider from"
+        " the provider_* settings.",
+    )
+    sender_breaker_failures: int = Field(default=5, ge=1, description="Failures that open it.")
+    sender_breaker_open_s: float = Field(default=10.0, gt=0, description="Open before a trial.")
+    sender_bulk_share: float = Field(
+        default=0.7, gt=0, le=1,
+        description="Share of each provider account's rate the bulk lane may use; the rest is"
+        " reserved for the otp and geo lanes.",
+    )
+    sender_quiet_hours: bool = Field(
+        default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"
+        " to be independent of the time of day they run at).",
+    )
+    sender_shorten_links: bool = Field(
+        default=True, description="Replace links in geo/bulk messages by tracked api /r/ links."
+    )
+    sender_cap_per_day: int = Field(default=3, ge=1, description="Marketing SMS per recipient"
+                                    " per local day.")
+    sender_cap_per_24h: int = Field(default=5, ge=1)
+    sender_cap_strict_per_24h: int = Field(
+        default=3, ge=1, description="Per rolling 24 h where a stricter state rule applies (FL/OK)."
+    )
+    sender_cap_min_spacing_s: float = Field(default=600.0, ge=0)
+    sender_single_concurrency: int = Field(default=32, ge=1, le=512)
+    sender_reconcile_grace_s: float = Field(
+        default=300.0, ge=0,
+        description="Rows left sending/queued this long are swept: reconciled by lookup or sent.",
+    )
+    sender_sweep_interval_s: float = Field(default=60.0, gt=0)
+    sender_fault_kill_after_calls: int = Field(
+        default=0, ge=0,
+        description="TEST ONLY fault hook: SIGKILL the sender right after its Nth accepted provider"
+        " call, before the database commit. 0 (default) = off.",
+    )
+    sim_mode: Literal["batch", "single"] = "batch"
+    sim_lookup: bool = True
+    sim_retry_after_s: int = Field(default=0, ge=0, description="Fixed 429 Retry-After; 0 = computed.")
+
+    @field_validator("sender_providers")
+    @classmethod
+    def _providers_json(cls, value: str) -> str:
+        if value.strip():
+            from sender.models import ProviderSpec  # settings must not import domains at load
+
+            specs = TypeAdapter(list[ProviderSpec]).validate_json(value)
+            if not specs or len({s.name for s in specs}) != len(specs):
+                raise ValueError("must be a non-empty list of providers with unique names")
+        return value
 
     @field_validator("broker_url")
     @classmethod

@@ -38,7 +38,9 @@ PROCESSES = {
     "api": ["api"],
     "matcher": ["matcher"],
     "archiver": ["archiver"],
+    "sender-otp": ["sender", "--lane", "otp"],
     "sender-geo": ["sender", "--lane", "geo"],
+    "sender-bulk": ["sender", "--lane", "bulk"],
     "scheduler": ["scheduler"],
 }
 
@@ -126,9 +128,12 @@ def _start_children(live: Settings, state: Path, procs: contextlib.ExitStack) ->
     return children
 
 
-def run_stack(*, visits: int, duration: float) -> None:
+def run_stack(*, visits: int, duration: float, quiet_hours: bool) -> None:
     """Start everything, seed, replay, show deliveries; Ctrl-C (or ``duration``) stops it."""
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"sender_quiet_hours": quiet_hours})
+    if not quiet_hours:
+        console.print("[yellow]demo: quiet hours are off so messages send at any hour "
+                      "(--quiet-hours keeps them)[/]")
     configure_logging("warning" if settings.log_level == "info" else settings.log_level)
     state = Path(settings.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)

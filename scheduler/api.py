@@ -145,7 +145,7 @@ async def preview_campaign(campaign_id: int, tenant: TenantDep, pool: PoolDep, s
         c = Campaign.from_row(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
         zones = await zone_counts(conn, c, as_of=datetime.now(UTC), resolution=settings.h3_resolution)
     return build_preview(c, _next_fire(c), zones, provider_rate=settings.provider_rate_per_s,
-                         bulk_share=settings.bulk_share,
+                         bulk_share=settings.sender_bulk_share,
                          quiet=QuietHours(quiet.start, quiet.end) if quiet is not None else None)
 
 

@@ -29,6 +29,7 @@ from hexcast.settings import Settings
 from scheduler import repo
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, due_fire
+from sender.deferred import release_due
 
 __all__ = ["Scheduler", "run_scheduler"]
 
@@ -45,11 +46,13 @@ class Scheduler:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
 
     async def tick(self) -> int:
-        """Create due runs, then release every due wave; returns the waves worked on."""
+        """Create due runs, release every due wave, then requeue deferred messages now due
+        (quiet hours, caps, paused runs); returns the waves worked on."""
         await self.create_due_runs()
         worked = 0
         while await self.release_one():
             worked += 1
+        await release_due(self.pool, self.bus, self.settings, now=datetime.now(UTC))
         return worked
 
     async def create_due_runs(self) -> None:
@@ -80,7 +83,7 @@ class Scheduler:
     async def _release(self, c: Campaign, run: Any, wave: Any) -> None:
         s, run_id, wave_id = self.settings, run["id"], wave["id"]
         cursor, sent, started = wave["cursor_id"], 0, time.monotonic()
-        rate = run["rate_per_s"] or s.provider_rate_per_s * s.bulk_share
+        rate = run["rate_per_s"] or s.provider_rate_per_s * s.sender_bulk_share
         while True:
             async with self.pool.acquire() as conn:
                 if await repo.run_state(conn, run_id=run_id) != "running":

@@ -55,7 +55,8 @@ async def create_run(
     """Create the run of ``fire`` with its waves and pacing; None if it existed already."""
     zones = await zone_counts(conn, c, as_of=fire.first_fire_at, resolution=settings.h3_resolution)
     plans = plan_waves(c, fire, zones, now_run=now_run)
-    rate = run_rate(c, plans, provider_rate=settings.provider_rate_per_s, bulk_share=settings.bulk_share)
+    rate = run_rate(c, plans, provider_rate=settings.provider_rate_per_s,
+                    bulk_share=settings.sender_bulk_share)
     run_id = await repo.insert_run(
         conn, campaign_id=c.id, tenant_id=c.tenant_id, scheduled_for=fire.scheduled_for,
         first_fire_at=fire.first_fire_at, rate=rate, forecast=_forecast_json(plans, rate), waves=plans,

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
+from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
+from hexcast.control import RunControl
 from hexcast.db import connect_pool
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from sender.dispatch import Dispatcher, DispatchFailed
-from sender.models import DeadLetter, Lane, SendBatch
-from sender.provider import BatchProvider
-from sender.ratelimit import TokenBucket
+from sender.models import DeadLetter, DeliveryEvent, Lane, SendBatch
+from sender.ratelimit import CapRule, RecipientCaps
+from sender.routing import build_router
 from streams.app import raw_topic
 
 __all__ = ["register_sender"]
@@ -34,41 +39,73 @@ def dead_letter(source: str, key: bytes | None, reason: str, payload: bytes) -> 
 
 
 def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
-    """Register the agent consuming ``send.<lane>`` on ``app``."""
+    """Register the agent consuming ``send.<lane>`` on ``app``.
+
+    On start, and then every ``sender_sweep_interval_s``, the worker sweeps its lane for rows
+    a crashed sender left ``sending`` (reconciled by lookup) or ``queued``, so recovery does
+    not wait for the broker to redeliver the record.
+    """
     source = raw_topic(app, settings, lane.topic)
     dlq = raw_topic(app, settings, "send.dlq")
-    keys = Keys(settings.redis_prefix)
     actor = f"sender-{lane.value}"
 
     async def send_agent(stream: Any) -> None:
         pool = await connect_pool(settings.database_url, max_size=8)
         redis = connect_redis(settings.redis_url)
-        provider = BatchProvider(
-            name=settings.provider_name, base_url=settings.provider_url,
-            token=settings.provider_token, timeout_s=settings.provider_timeout_s,
-        )
-        bucket = TokenBucket(
-            redis, keys("rl", "provider", settings.provider_name),
-            rate=settings.provider_rate_per_s, burst=settings.provider_burst,
-        )
+        router = build_router(settings, redis, lane)
+        bus = Bus(settings)
+        await bus.start()
+
+        async def publish(events: list[DeliveryEvent]) -> None:
+            await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+
         dispatcher = Dispatcher(
-            pool=pool, provider=provider, bucket=bucket,
-            max_attempts=settings.provider_max_attempts, actor=actor,
+            pool=pool, router=router, lane=lane, max_attempts=settings.provider_max_attempts,
+            actor=actor, publish=publish, reconcile_grace_s=settings.sender_reconcile_grace_s,
+            geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
+            link_base=settings.api_public_url if settings.sender_shorten_links else None,
+            control=RunControl(redis, Keys(settings.redis_prefix)), keys=Keys(settings.redis_prefix),
+            caps=RecipientCaps(redis), cap_rules=_cap_rules(settings),
+            fault_kill_after_calls=settings.sender_fault_kill_after_calls,
         )
-        log.info("sender_started", lane=lane.value)
+        sweeper = asyncio.create_task(_sweep_forever(dispatcher, settings, lane))
+        log.info("sender_started", lane=lane.value, providers=router.breaker_states())
         try:
             async for key, value in stream.items():
                 reason = await _process(dispatcher, value)
                 if reason is not None:
                     log.error("dead_letter", lane=lane.value, reason=reason)
+                    with contextlib.suppress(RedisError):  # a metric is not worth a stall
+                        await router.count("dlq_letters")
                     await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key,
                                                               reason, value))
         finally:
-            await provider.aclose()
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await router.aclose()
+            await bus.stop()
             await redis.aclose()
             await pool.close()
 
     app.agent(source, name=f"send_{lane.value}")(send_agent)
+
+
+def _cap_rules(settings: Settings) -> tuple[CapRule, CapRule]:
+    spacing = settings.sender_cap_min_spacing_s
+    return (CapRule(settings.sender_cap_per_day, settings.sender_cap_per_24h, spacing),
+            CapRule(settings.sender_cap_per_day, settings.sender_cap_strict_per_24h, spacing))
+
+
+async def _sweep_forever(dispatcher: Dispatcher, settings: Settings, lane: Lane) -> None:
+    while True:
+        try:
+            outcome = await dispatcher.sweep(older_than_s=settings.sender_reconcile_grace_s)
+            if any(outcome.as_dict().values()):
+                log.info("swept", lane=lane.value, **outcome.as_dict())
+        except Exception:  # noqa: BLE001 - the sweeper must outlive one bad round
+            log.exception("sweep_failed", lane=lane.value)
+        await asyncio.sleep(settings.sender_sweep_interval_s)
 
 
 async def _process(dispatcher: Dispatcher, value: bytes) -> str | None:
@@ -85,4 +122,6 @@ async def _process(dispatcher: Dispatcher, value: bytes) -> str | None:
         log.exception("batch_crashed")
         return f"unexpected {type(exc).__name__}: {exc}"
     log.info("batch_done", lane=batch.lane.value, size=len(batch.items), **outcome.as_dict())
+    if outcome.dead:
+        return f"{len(outcome.dead)} messages failed for good: {outcome.dead_reason}"
     return None

@@ -3,20 +3,64 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, Path, status
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from hexcast.errors import NotFound, Unauthorized
-from hexcast.web import PoolDep, SettingsDep, TenantDep
-from sender import repo
-from sender.models import ReceiptBatch
+from hexcast.cache import Keys, connect_redis
+from hexcast.errors import InvalidInput, NotFound, Unauthorized
+from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
+from sender import inbound_repo, repo
+from sender.compliance import classify, confirmation_text, needs_review
+from sender.keys import confirmation_key, otp_key
+from sender.links import is_bot
+from sender.metrics import render_metrics
+from sender.models import DeliveryEvent, Lane, MessageState, ReceiptBatch, SendBatch, SendRequest
+from sender.text import segment_info
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+router = APIRouter(tags=["messages"])
+
+
+class OtpCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")]
+    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    ttl_s: Annotated[int, Field(ge=10, le=3600)] = 300
+    user_id: Annotated[str | None, Field(max_length=128)] = None
+
+
+class OtpAccepted(BaseModel):
+    message_key: str
+    lane: str
+    segments: int
+    expires_at: datetime
+
+
+IdempotencyKey = Annotated[
+    str, Header(alias="Idempotency-Key", min_length=1, max_length=128,
+                description="Same key, same message: a retried request never sends twice.")
+]
+
+
+class InboundIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    from_: Annotated[str, Field(alias="from", pattern=r"^\+[1-9]\d{6,14}$")]
+    body: Annotated[str, Field(max_length=1600)]
+    id: Annotated[str | None, Field(max_length=128, description="Provider's reply id")] = None
+
+
+class InboundApplied(BaseModel):
+    kind: str
+    flagged: bool
+    duplicate: bool
+    confirmation_key: str | None
 
 
 class ReceiptsApplied(BaseModel):
@@ -48,24 +92,129 @@ class MessagePublic(BaseModel):
     events: list[MessageEventPublic]
 
 
-@router.post("/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])
+@router.post("/v1/messages/otp", response_model=OtpAccepted, status_code=status.HTTP_202_ACCEPTED)
+async def post_otp(
+    body: OtpCreate, idempotency_key: IdempotencyKey, tenant: TenantDep, pool: PoolDep,
+    bus: BusDep,
+) -> OtpAccepted:
+    """Queue a one-time password on the otp lane (exempt from marketing consent, not opt-out)."""
+    segments = segment_info(body.body).segments
+    async with pool.acquire() as conn:
+        limit = await inbound_repo.tenant_max_segments(conn, tenant_id=tenant.id)
+    if segments > limit:
+        raise InvalidInput(f"body is {segments} segments; this tenant allows {limit}", field="body")
+    key = otp_key(tenant_id=tenant.id, idempotency_key=idempotency_key)
+    now = datetime.now(UTC)
+    request = SendRequest(message_key=key, tenant_id=tenant.id, user_id=body.user_id,
+                          phone=body.phone, body=body.body,
+                          expires_at=now + timedelta(seconds=body.ttl_s))
+    record = SendBatch(lane=Lane.OTP, items=[request], created_at=now)
+    await bus.publish(Lane.OTP.topic, key, record.encode())
+    return OtpAccepted(message_key=key, lane=Lane.OTP.value, segments=segments,
+                       expires_at=request.expires_at or now)
+
+
+def _check_webhook(settings: SettingsDep, authorization: str) -> None:
+    expected = f"Bearer {settings.dlr_webhook_token}"
+    if not hmac.compare_digest(authorization.encode(), expected.encode()):
+        raise Unauthorized("bad webhook token")
+
+
+@router.post("/v1/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"])
+async def inbound_reply(
+    tenant_id: int, body: InboundIn, pool: PoolDep, settings: SettingsDep, bus: BusDep,
+    authorization: Annotated[str, Header()] = "",
+) -> InboundApplied:
+    """A reply from a handset: STOP-words opt out at once, START-words opt in, HELP answers.
+
+    Each keyword gets exactly one confirmation, also when the provider retries the webhook.
+    """
+    _check_webhook(settings, authorization)
+    kind = classify(body.body)
+    flagged = needs_review(body.body, kind)
+    async with pool.acquire() as conn:
+        info = await inbound_repo.tenant_reply_info(conn, tenant_id=tenant_id)
+        if info is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        inbound_id, new = await inbound_repo.record_inbound(
+            conn, tenant_id=tenant_id, phone=body.from_, body=body.body, kind=kind.value,
+            flagged=flagged, provider_ref=body.id,
+        )
+    text = confirmation_text(kind, tenant_name=info[0], help_text=info[1])
+    if text is None:
+        return InboundApplied(kind=kind.value, flagged=flagged, duplicate=not new,
+                              confirmation_key=None)
+    # Published again on a retried webhook (the first publish may have failed): the sender
+    # dedupes on the key, so the number still gets exactly one confirmation.
+    key = confirmation_key(tenant_id=tenant_id, inbound_id=inbound_id)
+    now = datetime.now(UTC)
+    reply = SendRequest(message_key=key, tenant_id=tenant_id, phone=body.from_, body=text,
+                        confirmation=True, expires_at=now + timedelta(hours=1))
+    await bus.publish(Lane.OTP.topic, key, SendBatch(lane=Lane.OTP, items=[reply],
+                                                     created_at=now).encode())
+    return InboundApplied(kind=kind.value, flagged=flagged, duplicate=not new,
+                          confirmation_key=key)
+
+
+@router.post("/v1/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])
 async def delivery_receipts(
     body: ReceiptBatch,
     pool: PoolDep,
     settings: SettingsDep,
+    bus: BusDep,
     authorization: Annotated[str, Header()] = "",
 ) -> ReceiptsApplied:
     """Receipts from the provider; duplicates and late receipts are applied at most once."""
-    expected = f"Bearer {settings.dlr_webhook_token}"
-    if not hmac.compare_digest(authorization.encode(), expected.encode()):
-        raise Unauthorized("bad webhook token")
+    _check_webhook(settings, authorization)
     receipts = [(r.client_ref, r.status, r.error) for r in body.receipts]
     async with pool.acquire() as conn:
-        applied = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")
-    return ReceiptsApplied(received=len(receipts), applied=applied)
+        changed = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")
+    now = datetime.now(UTC)
+    events = [
+        DeliveryEvent(message_key=c["message_key"], tenant_id=c["tenant_id"], lane=Lane(c["lane"]),
+                      state=MessageState(c["state"]), reason=c["error"] or "delivery receipt",
+                      promotion_id=c["promotion_id"], campaign_run_id=c["campaign_run_id"],
+                      user_id=c["user_id"], phone=c["phone"], at=now)
+        for c in changed
+    ]
+    # Committed first: a failed publish answers 503 and the provider retries; the states are
+    # final by then, so the retry publishes nothing (consumers reconcile from PostgreSQL).
+    await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+    return ReceiptsApplied(received=len(receipts), applied=len(changed))
 
 
-@router.get("/messages/{message_key}", response_model=MessagePublic)
+@router.get("/r/{code}", tags=["links"], response_class=RedirectResponse, status_code=302)
+async def follow_link(
+    code: Annotated[str, Path(min_length=4, max_length=16, pattern=r"^[0-9A-Za-z]+$")],
+    pool: PoolDep, bus: BusDep, user_agent: Annotated[str | None, Header()] = None,
+) -> RedirectResponse:
+    """Redirect a short link; a click by a person (not a bot or prefetcher) is recorded."""
+    bot = is_bot(user_agent)
+    async with pool.acquire() as conn:
+        link = await inbound_repo.record_click(conn, code=code, user_agent=user_agent, bot=bot)
+    if link is None:
+        raise NotFound(f"link {code} not found")
+    if not bot and link["lane"] is not None:
+        event = DeliveryEvent(message_key=link["message_key"], tenant_id=link["tenant_id"],
+                              lane=Lane(link["lane"]), kind="click", user_id=link["user_id"],
+                              phone=link["phone"], promotion_id=link["promotion_id"],
+                              campaign_run_id=link["campaign_run_id"], at=datetime.now(UTC))
+        await bus.publish("delivery", event.message_key, event.encode())
+    return RedirectResponse(link["url"], status_code=302)
+
+
+@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
+    """Prometheus text: sends, segments, 429s, breaker states, DLQ, deferrals, opt-out latency."""
+    client = connect_redis(settings.redis_url)
+    try:
+        async with pool.acquire() as conn:
+            return await render_metrics(conn, client, Keys(settings.redis_prefix))
+    finally:
+        await client.aclose()
+
+
+@router.get("/v1/messages/{message_key}", response_model=MessagePublic)
 async def get_message(message_key: str, tenant: TenantDep, pool: PoolDep) -> MessagePublic:
     """A message and its whole history, from the append-only audit trail."""
     async with pool.acquire() as conn:

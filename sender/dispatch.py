@@ -1,46 +1,45 @@
 """The sender's work on one send batch: dedupe, expire, rate-limit, call, record.
 
-Ordering guarantees (see docs/ARCHITECTURE.md):
-- a row moves ``queued → sending`` in PostgreSQL (committed) before the provider call, with
-  the message key as the provider's client reference;
-- a row found in ``sending`` (a crash or redelivery mid-call) is reconciled by provider
-  lookup, and resent only when the provider never saw it;
+Ordering guarantees (see docs/DESIGN.md, "Sending without duplicates"):
+- a row moves ``queued → sending`` in PostgreSQL (committed, with the provider's name) before
+  the provider call, with the message key as the provider's client reference;
+- a row found in ``sending`` (a crash, a redelivery, an ambiguous timeout) is reconciled by
+  that provider's lookup and resent only when the provider never saw it; a provider without
+  lookup leaves it ``unknown``, never resent blindly;
+- an answer that certainly was not processed (429, HTTP 5xx, refused connection) puts the rows
+  back to ``queued`` and they fail over to the next provider of the lane;
 - Redis or PostgreSQL outages pause the work (fail closed) instead of dropping it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+import signal
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
 
 import asyncpg
-import redis.exceptions
 
+from hexcast.cache import Keys
+from hexcast.control import RunControl
 from hexcast.errors import HexcastError, ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.logging import get_logger
 from sender import repo
-from sender.models import MessageState, SendBatch
-from sender.provider import BatchProvider, Outgoing, ProviderResult
-from sender.ratelimit import TokenBucket
+from sender.gates import Gates
+from sender.journal import EventSink, Outcome, with_state
+from sender.models import Lane, MessageState, SendBatch
+from sender.provider import Outgoing, ProviderResult
+from sender.ratelimit import CapRule, RecipientCaps
+from sender.routing import Route, Router
+from sender.text import segment_count
 
-__all__ = ["DispatchFailed", "Dispatcher", "Outcome"]
+__all__ = ["DispatchFailed", "Dispatcher", "EventSink", "Outcome"]
 
 log = get_logger("hexcast.sender")
-T = TypeVar("T")
-
-_INFRA_ERRORS = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
 Q, S = MessageState.QUEUED, MessageState.SENDING
+_LOOKUP_CONCURRENCY = 16
 
 
 class DispatchFailed(HexcastError):
@@ -51,156 +50,301 @@ class DispatchFailed(HexcastError):
         self.message_keys = message_keys
 
 
-class Outcome:
-    """Counts of what one batch did, for logs and the live view."""
+class Dispatcher(Gates):
+    """Sends the rows of one lane: reconcile, expire, comply, rate-limit, call, record."""
 
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.duplicates = 0
-        self.expired = 0
-        self.failed = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
-
-
-class Dispatcher:
     def __init__(
         self,
         *,
         pool: asyncpg.Pool,
-        provider: BatchProvider,
-        bucket: TokenBucket,
+        router: Router,
+        lane: Lane,
         max_attempts: int,
         actor: str,
+        publish: EventSink,
+        reconcile_grace_s: float = 300.0,
+        geo_ttl_s: float = 1800.0,
+        quiet_hours: bool = True,
+        link_base: str | None = None,
+        control: RunControl | None = None,
+        keys: Keys | None = None,
+        pause_recheck_s: float = 15.0,
+        caps: RecipientCaps | None = None,
+        cap_rules: tuple[CapRule, CapRule] | None = None,
+        fault_kill_after_calls: int = 0,
     ) -> None:
-        self._pool = pool
-        self._provider = provider
-        self._bucket = bucket
+        super().__init__(pool=pool, actor=actor, publish=publish)
+        self._router = router
+        self._lane = lane
         self._max_attempts = max_attempts
-        self._actor = actor
+        self._grace = timedelta(seconds=reconcile_grace_s)
+        self._geo_ttl = timedelta(seconds=geo_ttl_s)
+        self._quiet = quiet_hours
+        self._link_base = link_base
+        self._control = control
+        self._keys = keys
+        self._pause_recheck = timedelta(seconds=pause_recheck_s)
+        self._caps = caps
+        self._cap_rules = cap_rules or (CapRule(3, 5, 600), CapRule(3, 3, 600))
+        self._fault_after = fault_kill_after_calls
+        self._calls = 0
+        self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
 
-    async def _infra(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` until Redis/PostgreSQL answer: sending pauses, nothing is dropped."""
-        delay = 0.2
-        while True:
-            try:
-                return await fn()
-            except _INFRA_ERRORS as exc:
-                log.warning("sending_paused", error=f"{type(exc).__name__}: {exc}", retry_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _move(
-        self, ids: Sequence[int], to: MessageState, frm: Sequence[MessageState], reason: str,
-        *, count_attempt: bool = False,
-    ) -> set[int]:
-        async def run() -> set[int]:
-            async with self._pool.acquire() as conn:
-                return await repo.transition(
-                    conn, ids=ids, to=to, from_states=frm, reason=reason, actor=self._actor,
-                    count_attempt=count_attempt, provider=self._provider.name,
-                )
-
-        return await self._infra(run)
-
-    async def _accept(self, accepted: Sequence[tuple[int, str]]) -> set[int]:
-        async def run() -> set[int]:
-            async with self._pool.acquire() as conn:
-                return await repo.mark_accepted(conn, accepted=accepted, actor=self._actor)
-
-        return await self._infra(run)
+    # ------------------------------------------------------------------ entry points
 
     async def handle(self, batch: SendBatch) -> Outcome:
+        """Enqueue a batch (dedupe on the message key) and send what is new or pending."""
         outcome = Outcome()
+
+        items = batch.items
+        if batch.lane is Lane.GEO:  # a stale offer is worse than none: geo always has a TTL
+            ttl_end = batch.created_at + self._geo_ttl
+            items = [i if i.expires_at else i.model_copy(update={"expires_at": ttl_end})
+                     for i in items]
 
         async def enqueue() -> list[repo.MessageRow]:
             async with self._pool.acquire() as conn:
-                return await repo.enqueue(
-                    conn, lane=batch.lane, items=batch.items, actor=self._actor
-                )
+                return await repo.enqueue(conn, lane=batch.lane, items=items, actor=self._actor)
 
         rows = await self._infra(enqueue)
         outcome.duplicates = sum(1 for r in rows if r.state not in (Q, S))
-        pending = await self._reconcile([r for r in rows if r.state is S], outcome)
-        pending += [r for r in rows if r.state is Q]
-        now = datetime.now(UTC)
-        stale = [r.id for r in pending if r.expires_at is not None and r.expires_at <= now]
-        outcome.expired = len(await self._move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
-        pending = [r for r in pending if r.id not in set(stale)]
-        for start in range(0, len(pending), self._provider.max_batch):
-            await self._send_chunk(pending[start : start + self._provider.max_batch], outcome)
+        await self.process([r for r in rows if r.state in (Q, S) and r.id not in self._busy],
+                           outcome)
         return outcome
+
+    async def sweep(self, *, older_than_s: float) -> Outcome:
+        """Reconcile and send this lane's rows left ``sending``/``queued`` (a crashed sender's)."""
+        outcome, after = Outcome(), 0
+        while True:
+            async def page(after_id: int = after) -> list[repo.MessageRow]:
+                async with self._pool.acquire() as conn:
+                    return await repo.stale_rows(
+                        conn, lane=self._lane, states=[Q, S], older_than_s=older_than_s,
+                        after_id=after_id, limit=1000,
+                    )
+
+            rows = await self._infra(page)
+            if not rows:
+                return outcome
+            after = rows[-1].id
+            await self.process([r for r in rows if r.id not in self._busy], outcome)
+
+    async def process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
+        """Rows in ``queued`` or ``sending``: reconcile, expire, then send in provider chunks."""
+        ids = {r.id for r in rows}
+        self._busy |= ids
+        try:
+            await self._process(rows, outcome)
+        finally:
+            self._busy -= ids
+
+    async def _process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
+        # A `sending` row touched within the grace may be in a live sender's call right now:
+        # it is left to that sender, or to a later sweep if that sender died.
+        now = datetime.now(UTC)
+        orphans = [r for r in rows if r.state is S
+                   and (r.updated_at is None or r.updated_at <= now - self._grace)]
+        pending = await self._reconcile(orphans, outcome)
+        pending += [r for r in rows if r.state is Q]
+        stale = [r for r in pending if r.expires_at is not None and r.expires_at <= now]
+        outcome.expired += len(await self._move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
+        stale_ids = {r.id for r in stale}
+        pending = [r for r in pending if r.id not in stale_ids]
+        if self._lane is not Lane.OTP:  # OTPs, confirmations: user-initiated, no such rules
+            pending = await self._recipient_rules(pending, outcome, now)
+        for start in range(0, len(pending), 1000):
+            await self._send_chunk(pending[start : start + 1000], outcome)
+
+    # ------------------------------------------------------------------ reconciliation
 
     async def _reconcile(
         self, rows: list[repo.MessageRow], outcome: Outcome
     ) -> list[repo.MessageRow]:
-        """Rows left ``sending``: accept what the provider saw, requeue what it never saw."""
+        """Rows left ``sending``: accept what the provider saw, requeue what it never saw.
+
+        A provider without lookup cannot tell: those rows become ``unknown`` and stay unsent.
+        Returns the requeued rows (now ``queued``) to send again.
+        """
         resend: list[repo.MessageRow] = []
+        by_provider: dict[str | None, list[repo.MessageRow]] = {}
         for row in rows:
-            found = await self._lookup(row.client_ref)
-            if found is not None and found.provider_message_id:
-                outcome.accepted += len(await self._accept([(row.id, found.provider_message_id)]))
-            elif found is None:
-                await self._move([row.id], Q, [S], "provider never saw it; resending")
-                resend.append(row)
+            by_provider.setdefault(row.provider, []).append(row)
+        for name, group in by_provider.items():
+            route = self._router.by_name(name)
+            if route is None or not route.adapter.supports_lookup:
+                why = f"provider {name} has no lookup: outcome unknown, not resent"
+                outcome.unknown += len(await self._move(group, MessageState.UNKNOWN, [S], why))
+                continue
+            resend += await self._reconcile_by_lookup(route, group, outcome)
         return resend
 
-    async def _lookup(self, client_ref: str) -> ProviderResult | None:
+    async def _reconcile_by_lookup(
+        self, route: Route, rows: list[repo.MessageRow], outcome: Outcome
+    ) -> list[repo.MessageRow]:
+        gate = asyncio.Semaphore(_LOOKUP_CONCURRENCY)
+
+        async def one(row: repo.MessageRow) -> ProviderResult | None:
+            async with gate:
+                return await self._lookup(route, row.client_ref)
+
+        try:
+            found = await asyncio.gather(*(one(r) for r in rows))
+        except ProviderUnavailable as exc:  # left in `sending`; the next sweep tries again
+            log.warning("reconcile_postponed", provider=route.spec.name, error=str(exc),
+                        rows=len(rows))
+            return []
+        seen = [(r, f.provider_message_id) for r, f in zip(rows, found, strict=True)
+                if f is not None and f.provider_message_id]
+        outcome.accepted += await self._accept(seen)
+        never = [r for r, f in zip(rows, found, strict=True) if f is None]
+        requeued = await self._move(never, Q, [S], f"{route.spec.name} never saw it; resending")
+        log.info("reconciled", provider=route.spec.name, seen=len(seen), resend=len(requeued))
+        return [with_state(r, Q) for r in requeued]
+
+    async def _lookup(self, route: Route, client_ref: str) -> ProviderResult | None:
         for attempt in range(self._max_attempts):
             try:
-                return await self._provider.lookup(client_ref)
+                return await route.adapter.lookup(client_ref)
             except ProviderUnavailable:
                 await asyncio.sleep(_backoff(attempt))
         raise ProviderUnavailable(f"lookup of {client_ref} failed {self._max_attempts} times")
 
-    async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
-        while chunk:
-            granted = await self._infra(partial(self._bucket.acquire, len(chunk)))
-            part, chunk = chunk[:granted], chunk[granted:]
-            moved = await self._move([r.id for r in part], S, [Q], "calling provider",
-                                     count_attempt=True)
-            part = [r for r in part if r.id in moved]
-            if part:
-                await self._call(part, outcome)
+    # ------------------------------------------------------------------ sending
 
-    async def _call(self, part: list[repo.MessageRow], outcome: Outcome) -> None:
+    async def _grant(
+        self, wanted: int, least: int, avoid: set[str], pace: tuple[str, float] | None = None
+    ) -> tuple[Route, int]:
+        """A provider of the lane whose breaker and shared rate limits grant ``least..wanted``
+        segments (within the campaign's ``pace`` bucket too, if any). Providers in ``avoid``
+        (they just failed this chunk) come last. Waits while none can."""
+        while True:
+            routes = self._router.for_lane(self._lane)
+            routes.sort(key=lambda r: r.spec.name in avoid)
+            wait = 1.0
+            for route in routes:
+                if route.breaker.retry_in() > 0:
+                    wait = min(wait, route.breaker.retry_in())
+                    continue
+                bucket = route.bucket
+                if pace is not None:
+                    bucket = bucket.capped(pace[0], rate=pace[1], burst=max(pace[1], 1.0))
+                grant = await self._infra(partial(bucket.try_acquire, wanted, least))
+                if grant.granted and route.breaker.allow():
+                    return route, grant.granted
+                wait = min(wait, grant.wait_s or 0.05)
+            await asyncio.sleep(max(wait, 0.005))
+
+    async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
+        blocked = await self._suppress(chunk, outcome)
+        chunk = [r for r in chunk if r.id not in blocked]
+        chunk = await self._shorten(chunk)
+        tries = {r.id: r.attempts for r in chunk}
+        segments = {r.id: segment_count(r.body) for r in chunk}
+        chunk.sort(key=lambda r: r.campaign_run_id or 0)  # one campaign run per provider call
+        avoid: set[str] = set()
+        while chunk:
+            chunk, pace = await self._run_gate(chunk, outcome)
+            if not chunk:
+                break
+            run = chunk[0].campaign_run_id
+            same_run = [r for r in chunk if r.campaign_run_id == run]
+            route, granted = await self._grant(
+                sum(segments[r.id] for r in same_run), segments[chunk[0].id], avoid, pace)
+            part, _ = _take(same_run, segments, granted)
+            chunk = chunk[len(part):]
+            name = route.spec.name
+            claimed = await self._claim(part, name)
+            if len(claimed) < len(part):  # a STOP may have landed since the chunk began
+                await self._suppress([r for r in part if r not in claimed], outcome)
+            part = claimed
+            if not part:
+                continue
+            for r in part:
+                tries[r.id] += 1
+            retry, counted = await self._call(route, part, outcome, segments)
+            if retry:
+                avoid = avoid | {name} if len(avoid) + 1 < len(self._router.routes) else set()
+            spent = [r for r in retry if counted and tries[r.id] >= self._max_attempts]
+            if spent:
+                why = f"gave up after {self._max_attempts} attempts"
+                outcome.failed += len(await self._move(spent, MessageState.FAILED, [Q], why))
+                outcome.dead += [r.message_key for r in spent]
+                outcome.dead_reason = why
+            spent_ids = {r.id for r in spent}
+            chunk = [with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
+
+    async def _call(
+        self, route: Route, part: list[repo.MessageRow], outcome: Outcome,
+        segments: dict[int, int],
+    ) -> tuple[list[repo.MessageRow], bool]:
+        """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
-        results = await self._call_with_retries(outgoing, part)
+        report = await route.adapter.send(outgoing)
+        if report.results:
+            self._fault_hook()
         by_ref = {r.client_ref: r for r in part}
-        accepted = [
-            (by_ref[res.client_ref].id, res.provider_message_id)
-            for res in results
-            if res.accepted and res.provider_message_id
-        ]
-        outcome.accepted += len(await self._accept(accepted))
-        for res in results:
+        accepted = [(by_ref[res.client_ref], res.provider_message_id) for res in report.results
+                    if res.accepted and res.provider_message_id]
+        outcome.accepted += await self._accept(accepted, segments)
+        for res in report.results:
             if not res.accepted:
                 outcome.failed += len(await self._move(
-                    [by_ref[res.client_ref].id], MessageState.FAILED, [S],
+                    [by_ref[res.client_ref]], MessageState.FAILED, [S],
                     f"provider rejected: {res.error}",
                 ))
+        answered = {res.client_ref for res in report.results}
+        rest = [r for r in part if r.client_ref not in answered]
+        if report.failure is None or not rest:
+            route.breaker.success()
+            return [], False
+        return await self._failed_call(route, rest, report.failure, outcome)
 
-    async def _call_with_retries(
-        self, outgoing: list[Outgoing], part: list[repo.MessageRow]
-    ) -> list[ProviderResult]:
-        attempt = 0
-        while True:
-            try:
-                return await self._provider.send(outgoing)
-            except ProviderRateLimited as exc:
-                log.info("provider_429", retry_after=exc.retry_after, size=len(outgoing))
-                await asyncio.sleep(exc.retry_after)
-            except ProviderUnavailable as exc:
-                attempt += 1
-                if attempt >= self._max_attempts:
-                    raise DispatchFailed(
-                        str(exc), message_keys=[r.message_key for r in part]
-                    ) from exc
-                log.warning("provider_retry", error=str(exc), attempt=attempt)
-                await asyncio.sleep(_backoff(attempt))
-            except ProviderError as exc:
-                raise DispatchFailed(str(exc), message_keys=[r.message_key for r in part]) from exc
+    async def _failed_call(
+        self, route: Route, rest: list[repo.MessageRow], failure: ProviderError, outcome: Outcome
+    ) -> tuple[list[repo.MessageRow], bool]:
+        name = route.spec.name
+        if isinstance(failure, ProviderRateLimited):
+            route.breaker.success()  # it answered: alive, just busy
+            outcome.rate_limited += 1
+            log.info("provider_429", provider=name, retry_after=failure.retry_after, size=len(rest))
+            await self._infra(partial(route.bucket.pause, failure.retry_after))
+            await self._infra(partial(self._router.count, "429", name))
+            return await self._move(rest, Q, [S], f"{name} rate limited"), False
+        if isinstance(failure, ProviderUnavailable):
+            route.breaker.failure()
+            log.warning("provider_unavailable", provider=name, error=str(failure),
+                        ambiguous=failure.ambiguous, size=len(rest))
+            await asyncio.sleep(_backoff(1))
+            if failure.ambiguous:
+                return await self._reconcile(rest, outcome), True
+            return await self._move(rest, Q, [S], f"{name} unavailable: {failure}"), True
+        route.breaker.success()
+        why = f"{name} refused the request: {failure}"
+        outcome.failed += len(await self._move(rest, MessageState.FAILED, [S], why))
+        outcome.dead += [r.message_key for r in rest]
+        outcome.dead_reason = why
+        return [], False
+
+    def _fault_hook(self) -> None:
+        """TEST ONLY (``sender_fault_kill_after_calls``): die between acceptance and commit."""
+        if self._fault_after:
+            self._calls += 1
+            if self._calls >= self._fault_after:
+                log.warning("fault_hook_kill", calls=self._calls)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _take(
+    chunk: list[repo.MessageRow], segments: dict[int, int], granted: int
+) -> tuple[list[repo.MessageRow], list[repo.MessageRow]]:
+    """The longest head of ``chunk`` whose segments fit in ``granted`` (at least one row)."""
+    used, n = 0, 0
+    for row in chunk:
+        if n and used + segments[row.id] > granted:
+            break
+        used += segments[row.id]
+        n += 1
+    return chunk[:n], chunk[n:]
 
 
 def _backoff(attempt: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
-__all__ = ["bulk_key", "geo_key", "otp_key"]
+__all__ = ["bulk_key", "confirmation_key", "geo_key", "otp_key"]
 
 
 def _digest(*parts: object) -> str:
@@ -26,3 +26,8 @@ def bulk_key(*, campaign_run_id: int, recipient_id: int) -> str:
 def otp_key(*, tenant_id: int, idempotency_key: str) -> str:
     """One OTP per tenant and caller-supplied idempotency key."""
     return "otp-" + _digest("otp", tenant_id, idempotency_key)
+
+
+def confirmation_key(*, tenant_id: int, inbound_id: int) -> str:
+    """The one confirmation answering one inbound STOP/START/HELP."""
+    return "cfm-" + _digest("confirmation", tenant_id, inbound_id)

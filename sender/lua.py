@@ -2,36 +2,106 @@
 
 from __future__ import annotations
 
-__all__ = ["TOKEN_BUCKET"]
+__all__ = ["RECIPIENT_CAPS", "TOKEN_BUCKET"]
 
-#: Token bucket shared by every worker. KEYS[1] = bucket hash.
-#: ARGV = rate (tokens/s), burst (max tokens), requested.
-#: Grants up to ``requested`` whole tokens (possibly fewer, never more than are available)
-#: and returns {granted, wait_ms}: wait_ms is how long until one more token exists.
-#: Time comes from the Redis server, so workers on different hosts agree.
+#: Token buckets shared by every worker, taken from together atomically.
+#: KEYS[1..n] = bucket hashes; optional KEYS[n+1] = pause key (set with a TTL after a 429:
+#: while it lives nothing is granted and wait_ms is its remaining TTL, so every worker honours
+#: the provider's Retry-After).
+#: ARGV = requested, n, then rate_i (tokens/s) and burst_i (max tokens) for each bucket, then
+#: optionally minimum (default 1).
+#: Grants the same whole number of tokens from every bucket: up to ``requested``, never more
+#: than the emptiest bucket holds, and nothing below ``minimum`` (a message's segments are
+#: never split). Returns {granted, wait_ms}: wait_ms is how long until every bucket holds
+#: ``minimum`` tokens. Time comes from the Redis server, so all hosts agree.
+#: Use: provider account rate, the bulk lane's capped share of it, a tenant's share, a
+#: campaign's pacing rate, all in one call.
 TOKEN_BUCKET = """
+local requested = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local minimum = tonumber(ARGV[3 + 2 * n]) or 1
+if #KEYS > n then
+  local paused = redis.call('PTTL', KEYS[n + 1])
+  if paused > 0 then return {0, paused} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local requested = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
+local tokens = {}
+local granted = requested
+for i = 1, n do
+  local rate = tonumber(ARGV[1 + 2 * i])
+  local burst = tonumber(ARGV[2 + 2 * i])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local have = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if have == nil or ts == nil then
+    have = burst
+    ts = now
+  end
+  have = math.min(burst, have + math.max(0, now - ts) * rate / 1000)
+  tokens[i] = have
+  granted = math.min(granted, math.floor(have))
 end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-local granted = math.min(requested, math.floor(tokens))
-if granted < 0 then granted = 0 end
-tokens = tokens - granted
+if granted < minimum then granted = 0 end
 local wait_ms = 0
-if granted < requested then
-  wait_ms = math.ceil((1 - (tokens - math.floor(tokens))) * 1000 / rate)
-  if wait_ms < 1 then wait_ms = 1 end
+for i = 1, n do
+  local rate = tonumber(ARGV[1 + 2 * i])
+  local burst = tonumber(ARGV[2 + 2 * i])
+  local left = tokens[i] - granted
+  if granted < requested and left < minimum then
+    wait_ms = math.max(wait_ms, math.ceil((minimum - left) * 1000 / rate))
+  end
+  redis.call('HSET', KEYS[i], 'tokens', tostring(left), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+if granted < requested and wait_ms < 1 then wait_ms = 1 end
 return {granted, wait_ms}
+"""
+
+#: Per-recipient caps for a whole chunk in one call. KEYS[i] = recipient i's sorted set of send
+#: times (member = message key). ARGV, 6 per recipient: message key, local day start (ms),
+#: next local day start (ms), max per local day, max per rolling 24 h, min spacing (ms).
+#: Returns one number per recipient: 0 = allowed (and counted), else ms until it would be.
+#: A message already counted (a retry after a crash) is allowed again without counting twice.
+RECIPIENT_CAPS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local day = 86400000
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local base = (i - 1) * 6
+  local member = ARGV[base + 1]
+  local day_start = tonumber(ARGV[base + 2])
+  local next_day = tonumber(ARGV[base + 3])
+  local max_day = tonumber(ARGV[base + 4])
+  local max_24h = tonumber(ARGV[base + 5])
+  local spacing = tonumber(ARGV[base + 6])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - day)
+  if redis.call('ZSCORE', key, member) then
+    out[i] = 0
+  else
+    local wait = 0
+    local in_24h = redis.call('ZCARD', key)
+    if in_24h >= max_24h then
+      local oldest = redis.call('ZRANGE', key, in_24h - max_24h, in_24h - max_24h, 'WITHSCORES')
+      wait = math.max(wait, tonumber(oldest[2]) + day - now)
+    end
+    if redis.call('ZCOUNT', key, day_start, '+inf') >= max_day then
+      wait = math.max(wait, next_day - now)
+    end
+    local last = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+    if last[2] and now - tonumber(last[2]) < spacing then
+      wait = math.max(wait, tonumber(last[2]) + spacing - now)
+    end
+    if wait > 0 then
+      out[i] = wait
+    else
+      redis.call('ZADD', key, now, member)
+      redis.call('PEXPIRE', key, day + 60000)
+      out[i] = 0
+    end
+  end
+end
+return out
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,7 @@ __all__ = [
     "Lane",
     "MAX_CHUNK",
     "MessageState",
+    "ProviderSpec",
     "Receipt",
     "ReceiptBatch",
     "SendBatch",
@@ -47,6 +48,21 @@ class MessageState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class ProviderSpec(BaseModel):
+    """One provider account the sender may route to (``HEXCAST_SENDER_PROVIDERS`` JSON list)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    token: str
+    mode: Literal["batch", "single"] = "batch"
+    lookup: bool = True
+    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    lanes: list[Lane] = Field(default_factory=lambda: list(Lane))
+    rate_per_s: Annotated[float | None, Field(gt=0)] = None
+
+
 class SendRequest(BaseModel):
     """One SMS to one recipient, identified by its deterministic message key."""
 
@@ -60,6 +76,7 @@ class SendRequest(BaseModel):
     promotion_id: int | None = None
     campaign_run_id: int | None = None
     expires_at: datetime | None = None
+    confirmation: bool = False  # a STOP/START/HELP reply: goes even to an opted-out number
 
 
 class SendBatch(WireRecord):

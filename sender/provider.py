@@ -1,15 +1,31 @@
-"""SMS provider adapters. httpx errors are translated into hexcast's provider errors here."""
+"""SMS provider adapters. httpx errors are translated into hexcast's provider errors here.
+
+Two API shapes: :class:`BatchProvider` (Sinch/Plivo-like, up to 1,000 destinations per request)
+and :class:`SingleProvider` (Twilio-like, one message per request, sent concurrently). Both
+answer :meth:`send` with a :class:`SendReport`: the messages the provider answered for, and the
+error that applies to every other message of the call (none of them was answered).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
 from hexcast.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
+from sender.models import ProviderSpec
 
-__all__ = ["BatchProvider", "Outgoing", "ProviderResult"]
+__all__ = [
+    "BatchProvider",
+    "Outgoing",
+    "Provider",
+    "ProviderResult",
+    "SendReport",
+    "SingleProvider",
+    "build_provider",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +43,26 @@ class ProviderResult:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class SendReport:
+    """Answers for some messages; ``failure`` applies to the messages without an answer."""
+
+    results: list[ProviderResult] = field(default_factory=list)
+    failure: ProviderError | None = None
+
+
+class Provider(Protocol):
+    name: str
+    max_batch: int
+    supports_lookup: bool
+
+    async def send(self, messages: list[Outgoing]) -> SendReport: ...
+
+    async def lookup(self, client_ref: str) -> ProviderResult | None: ...
+
+    async def aclose(self) -> None: ...
+
+
 def _retry_after(response: httpx.Response) -> float:
     value = response.headers.get("retry-after", "1")
     try:
@@ -35,19 +71,19 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
-class BatchProvider:
-    """A Sinch/Plivo-like batch API: up to 1,000 destinations per request, lookup by reference."""
+class _HttpProvider:
+    """Shared HTTP plumbing: auth, error translation, lookup by client reference."""
 
     max_batch = 1000
-    supports_lookup = True
 
-    def __init__(self, *, name: str, base_url: str, token: str, timeout_s: float) -> None:
-        self.name = name
+    def __init__(self, spec: ProviderSpec, *, timeout_s: float, connections: int) -> None:
+        self.name = spec.name
+        self.supports_lookup = spec.lookup
         self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
+            base_url=spec.url,
+            headers={"Authorization": f"Bearer {spec.token}"},
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
 
     async def aclose(self) -> None:
@@ -56,10 +92,12 @@ class BatchProvider:
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(f"{self.name}: timeout on {url}") from exc
-        except httpx.TransportError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderUnavailable(f"{self.name}: {type(exc).__name__} on {url}") from exc
+        except httpx.TransportError as exc:  # written, maybe processed: we cannot know
+            raise ProviderUnavailable(
+                f"{self.name}: {type(exc).__name__} on {url}", ambiguous=True
+            ) from exc
         if response.status_code == 429:
             raise ProviderRateLimited(
                 f"{self.name}: rate limited", retry_after=_retry_after(response)
@@ -67,26 +105,6 @@ class BatchProvider:
         if response.status_code >= 500:
             raise ProviderUnavailable(f"{self.name}: HTTP {response.status_code} on {url}")
         return response
-
-    async def send(self, messages: list[Outgoing]) -> list[ProviderResult]:
-        """One batch request; per-destination outcomes in request order."""
-        payload = {
-            "messages": [{"client_ref": m.client_ref, "to": m.to, "body": m.body} for m in messages]
-        }
-        response = await self._request("POST", "/v1/batches", json=payload)
-        if response.status_code != 200:
-            error = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
-            error.retryable = False
-            raise error
-        return [
-            ProviderResult(
-                client_ref=item["client_ref"],
-                accepted=item.get("status") == "accepted",
-                provider_message_id=item.get("provider_message_id"),
-                error=item.get("error"),
-            )
-            for item in response.json()["results"]
-        ]
 
     async def lookup(self, client_ref: str) -> ProviderResult | None:
         """What the provider knows of a reference; None when it never saw it."""
@@ -100,3 +118,78 @@ class BatchProvider:
             client_ref=client_ref, accepted=True,
             provider_message_id=item.get("provider_message_id"),
         )
+
+
+class BatchProvider(_HttpProvider):
+    """A Sinch/Plivo-like batch API: up to 1,000 destinations per request."""
+
+    async def send(self, messages: list[Outgoing]) -> SendReport:
+        """One batch request; per-destination outcomes, or one failure for all."""
+        payload = {
+            "messages": [{"client_ref": m.client_ref, "to": m.to, "body": m.body} for m in messages]
+        }
+        try:
+            response = await self._request("POST", "/v1/batches", json=payload)
+        except ProviderError as exc:
+            return SendReport(failure=exc)
+        if response.status_code != 200:
+            error = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
+            error.retryable = False
+            return SendReport(failure=error)
+        return SendReport(results=[
+            ProviderResult(
+                client_ref=item["client_ref"],
+                accepted=item.get("status") == "accepted",
+                provider_message_id=item.get("provider_message_id"),
+                error=item.get("error"),
+            )
+            for item in response.json()["results"]
+        ])
+
+
+class SingleProvider(_HttpProvider):
+    """A Twilio-like API: one message per request, ``concurrency`` requests in flight.
+
+    After the first failure no new request starts; messages not yet requested share that
+    failure, so a 429 or an outage stops the traffic at once.
+    """
+
+    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
+        super().__init__(spec, timeout_s=timeout_s, connections=concurrency)
+        self._concurrency = concurrency
+
+    async def send(self, messages: list[Outgoing]) -> SendReport:
+        report = SendReport()
+        queue = list(reversed(messages))
+
+        async def worker() -> None:
+            while queue and report.failure is None:
+                msg = queue.pop()
+                try:
+                    report.results.append(await self._one(msg))
+                except ProviderError as exc:
+                    if report.failure is None or (exc.retryable and not report.failure.retryable):
+                        report.failure = exc
+                    return
+
+        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(messages)))))
+        return report
+
+    async def _one(self, msg: Outgoing) -> ProviderResult:
+        body = {"client_ref": msg.client_ref, "to": msg.to, "body": msg.body}
+        response = await self._request("POST", "/v1/messages", json=body)
+        item = response.json()
+        if response.status_code in (200, 201):
+            return ProviderResult(msg.client_ref, True, item.get("provider_message_id"))
+        if response.status_code in (400, 422):
+            return ProviderResult(msg.client_ref, False, None, str(item.get("error", "rejected")))
+        error = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
+        error.retryable = False
+        raise error
+
+
+def build_provider(spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> Provider:
+    """The adapter for ``spec.mode``."""
+    if spec.mode == "single":
+        return SingleProvider(spec, timeout_s=timeout_s, concurrency=concurrency)
+    return BatchProvider(spec, timeout_s=timeout_s, connections=32)

@@ -15,16 +15,26 @@ __all__ = [
     "MessageRow",
     "apply_receipts",
     "click_counts_by_promotion",
+    "claim_for_sending",
+    "suppress_blocked",
+    "defer",
     "delivered_since",
+    "due_deferred",
     "enqueue",
     "geo_outcomes_by_promotion",
     "mark_accepted",
     "message_history",
+    "profile_zones",
+    "requeue_failed",
+    "stale_rows",
     "state_counts",
     "transition",
 ]
 
-_COLS = "id, message_key, tenant_id, state::text, phone, body, client_ref, expires_at, attempts"
+_COLS = (
+    "id, message_key, tenant_id, lane::text, state::text, phone, body, client_ref, expires_at,"
+    " attempts, provider, user_id, promotion_id, campaign_run_id, updated_at"
+)
 
 # Moves rows from any of $4 to $2 with reason $3, appending one event per moved row.
 _TRANSITION = """
@@ -44,13 +54,14 @@ RETURNING message_id
 
 _ACCEPT = """
 WITH r AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, provider_message_id)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $4::int[]) AS r(id, provider_message_id, segs)
 ), old AS (
     SELECT m.id, m.state FROM messages m JOIN r ON r.id = m.id WHERE m.state = 'sending'
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = 'accepted', provider_message_id = r.provider_message_id,
-        sent_at = now(), updated_at = now(), reason = NULL
+        sent_at = now(), updated_at = now(), reason = NULL,
+        segments = COALESCE(r.segs, m.segments)
     FROM r, old WHERE m.id = r.id AND old.id = r.id
     RETURNING m.id, old.state AS from_state
 )
@@ -71,11 +82,58 @@ WITH r AS (
         updated_at = now(),
         delivered_at = CASE WHEN old.status = 'delivered' THEN now() ELSE m.delivered_at END
     FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error
+    RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error, m.message_key,
+        m.tenant_id, m.lane::text AS lane, m.promotion_id, m.campaign_run_id, m.user_id, m.phone
+), ins AS (
+    INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+    SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
+)
+SELECT message_key, tenant_id, lane, to_state::text AS state, error, promotion_id,
+    campaign_run_id, user_id, phone FROM upd
+"""
+
+# A message may not go out to an opted-out number (confirmations excepted), and marketing
+# lanes need a consent record of a recipient who has not opted out.
+_OPTED_OUT = (
+    "EXISTS (SELECT 1 FROM opt_outs o WHERE o.tenant_id = m.tenant_id AND o.phone = m.phone)"
+)
+_NO_CONSENT = (
+    "(m.lane <> 'otp' AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.tenant_id = m.tenant_id"
+    " AND r.phone = m.phone AND r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))"
+)
+
+# queued → sending (+1 attempt, provider $2) for rows still allowed at this very statement.
+_CLAIM = f"""
+WITH old AS (
+    SELECT m.id, m.state FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state = 'queued'
+    AND (m.confirmation OR NOT ({_OPTED_OUT} OR {_NO_CONSENT}))
+    FOR UPDATE OF m
+), upd AS (
+    UPDATE messages m SET state = 'sending', reason = $4, updated_at = now(),
+        attempts = m.attempts + 1, provider = $2
+    FROM old WHERE m.id = old.id
+    RETURNING m.id, old.state AS from_state
 )
 INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
+SELECT id, from_state, 'sending', $3, $4 FROM upd
 RETURNING message_id
+"""
+
+_SUPPRESS = f"""
+WITH old AS (
+    SELECT m.id, m.state,
+        CASE WHEN {_OPTED_OUT} THEN 'opted out' ELSE 'no marketing consent' END AS why
+    FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state = 'queued'
+    AND NOT m.confirmation AND ({_OPTED_OUT} OR {_NO_CONSENT})
+    FOR UPDATE OF m
+), upd AS (
+    UPDATE messages m SET state = 'suppressed', reason = old.why, updated_at = now()
+    FROM old WHERE m.id = old.id
+    RETURNING m.id, old.state AS from_state, old.why
+)
+INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+SELECT id, from_state, 'suppressed', $2, why FROM upd
+RETURNING message_id, reason
 """
 
 
@@ -84,19 +142,27 @@ class MessageRow:
     id: int
     message_key: str
     tenant_id: int
+    lane: Lane
     state: MessageState
     phone: str
     body: str
     client_ref: str
     expires_at: datetime | None
     attempts: int
+    provider: str | None = None
+    user_id: str | None = None
+    promotion_id: int | None = None
+    campaign_run_id: int | None = None
+    updated_at: datetime | None = None
 
 
 def _row(r: asyncpg.Record) -> MessageRow:
     return MessageRow(
-        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"],
+        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"], lane=Lane(r["lane"]),
         state=MessageState(r["state"]), phone=r["phone"], body=r["body"],
         client_ref=r["client_ref"], expires_at=r["expires_at"], attempts=r["attempts"],
+        provider=r["provider"], user_id=r["user_id"], promotion_id=r["promotion_id"],
+        campaign_run_id=r["campaign_run_id"], updated_at=r["updated_at"],
     )
 
 
@@ -110,10 +176,11 @@ async def enqueue(
             """
             WITH ins AS (
                 INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
-                    promotion_id, campaign_run_id, expires_at, client_ref)
-                SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k
+                    promotion_id, campaign_run_id, expires_at, client_ref, confirmation)
+                SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k, c
                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                    $6::bigint[], $7::bigint[], $8::timestamptz[]) AS x(k, t, u, p, b, pr, cr, e)
+                    $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
+                    AS x(k, t, u, p, b, pr, cr, e, c)
                 ON CONFLICT (message_key) DO NOTHING
                 RETURNING id
             )
@@ -123,10 +190,105 @@ async def enqueue(
             keys, [i.tenant_id for i in items], [i.user_id for i in items],
             [i.phone for i in items], [i.body for i in items],
             [i.promotion_id for i in items], [i.campaign_run_id for i in items],
-            [i.expires_at for i in items], lane.value, actor,
+            [i.expires_at for i in items], lane.value, actor, [i.confirmation for i in items],
         )
     rows = await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)", keys)
     return [_row(r) for r in rows]
+
+
+async def stale_rows(
+    conn: Conn, *, lane: Lane, states: Sequence[MessageState], older_than_s: float,
+    after_id: int, limit: int,
+) -> list[MessageRow]:
+    """A lane's rows in ``states`` untouched for ``older_than_s`` seconds, by id after ``after_id``."""
+    rows = await conn.fetch(
+        f"SELECT {_COLS} FROM messages WHERE lane = $1::message_lane"
+        " AND state = ANY($2::message_state[]) AND updated_at < now() - make_interval(secs => $3)"
+        " AND id > $4 ORDER BY id LIMIT $5",
+        lane.value, [s.value for s in states], older_than_s, after_id, limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def claim_for_sending(
+    conn: Conn, *, ids: Sequence[int], provider: str, actor: str, reason: str
+) -> set[int]:
+    """``queued → sending`` for the rows that may still be sent; returns the ids claimed."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(_CLAIM, list(ids), provider, actor, reason)
+    return {r["message_id"] for r in rows}
+
+
+async def suppress_blocked(conn: Conn, *, ids: Sequence[int], actor: str) -> dict[int, str]:
+    """``queued → suppressed`` for opted-out numbers and marketing without consent: id → why."""
+    if not ids:
+        return {}
+    rows = await conn.fetch(_SUPPRESS, list(ids), actor)
+    return {r["message_id"]: r["reason"] for r in rows}
+
+
+async def defer(
+    conn: Conn, *, deferrals: Sequence[tuple[int, datetime]], reason: str, actor: str
+) -> set[int]:
+    """``queued → deferred`` with each row's ``not_before``; returns the ids moved."""
+    if not deferrals:
+        return set()
+    rows = await conn.fetch(
+        """
+        WITH d AS (
+            SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) AS d(id, not_before)
+        ), old AS (
+            SELECT m.id, m.state FROM messages m JOIN d ON d.id = m.id WHERE m.state = 'queued'
+            FOR UPDATE OF m
+        ), upd AS (
+            UPDATE messages m SET state = 'deferred', not_before = d.not_before,
+                reason = $3 || to_char(d.not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
+                updated_at = now()
+            FROM d, old WHERE m.id = d.id AND old.id = d.id
+            RETURNING m.id, old.state AS from_state, m.reason
+        )
+        INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+        SELECT id, from_state, 'deferred', $4, reason FROM upd
+        RETURNING message_id
+        """,
+        [d[0] for d in deferrals], [d[1] for d in deferrals], reason, actor,
+    )
+    return {r["message_id"] for r in rows}
+
+
+async def due_deferred(conn: Conn, *, now: datetime, limit: int) -> list[MessageRow]:
+    """Deferred rows whose ``not_before`` has come, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLS} FROM messages WHERE state = 'deferred' AND not_before <= $1"
+        " ORDER BY not_before, id LIMIT $2",
+        now, limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def profile_zones(
+    conn: Conn, *, recipients: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], str]:
+    """(tenant, phone) → the recipient profile's time zone, where one is set."""
+    if not recipients:
+        return {}
+    rows = await conn.fetch(
+        "SELECT r.tenant_id, r.phone, r.time_zone FROM recipients r"
+        " JOIN unnest($1::bigint[], $2::text[]) AS x(t, p) ON r.tenant_id = x.t AND r.phone = x.p"
+        " WHERE r.time_zone IS NOT NULL",
+        [t for t, _ in recipients], [p for _, p in recipients],
+    )
+    return {(r["tenant_id"], r["phone"]): r["time_zone"] for r in rows}
+
+
+async def requeue_failed(conn: Conn, *, keys: Sequence[str], actor: str) -> set[int]:
+    """``failed → queued`` for these message keys (a dead-letter replay)."""
+    ids = await conn.fetch(
+        "SELECT id FROM messages WHERE message_key = ANY($1::text[]) AND state = 'failed'", list(keys)
+    )
+    return await transition(conn, ids=[r["id"] for r in ids], to=MessageState.QUEUED,
+                            from_states=[MessageState.FAILED], reason="dlq replay", actor=actor)
 
 
 async def transition(
@@ -151,28 +313,32 @@ async def transition(
 
 
 async def mark_accepted(
-    conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str
+    conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str,
+    segments: Sequence[int | None] | None = None,
 ) -> set[int]:
-    """``sending`` → ``accepted`` with the provider's message ids."""
+    """``sending`` → ``accepted`` with the provider's message ids (and segment counts)."""
     if not accepted:
         return set()
+    segs = list(segments) if segments is not None else [None] * len(accepted)
     rows = await conn.fetch(
-        _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor
+        _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor, segs
     )
     return {r["message_id"] for r in rows}
 
 
 async def apply_receipts(
     conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
-) -> int:
-    """Apply (client_ref, delivered|failed, error) receipts once; final states stay final."""
+) -> list[asyncpg.Record]:
+    """Apply (client_ref, delivered|failed, error) receipts once; final states stay final.
+
+    Returns the messages that changed (key, tenant, lane, state, error, ids), for events.
+    """
     valid = [r for r in receipts if r[1] in ("delivered", "failed")]
     if not valid:
-        return 0
-    rows = await conn.fetch(
+        return []
+    return list(await conn.fetch(
         _RECEIPTS, [r[0] for r in valid], [r[1] for r in valid], [r[2] for r in valid], actor
-    )
-    return len(rows)
+    ))
 
 
 async def message_history(

@@ -56,6 +56,7 @@ class SimConfig(BaseModel):
     fail_rate: Probability = 0.0
     latency_ms: Millis = 0
     deliver_fail_rate: Probability = 0.0
+    retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
     seed: int = 0
 
 
@@ -242,6 +243,8 @@ class _Sim:
         self.duplicates = 0
         self.requests = 0
         self.rate_limited = 0
+        self.requests_while_limited = 0
+        self.limited_until = 0.0
         self.injected = 0
         self.fault_rng = random.Random(self.config.seed)
         self.bucket.fill()
@@ -249,12 +252,17 @@ class _Sim:
     def gate(self, n: int) -> JSONResponse | None:
         """Count the request, then inject a fault or rate-limit it; None lets it through."""
         self.requests += 1
+        now = time.monotonic()
+        if now < self.limited_until:  # the client ignored a Retry-After it was given
+            self.requests_while_limited += 1
         if self.fault_rng.random() < self.config.fail_rate:
             self.injected += 1
             return JSONResponse({"error": "injected"}, status_code=503)
         wait_s = self.bucket.take(n)
         if wait_s:
+            wait_s = self.config.retry_after_s or wait_s
             self.rate_limited += 1
+            self.limited_until = now + wait_s
             headers = {"Retry-After": str(wait_s)}
             return JSONResponse({"error": "rate_limited"}, status_code=429, headers=headers)
         return None
@@ -291,6 +299,7 @@ class _Sim:
             "duplicates_rejected": self.duplicates,
             "requests": self.requests,
             "rate_limited": self.rate_limited,
+            "requests_while_limited": self.requests_while_limited,
             "injected_failures": self.injected,
             "receipts_sent": self.outbox.sent,
             "receipts_pending": self.outbox.pending,

@@ -9,7 +9,9 @@ from typing import Literal
 
 from hexcast.errors import InvalidInput
 
-__all__ = ["SegmentInfo", "placeholders", "render", "segment_info", "validate_template"]
+__all__ = [
+    "SegmentInfo", "placeholders", "render", "segment_count", "segment_info", "validate_template",
+]
 
 _GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
@@ -17,6 +19,8 @@ _GSM_BASIC = frozenset(
 )
 _GSM_EXTENDED = frozenset("^{}\\[~]|€\x0c")  # each costs two septets (escape + char)
 _FORMATTER = string.Formatter()
+_ASCII_NON_GSM = frozenset(chr(i) for i in range(128)) - _GSM_BASIC - _GSM_EXTENDED
+_ASCII_EXTENDED = "^{}\\[~]|\x0c"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,18 @@ def segment_info(text: str) -> SegmentInfo:
             segments, used = segments + 1, 0
         used += size
     return SegmentInfo(encoding, total, segments)
+
+
+def segment_count(text: str) -> int:
+    """``segment_info(text).segments``, with a fast path for plain ASCII (the common case)."""
+    if text.isascii() and _ASCII_NON_GSM.isdisjoint(text):
+        extended = sum(text.count(c) for c in _ASCII_EXTENDED)
+        units = len(text) + extended
+        if units <= 160:
+            return 1 if units else 0
+        if not extended:
+            return -(-units // 153)
+    return segment_info(text).segments
 
 
 def placeholders(template: str) -> list[str]:

@@ -50,7 +50,7 @@ CONSENT = datetime(2026, 1, 1, tzinfo=UTC)
 def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = make_settings(
         broker_url, database_url, provider_rate_per_s=100_000.0, provider_burst=5_000.0,
-        sim_rate_per_s=100_000.0, scheduler_lease_s=3.0, scheduler_poll_s=0.5, bulk_share=1.0,
+        sim_rate_per_s=100_000.0, scheduler_lease_s=3.0, scheduler_poll_s=0.5, sender_bulk_share=1.0,
     )
     asyncio.run(create_topics(settings))
     running = Stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES).start()

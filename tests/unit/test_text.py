@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hexcast.errors import InvalidInput
-from sender.text import placeholders, render, segment_info, validate_template
+from sender.text import placeholders, render, segment_count, segment_info, validate_template
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,10 @@ def test_templates() -> None:
         placeholders("{user.__class__}")
     with pytest.raises(InvalidInput, match="malformed"):
         placeholders("Hi {first_name")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(
+    "abcXYZ 019!?@_$^{}\\[~]|`\n\r\x0c\x01€éü😀中"), max_size=400))
+def test_segment_count_fast_path_agrees_with_segment_info(text: str) -> None:
+    assert segment_count(text) == segment_info(text).segments

@@ -1,0 +1,82 @@
+"""``/metrics`` in the Prometheus text format: sends, segments, 429s, breakers, DLQ, deferrals,
+opt-out-to-suppression latency.
+
+Counts come from PostgreSQL (the source of truth, so every process's work is included) and
+from counters the senders keep in Redis (429s, dead letters, breaker states).
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from hexcast.cache import Keys
+from hexcast.db import Conn
+
+__all__ = ["breaker_key", "counter_key", "render_metrics"]
+
+
+def counter_key(keys: Keys, name: str, label: str = "") -> str:
+    return keys("metrics", name, label) if label else keys("metrics", name)
+
+
+def breaker_key(keys: Keys) -> str:
+    return keys("metrics", "breaker")
+
+
+async def _message_lines(conn: Conn) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT lane::text, state::text, count(*) AS n, COALESCE(sum(segments), 0) AS segs"
+        " FROM messages GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    lines = ["# TYPE hexcast_messages gauge"]
+    lines += [f'hexcast_messages{{lane="{r["lane"]}",state="{r["state"]}"}} {r["n"]}' for r in rows]
+    lines.append("# TYPE hexcast_segments_sent gauge")
+    lines += [f'hexcast_segments_sent{{lane="{r["lane"]}"}} {r["segs"]}' for r in rows
+              if r["state"] in ("accepted", "delivered")]
+    deferred = sum(r["n"] for r in rows if r["state"] == "deferred")
+    lines += ["# TYPE hexcast_deferred gauge", f"hexcast_deferred {deferred}"]
+    return lines
+
+
+async def _optout_lines(conn: Conn) -> list[str]:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, COALESCE(max(extract(epoch FROM e.at - o.opted_out_at)), 0) AS mx,"
+        " COALESCE(avg(extract(epoch FROM e.at - o.opted_out_at)), 0) AS av"
+        " FROM message_events e JOIN messages m ON m.id = e.message_id"
+        " JOIN opt_outs o ON o.tenant_id = m.tenant_id AND o.phone = m.phone"
+        " WHERE e.to_state = 'suppressed' AND e.reason = 'opted out'"
+        " AND e.at >= o.opted_out_at AND e.at > now() - interval '1 hour'"
+    )
+    summary = row if row is not None else {"n": 0, "mx": 0, "av": 0}
+    return [
+        "# TYPE hexcast_optout_to_suppression_seconds summary",
+        f'hexcast_optout_to_suppression_seconds{{quantile="1"}} {float(summary["mx"]):.3f}',
+        f'hexcast_optout_to_suppression_seconds_avg {float(summary["av"]):.3f}',
+        f"hexcast_optout_to_suppression_seconds_count {summary['n']}",
+    ]
+
+
+async def _redis_lines(client: aioredis.Redis, keys: Keys) -> list[str]:
+    lines = ["# TYPE hexcast_provider_429_total counter"]
+    prefix = counter_key(keys, "429", "")
+    async for key in client.scan_iter(match=f"{prefix}:*"):
+        name = _text(key).rsplit(":", 1)[-1]
+        lines.append(f'hexcast_provider_429_total{{provider="{name}"}} {int(await client.get(key) or 0)}')
+    letters = int(await client.get(counter_key(keys, "dlq_letters")) or 0)
+    lines += ["# TYPE hexcast_dlq_letters_total counter", f"hexcast_dlq_letters_total {letters}"]
+    lines.append("# TYPE hexcast_breaker_state gauge")
+    states = {_text(k): _text(v) for k, v in (await client.hgetall(breaker_key(keys))).items()}
+    for name, state in sorted(states.items()):
+        for option in ("closed", "open", "half_open"):
+            value = 1 if state == option else 0
+            lines.append(f'hexcast_breaker_state{{provider="{name}",state="{option}"}} {value}')
+    return lines
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def render_metrics(conn: Conn, client: aioredis.Redis, keys: Keys) -> str:
+    lines = await _message_lines(conn) + await _optout_lines(conn) + await _redis_lines(client, keys)
+    return "\n".join(lines) + "\n"

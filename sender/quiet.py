@@ -1,0 +1,115 @@
+"""Quiet hours in the recipient's local time. Pure logic, no I/O.
+
+A recipient may have several zones (profile zone, the zones of the number's area code via
+``phonenumbers``, the last known location's zone): a time is allowed only when it is inside the
+window in every one of them, so the strictest zone wins. The window is 08:00–21:00 local, or
+the stricter 08:00–20:00 for numbers whose area code lies in a state with a stricter rule
+(the table below: Florida and Oklahoma).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
+__all__ = ["DEFAULT_WINDOW", "NEVER", "STRICT_AREA_CODES", "STRICT_WINDOW", "Window", "is_allowed",
+           "next_allowed", "verdicts", "window_for", "zones_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        return self.start <= local < self.end
+
+
+DEFAULT_WINDOW = Window(time(8), time(21))
+STRICT_WINDOW = Window(time(8), time(20))
+#: Area codes of states whose telemarketing rules end the day at 20:00 (FL, OK).
+STRICT_AREA_CODES = frozenset({
+    "239", "305", "321", "324", "352", "386", "407", "448", "561", "645", "656", "689", "727",
+    "728", "754", "772", "786", "813", "850", "863", "904", "941", "954",  # Florida
+    "405", "539", "572", "580", "918",  # Oklahoma
+})
+
+
+def window_for(phone: str) -> Window:
+    """The allowed window for a number: stricter in the listed states."""
+    if phone.startswith("+1") and phone[2:5] in STRICT_AREA_CODES:
+        return STRICT_WINDOW
+    return DEFAULT_WINDOW
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    if not name or name.startswith("Etc/Unknown"):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=65536)
+def _number_zones(prefix: str) -> tuple[str, ...]:
+    """Zones of a number; keyed by its first digits (area code and exchange) to parse less."""
+    with contextlib.suppress(phonenumbers.NumberParseException):
+        return tuple(pn_timezone.time_zones_for_number(phonenumbers.parse(prefix.ljust(12, "0"))))
+    return ()
+
+
+def zones_for(phone: str, *, profile_zone: str | None = None,
+              location_zone: str | None = None) -> list[ZoneInfo]:
+    """Every zone the recipient may be in; UTC when nothing is known."""
+    names: list[str | None] = [profile_zone, location_zone, *_number_zones(phone[:8])]
+    zones = {z.key: z for z in map(_zone, names) if z is not None}
+    return list(zones.values()) or [ZoneInfo("UTC")]
+
+
+def is_allowed(at: datetime, zones: Iterable[ZoneInfo], window: Window) -> bool:
+    return all(window.contains(at.astimezone(z).time()) for z in zones)
+
+
+def next_allowed(at: datetime, zones: list[ZoneInfo], window: Window,
+                 *, horizon_days: int = 3) -> datetime | None:
+    """The earliest instant ≥ ``at`` allowed in every zone; None if none within the horizon."""
+    if is_allowed(at, zones, window):
+        return at
+    candidates = []
+    for zone in zones:
+        local_day = at.astimezone(zone).date()
+        for offset in range(horizon_days + 1):
+            start = datetime.combine(local_day + timedelta(days=offset), window.start, zone)
+            candidates.append(start.astimezone(UTC))
+    for candidate in sorted(c for c in candidates if c > at):
+        if is_allowed(candidate, zones, window):
+            return candidate
+    return None
+
+
+#: A verdict meaning "no allowed instant within the horizon".
+NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def verdicts(at: datetime, recipients: Sequence[tuple[str, str | None]]) -> list[datetime | None]:
+    """For each (phone, profile zone): None if ``at`` is allowed, else the next allowed instant
+    (``NEVER`` if none). Recipients sharing zones and window are computed once."""
+    memo: dict[tuple[tuple[str, ...], Window], datetime | None] = {}
+    out: list[datetime | None] = []
+    for phone, profile_zone in recipients:
+        zones = zones_for(phone, profile_zone=profile_zone)
+        window = window_for(phone)
+        key = (tuple(z.key for z in zones), window)
+        if key not in memo:
+            found = next_allowed(at, zones, window)
+            memo[key] = None if found == at else (found or NEVER)
+        out.append(memo[key])
+    return out

@@ -1,0 +1,127 @@
+"""Provider accounts the sender routes to: adapter, circuit breaker and shared rate limit each.
+
+Routing is by lane with weights: each call picks a primary at random in proportion to the
+weights, then the other providers of the lane follow in weighted order as fallbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from pydantic import TypeAdapter
+
+from hexcast.cache import Keys
+from hexcast.logging import get_logger
+from hexcast.settings import Settings
+from sender.breaker import BreakerState, CircuitBreaker
+from sender.metrics import breaker_key, counter_key
+from sender.models import Lane, ProviderSpec
+from sender.provider import Provider, build_provider
+from sender.ratelimit import TokenBucket
+
+__all__ = ["Route", "Router", "build_router", "provider_specs", "weighted_order"]
+
+log = get_logger("hexcast.sender")
+
+
+@dataclass(slots=True)
+class Route:
+    spec: ProviderSpec
+    adapter: Provider
+    breaker: CircuitBreaker
+    bucket: TokenBucket
+
+
+def provider_specs(settings: Settings) -> list[ProviderSpec]:
+    """The configured provider accounts; by default one batch account from provider_*."""
+    if settings.sender_providers.strip():
+        return TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
+    return [ProviderSpec(name=settings.provider_name, url=settings.provider_url,
+                         token=settings.provider_token)]
+
+
+def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
+    """All ``routes``, ordered by repeated weighted draws without replacement."""
+    left, order = list(routes), []
+    while left:
+        pick = rng.choices(range(len(left)), weights=[r.spec.weight for r in left])[0]
+        order.append(left.pop(pick))
+    return order
+
+
+class Router:
+    def __init__(
+        self, routes: list[Route], *, seed: int | None = None,
+        client: aioredis.Redis | None = None, keys: Keys | None = None,
+    ) -> None:
+        self.routes = routes
+        self._by_name = {r.spec.name: r for r in routes}
+        self._rng = random.Random(seed)
+        self._client = client
+        self._keys = keys
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    async def count(self, name: str, label: str = "", amount: int = 1) -> None:
+        """Add to a shared counter exported on ``/metrics``."""
+        if self._client is not None and self._keys is not None:
+            await self._client.incrby(counter_key(self._keys, name, label), amount)
+
+    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        """Log a transition and export the new state (written in the background)."""
+        log.warning("breaker_transition", provider=name, from_state=old.value, to_state=new.value)
+        if self._client is None or self._keys is None:
+            return
+        write = self._client.hset(breaker_key(self._keys), name, new.value)
+        task: asyncio.Task[object] = asyncio.ensure_future(write)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add(self, route: Route) -> None:
+        self.routes.append(route)
+        self._by_name[route.spec.name] = route
+
+    def for_lane(self, lane: Lane) -> list[Route]:
+        """Every provider serving ``lane``, primary first."""
+        return weighted_order([r for r in self.routes if lane in r.spec.lanes], self._rng)
+
+    def by_name(self, name: str | None) -> Route | None:
+        return self._by_name.get(name) if name is not None else None
+
+    def breaker_states(self) -> dict[str, str]:
+        return {r.spec.name: r.breaker.state.value for r in self.routes}
+
+    async def aclose(self) -> None:
+        for route in self.routes:
+            await route.adapter.aclose()
+
+
+def _bucket(settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane) -> TokenBucket:
+    """The account's shared bucket; the bulk lane also takes from its capped share of it."""
+    keys = Keys(settings.redis_prefix)
+    rate = spec.rate_per_s or settings.provider_rate_per_s
+    burst = max(settings.provider_burst if spec.rate_per_s is None else rate, 1.0)
+    bucket = TokenBucket(client, keys("rl", "provider", spec.name), rate=rate, burst=burst,
+                         pausable=True)
+    if lane is Lane.BULK:
+        share = settings.sender_bulk_share
+        bucket = bucket.capped(keys("rl", "provider", spec.name, "bulk"), rate=rate * share,
+                               burst=max(burst * share, 1.0))
+    return bucket
+
+
+def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Router:
+    router = Router([], client=client, keys=Keys(settings.redis_prefix))
+    for spec in provider_specs(settings):
+        router.add(Route(
+            spec=spec,
+            adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
+                                   concurrency=settings.sender_single_concurrency),
+            breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
+                                   open_s=settings.sender_breaker_open_s,
+                                   on_change=router.breaker_changed),
+            bucket=_bucket(settings, client, spec, lane),
+        ))
+    return router

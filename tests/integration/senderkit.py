@@ -1,0 +1,243 @@
+"""Helpers for sender tests: a private database and topics, provider-sims and sender workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from hexcast.broker import delete_topics
+from hexcast.bus import Bus
+from hexcast.cache import Keys, connect_redis
+from hexcast.db import connect_pool
+from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
+from hexcast.settings import Settings
+from hexcast.tenants import create_tenant
+from hexcast.topics import create_topics, topic_specs
+from sender.deferred import release_due
+from sender.keys import bulk_key
+from sender.metrics import render_metrics
+from sender.models import Lane, SendBatch, SendRequest
+from tests.integration.conftest import (
+    _clear_redis,
+    _dsn,
+    create_database,
+    drop_database,
+    make_settings,
+)
+
+__all__ = ["SenderWorld", "ledger", "providers_json", "sender_world", "sim_stats"]
+
+
+class SenderWorld:
+    """One tenant in a private database, private topics, and the children started for it."""
+
+    def __init__(self, settings: Settings, log_dir: Path, tenant: tuple[int, str]) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.tenant_id, self.api_key = tenant
+        self.children: list[ChildProcess] = []
+
+    def api(self) -> str:
+        """Start the API (its port and public URL go into ``settings`` for later children)."""
+        port = free_port()
+        self.settings = self.settings.model_copy(
+            update={"api_port": port, "api_public_url": f"http://127.0.0.1:{port}"}
+        )
+        child = hexcast_process("api", ["api"], env=self.settings.to_env(), log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        wait_http(f"{self.settings.api_public_url}/health", child=child)
+        return self.settings.api_public_url
+
+    def sim(self, name: str, **overrides: object) -> str:
+        """Start a provider-sim; returns its base URL."""
+        port = free_port()
+        env = self.settings.model_copy(update={"sim_port": port, **overrides}).to_env()
+        child = hexcast_process(name, ["provider-sim"], env=env, log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", child=child)
+        return url
+
+    def sender(self, name: str, lane: Lane = Lane.BULK, **overrides: object) -> ChildProcess:
+        env = self.settings.model_copy(update=overrides).to_env()
+        child = hexcast_process(name, ["sender", "--lane", lane.value], env=env,
+                                log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        return child
+
+    def consent(self, phones: list[str]) -> None:
+        """Recipients with a marketing consent record for ``phones``."""
+        async def run() -> None:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                await conn.execute(
+                    "INSERT INTO recipients (tenant_id, user_id, phone, consent_at, consent_source,"
+                    " consent_text) SELECT $1, 'u' || p, p, now(), 'test', 'Offers by SMS'"
+                    " FROM unnest($2::text[]) AS p ON CONFLICT DO NOTHING",
+                    self.tenant_id, phones,
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def publish(
+        self, count: int, *, run_id: int, lane: Lane = Lane.BULK, first: int = 0,
+        consent: bool = True,
+    ) -> None:
+        """``count`` bulk messages of campaign run ``run_id`` in records of up to 1,000."""
+        phones = {n: f"+1312{n:07d}" for n in range(first, first + count)}
+        self.publish_to(phones, run_id=run_id, lane=lane, consent=consent)
+
+    def publish_to(
+        self, phones: dict[int, str], *, run_id: int, lane: Lane = Lane.BULK,
+        consent: bool = True, expires_at: datetime | None = None, body: str = "hello {n}",
+    ) -> None:
+        """One message per recipient number (keyed by run and recipient id)."""
+        if consent:
+            self.consent(list(phones.values()))
+        items = [
+            SendRequest(message_key=bulk_key(campaign_run_id=run_id, recipient_id=n),
+                        tenant_id=self.tenant_id, phone=phone, body=body.format(n=n),
+                        campaign_run_id=run_id, expires_at=expires_at)
+            for n, phone in phones.items()
+        ]
+
+        async def run() -> None:
+            bus = Bus(self.settings)
+            await bus.start()
+            try:
+                for start in range(0, len(items), 1000):
+                    chunk = items[start : start + 1000]
+                    record = SendBatch(lane=lane, items=chunk, created_at=datetime.now(UTC))
+                    await bus.publish(lane.topic, f"run-{run_id}-{start}", record.encode())
+            finally:
+                await bus.stop()
+
+        asyncio.run(run())
+
+    def message(self, key: str) -> dict[str, Any] | None:
+        """A message row and the list of states it went through."""
+        async def run() -> dict[str, Any] | None:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT id, state::text, reason, not_before FROM messages"
+                    " WHERE message_key = $1", key)
+                if row is None:
+                    return None
+                states = await conn.fetch(
+                    "SELECT to_state::text FROM message_events WHERE message_id = $1 ORDER BY id",
+                    row["id"])
+            finally:
+                await conn.close()
+            return {**dict(row), "history": [s["to_state"] for s in states]}
+
+        return asyncio.run(run())
+
+    def scalar(self, sql: str, *args: object) -> Any:
+        async def run() -> Any:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                return await conn.fetchval(sql, *args)
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def states(self) -> dict[str, int]:
+        async def run() -> dict[str, int]:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                rows = await conn.fetch("SELECT state::text, count(*) AS n FROM messages GROUP BY 1")
+            finally:
+                await conn.close()
+            return {r["state"]: r["n"] for r in rows}
+
+        return asyncio.run(run())
+
+    def release(self, at: datetime) -> int:
+        """Run ``sender.deferred.release_due`` as the scheduler would, at ``at``."""
+        async def run() -> int:
+            pool = await connect_pool(self.settings.database_url, max_size=2)
+            bus = Bus(self.settings)
+            await bus.start()
+            try:
+                return await release_due(pool, bus, self.settings, now=at)
+            finally:
+                await bus.stop()
+                await pool.close()
+
+        return asyncio.run(run())
+
+    def metrics(self) -> str:
+        """What ``/metrics`` shows for this world's database and Redis prefix."""
+        async def run() -> str:
+            conn = await asyncpg.connect(self.settings.database_url)
+            client = connect_redis(self.settings.redis_url)
+            try:
+                return await render_metrics(conn, client, Keys(self.settings.redis_prefix))
+            finally:
+                await client.aclose()
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def log(self, child: ChildProcess) -> str:
+        return child.log_path.read_text(errors="replace")
+
+
+def ledger(url: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = httpx.get(f"{url}/ledger", params={"after": len(items), "limit": 10000}).json()
+        items += page["items"]
+        if len(items) >= page["total"] or not page["items"]:
+            return items
+
+
+def sim_stats(url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{url}/ledger/stats").json()
+    return stats
+
+
+def providers_json(*specs: dict[str, Any]) -> str:
+    return json.dumps(list(specs))
+
+
+@contextmanager
+def sender_world(broker_url: str, log_dir: Path, **extra: object) -> Iterator[SenderWorld]:
+    """A fresh database (the sweeper looks at a whole lane), topics and Redis prefix."""
+    name = asyncio.run(create_database())
+    settings = make_settings(broker_url, _dsn(name), **extra)
+    asyncio.run(create_topics(settings))
+
+    async def tenant() -> tuple[int, str]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            row, key = await create_tenant(conn, name=f"sender-{uuid.uuid4().hex[:6]}")
+        finally:
+            await conn.close()
+        return row.id, key
+
+    world = SenderWorld(settings, log_dir, asyncio.run(tenant()))
+    try:
+        yield world
+    finally:
+        for child in world.children:
+            child.terminate(grace_s=5)
+        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
+        asyncio.run(drop_database(name))
+        asyncio.run(_clear_redis(settings))

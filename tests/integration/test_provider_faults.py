@@ -1,0 +1,81 @@
+"""Provider faults: 429 with Retry-After, and a 5xx storm with breaker and failover."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.senderkit import ledger, providers_json, sender_world, sim_stats
+from tests.integration.stack import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def _done(world_states: dict[str, int], total: int) -> bool | None:
+    return world_states.get("accepted", 0) == total or None
+
+
+def test_429_retry_after_is_honoured_and_nothing_is_lost(broker_url: str, tmp_path: Path) -> None:
+    total = 3000
+    with sender_world(broker_url, tmp_path, sim_rate_per_s=300.0, sim_retry_after_s=2) as world:
+        sim = world.sim("provider-sim")
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "busy", "url": sim, "token": "sim-token", "rate_per_s": 1000.0},
+        )})
+        world.sender("sender-bulk")
+        started = time.monotonic()
+        world.publish(total, run_id=7)
+        eventually(lambda: _done(world.states(), total), timeout=120)
+        elapsed = time.monotonic() - started
+        stats = sim_stats(sim)
+        refs = Counter(item["client_ref"] for item in ledger(sim))
+        print(f"\n429 test: {stats['rate_limited']} x 429, {stats['requests']} requests, "
+              f"{total} in {elapsed:.1f}s ({total / elapsed:.0f}/s; sim allows 300/s + 1000 burst)")
+        assert stats["rate_limited"] > 0  # the sim really pushed back
+        assert stats["requests_while_limited"] == 0  # and nobody called during Retry-After
+        assert len(refs) == total
+        assert set(refs.values()) == {1}
+        assert stats["duplicates_rejected"] == 0
+        assert world.states() == {"accepted": total}
+        metrics = world.metrics()
+        assert f'hexcast_provider_429_total{{provider="busy"}} {stats["rate_limited"]}' in metrics
+        assert f'hexcast_segments_sent{{lane="bulk"}} {total}' in metrics
+
+
+def test_5xx_storm_opens_breaker_fails_over_and_recovers(broker_url: str, tmp_path: Path) -> None:
+    with sender_world(broker_url, tmp_path, sender_breaker_failures=3,
+                      sender_breaker_open_s=2.0) as world:
+        sim_a = world.sim("provider-sim-a", sim_mode="single")
+        sim_b = world.sim("provider-sim-b")
+        httpx.post(f"{sim_a}/control", json={"fail_rate": 1.0}).raise_for_status()
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "a", "url": sim_a, "token": "sim-token", "mode": "single", "weight": 1000,
+             "rate_per_s": 2000.0},
+            {"name": "b", "url": sim_b, "token": "sim-token", "weight": 1, "rate_per_s": 2000.0},
+        )})
+        sender = world.sender("sender-bulk")
+        world.publish(4000, run_id=9)  # four records: each first tries A, the primary
+        eventually(lambda: _done(world.states(), 4000), timeout=120)
+        assert ledger(sim_a) == []
+        assert sim_stats(sim_a)["injected_failures"] >= 3
+        assert len({i["client_ref"] for i in ledger(sim_b)}) == 4000
+        log = world.log(sender)
+        assert "to_state=open" in log or '"to_state": "open"' in log
+
+        httpx.post(f"{sim_a}/control", json={"fail_rate": 0.0}).raise_for_status()
+        time.sleep(2.5)  # past the open period: the next call is a trial
+        world.publish(1000, run_id=9, first=4000)
+        eventually(lambda: _done(world.states(), 5000), timeout=120)
+        a_refs = Counter(i["client_ref"] for i in ledger(sim_a))
+        b_refs = Counter(i["client_ref"] for i in ledger(sim_b))
+        assert a_refs  # the breaker closed again and the primary took traffic back
+        assert not set(a_refs) & set(b_refs)
+        assert set(a_refs.values()) | set(b_refs.values()) == {1}
+        assert len(a_refs) + len(b_refs) == 5000
+        metrics = world.metrics()
+        assert 'hexcast_breaker_state{provider="a",state="closed"} 1' in metrics
+        print(f"\n5xx storm: A took {len(a_refs)}, B took {len(b_refs)} of 5000")
