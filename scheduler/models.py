@@ -244,6 +244,9 @@ class RunStats(BaseModel):
     deferred: int
     suppressed_by_reason: dict[str, int]
     states: dict[str, int]
+    clicks: int = Field(description="Clicks on the run's links by people (bots excluded)")
+    clicked: int = Field(description="Messages of the run with at least one such click")
+    opt_outs: int = Field(description="Recipients who opted out after the run sent to them")
 
 
 class CampaignStats(BaseModel):

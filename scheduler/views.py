@@ -39,4 +39,5 @@ def run_stats(row: Any, waves: list[Any], messages: RunMessageStats) -> RunStats
         held_out=held_out, sent=messages.sent, delivered=states.get("delivered", 0),
         failed=states.get("failed", 0), deferred=states.get("deferred", 0),
         suppressed_by_reason=messages.suppressed_by_reason, states=states,
+        clicks=messages.clicks, clicked=messages.clicked, opt_outs=messages.opt_outs,
     )

@@ -15,6 +15,9 @@ class RunMessageStats:
     states: dict[str, int] = field(default_factory=dict)
     suppressed_by_reason: dict[str, int] = field(default_factory=dict)
     sent: int = 0  # reached the provider (accepted at some point)
+    clicks: int = 0  # clicks by people (bots and prefetchers excluded) on the run's links
+    clicked: int = 0  # messages with at least one such click
+    opt_outs: int = 0  # recipients who opted out after a message of the run was sent to them
 
 
 async def run_message_stats(
@@ -36,4 +39,30 @@ async def run_message_stats(
         if r["state"] == "suppressed":
             reason = r["reason"] or "unspecified"
             stats.suppressed_by_reason[reason] = stats.suppressed_by_reason.get(reason, 0) + r["n"]
+    await _add_engagement(conn, out, tenant_id=tenant_id, run_ids=run_ids)
     return out
+
+
+async def _add_engagement(
+    conn: Conn, out: dict[int, RunMessageStats], *, tenant_id: int, run_ids: Sequence[int]
+) -> None:
+    """Human clicks on the runs' short links, and opt-outs recorded after a run's send."""
+    clicks = await conn.fetch(
+        "SELECT m.campaign_run_id AS run_id, count(*) AS clicks,"
+        " count(DISTINCT m.id) AS clicked FROM messages m"
+        " JOIN short_links l ON l.message_key = m.message_key"
+        " JOIN link_clicks c ON c.code = l.code AND NOT c.bot"
+        " WHERE m.tenant_id = $1 AND m.campaign_run_id = ANY($2::bigint[]) GROUP BY 1",
+        tenant_id, list(run_ids),
+    )
+    for r in clicks:
+        out[r["run_id"]].clicks, out[r["run_id"]].clicked = r["clicks"], r["clicked"]
+    opt_outs = await conn.fetch(
+        "SELECT m.campaign_run_id AS run_id, count(DISTINCT m.phone) AS n FROM messages m"
+        " JOIN opt_outs o ON o.tenant_id = m.tenant_id AND o.phone = m.phone"
+        " AND o.opted_out_at >= m.sent_at"
+        " WHERE m.tenant_id = $1 AND m.campaign_run_id = ANY($2::bigint[]) GROUP BY 1",
+        tenant_id, list(run_ids),
+    )
+    for r in opt_outs:
+        out[r["run_id"]].opt_outs = r["n"]

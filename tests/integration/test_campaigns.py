@@ -279,7 +279,8 @@ def test_preview_equals_what_the_run_releases(stack: Stack, database_url: str) -
         bad = api.post(f"/v1/campaigns/{tight['id']}/preview", json={"quiet_hours": {"start": "25:00"}})
         assert bad.status_code == 422
         assert "quiet_hours" in bad.text
-        c = _campaign(api, time_mode="recipient_local", segment=segment)
+        c = _campaign(api, time_mode="recipient_local", segment=segment,
+                      body="Hi {first_name}, 20% off today: https://shop.example.com/bf")
         preview = api.post(f"/v1/campaigns/{c['id']}/preview").json()
         assert preview["audience"] == 3000 * 4 // 5 - 2
         assert 0 < preview["holdout"] < preview["audience"] // 5
@@ -302,11 +303,32 @@ def test_preview_equals_what_the_run_releases(stack: Stack, database_url: str) -
         assert held[0]["n"] == preview["holdout"]
         stats = eventually(lambda: _stats_sent(api, c["id"], preview["sendable"]), timeout=60)
         assert stats["held_out"] == preview["holdout"]
+        assert (stats["clicks"], stats["clicked"], stats["opt_outs"]) == (0, 0, 0)
+        _engage(stack, database_url, run["id"])
+        stats = api.get(f"/v1/campaigns/{c['id']}/stats").json()["runs"][-1]
+        assert (stats["clicks"], stats["clicked"], stats["opt_outs"]) == (3, 2, 1)
         nobody = _campaign(api, time_mode="recipient_local", segment={"user_ids": ["ghost"]})
         assert api.post(f"/v1/campaigns/{nobody['id']}/preview").json()["audience"] == 0
         empty = api.post(f"/v1/campaigns/{nobody['id']}/run-now").json()
         assert empty["waves"] == []
         assert empty["released_at"] is not None
+
+
+def _engage(stack: Stack, database_url: str, run_id: int) -> None:
+    """Two people click one message's link, one clicks another's, a bot a third's; one STOP."""
+    rows = asyncio.run(_fetch(
+        database_url, "SELECT l.code, m.phone, m.tenant_id FROM short_links l JOIN messages m"
+        " ON m.message_key = l.message_key WHERE m.campaign_run_id = $1 ORDER BY l.code LIMIT 3",
+        run_id))
+    person = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)"}
+    with httpx.Client(base_url=stack.api_url, timeout=10) as web:
+        for code, headers in [(rows[0]["code"], person), (rows[0]["code"], person),
+                              (rows[1]["code"], person), (rows[2]["code"], {"user-agent": "Slackbot"})]:
+            assert web.get(f"/r/{code}", headers=headers).status_code == 302
+        stop = web.post(f"/v1/webhooks/inbound/{rows[0]['tenant_id']}",
+                        json={"from": rows[0]["phone"], "body": " stop "},
+                        headers={"authorization": f"Bearer {stack.settings.dlr_webhook_token}"})
+        assert stop.json()["kind"] == "opt_out", stop.text
 
 
 def _stats_sent(api: httpx.Client, campaign_id: int, expected: int) -> dict[str, Any] | None:
