@@ -20,6 +20,7 @@ from targeting.models import (
     PromotionPublic,
     RecipientCreate,
     RecipientPublic,
+    RecipientUpdate,
     StoreCreate,
     StorePublic,
 )
@@ -222,3 +223,16 @@ async def list_recipients(
 async def get_recipient(user_id: str, tenant: TenantDep, pool: PoolDep) -> RecipientPublic:
     async with pool.acquire() as conn:
         return recipient_public(await repo.get_recipient(conn, tenant_id=tenant.id, user_id=user_id))
+
+
+@router.patch("/recipients/{user_id}", response_model=RecipientPublic)
+async def update_recipient(
+    user_id: str, body: RecipientUpdate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+) -> RecipientPublic:
+    """Change a recipient's phone, zone, interests or consent; matchers see it via ``profiles``."""
+    async with pool.acquire() as conn:
+        row = await repo.update_recipient(conn, tenant_id=tenant.id, user_id=user_id,
+                                          columns=body.columns())
+    record = profile_record(row)
+    await bus.publish("profiles", record.key, record.encode())
+    return recipient_public(row)

@@ -21,6 +21,7 @@ __all__ = [
     "PromotionPublic",
     "RecipientCreate",
     "RecipientPublic",
+    "RecipientUpdate",
     "StoreCreate",
     "StorePublic",
     "normalize_phone",
@@ -142,6 +143,53 @@ class RecipientCreate(BaseModel):
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
         return None if value is None else validate_time_zone(value)
+
+
+class RecipientUpdate(BaseModel):
+    """What may change on a recipient (``PATCH``); ``"consent": null`` withdraws consent."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    phone: str | None = None
+    time_zone: str | None = None
+    interests: list[Interest] | None = Field(default=None, max_length=100)
+    consent: ConsentIn | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_phone(value)
+
+    @field_validator("interests")
+    @classmethod
+    def _interests(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_interests(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else validate_time_zone(value)
+
+    @model_validator(mode="after")
+    def _something(self) -> RecipientUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give phone, time_zone, interests or consent")
+        if "phone" in self.model_fields_set and self.phone is None:
+            raise ValueError("phone cannot be removed")
+        return self
+
+    def columns(self) -> dict[str, Any]:
+        """Column → new value, for the fields the request named."""
+        out: dict[str, Any] = {}
+        fields = self.model_fields_set
+        for name in ("phone", "time_zone", "interests"):
+            if name in fields:
+                out[name] = getattr(self, name)
+        if "consent" in fields:
+            c = self.consent
+            out.update(consent_at=c.at if c else None, consent_source=c.source if c else None,
+                       consent_text=c.text if c else None)
+        return out
 
 
 class RecipientPublic(BaseModel):

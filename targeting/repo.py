@@ -25,6 +25,7 @@ __all__ = [
     "list_stores",
     "set_promotion_active",
     "set_store_active",
+    "update_recipient",
 ]
 
 Row = asyncpg.Record
@@ -194,6 +195,33 @@ async def list_recipients(conn: Conn, *, tenant_id: int, after_id: int, limit: i
         f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         tenant_id, after_id, limit,
     ))
+
+
+_RECIPIENT_UPDATABLE = frozenset(
+    {"phone", "time_zone", "interests", "consent_at", "consent_source", "consent_text"}
+)
+
+
+async def update_recipient(
+    conn: Conn, *, tenant_id: int, user_id: str, columns: dict[str, Any]
+) -> Row:
+    """Set the given columns (names from a fixed list); NotFound or ConflictError (phone taken)."""
+    names = sorted(columns)
+    unknown = set(names) - _RECIPIENT_UPDATABLE
+    if unknown or not names:
+        raise ValueError(f"cannot update recipient columns {sorted(unknown) or names}")
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
+    try:
+        row: Row | None = await conn.fetchrow(
+            f"UPDATE recipients SET {sets}, updated_at = now() WHERE tenant_id = $1 AND user_id = $2"
+            f" RETURNING {_RECIPIENT_COLS}",
+            tenant_id, user_id, *(columns[n] for n in names),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise ConflictError("another recipient of this tenant has this phone") from exc
+    if row is None:
+        raise NotFound(f"recipient {user_id!r} not found")
+    return row
 
 
 async def get_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> Row:

@@ -142,3 +142,35 @@ def test_api_keys_are_required_and_scoped(stack: Stack, world: dict[str, Any]) -
     response = other.post("/v1/promotions", json={"store_id": store_id, "name": "x", "body": "y"})
     assert response.status_code == 404
     assert other.get(f"/v1/messages/{world['promo_a']['id']}").status_code == 404
+
+
+def test_recipient_updates_reach_the_matcher_and_are_scoped(
+    stack: Stack, world: dict[str, Any]
+) -> None:
+    api, tag = world["api"], world["tag"]
+    user = f"switch-{tag}"
+    consent = {"at": "2026-01-01T00:00:00Z", "source": "app", "text": "Offers by SMS"}
+    _post(api, "/v1/recipients", user_id=user, phone="+13122009001", interests=["garden"],
+          consent=consent, time_zone="America/Chicago")
+    changed = api.patch(f"/v1/recipients/{user}", json={"interests": ["electronics/tv"]})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["interests"] == ["electronics/tv"]
+    # The profile reaches the matcher through the profiles topic: a later visit matches.
+    visits = iter(range(1000))
+    sent = eventually(lambda: _visit(api, user, STORE_A, f"ev-switch-{next(visits)}")
+                      or _ledger_for(stack, "+13122009001"), timeout=90, every=1.0)
+    assert [i["body"] for i in sent] == ["20% off phones at State St today"]
+
+    withdrawn = api.patch(f"/v1/recipients/{user}", json={"consent": None})
+    assert withdrawn.json()["consent"] is False
+    assert api.get(f"/v1/recipients/{user}").json()["consent"] is False
+    taken = api.patch(f"/v1/recipients/{user}", json={"phone": world["phones"]["fan"]})
+    assert taken.status_code == 409, taken.text
+    for body, field in [({}, "nothing to change"), ({"phone": "+1 555"}, "phone"),
+                        ({"phone": None}, "phone"), ({"time_zone": "Mars/Base"}, "time_zone"),
+                        ({"interests": ["Bad Tag"]}, "interests"), ({"name": "x"}, "name")]:
+        bad = api.patch(f"/v1/recipients/{user}", json=body)
+        assert bad.status_code == 422, (body, bad.text)
+        assert field in bad.text, (body, bad.text)
+    other = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": world["key_b"]})
+    assert other.patch(f"/v1/recipients/{user}", json={"consent": None}).status_code == 404
