@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -15,10 +16,15 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
     """A faust app for one process role (``matcher``, ``sender-geo``...): its consumer group.
 
     Settings for an at-least-once pipeline: no transactions (the local broker has none), JSON
-    records only, a short rebalance timeout so restarts regain partitions quickly.
+    records only, a short rebalance timeout so restarts regain partitions quickly. Faust's data
+    directory goes under the state directory, not the working directory.
     """
+    name = f"{settings.app_id}-{role}"
+    datadir = Path(settings.state_dir) / "faust" / name
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     return faust.App(
-        f"{settings.app_id}-{role}",
+        name,
+        datadir=str(datadir),
         broker=settings.broker_url or "kafka://127.0.0.1:9092",
         store="memory://",
         processing_guarantee="at_least_once",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,17 @@ from hexcast.topics import create_topics, topic_specs
 from tests.pg import SERVER_DSN, create_database, drop_database, dsn
 
 REDIS_URL = os.environ.get("HEXCAST_TEST_REDIS", "redis://127.0.0.1:6379/0")
+_PREFIXES: list[str] = []
+"""Every Redis key prefix handed out this session; their keys are deleted when it ends."""
+_STATE = Path(tempfile.gettempdir()) / f"hexcast-tests-{os.getpid()}"
+"""The state directory (faust data) of every settings object of this session."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_state_cleared() -> Iterator[None]:
+    yield
+    asyncio.run(_clear_prefixes(list(_PREFIXES)))
+    shutil.rmtree(_STATE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +54,13 @@ def database_url() -> Iterator[str]:
 
 def make_settings(broker_url: str, database_url: str, **extra: object) -> Settings:
     tag = uuid.uuid4().hex[:8]
+    _PREFIXES.append(f"hxtest:{tag}:")
     return load_settings(
         broker_url=broker_url,
         database_url=database_url,
         redis_url=REDIS_URL,
         redis_prefix=f"hxtest:{tag}:",
+        state_dir=str(_STATE / tag),
         topic_prefix=f"t{tag}.",
         app_id=f"hexcast-test-{tag}",
         topic_partitions=2,
@@ -65,11 +81,27 @@ async def settings(broker_url: str, database_url: str) -> AsyncIterator[Settings
 
 
 async def _clear_redis(s: Settings) -> None:
+    await _clear_prefixes([s.redis_prefix])
+
+
+async def _clear_prefixes(prefixes: list[str]) -> None:
     from hexcast.cache import connect_redis
 
-    client = connect_redis(s.redis_url)
+    if not prefixes:
+        return
+    client = connect_redis(REDIS_URL)
     try:
-        async for key in client.scan_iter(match=f"{s.redis_prefix}*"):
-            await client.delete(key)
+        # One pass over the keyspace, whatever the number of prefixes.
+        pattern = f"{prefixes[0]}*" if len(prefixes) == 1 else "hxtest:*"
+        wanted = tuple(p.encode() for p in prefixes)
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=pattern, count=5000):
+            if key.startswith(wanted):
+                batch.append(key)
+            if len(batch) >= 5000:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
     finally:
         await client.aclose()
