@@ -10,7 +10,8 @@ import pytest
 
 from hexcast.db import Conn, connect_pool
 from hexcast.errors import NotFound
-from hexcast.synth import DEMO_TENANT, SynthData, SynthParams, SynthSummary, generate, load
+from hexcast.synth import DEMO_TENANT, SynthData, SynthParams, generate
+from hexcast.synth_load import SynthSummary, load
 from hexcast.tenants import create_tenant, find_tenant
 from sender import repo as sender_repo
 from streams import repo as streams_repo
