@@ -53,7 +53,7 @@ _STATES = (("delivered", 0.93), ("failed", 0.04), ("expired", 0.03))
 _CLICK = {"techie": 0.22, "trendsetter": 0.2, "athlete": 0.12, "foodie": 0.1, "homebody": 0.07}
 _BOT_PREFETCH = 0.3
 _OPT_OUT = 0.015
-_VISIT_AFTER = {True: 0.35, False: 0.08}  # extra store visit if delivered: clicked / not
+_VISIT_AFTER = {True: 0.4, False: 0.11}  # extra store visit if delivered: clicked / not
 _HUMAN_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"
 _BOT_UA = "facebookexternalhit/1.1"
 
