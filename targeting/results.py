@@ -25,6 +25,7 @@ __all__ = [
     "converted_users",
     "group_rates",
     "holdout_lift",
+    "interest_segments",
     "send_rate_series",
 ]
 
@@ -75,6 +76,18 @@ def group_rates(outcomes: Iterable[Outcome], groups: Mapping[str, Iterable[str]]
             row[2] += o.clicked
             row[3] += o.opted_out
     return [GroupRates(g, *acc[g]) for g in sorted(acc)]
+
+
+def interest_segments(
+    interests: Mapping[str, Sequence[str]], segments: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    """Each user's segments among ``segments`` (name → its ``interests_any``): a user belongs
+    when holding one of the interests or a sub-interest of one, as in the segment SQL."""
+    out: dict[str, list[str]] = {}
+    for user, have in interests.items():
+        out[user] = [name for name, wanted in segments.items()
+                     if any(h == w or h.startswith(w + "/") for h in have for w in wanted)]
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from targeting.results import (
     converted_users,
     group_rates,
     holdout_lift,
+    interest_segments,
     send_rate_series,
 )
 from targeting.service import fence_cells
@@ -112,3 +113,10 @@ def test_send_rate_follows_the_forecast_and_sums_to_the_messages() -> None:
                                            (2026, date(2026, 11, 27)), (2027, date(2027, 11, 26))])
 def test_black_friday(year: int, day: date) -> None:
     assert black_friday(year) == day
+
+
+def test_interest_segments_use_the_hierarchical_rule() -> None:
+    segments = {"tech": ["electronics"], "style": ["fashion", "beauty/skincare"]}
+    got = interest_segments({"a": ["electronics/phones"], "b": ["beauty/skincare", "fashion"],
+                             "c": ["electronicsx", "beauty"], "d": []}, segments)
+    assert got == {"a": ["tech"], "b": ["style"], "c": [], "d": []}
