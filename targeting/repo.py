@@ -220,8 +220,8 @@ async def recipient_ids(conn: Conn, *, tenant_id: int) -> dict[str, int]:
 
 async def reachable_behaviour(conn: Conn, *, tenant_id: int, as_of: datetime) -> list[Row]:
     """Recipients a segment could reach at ``as_of`` (consent, not opted out by then) with their
-    visit behaviour before it: visits, active days, evening (17-22 h local) visits, days since
-    the last visit (None without visits)."""
+    visit behaviour before it: visits, active days, evening (17-22 h in the recipient's zone, UTC
+    without one) visits, days since the last visit (None without visits)."""
     return list(await conn.fetch(
         "SELECT r.user_id, r.time_zone, r.interests, COALESCE(v.visits, 0) AS visits,"
         " COALESCE(v.active_days, 0) AS active_days, COALESCE(v.evening, 0) AS evening,"
