@@ -6,7 +6,8 @@ from hexcast.bus import Bus
 from hexcast.db import apply_migrations, connect_pool
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
-from hexcast.synth import SynthParams, SynthSummary, generate, load
+from hexcast.synth import SynthParams, generate
+from hexcast.synth_load import SynthSummary, load
 from hexcast.tenants import create_tenant
 from targeting import repo as targeting_repo
 from targeting.service import profile_record, promotion_record, store_record

@@ -1,7 +1,8 @@
 """A synthetic demo dataset for analysts: stores in three real metros, personas, visits, geo SMS.
 
-Pure generation (deterministic from a seed and an end time) plus :func:`load`, which bulk-loads
-it with COPY into a migrated database. Recipients draw their interests from a few latent
+Pure generation (deterministic from a seed and an end time); :mod:`hexcast.synth_load`
+bulk-loads it with COPY into a migrated database, with a finished campaign
+(:mod:`hexcast.synth_campaign`). Recipients draw their interests from a few latent
 personas, so clustering finds structure; visits favour stores that fit the visitor's persona;
 the geo messages are exactly what the matcher would send for the visits inside store fences.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,15 +19,11 @@ from zoneinfo import ZoneInfo
 import h3
 from pydantic import BaseModel, Field
 
-from hexcast.db import Conn
-from hexcast.tenants import create_tenant
 from streams.matcher import MatchState
 from streams.models import VisitEvent, VisitRecord
 from streams.repo import ARCHIVE_RESOLUTION
-from targeting import repo as targeting_repo
 from targeting.geofence import destination
-from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry, StoreCreate, StoreEntry
-from targeting.service import fence_cells
+from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry, StoreEntry
 
 __all__ = [
     "DEMO_TENANT",
@@ -41,10 +38,8 @@ __all__ = [
     "SynthRecipient",
     "SynthStore",
     "SynthVisit",
-    "SynthSummary",
     "generate",
     "geo_messages",
-    "load",
 ]
 
 #: Name of the tenant that holds the synthetic data (the loader replaces it on each load).
@@ -305,10 +300,11 @@ def _visit(
 
 def geo_messages(
     data: SynthData, *, tenant_id: int, store_ids: Sequence[int], promotion_ids: Sequence[int],
-    cells: Sequence[list[str]], resolution: int,
+    cells: Sequence[list[str]], resolution: int, opted_out: Mapping[str, datetime] | None = None,
 ) -> list[SynthMessage]:
     """The geo SMS the matcher would send for ``data.visits`` (one per promotion, user and local
-    day), once the stores and promotions have database ids; outcomes drawn from the seed."""
+    day), once the stores and promotions have database ids; outcomes drawn from the seed.
+    ``opted_out`` (user id → when) silences a recipient from that instant on."""
     state = MatchState(resolution=resolution, ttl=timedelta(minutes=30))
     for store, sid, store_cells in zip(data.stores, store_ids, cells, strict=True):
         entry = StoreEntry(lat=store.lat, lng=store.lng, time_zone=store.time_zone,
@@ -325,14 +321,18 @@ def geo_messages(
             tenant_id=tenant_id, user_id=r.user_id, phone=r.phone, time_zone=r.time_zone,
             interests=r.interests, consent=r.consent_at is not None, opted_out=r.opted_out_at is not None,
         ))
-    return _outcomes(data, state, tenant_id)
+    return _outcomes(data, state, tenant_id, opted_out or {})
 
 
-def _outcomes(data: SynthData, state: MatchState, tenant_id: int) -> list[SynthMessage]:
+def _outcomes(
+    data: SynthData, state: MatchState, tenant_id: int, opted_out: Mapping[str, datetime]
+) -> list[SynthMessage]:
     rng = random.Random(data.params.seed + 1)
     seen: set[str] = set()
     out: list[SynthMessage] = []
     for v in data.visits:
+        if v.user_id in opted_out and opted_out[v.user_id] <= v.ts:
+            continue
         event = VisitEvent(event_id=v.event_id, lat=v.lat, lng=v.lng, accuracy_m=v.accuracy_m, ts=v.ts)
         record = VisitRecord(tenant_id=tenant_id, user_id=v.user_id, events=[event],
                              received_at=v.received_at)
@@ -348,94 +348,3 @@ def _outcomes(data: SynthData, state: MatchState, tenant_id: int) -> list[SynthM
                 delivered_at=sent + timedelta(seconds=rng.uniform(2, 20)) if st == "delivered" else None,
             ))
     return out
-
-
-
-# ---------------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True, slots=True)
-class SynthSummary:
-    tenant_id: int
-    api_key: str
-    counts: dict[str, int]
-
-
-_CONSENT = ("synthetic demo", "Offers by SMS from hexcast demo stores. Reply STOP to end.")
-_REASONS = {"failed": "provider: undeliverable", "expired": "ttl passed before delivery"}
-
-
-async def load(conn: Conn, data: SynthData, *, resolution: int) -> SynthSummary:
-    """Replace the :data:`DEMO_TENANT` and everything it owns with ``data``, in one transaction.
-    Stores and promotions go through the catalog repo; the bulk tables through COPY."""
-    async with conn.transaction():
-        await conn.execute("DELETE FROM tenants WHERE name = $1", DEMO_TENANT)
-        tenant, key = await create_tenant(conn, name=DEMO_TENANT)
-        store_ids, cells = await _load_catalog(conn, data, tenant.id, resolution)
-        promotion_ids = [
-            (await targeting_repo.insert_promotion(
-                conn, tenant_id=tenant.id, store_id=store_ids[p.store], name=p.name, body=p.body,
-                interests=p.interests, valid_from=None, valid_until=None,
-            ))["id"]
-            for p in data.promotions
-        ]
-        await _copy_people(conn, data, tenant.id)
-        messages = geo_messages(data, tenant_id=tenant.id, store_ids=store_ids,
-                                promotion_ids=promotion_ids, cells=cells, resolution=resolution)
-        await _copy_messages(conn, messages, tenant.id)
-    counts = {"stores": len(store_ids), "promotions": len(promotion_ids),
-              "recipients": len(data.recipients), "visits": len(data.visits), "messages": len(messages)}
-    return SynthSummary(tenant.id, key, counts)
-
-
-async def _load_catalog(
-    conn: Conn, data: SynthData, tenant_id: int, resolution: int
-) -> tuple[list[int], list[list[str]]]:
-    ids: list[int] = []
-    covers: list[list[str]] = []
-    for s in data.stores:
-        create = StoreCreate.model_validate({"name": s.name, "lat": s.lat, "lng": s.lng,
-                                             "time_zone": s.time_zone, "geofence": s.geofence})
-        cells = fence_cells(create, resolution=resolution)
-        row = await targeting_repo.insert_store(
-            conn, tenant_id=tenant_id, name=s.name, lat=s.lat, lng=s.lng, time_zone=s.time_zone,
-            geofence=dict(s.geofence), cells=cells, h3_resolution=resolution,
-        )
-        ids.append(row["id"])
-        covers.append(cells)
-    return ids, covers
-
-
-async def _copy_people(conn: Conn, data: SynthData, tenant_id: int) -> None:
-    await conn.copy_records_to_table(
-        "recipients",
-        columns=["tenant_id", "user_id", "phone", "time_zone", "interests", "consent_at",
-                 "consent_source", "consent_text", "opted_out_at"],
-        records=[
-            (tenant_id, r.user_id, r.phone, r.time_zone, r.interests, r.consent_at,
-             *(_CONSENT if r.consent_at else (None, None)), r.opted_out_at)
-            for r in data.recipients
-        ],
-    )
-    await conn.copy_records_to_table(
-        "visits",
-        columns=["tenant_id", "event_id", "user_id", "lat", "lng", "accuracy_m", "cell", "ts",
-                 "received_at"],
-        records=[(tenant_id, v.event_id, v.user_id, v.lat, v.lng, v.accuracy_m, v.cell, v.ts,
-                  v.received_at) for v in data.visits],
-    )
-
-
-async def _copy_messages(conn: Conn, messages: Sequence[SynthMessage], tenant_id: int) -> None:
-    await conn.copy_records_to_table(
-        "messages",
-        columns=["message_key", "tenant_id", "lane", "user_id", "phone", "body", "promotion_id",
-                 "state", "reason", "attempts", "provider", "provider_message_id", "created_at",
-                 "updated_at", "sent_at", "delivered_at"],
-        records=[
-            (m.message_key, tenant_id, "geo", m.user_id, m.phone, m.body, m.promotion_id, m.state,
-             _REASONS.get(m.state), 1, "sim", f"synth-{n}", m.created_at,
-             m.delivered_at or m.created_at, m.created_at, m.delivered_at)
-            for n, m in enumerate(messages)
-        ],
-    )

@@ -27,6 +27,7 @@ from targeting.models import validate_time_zone
 
 __all__ = [
     "CELL_MIN_RES",
+    "MAX_USER_IDS",
     "Interest",
     "NearStores",
     "SegmentCriteria",
@@ -45,6 +46,8 @@ __all__ = [
 CELL_MIN_RES = 3
 """Coarsest H3 resolution stored on recipients (their cell and its ancestors down to this)."""
 _MAX_SEGMENT_CELLS = 50_000
+MAX_USER_IDS = 10_000
+"""Most user ids an explicit ``user_ids`` segment lists (e.g. one analysed cluster)."""
 Interest = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")]
 
 
@@ -70,7 +73,7 @@ class SegmentCriteria(BaseModel):
     visited_within_days: Annotated[int | None, Field(ge=1, le=3650)] = None
     not_visited_within_days: Annotated[int | None, Field(ge=1, le=3650)] = None
     user_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
-        default_factory=list, max_length=10_000
+        default_factory=list, max_length=MAX_USER_IDS
     )
 
     @field_validator("time_zones")

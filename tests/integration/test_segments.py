@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from targeting.segments import (
+    MAX_USER_IDS,
     SegmentDefinition,
     audience_query,
     cell_ancestors,
@@ -107,6 +108,26 @@ async def test_holdout_is_deterministic_and_matches_python(world: Any) -> None:
         counts = await conn.fetch(sql, *args)
         assert sum(c["holdout"] for c in counts) == sum(r["holdout"] for r in rows)
         assert sum(c["audience"] for c in counts) == len(rows) == 4
+
+
+async def test_user_id_segments_select_exactly_those_reachable_recipients(world: Any) -> None:
+    conn, tenant, _ = world
+    listed = ["phones", "noconsent", "stopped", "ghost", "garden"]
+    assert await _users(conn, tenant, {"user_ids": listed}) == ["garden", "phones"]  # consent, STOP apply
+    assert await _users(conn, tenant, {"user_ids": listed, "interests_any": ["electronics"]}) == ["phones"]
+    assert await _users(conn, tenant, {"everyone": True, "exclude": {"user_ids": ["both", "ghost"]}}) == [
+        "electronic_x", "garden", "phones"]
+    assert await _users(conn, tenant, {"user_ids": ["ghost"]}) == []
+    sql, args = zone_counts_query(SegmentDefinition(user_ids=listed), tenant_id=tenant, campaign_id=1,
+                                  fallback_zone="America/Chicago", as_of=NOW, resolution=10)
+    assert sum(r["audience"] for r in await conn.fetch(sql, *args)) == 2
+
+
+def test_user_id_lists_are_bounded_and_validated() -> None:
+    assert len(SegmentDefinition(user_ids=[f"u{i}" for i in range(MAX_USER_IDS)]).user_ids) == MAX_USER_IDS
+    for bad in ([f"u{i}" for i in range(MAX_USER_IDS + 1)], [""], ["x" * 129]):
+        with pytest.raises(ValidationError, match="user_ids"):
+            SegmentDefinition.model_validate({"user_ids": bad})
 
 
 def test_empty_and_bad_segments_are_refused() -> None:
