@@ -394,23 +394,14 @@ async def geo_outcomes_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, 
     return out
 
 
-async def click_counts_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, int] | None:
-    """Geo messages clicked at least once, per promotion; None while no ``clicks`` table exists
-    (click tracking lands separately: it is joined by ``message_id`` or ``message_key``)."""
-    columns = {r["column_name"] for r in await conn.fetch(
-        "SELECT column_name FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = 'clicks'"
-    )}
-    if "message_id" in columns:
-        join = "c.message_id = m.id"
-    elif "message_key" in columns:
-        join = "c.message_key = m.message_key"
-    else:
-        return None
+async def click_counts_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, int]:
+    """Geo messages clicked at least once by a person (bots and prefetchers excluded), per
+    promotion, from the tracked short links."""
     rows = await conn.fetch(
         "SELECT m.promotion_id, count(DISTINCT m.id) AS n FROM messages m"
-        f" JOIN clicks c ON {join} WHERE m.tenant_id = $1 AND m.lane = 'geo'"
-        " AND m.promotion_id IS NOT NULL GROUP BY 1",
+        " JOIN short_links l ON l.message_key = m.message_key"
+        " JOIN link_clicks c ON c.code = l.code AND NOT c.bot"
+        " WHERE m.tenant_id = $1 AND m.lane = 'geo' AND m.promotion_id IS NOT NULL GROUP BY 1",
         tenant_id,
     )
     return {r["promotion_id"]: r["n"] for r in rows}

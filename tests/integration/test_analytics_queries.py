@@ -64,7 +64,7 @@ async def test_visit_queries(loaded: tuple[Conn, SynthData, SynthSummary]) -> No
     assert await sender_repo.geo_outcomes_by_promotion(conn, tenant_id=other.id) == {}
 
 
-async def test_outcomes_and_clicks_whichever_way_clicks_are_keyed(
+async def test_outcomes_and_human_clicks_per_promotion(
     loaded: tuple[Conn, SynthData, SynthSummary],
 ) -> None:
     conn, _, summary = loaded
@@ -78,22 +78,16 @@ async def test_outcomes_and_clicks_whichever_way_clicks_are_keyed(
     bulk_delivered = sum(o.state == "delivered" for o in bulk)
     assert sum(s.get("delivered", 0) for s in outcomes.values()) == states["delivered"] - bulk_delivered
 
-    await conn.execute("DROP TABLE IF EXISTS clicks CASCADE")  # a later migration may add it
-    assert await sender_repo.click_counts_by_promotion(conn, tenant_id=tid) is None
-
     msgs = await conn.fetch("SELECT id, message_key, promotion_id FROM messages WHERE tenant_id = $1"
                             " AND lane = 'geo' AND state = 'delivered' ORDER BY id LIMIT 3", tid)
-    expected = dict(Counter(m["promotion_id"] for m in msgs[:2]))
-    await conn.execute("CREATE TABLE clicks (message_id bigint, at timestamptz DEFAULT now())")
-    await conn.executemany("INSERT INTO clicks (message_id) VALUES ($1)",
-                           [(msgs[0]["id"],), (msgs[0]["id"],), (msgs[1]["id"],)])
-    assert await sender_repo.click_counts_by_promotion(conn, tenant_id=tid) == expected
-
-    await conn.execute("DROP TABLE clicks")
-    await conn.execute("CREATE TABLE clicks (message_key text)")
-    await conn.executemany("INSERT INTO clicks (message_key) VALUES ($1)",
-                           [(msgs[0]["message_key"],), (msgs[1]["message_key"],)])
-    assert await sender_repo.click_counts_by_promotion(conn, tenant_id=tid) == expected
+    before = await sender_repo.click_counts_by_promotion(conn, tenant_id=tid)
+    expected = Counter(before) + Counter(m["promotion_id"] for m in msgs[:2])
+    await conn.executemany(
+        "INSERT INTO short_links (code, tenant_id, message_key, url) VALUES ($1, $2, $3, 'https://x.test')",
+        [(f"zz{i}", tid, m["message_key"]) for i, m in enumerate(msgs)])
+    await conn.executemany("INSERT INTO link_clicks (code, bot) VALUES ($1, $2)",
+                           [("zz0", False), ("zz0", False), ("zz1", False), ("zz2", True)])
+    assert await sender_repo.click_counts_by_promotion(conn, tenant_id=tid) == dict(expected)
     other, _ = await create_tenant(conn, name="someone else")
     assert await sender_repo.click_counts_by_promotion(conn, tenant_id=other.id) == {}
 
