@@ -212,11 +212,13 @@ class Dispatcher(Gates):
     # ------------------------------------------------------------------ sending
 
     async def _grant(
-        self, wanted: int, least: int, avoid: set[str], pace: tuple[str, float] | None = None
+        self, wanted: int, least: int, avoid: set[str], pace: tuple[str, float] | None = None,
+        tenant: int | None = None,
     ) -> tuple[Route, int]:
         """A provider of the lane whose breaker and shared rate limits grant ``least..wanted``
-        segments (within the campaign's ``pace`` bucket too, if any). Providers in ``avoid``
-        (they just failed this chunk) come last. Waits while none can."""
+        segments (within the campaign's ``pace`` bucket and, on the bulk lane, ``tenant``'s
+        fair share too). Providers in ``avoid`` (they just failed this chunk) come last. Waits
+        while none can."""
         while True:
             routes = self._router.for_lane(self._lane)
             routes.sort(key=lambda r: r.spec.name in avoid)
@@ -228,6 +230,8 @@ class Dispatcher(Gates):
                 bucket = route.bucket
                 if pace is not None:
                     bucket = bucket.capped(pace[0], rate=pace[1], burst=max(pace[1], 1.0))
+                if route.fair is not None and tenant is not None:
+                    bucket = bucket.shared_by(route.fair, str(tenant))
                 grant = await self._infra(partial(bucket.try_acquire, wanted, least))
                 if grant.granted and route.breaker.allow():
                     return route, grant.granted
@@ -240,16 +244,17 @@ class Dispatcher(Gates):
         chunk = await self._shorten(chunk)
         tries = {r.id: r.attempts for r in chunk}
         segments = {r.id: segment_count(r.body) for r in chunk}
-        chunk.sort(key=lambda r: r.campaign_run_id or 0)  # one campaign run per provider call
+        chunk.sort(key=_flow)  # one tenant and campaign run per provider call
         avoid: set[str] = set()
         while chunk:
             chunk, pace = await self._run_gate(chunk, outcome)
             if not chunk:
                 break
-            run = chunk[0].campaign_run_id
-            same_run = [r for r in chunk if r.campaign_run_id == run]
+            flow = _flow(chunk[0])
+            same_run = [r for r in chunk if _flow(r) == flow]
             route, granted = await self._grant(
-                sum(segments[r.id] for r in same_run), segments[chunk[0].id], avoid, pace)
+                sum(segments[r.id] for r in same_run), segments[chunk[0].id], avoid, pace,
+                tenant=flow[0])
             part, _ = _take(same_run, segments, granted)
             chunk = chunk[len(part):]
             name = route.spec.name
@@ -279,7 +284,10 @@ class Dispatcher(Gates):
     ) -> tuple[list[repo.MessageRow], bool]:
         """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
-        report = await route.adapter.send(outgoing)
+        async with route.calling:
+            if await self._infra(route.bucket.paused):  # a 429 arrived since the grant
+                return await self._move(part, Q, [S], f"{route.spec.name} rate limited"), False
+            report = await route.adapter.send(outgoing)
         if report.results:
             self._fault_hook()
         by_ref = {r.client_ref: r for r in part}
@@ -332,6 +340,11 @@ class Dispatcher(Gates):
             if self._calls >= self._fault_after:
                 log.warning("fault_hook_kill", calls=self._calls)
                 os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _flow(row: repo.MessageRow) -> tuple[int, int]:
+    """What a provider call serves: one tenant (its fair share) and one campaign run (its pace)."""
+    return row.tenant_id, row.campaign_run_id or 0
 
 
 def _take(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
@@ -20,7 +20,7 @@ from sender.breaker import BreakerState, CircuitBreaker
 from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
 from sender.provider import Provider, build_provider
-from sender.ratelimit import TokenBucket
+from sender.ratelimit import FairShare, TokenBucket
 
 __all__ = ["Route", "Router", "build_router", "provider_specs", "weighted_order"]
 
@@ -33,6 +33,10 @@ class Route:
     adapter: Provider
     breaker: CircuitBreaker
     bucket: TokenBucket
+    fair: FairShare | None = None  # bulk lane: the tenants' fair share of the bulk capacity
+    # One call to the account at a time per process: concurrent actors must not issue a
+    # request after another one's 429 (they re-check the pause inside it).
+    calling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def provider_specs(settings: Settings) -> list[ProviderSpec]:
@@ -98,23 +102,32 @@ class Router:
             await route.adapter.aclose()
 
 
-def _bucket(settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane) -> TokenBucket:
-    """The account's shared bucket; the bulk lane also takes from its capped share of it."""
+def _bucket(
+    settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane
+) -> tuple[TokenBucket, FairShare | None]:
+    """The account's shared bucket; the bulk lane also takes from its capped share of it, and
+    each tenant on the bulk lane from its fair share of that."""
     keys = Keys(settings.redis_prefix)
     rate = spec.rate_per_s or settings.provider_rate_per_s
     burst = max(settings.provider_burst if spec.rate_per_s is None else rate, 1.0)
     bucket = TokenBucket(client, keys("rl", "provider", spec.name), rate=rate, burst=burst,
                          pausable=True)
-    if lane is Lane.BULK:
-        share = settings.sender_bulk_share
-        bucket = bucket.capped(keys("rl", "provider", spec.name, "bulk"), rate=rate * share,
-                               burst=max(burst * share, 1.0))
-    return bucket
+    if lane is not Lane.BULK:
+        return bucket, None
+    share = settings.sender_bulk_share
+    bulk_rate, bulk_burst = rate * share, max(burst * share, 1.0)
+    bucket = bucket.capped(keys("rl", "provider", spec.name, "bulk"), rate=bulk_rate,
+                           burst=bulk_burst)
+    fair = FairShare(key=keys("rl", "provider", spec.name, "bulk", "tenant"),
+                     active_key=keys("rl", "provider", spec.name, "bulk", "active"),
+                     rate=bulk_rate, burst=bulk_burst, window_s=settings.sender_fair_window_s)
+    return bucket, fair
 
 
 def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Router:
     router = Router([], client=client, keys=Keys(settings.redis_prefix))
     for spec in provider_specs(settings):
+        bucket, fair = _bucket(settings, client, spec, lane)
         router.add(Route(
             spec=spec,
             adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
@@ -122,6 +135,7 @@ def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Rout
             breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
                                    open_s=settings.sender_breaker_open_s,
                                    on_change=router.breaker_changed),
-            bucket=_bucket(settings, client, spec, lane),
+            bucket=bucket,
+            fair=fair,
         ))
     return router

@@ -70,9 +70,12 @@ class SenderWorld:
         return url
 
     def sender(self, name: str, lane: Lane = Lane.BULK, **overrides: object) -> ChildProcess:
+        return self.spawn(name, ["sender", "--lane", lane.value], **overrides)
+
+    def spawn(self, name: str, args: list[str], **overrides: object) -> ChildProcess:
+        """Start ``hexcast <args>`` with this world's settings (and ``overrides``)."""
         env = self.settings.model_copy(update=overrides).to_env()
-        child = hexcast_process(name, ["sender", "--lane", lane.value], env=env,
-                                log_dir=self.log_dir)
+        child = hexcast_process(name, args, env=env, log_dir=self.log_dir)
         child.spawn()
         self.children.append(child)
         return child
