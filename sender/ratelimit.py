@@ -92,6 +92,11 @@ class TokenBucket:
                 return grant.granted
             await asyncio.sleep(grant.wait_s)
 
+    async def refund(self, tokens: int) -> None:
+        """Give back tokens taken but not used (capped at the burst by the next grant)."""
+        if tokens > 0:
+            await self._client.hincrbyfloat(self._buckets[0][0], "tokens", tokens)
+
     async def paused(self) -> bool:
         """Whether a provider's Retry-After is running (see :meth:`pause`)."""
         return self._pause is not None and int(await self._client.pttl(self._pause)) > 0

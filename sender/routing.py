@@ -1,7 +1,8 @@
 """Provider accounts the sender routes to: adapter, circuit breaker and shared rate limit each.
 
-Routing is by lane with weights: each call picks a primary at random in proportion to the
-weights, then the other providers of the lane follow in weighted order as fallbacks.
+Routing is by lane and tenant with weights: among the accounts serving the lane and the tenant
+(``ProviderSpec.lanes``/``tenants``), each call picks a primary at random in proportion to the
+weights, then the others follow in weighted order as fallbacks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sender.models import Lane, ProviderSpec
 from sender.provider import Provider, build_provider
 from sender.ratelimit import FairShare, TokenBucket
 
-__all__ = ["Route", "Router", "build_router", "provider_specs", "weighted_order"]
+__all__ = ["Route", "Router", "build_router", "provider_specs", "serves", "weighted_order"]
 
 log = get_logger("hexcast.sender")
 
@@ -34,6 +35,7 @@ class Route:
     breaker: CircuitBreaker
     bucket: TokenBucket
     fair: FairShare | None = None  # bulk lane: the tenants' fair share of the bulk capacity
+    requests: TokenBucket | None = None  # the account's requests/s, if it has such a limit
     # One call to the account at a time per process: concurrent actors must not issue a
     # request after another one's 429 (they re-check the pause inside it).
     calling: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -45,6 +47,11 @@ def provider_specs(settings: Settings) -> list[ProviderSpec]:
         return TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
     return [ProviderSpec(name=settings.provider_name, url=settings.provider_url,
                          token=settings.provider_token)]
+
+
+def serves(spec: ProviderSpec, lane: Lane, tenant: int | None) -> bool:
+    """Whether the account takes ``lane`` traffic of ``tenant``."""
+    return lane in spec.lanes and (tenant is None or spec.tenants is None or tenant in spec.tenants)
 
 
 def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
@@ -87,9 +94,9 @@ class Router:
         self.routes.append(route)
         self._by_name[route.spec.name] = route
 
-    def for_lane(self, lane: Lane) -> list[Route]:
-        """Every provider serving ``lane``, primary first."""
-        return weighted_order([r for r in self.routes if lane in r.spec.lanes], self._rng)
+    def for_lane(self, lane: Lane, tenant: int | None = None) -> list[Route]:
+        """Every provider serving ``lane`` (and ``tenant``, if given), primary first."""
+        return weighted_order([r for r in self.routes if serves(r.spec, lane, tenant)], self._rng)
 
     def by_name(self, name: str | None) -> Route | None:
         return self._by_name.get(name) if name is not None else None
@@ -128,6 +135,11 @@ def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Rout
     router = Router([], client=client, keys=Keys(settings.redis_prefix))
     for spec in provider_specs(settings):
         bucket, fair = _bucket(settings, client, spec, lane)
+        requests = None
+        if spec.requests_per_s is not None:
+            requests = TokenBucket(client, Keys(settings.redis_prefix)("rl", "provider", spec.name,
+                                                                      "requests"),
+                                   rate=spec.requests_per_s, burst=max(spec.requests_per_s, 1.0))
         router.add(Route(
             spec=spec,
             adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
@@ -137,5 +149,6 @@ def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Rout
                                    on_change=router.breaker_changed),
             bucket=bucket,
             fair=fair,
+            requests=requests,
         ))
     return router
