@@ -2,7 +2,8 @@
 opt-out-to-suppression latency.
 
 Counts come from PostgreSQL (the source of truth, so every process's work is included) and
-from counters the senders keep in Redis (429s, dead letters, breaker states).
+from counters the senders keep in Redis (429s, dead letters, breaker states) and the offsets
+`hexcast dlq replay` replayed (DLQ depth).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 from hexcast.cache import Keys
 from hexcast.db import Conn
 
-__all__ = ["breaker_key", "counter_key", "render_metrics"]
+__all__ = ["breaker_key", "counter_key", "render_metrics", "replayed_key"]
 
 
 def counter_key(keys: Keys, name: str, label: str = "") -> str:
@@ -21,6 +22,11 @@ def counter_key(keys: Keys, name: str, label: str = "") -> str:
 
 def breaker_key(keys: Keys) -> str:
     return keys("metrics", "breaker")
+
+
+def replayed_key(keys: Keys) -> str:
+    """The set of send.dlq offsets ``hexcast dlq replay`` has replayed (depth = written − these)."""
+    return keys("metrics", "dlq_replayed")
 
 
 async def _message_lines(conn: Conn) -> list[str]:
@@ -63,7 +69,9 @@ async def _redis_lines(client: aioredis.Redis, keys: Keys) -> list[str]:
         name = _text(key).rsplit(":", 1)[-1]
         lines.append(f'hexcast_provider_429_total{{provider="{name}"}} {int(await client.get(key) or 0)}')
     letters = int(await client.get(counter_key(keys, "dlq_letters")) or 0)
-    lines += ["# TYPE hexcast_dlq_letters_total counter", f"hexcast_dlq_letters_total {letters}"]
+    replayed = int(await client.scard(replayed_key(keys)))
+    lines += ["# TYPE hexcast_dlq_letters_total counter", f"hexcast_dlq_letters_total {letters}",
+              "# TYPE hexcast_dlq_depth gauge", f"hexcast_dlq_depth {max(0, letters - replayed)}"]
     lines.append("# TYPE hexcast_breaker_state gauge")
     states = {_text(k): _text(v) for k, v in (await client.hgetall(breaker_key(keys))).items()}
     for name, state in sorted(states.items()):
