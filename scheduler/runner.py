@@ -75,11 +75,6 @@ class Scheduler:
         await release_due(self.pool, self.bus, self.settings, now=datetime.now(UTC))
         return started
 
-    async def drain(self) -> None:
-        """Wait for every wave being released (tests, a clean shutdown)."""
-        while self._waves:
-            await asyncio.gather(*self._waves, return_exceptions=True)
-
     def _wave_done(self, wave_id: int, task: asyncio.Task[None]) -> None:
         self._waves.discard(task)
         self._active.discard(wave_id)
@@ -88,6 +83,7 @@ class Scheduler:
             log.warning("wave_release_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
+        """Stop releasing (the claims lapse with their leases; any replica resumes them)."""
         for task in list(self._waves):
             task.cancel()
         await asyncio.gather(*self._waves, return_exceptions=True)
