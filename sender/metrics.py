@@ -16,8 +16,10 @@ from hexcast.db import Conn
 __all__ = ["breaker_key", "counter_key", "render_metrics", "replayed_key"]
 
 
-def counter_key(keys: Keys, name: str, label: str = "") -> str:
-    return keys("metrics", name, label) if label else keys("metrics", name)
+def counter_key(keys: Keys, name: str) -> str:
+    """A counter (a string key), or for labelled counters a hash of label → count, so reading
+    them never scans the keyspace."""
+    return keys("metrics", name)
 
 
 def breaker_key(keys: Keys) -> str:
@@ -64,10 +66,9 @@ async def _optout_lines(conn: Conn) -> list[str]:
 
 async def _redis_lines(client: aioredis.Redis, keys: Keys) -> list[str]:
     lines = ["# TYPE hexcast_provider_429_total counter"]
-    prefix = counter_key(keys, "429", "")
-    async for key in client.scan_iter(match=f"{prefix}:*"):
-        name = _text(key).rsplit(":", 1)[-1]
-        lines.append(f'hexcast_provider_429_total{{provider="{name}"}} {int(await client.get(key) or 0)}')
+    limited = await client.hgetall(counter_key(keys, "429"))
+    for name, count in sorted((_text(k), int(v)) for k, v in limited.items()):
+        lines.append(f'hexcast_provider_429_total{{provider="{name}"}} {count}')
     letters = int(await client.get(counter_key(keys, "dlq_letters")) or 0)
     replayed = int(await client.scard(replayed_key(keys)))
     lines += ["# TYPE hexcast_dlq_letters_total counter", f"hexcast_dlq_letters_total {letters}",

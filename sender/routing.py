@@ -78,7 +78,11 @@ class Router:
     async def count(self, name: str, label: str = "", amount: int = 1) -> None:
         """Add to a shared counter exported on ``/metrics``."""
         if self._client is not None and self._keys is not None:
-            await self._client.incrby(counter_key(self._keys, name, label), amount)
+            key = counter_key(self._keys, name)
+            if label:
+                await self._client.hincrby(key, label, amount)
+            else:
+                await self._client.incrby(key, amount)
 
     def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
         """Log a transition and export the new state (written in the background)."""
