@@ -107,6 +107,7 @@ class SenderWorld:
     def publish_to(
         self, phones: dict[int, str], *, run_id: int, lane: Lane = Lane.BULK,
         consent: bool = True, expires_at: datetime | None = None, body: str = "hello {n}",
+        created_at: datetime | None = None,
     ) -> None:
         """One message per recipient number (keyed by run and recipient id)."""
         if consent:
@@ -124,7 +125,8 @@ class SenderWorld:
             try:
                 for start in range(0, len(items), 1000):
                     chunk = items[start : start + 1000]
-                    record = SendBatch(lane=lane, items=chunk, created_at=datetime.now(UTC))
+                    record = SendBatch(lane=lane, items=chunk,
+                                       created_at=created_at or datetime.now(UTC))
                     await bus.publish(lane.topic, f"run-{run_id}-{start}", record.encode())
             finally:
                 await bus.stop()
