@@ -310,6 +310,7 @@ class Dispatcher(Gates):
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
         async with route.calling:
             if await self._infra(route.bucket.paused):  # a 429 arrived since the grant
+                route.breaker.success()  # it answered (busy), and a half-open trial must end
                 return await self._move(part, Q, [S], f"{route.spec.name} rate limited"), False
             report = await route.adapter.send(outgoing)
         if report.results:
