@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default=30.0, ge=1, description="A wave's claim lapses this long after its last checkpoint."
     )
     scheduler_chunk_size: int = Field(default=1000, ge=1, le=1000)
+    scheduler_backlog_chunks: int = Field(
+        default=2, ge=1, description="Chunks of a wave released but not yet settled by the"
+        " senders before the scheduler waits, so a run never floods send.bulk ahead of others.",
+    )
     scheduler_misfire_grace_s: float = Field(
         default=3600.0, ge=0, description="Fires missed by more than this are skipped."
     )
@@ -87,6 +91,14 @@ class Settings(BaseSettings):
         default=0.7, gt=0, le=1,
         description="Share of each provider account's rate the bulk lane may use; the rest is"
         " reserved for the otp and geo lanes.",
+    )
+    sender_fair_window_s: float = Field(
+        default=3.0, gt=0, description="Bulk lane: a tenant that asked for send capacity within"
+        " this many seconds counts as active; k active tenants get 1/k of the bulk share each.",
+    )
+    sender_bulk_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Bulk chunks one bulk sender works on at once, so a"
+        " chunk held to its tenant's share does not hold up other tenants' chunks.",
     )
     sender_quiet_hours: bool = Field(
         default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from hexcast.cache import Keys
 from hexcast.control import RunControl, RunState
 from hexcast.db import Conn
-from hexcast.errors import ConflictError
+from hexcast.errors import ConflictError, InvalidInput
 from hexcast.idempotency import IdempotencyKey, idempotent, request_hash
 from hexcast.settings import Settings
 from hexcast.web import PoolDep, SettingsDep, TenantDep
@@ -29,8 +29,9 @@ from scheduler.models import (
     TemplatePublic,
 )
 from scheduler.runs import create_run, zone_counts
-from scheduler.service import Campaign, Fire, build_preview, upcoming_fire
+from scheduler.service import Campaign, Fire, build_preview, max_segments, upcoming_fire
 from scheduler.views import campaign_public, run_public, run_stats, template_public
+from sender.inbound_repo import tenant_max_segments
 from sender.stats import run_message_stats
 
 __all__ = ["router"]
@@ -47,11 +48,22 @@ def _control(request: Request) -> RunControl:
 ControlDep = Annotated[RunControl, Depends(_control)]
 
 
+async def _check_segments(conn: Conn, tenant_id: int, text: str) -> None:
+    """A body longer than the tenant allows (placeholders at a long value) is refused at
+    creation, never discovered at send time."""
+    limit = await tenant_max_segments(conn, tenant_id=tenant_id)
+    _, segments = max_segments(text)
+    if segments > limit:
+        raise InvalidInput(f"body can be {segments} segments; this tenant allows {limit}",
+                           field="body")
+
+
 @router.post("/templates", status_code=status.HTTP_201_CREATED, response_model=TemplatePublic)
 async def create_template(body: TemplateCreate, tenant: TenantDep, pool: PoolDep,
                           idempotency_key: IdempotencyKey = None) -> Any:
     async def create() -> TemplatePublic:
         async with pool.acquire() as conn:
+            await _check_segments(conn, tenant.id, body.body)
             row = await repo.insert_template(conn, tenant_id=tenant.id, name=body.name, body=body.body)
         return template_public(row)
 
@@ -88,6 +100,7 @@ async def _insert_campaign(pool: asyncpg.Pool, tenant_id: int, body: CampaignCre
         if body.template_id is not None:
             template = await repo.get_template(conn, tenant_id=tenant_id, template_id=body.template_id)
             values["body"] = template["body"]
+        await _check_segments(conn, tenant_id, str(values["body"]))
         return campaign_public(await repo.insert_campaign(conn, tenant_id=tenant_id, values=values))
 
 
@@ -120,6 +133,8 @@ async def update_campaign(campaign_id: int, body: CampaignUpdate, tenant: Tenant
     a new body to chunks released afterwards."""
     values = body.model_dump(exclude_none=True)
     async with pool.acquire() as conn:
+        if "body" in values:
+            await _check_segments(conn, tenant.id, str(values["body"]))
         if not values:
             row = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
         else:

@@ -231,8 +231,12 @@ async def renew_lease(conn: Conn, *, wave_id: int, owner: str, lease_s: float) -
 
 
 async def finish_wave(conn: Conn, *, wave_id: int, owner: str, run_id: int) -> bool:
-    """Mark the wave released; mark the run released when it was the last. True if the run was."""
+    """Mark the wave released; mark the run released when it was the last. True if the run was.
+
+    The run row is locked first, so waves finishing at once (one scheduler releases waves side
+    by side, replicas too) are serialised: the last one sees every other wave done."""
     async with conn.transaction():
+        await conn.execute("SELECT 1 FROM campaign_runs WHERE id = $1 FOR UPDATE", run_id)
         await conn.execute(
             "UPDATE campaign_waves SET state = 'done', finished_at = now(), lease_until = NULL"
             " WHERE id = $1 AND claimed_by = $2 AND state = 'releasing'",

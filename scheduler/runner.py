@@ -5,6 +5,10 @@ a lease renewed at every checkpoint; a replica that dies loses the lease and ano
 from the checkpointed cursor. A chunk is published (broker ack) before its checkpoint, so a
 crash in between republishes it under the same record key and message keys, which the
 sender's dedupe absorbs: at least once, effectively once.
+
+Waves are released side by side (one task each), and each stays only a couple of chunks ahead
+of what the senders have settled, so runs of different tenants are interleaved on send.bulk
+instead of one run's backlog sitting in front of another's.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import os
 import socket
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -30,11 +36,15 @@ from scheduler import repo
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, due_fire
 from sender.deferred import release_due
+from sender.stats import settled_count
 
 __all__ = ["Scheduler", "run_scheduler"]
 
 log = get_logger("hexcast.scheduler")
 _LEAD_S = 2.0  # how far release may run ahead of the paced rate
+_MAX_WAVES = 32  # waves one scheduler releases side by side
+_STEP_S = 0.2  # how often a waiting wave looks at the senders' progress
+_BACKLOG_WAIT_S = 30.0  # a chunk the senders do not settle by then no longer holds its wave
 
 
 class Scheduler:
@@ -44,16 +54,39 @@ class Scheduler:
         self.bus = bus
         self.control = control
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._waves: set[asyncio.Task[None]] = set()
+        self._active: set[int] = set()  # ids of the waves those tasks release
 
     async def tick(self) -> int:
-        """Create due runs, release every due wave, then requeue deferred messages now due
-        (quiet hours, caps, paused runs); returns the waves worked on."""
+        """Create due runs, start releasing every due wave nobody holds (each in its own task,
+        so waves of different runs and tenants are released side by side), then requeue
+        deferred messages now due (quiet hours, caps, paused runs); returns the waves started."""
         await self.create_due_runs()
-        worked = 0
-        while await self.release_one():
-            worked += 1
+        started = 0
+        while len(self._waves) < _MAX_WAVES and (claim := await self._claim()) is not None:
+            wave_id = claim[2]["id"]
+            if wave_id in self._active:  # its lease lapsed under us; the claim renewed it
+                continue
+            self._active.add(wave_id)
+            task = asyncio.create_task(self._release(*claim))
+            self._waves.add(task)
+            task.add_done_callback(partial(self._wave_done, wave_id))
+            started += 1
         await release_due(self.pool, self.bus, self.settings, now=datetime.now(UTC))
-        return worked
+        return started
+
+    def _wave_done(self, wave_id: int, task: asyncio.Task[None]) -> None:
+        self._waves.discard(task)
+        self._active.discard(wave_id)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The claim lapses with its lease; this or another replica resumes the wave.
+            log.warning("wave_release_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def stop(self) -> None:
+        """Stop releasing (the claims lapse with their leases; any replica resumes them)."""
+        for task in list(self._waves):
+            task.cancel()
+        await asyncio.gather(*self._waves, return_exceptions=True)
 
     async def create_due_runs(self) -> None:
         now = datetime.now(UTC)
@@ -65,25 +98,25 @@ class Scheduler:
                 if fire is not None:
                     await create_run(conn, self.control, c, fire, self.settings)
 
-    async def release_one(self) -> bool:
+    async def _claim(self) -> tuple[Campaign, Any, Any] | None:
         s = self.settings
         async with self.pool.acquire() as conn:
             wave = await repo.claim_wave(conn, owner=self.owner, lease_s=s.scheduler_lease_s)
             if wave is None:
-                return False
+                return None
             run = await repo.get_run(conn, run_id=wave["run_id"])
             c = Campaign.from_row(await repo.get_campaign(
                 conn, tenant_id=None, campaign_id=run["campaign_id"]))
         log.info("wave_claimed", tenant_id=c.tenant_id, campaign_id=c.id, run_id=run["id"],
                  wave_id=wave["id"], zone=wave["time_zone"], cursor=wave["cursor_id"])
         await self.control.set_state(run["id"], RunState.RUNNING)
-        await self._release(c, run, wave)
-        return True
+        return c, run, wave
 
     async def _release(self, c: Campaign, run: Any, wave: Any) -> None:
         s, run_id, wave_id = self.settings, run["id"], wave["id"]
         cursor, sent, started = wave["cursor_id"], 0, time.monotonic()
         rate = run["rate_per_s"] or s.provider_rate_per_s * s.sender_bulk_share
+        unsettled: deque[list[str]] = deque()  # message keys of chunks published, oldest first
         while True:
             async with self.pool.acquire() as conn:
                 if await repo.run_state(conn, run_id=run_id) != "running":
@@ -100,6 +133,7 @@ class Scheduler:
             if send:
                 record = chunk_record(c, run_id=run_id, rows=send, now=datetime.now(UTC))
                 await self.bus.publish(c.lane.topic, chunk_key(run_id, wave_id, cursor), record.encode())
+                unsettled.append([i.message_key for i in record.items])
             async with self.pool.acquire() as conn:
                 kept = await repo.checkpoint(
                     conn, wave_id=wave_id, owner=self.owner, lease_s=s.scheduler_lease_s,
@@ -109,19 +143,40 @@ class Scheduler:
                 log.warning("wave_claim_lost", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
                 return
             cursor, sent = rows[-1]["id"], sent + len(send)
-            if not await self._pace(wave_id, sent / rate - (time.monotonic() - started)):
+            if not await self._pace(wave_id, sent / rate - (time.monotonic() - started), unsettled):
                 return
 
-    async def _pace(self, wave_id: int, ahead_s: float) -> bool:
-        """Stay at most ``_LEAD_S`` ahead of the run's rate, renewing the lease while waiting."""
-        deadline = time.monotonic() + ahead_s - _LEAD_S
+    async def _pace(self, wave_id: int, ahead_s: float, unsettled: deque[list[str]]) -> bool:
+        """Wait until the wave is at most ``_LEAD_S`` ahead of its run's rate and at most
+        ``scheduler_backlog_chunks`` of its chunks are not yet settled by the senders (or the
+        oldest has held it up for ``_BACKLOG_WAIT_S``), renewing the lease while waiting.
+        The second bound keeps send.bulk short, so another tenant's chunk released now is
+        not queued behind this run's backlog."""
+        now = time.monotonic()
+        deadline, give_up = now + ahead_s - _LEAD_S, now + _BACKLOG_WAIT_S
         lease = self.settings.scheduler_lease_s
-        while (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, lease / 3))
+        renew_at = now + lease / 3
+        while True:
+            now = time.monotonic()
+            if now >= deadline and (now >= give_up or await self._caught_up(unsettled)):
+                return True
+            await asyncio.sleep(min(_STEP_S, max(deadline - now, 0.0) or _STEP_S))
+            if time.monotonic() >= renew_at:
+                renew_at = time.monotonic() + lease / 3
+                async with self.pool.acquire() as conn:
+                    if not await repo.renew_lease(conn, wave_id=wave_id, owner=self.owner,
+                                                  lease_s=lease):
+                        log.warning("wave_claim_lost", wave_id=wave_id)
+                        return False
+
+    async def _caught_up(self, unsettled: deque[list[str]]) -> bool:
+        """Drop the chunks the senders have settled; True if few enough are left."""
+        while len(unsettled) > self.settings.scheduler_backlog_chunks:
             async with self.pool.acquire() as conn:
-                if not await repo.renew_lease(conn, wave_id=wave_id, owner=self.owner, lease_s=lease):
-                    log.warning("wave_claim_lost", wave_id=wave_id)
-                    return False
+                done = await settled_count(conn, message_keys=unsettled[0])
+            if done < len(unsettled[0]):
+                return False
+            unsettled.popleft()
         return True
 
     async def _finish(self, c: Campaign, run_id: int, wave_id: int) -> None:
@@ -147,6 +202,7 @@ async def run_scheduler(settings: Settings) -> None:
                 log.warning("scheduler_retry", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(settings.scheduler_poll_s)
     finally:
+        await scheduler.stop()
         await bus.stop()
         await redis.aclose()
         await pool.close()

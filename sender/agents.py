@@ -20,7 +20,7 @@ from hexcast.settings import Settings
 from sender.dispatch import Dispatcher, DispatchFailed
 from sender.models import DeadLetter, DeliveryEvent, Lane, SendBatch
 from sender.ratelimit import CapRule, RecipientCaps
-from sender.routing import build_router
+from sender.routing import Router, build_router
 from streams.app import raw_topic
 
 __all__ = ["register_sender"]
@@ -38,57 +38,94 @@ def dead_letter(source: str, key: bytes | None, reason: str, payload: bytes) -> 
     ).encode()
 
 
-def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
-    """Register the agent consuming ``send.<lane>`` on ``app``.
+class _Worker:
+    """What every actor of one sender process shares: pools, router (breakers), dispatcher
+    (its busy set) and one sweeper. Opened by the first actor, closed by the last."""
 
-    On start, and then every ``sender_sweep_interval_s``, the worker sweeps its lane for rows
-    a crashed sender left ``sending`` (reconciled by lookup) or ``queued``, so recovery does
-    not wait for the broker to redeliver the record.
-    """
-    source = raw_topic(app, settings, lane.topic)
-    dlq = raw_topic(app, settings, "send.dlq")
-    actor = f"sender-{lane.value}"
+    def __init__(self, settings: Settings, lane: Lane) -> None:
+        self.settings, self.lane = settings, lane
+        self._lock = asyncio.Lock()
+        self._users = 0
+        self._close: list[Any] = []
+        self.dispatcher: Dispatcher
+        self.router: Router
 
-    async def send_agent(stream: Any) -> None:
+    async def __aenter__(self) -> _Worker:
+        async with self._lock:
+            if self._users == 0:
+                await self._open()
+            self._users += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for close in reversed(self._close):
+                    await close()
+                self._close = []
+
+    async def _open(self) -> None:
+        settings, lane = self.settings, self.lane
         pool = await connect_pool(settings.database_url, max_size=8)
         redis = connect_redis(settings.redis_url)
-        router = build_router(settings, redis, lane)
+        self.router = router = build_router(settings, redis, lane)
         bus = Bus(settings)
         await bus.start()
 
         async def publish(events: list[DeliveryEvent]) -> None:
             await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
 
-        dispatcher = Dispatcher(
+        self.dispatcher = Dispatcher(
             pool=pool, router=router, lane=lane, max_attempts=settings.provider_max_attempts,
-            actor=actor, publish=publish, reconcile_grace_s=settings.sender_reconcile_grace_s,
+            actor=f"sender-{lane.value}", publish=publish,
+            reconcile_grace_s=settings.sender_reconcile_grace_s,
             geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
             link_base=settings.api_public_url if settings.sender_shorten_links else None,
             control=RunControl(redis, Keys(settings.redis_prefix)), keys=Keys(settings.redis_prefix),
             caps=RecipientCaps(redis), cap_rules=_cap_rules(settings),
             fault_kill_after_calls=settings.sender_fault_kill_after_calls,
         )
-        sweeper = asyncio.create_task(_sweep_forever(dispatcher, settings, lane))
-        log.info("sender_started", lane=lane.value, providers=router.breaker_states())
-        try:
-            async for key, value in stream.items():
-                reason = await _process(dispatcher, value)
-                if reason is not None:
-                    log.error("dead_letter", lane=lane.value, reason=reason)
-                    with contextlib.suppress(RedisError):  # a metric is not worth a stall
-                        await router.count("dlq_letters")
-                    await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key,
-                                                              reason, value))
-        finally:
+        sweeper = asyncio.create_task(_sweep_forever(self.dispatcher, settings, lane))
+
+        async def stop_sweeper() -> None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            await router.aclose()
-            await bus.stop()
-            await redis.aclose()
-            await pool.close()
 
-    app.agent(source, name=f"send_{lane.value}")(send_agent)
+        self._close = [pool.close, redis.aclose, bus.stop, router.aclose, stop_sweeper]
+        log.info("sender_started", lane=lane.value, providers=router.breaker_states())
+
+
+def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
+    """Register the agent consuming ``send.<lane>`` on ``app``.
+
+    On start, and then every ``sender_sweep_interval_s``, the worker sweeps its lane for rows
+    a crashed sender left ``sending`` (reconciled by lookup) or ``queued``, so recovery does
+    not wait for the broker to redeliver the record.
+
+    The bulk lane runs ``sender_bulk_concurrency`` actors, so chunks of several tenants are in
+    flight at once (each held to its tenant's fair share); faust commits a partition's offset
+    only up to its oldest unfinished record, so a crash still redelivers every unfinished one.
+    Geo and otp keep one actor: a user's sends stay in order.
+    """
+    source = raw_topic(app, settings, lane.topic)
+    dlq = raw_topic(app, settings, "send.dlq")
+    worker = _Worker(settings, lane)
+
+    async def send_agent(stream: Any) -> None:
+        async with worker:
+            async for key, value in stream.items():
+                reason = await _process(worker.dispatcher, value)
+                if reason is not None:
+                    log.error("dead_letter", lane=lane.value, reason=reason)
+                    with contextlib.suppress(RedisError):  # a metric is not worth a stall
+                        await worker.router.count("dlq_letters")
+                    await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key,
+                                                              reason, value))
+
+    concurrency = settings.sender_bulk_concurrency if lane is Lane.BULK else 1
+    app.agent(source, name=f"send_{lane.value}", concurrency=concurrency)(send_agent)
 
 
 def _cap_rules(settings: Settings) -> tuple[CapRule, CapRule]:

@@ -212,27 +212,50 @@ class Dispatcher(Gates):
     # ------------------------------------------------------------------ sending
 
     async def _grant(
-        self, wanted: int, least: int, avoid: set[str], pace: tuple[str, float] | None = None
-    ) -> tuple[Route, int]:
-        """A provider of the lane whose breaker and shared rate limits grant ``least..wanted``
-        segments (within the campaign's ``pace`` bucket too, if any). Providers in ``avoid``
-        (they just failed this chunk) come last. Waits while none can."""
+        self, sizes: list[int], avoid: set[str], pace: tuple[str, float] | None, tenant: int,
+    ) -> tuple[Route, int, int]:
+        """A provider serving the lane and ``tenant`` whose breaker and shared rate limits
+        grant segments for a head of the messages of ``sizes`` segments (at least the first):
+        the account's segments/s and requests/s, the campaign's ``pace`` and, on the bulk lane,
+        ``tenant``'s fair share. Providers in ``avoid`` (they just failed this chunk) come
+        last. Waits while none can. Returns the route, the segments and the requests taken."""
         while True:
-            routes = self._router.for_lane(self._lane)
+            routes = self._router.for_lane(self._lane, tenant)
             routes.sort(key=lambda r: r.spec.name in avoid)
             wait = 1.0
             for route in routes:
                 if route.breaker.retry_in() > 0:
                     wait = min(wait, route.breaker.retry_in())
                     continue
-                bucket = route.bucket
-                if pace is not None:
-                    bucket = bucket.capped(pace[0], rate=pace[1], burst=max(pace[1], 1.0))
-                grant = await self._infra(partial(bucket.try_acquire, wanted, least))
-                if grant.granted and route.breaker.allow():
-                    return route, grant.granted
-                wait = min(wait, grant.wait_s or 0.05)
+                granted, requests, wait_s = await self._try_route(route, sizes, pace, tenant)
+                if granted and route.breaker.allow():
+                    return route, granted, requests
+                wait = min(wait, wait_s or 0.05)
             await asyncio.sleep(max(wait, 0.005))
+
+    async def _try_route(
+        self, route: Route, sizes: list[int], pace: tuple[str, float] | None, tenant: int
+    ) -> tuple[int, int, float]:
+        """Requests first (one per batch call, one per message for a single-message API),
+        then the segments of the messages those requests can carry; unused requests go back."""
+        requests = 0
+        if route.requests is not None:
+            wanted = 1 if route.spec.mode == "batch" else len(sizes)
+            got = await self._infra(partial(route.requests.try_acquire, wanted))
+            if not got.granted:
+                return 0, 0, got.wait_s
+            requests = got.granted
+            sizes = sizes if route.spec.mode == "batch" else sizes[:requests]
+        bucket = route.bucket
+        if pace is not None:
+            bucket = bucket.capped(pace[0], rate=pace[1], burst=max(pace[1], 1.0))
+        if route.fair is not None:
+            bucket = bucket.shared_by(route.fair, str(tenant))
+        grant = await self._infra(partial(bucket.try_acquire, sum(sizes), sizes[0]))
+        if not grant.granted and requests and route.requests is not None:
+            await self._infra(partial(route.requests.refund, requests))
+            requests = 0
+        return grant.granted, requests, grant.wait_s
 
     async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
         blocked = await self._suppress(chunk, outcome)
@@ -240,18 +263,24 @@ class Dispatcher(Gates):
         chunk = await self._shorten(chunk)
         tries = {r.id: r.attempts for r in chunk}
         segments = {r.id: segment_count(r.body) for r in chunk}
-        chunk.sort(key=lambda r: r.campaign_run_id or 0)  # one campaign run per provider call
+        chunk.sort(key=_flow)  # one tenant and campaign run per provider call
         avoid: set[str] = set()
         while chunk:
             chunk, pace = await self._run_gate(chunk, outcome)
             if not chunk:
                 break
-            run = chunk[0].campaign_run_id
-            same_run = [r for r in chunk if r.campaign_run_id == run]
-            route, granted = await self._grant(
-                sum(segments[r.id] for r in same_run), segments[chunk[0].id], avoid, pace)
+            flow = _flow(chunk[0])
+            same_run = [r for r in chunk if _flow(r) == flow]
+            if not self._router.for_lane(self._lane, flow[0]):
+                await self._unroutable(same_run, outcome)
+                chunk = chunk[len(same_run):]
+                continue
+            route, granted, requests = await self._grant(
+                [segments[r.id] for r in same_run], avoid, pace, flow[0])
             part, _ = _take(same_run, segments, granted)
             chunk = chunk[len(part):]
+            if route.requests is not None and route.spec.mode == "single" and requests > len(part):
+                await self._infra(partial(route.requests.refund, requests - len(part)))
             name = route.spec.name
             claimed = await self._claim(part, name)
             if len(claimed) < len(part):  # a STOP may have landed since the chunk began
@@ -279,7 +308,11 @@ class Dispatcher(Gates):
     ) -> tuple[list[repo.MessageRow], bool]:
         """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
-        report = await route.adapter.send(outgoing)
+        async with route.calling:
+            if await self._infra(route.bucket.paused):  # a 429 arrived since the grant
+                route.breaker.success()  # it answered (busy), and a half-open trial must end
+                return await self._move(part, Q, [S], f"{route.spec.name} rate limited"), False
+            report = await route.adapter.send(outgoing)
         if report.results:
             self._fault_hook()
         by_ref = {r.client_ref: r for r in part}
@@ -325,6 +358,14 @@ class Dispatcher(Gates):
         outcome.dead_reason = why
         return [], False
 
+    async def _unroutable(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
+        """No provider account serves this lane for the rows' tenant: a configuration error."""
+        why = f"no provider serves lane {self._lane.value} for tenant {rows[0].tenant_id}"
+        log.error("no_route", tenant_id=rows[0].tenant_id, lane=self._lane.value, size=len(rows))
+        outcome.failed += len(await self._move(rows, MessageState.FAILED, [Q], why))
+        outcome.dead += [r.message_key for r in rows]
+        outcome.dead_reason = why
+
     def _fault_hook(self) -> None:
         """TEST ONLY (``sender_fault_kill_after_calls``): die between acceptance and commit."""
         if self._fault_after:
@@ -332,6 +373,11 @@ class Dispatcher(Gates):
             if self._calls >= self._fault_after:
                 log.warning("fault_hook_kill", calls=self._calls)
                 os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _flow(row: repo.MessageRow) -> tuple[int, int]:
+    """What a provider call serves: one tenant (its fair share) and one campaign run (its pace)."""
+    return row.tenant_id, row.campaign_run_id or 0
 
 
 def _take(

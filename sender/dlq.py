@@ -11,10 +11,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from hexcast.bus import Bus
+from hexcast.cache import Keys, connect_redis
 from hexcast.db import connect_pool
 from hexcast.errors import HexcastError, InvalidInput
 from hexcast.settings import Settings
 from sender import repo
+from sender.metrics import replayed_key
 from sender.models import DeadLetter, SendBatch
 
 __all__ = ["read_dead_letters", "replay"]
@@ -45,15 +47,16 @@ async def read_dead_letters(settings: Settings, *, limit: int) -> list[tuple[int
 async def replay(settings: Settings, *, offset: int | None) -> int:
     """Replay one letter (or all); returns how many messages were republished."""
     letters = await read_dead_letters(settings, limit=10_000_000 if offset is None else offset + 1)
-    chosen = [d for o, d in letters if offset is None or o == offset]
+    chosen = [(o, d) for o, d in letters if offset is None or o == offset]
     if offset is not None and not chosen:
         raise InvalidInput(f"no dead letter at offset {offset}", field="offset")
     pool = await connect_pool(settings.database_url, max_size=2)
+    redis = connect_redis(settings.redis_url)
     bus = Bus(settings)
     await bus.start()
     count = 0
     try:
-        for letter in chosen:
+        for at, letter in chosen:
             try:
                 batch = SendBatch.decode(letter.payload)
             except ValidationError:
@@ -63,8 +66,10 @@ async def replay(settings: Settings, *, offset: int | None) -> int:
                                           actor="dlq-replay")
             await bus.publish(batch.lane.topic, f"replay-{batch.items[0].message_key}",
                               batch.encode())
+            await redis.sadd(replayed_key(Keys(settings.redis_prefix)), str(at))
             count += len(batch.items)
     finally:
         await bus.stop()
+        await redis.aclose()
         await pool.close()
     return count

@@ -5,54 +5,72 @@ from __future__ import annotations
 __all__ = ["RECIPIENT_CAPS", "TOKEN_BUCKET"]
 
 #: Token buckets shared by every worker, taken from together atomically.
-#: KEYS[1..n] = bucket hashes; optional KEYS[n+1] = pause key (set with a TTL after a 429:
+#: KEYS[1..n] = bucket hashes; then, if ARGV[4] is 1, a pause key (set with a TTL after a 429:
 #: while it lives nothing is granted and wait_ms is its remaining TTL, so every worker honours
-#: the provider's Retry-After).
-#: ARGV = requested, n, then rate_i (tokens/s) and burst_i (max tokens) for each bucket, then
-#: optionally minimum (default 1).
+#: the provider's Retry-After); then, if ARGV[5] is not empty, the fair-share activity set.
+#: ARGV = requested, n, minimum, has_pause (0|1), fair member ('' = none), fair window (ms),
+#: then rate_i (tokens/s) and burst_i (max tokens) for each bucket.
+#: Fair share: the member (a tenant) is recorded in the activity set (sorted by last request
+#: time, pruned to the window) and bucket n is that member's share: its rate and burst are
+#: divided by the number of members active within the window. So when k tenants want the same
+#: capacity, each is held to 1/k of it, and a tenant alone gets all of it.
 #: Grants the same whole number of tokens from every bucket: up to ``requested``, never more
 #: than the emptiest bucket holds, and nothing below ``minimum`` (a message's segments are
 #: never split). Returns {granted, wait_ms}: wait_ms is how long until every bucket holds
 #: ``minimum`` tokens. Time comes from the Redis server, so all hosts agree.
-#: Use: provider account rate, the bulk lane's capped share of it, a tenant's share, a
-#: campaign's pacing rate, all in one call.
+#: Use: provider account rate, the bulk lane's capped share of it, a tenant's fair share of
+#: that, a campaign's pacing rate, all in one call.
 TOKEN_BUCKET = """
 local requested = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-local minimum = tonumber(ARGV[3 + 2 * n]) or 1
-if #KEYS > n then
-  local paused = redis.call('PTTL', KEYS[n + 1])
+local minimum = tonumber(ARGV[3])
+local member = ARGV[5]
+local k = n
+if ARGV[4] == '1' then
+  k = k + 1
+  local paused = redis.call('PTTL', KEYS[k])
   if paused > 0 then return {0, paused} end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tokens = {}
+local sharers = 1
+if member ~= '' then
+  local window = tonumber(ARGV[6])
+  local active = KEYS[k + 1]
+  redis.call('ZADD', active, now, member)
+  redis.call('ZREMRANGEBYSCORE', active, '-inf', now - window)
+  redis.call('PEXPIRE', active, window + 1000)
+  sharers = math.max(1, redis.call('ZCARD', active))
+end
+local rates, bursts, tokens = {}, {}, {}
 local granted = requested
 for i = 1, n do
-  local rate = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
+  rates[i] = tonumber(ARGV[5 + 2 * i])
+  bursts[i] = tonumber(ARGV[6 + 2 * i])
+  if i == n and sharers > 1 then
+    rates[i] = rates[i] / sharers
+    bursts[i] = math.max(minimum, bursts[i] / sharers)
+  end
   local state = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local have = tonumber(state[1])
   local ts = tonumber(state[2])
   if have == nil or ts == nil then
-    have = burst
+    have = bursts[i]
     ts = now
   end
-  have = math.min(burst, have + math.max(0, now - ts) * rate / 1000)
+  have = math.min(bursts[i], have + math.max(0, now - ts) * rates[i] / 1000)
   tokens[i] = have
   granted = math.min(granted, math.floor(have))
 end
 if granted < minimum then granted = 0 end
 local wait_ms = 0
 for i = 1, n do
-  local rate = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
   local left = tokens[i] - granted
   if granted < requested and left < minimum then
-    wait_ms = math.max(wait_ms, math.ceil((minimum - left) * 1000 / rate))
+    wait_ms = math.max(wait_ms, math.ceil((minimum - left) * 1000 / rates[i]))
   end
   redis.call('HSET', KEYS[i], 'tokens', tostring(left), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(bursts[i] * 1000 / rates[i]) + 1000)
 end
 if granted < requested and wait_ms < 1 then wait_ms = 1 end
 return {granted, wait_ms}

@@ -2,7 +2,8 @@
 opt-out-to-suppression latency.
 
 Counts come from PostgreSQL (the source of truth, so every process's work is included) and
-from counters the senders keep in Redis (429s, dead letters, breaker states).
+from counters the senders keep in Redis (429s, dead letters, breaker states) and the offsets
+`hexcast dlq replay` replayed (DLQ depth).
 """
 
 from __future__ import annotations
@@ -12,15 +13,22 @@ import redis.asyncio as aioredis
 from hexcast.cache import Keys
 from hexcast.db import Conn
 
-__all__ = ["breaker_key", "counter_key", "render_metrics"]
+__all__ = ["breaker_key", "counter_key", "render_metrics", "replayed_key"]
 
 
-def counter_key(keys: Keys, name: str, label: str = "") -> str:
-    return keys("metrics", name, label) if label else keys("metrics", name)
+def counter_key(keys: Keys, name: str) -> str:
+    """A counter (a string key), or for labelled counters a hash of label → count, so reading
+    them never scans the keyspace."""
+    return keys("metrics", name)
 
 
 def breaker_key(keys: Keys) -> str:
     return keys("metrics", "breaker")
+
+
+def replayed_key(keys: Keys) -> str:
+    """The set of send.dlq offsets ``hexcast dlq replay`` has replayed (depth = written − these)."""
+    return keys("metrics", "dlq_replayed")
 
 
 async def _message_lines(conn: Conn) -> list[str]:
@@ -58,12 +66,13 @@ async def _optout_lines(conn: Conn) -> list[str]:
 
 async def _redis_lines(client: aioredis.Redis, keys: Keys) -> list[str]:
     lines = ["# TYPE hexcast_provider_429_total counter"]
-    prefix = counter_key(keys, "429", "")
-    async for key in client.scan_iter(match=f"{prefix}:*"):
-        name = _text(key).rsplit(":", 1)[-1]
-        lines.append(f'hexcast_provider_429_total{{provider="{name}"}} {int(await client.get(key) or 0)}')
+    limited = await client.hgetall(counter_key(keys, "429"))
+    for name, count in sorted((_text(k), int(v)) for k, v in limited.items()):
+        lines.append(f'hexcast_provider_429_total{{provider="{name}"}} {count}')
     letters = int(await client.get(counter_key(keys, "dlq_letters")) or 0)
-    lines += ["# TYPE hexcast_dlq_letters_total counter", f"hexcast_dlq_letters_total {letters}"]
+    replayed = int(await client.scard(replayed_key(keys)))
+    lines += ["# TYPE hexcast_dlq_letters_total counter", f"hexcast_dlq_letters_total {letters}",
+              "# TYPE hexcast_dlq_depth gauge", f"hexcast_dlq_depth {max(0, letters - replayed)}"]
     lines.append("# TYPE hexcast_breaker_state gauge")
     states = {_text(k): _text(v) for k, v in (await client.hgetall(breaker_key(keys))).items()}
     for name, state in sorted(states.items()):

@@ -60,7 +60,9 @@ class ProviderSpec(BaseModel):
     lookup: bool = True
     weight: Annotated[int, Field(ge=1, le=1000)] = 1
     lanes: list[Lane] = Field(default_factory=lambda: list(Lane))
-    rate_per_s: Annotated[float | None, Field(gt=0)] = None
+    rate_per_s: Annotated[float | None, Field(gt=0)] = None  # segments/s; None = provider_*
+    requests_per_s: Annotated[float | None, Field(gt=0)] = None  # API calls/s; None = no limit
+    tenants: list[int] | None = None  # tenants routed to this account; None = every tenant
 
 
 class SendRequest(BaseModel):

@@ -9,7 +9,19 @@ import redis.asyncio as aioredis
 
 from sender.lua import RECIPIENT_CAPS, TOKEN_BUCKET
 
-__all__ = ["CapCheck", "CapRule", "Grant", "RecipientCaps", "TokenBucket"]
+__all__ = ["CapCheck", "CapRule", "FairShare", "Grant", "RecipientCaps", "TokenBucket"]
+
+
+@dataclass(frozen=True, slots=True)
+class FairShare:
+    """A capacity shared fairly by whoever asks for it: ``key:<member>`` is each member's bucket,
+    ``active_key`` the members that asked within the last ``window_s`` seconds."""
+
+    key: str
+    active_key: str
+    rate: float
+    burst: float
+    window_s: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +34,8 @@ class TokenBucket:
     """``rate`` tokens per second up to ``burst``, one Redis key, any number of workers.
 
     :meth:`capped` adds more buckets that every grant must also fit (a lane's share, a
-    campaign's pace); all are checked and debited in one atomic script call.
+    campaign's pace), :meth:`shared_by` a tenant's fair share; all are checked and debited in
+    one atomic script call.
     """
 
     def __init__(
@@ -33,25 +46,41 @@ class TokenBucket:
         self._script = client.register_script(TOKEN_BUCKET)
         self._buckets: list[tuple[str, float, float]] = [(key, rate, burst)]
         self._pause = f"{key}:pause" if pausable else None
+        self._fair: FairShare | None = None
+        self._member = ""
         self.rate = rate
         self.burst = burst
 
     def capped(self, key: str, *, rate: float, burst: float) -> TokenBucket:
         """This bucket and another one, both taken from by every grant."""
+        if self._fair is not None:
+            raise ValueError("the fair-share bucket must be the last one added")
         other = TokenBucket.__new__(TokenBucket)
         other._client, other._script, other._pause = self._client, self._script, self._pause
+        other._fair, other._member = None, ""
         other._buckets = [*self._buckets, (key, rate, burst)]
         other.rate, other.burst = min(self.rate, rate), min(self.burst, burst)
+        return other
+
+    def shared_by(self, share: FairShare, member: str) -> TokenBucket:
+        """This bucket and ``member``'s fair share of ``share`` (1/k of its rate and burst
+        while k members are active), all taken from by every grant."""
+        other = self.capped(f"{share.key}:{member}", rate=share.rate, burst=share.burst)
+        other._fair, other._member = share, member
         return other
 
     async def try_acquire(self, requested: int, minimum: int = 1) -> Grant:
         """Take up to ``requested`` tokens now (none if fewer than ``minimum`` are available);
         says how long to wait for more."""
         keys = [b[0] for b in self._buckets] + ([self._pause] if self._pause else [])
-        args: list[float] = [requested, len(self._buckets)]
+        window_ms = 0
+        if self._fair is not None:
+            keys.append(self._fair.active_key)
+            window_ms = int(self._fair.window_s * 1000)
+        args: list[float | str] = [requested, len(self._buckets), max(1, min(minimum, requested)),
+                                   1 if self._pause else 0, self._member, window_ms]
         for _, rate, burst in self._buckets:
             args += [rate, burst]
-        args.append(max(1, min(minimum, requested)))
         granted, wait_ms = await self._script(keys=keys, args=args)
         return Grant(granted=int(granted), wait_s=int(wait_ms) / 1000)
 
@@ -62,6 +91,15 @@ class TokenBucket:
             if grant.granted > 0:
                 return grant.granted
             await asyncio.sleep(grant.wait_s)
+
+    async def refund(self, tokens: int) -> None:
+        """Give back tokens taken but not used (capped at the burst by the next grant)."""
+        if tokens > 0:
+            await self._client.hincrbyfloat(self._buckets[0][0], "tokens", tokens)
+
+    async def paused(self) -> bool:
+        """Whether a provider's Retry-After is running (see :meth:`pause`)."""
+        return self._pause is not None and int(await self._client.pttl(self._pause)) > 0
 
     async def pause(self, seconds: float) -> None:
         """Grant nothing to any worker for ``seconds`` (a provider's Retry-After)."""

@@ -1,14 +1,15 @@
 """Provider accounts the sender routes to: adapter, circuit breaker and shared rate limit each.
 
-Routing is by lane with weights: each call picks a primary at random in proportion to the
-weights, then the other providers of the lane follow in weighted order as fallbacks.
+Routing is by lane and tenant with weights: among the accounts serving the lane and the tenant
+(``ProviderSpec.lanes``/``tenants``), each call picks a primary at random in proportion to the
+weights, then the others follow in weighted order as fallbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
@@ -20,9 +21,9 @@ from sender.breaker import BreakerState, CircuitBreaker
 from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
 from sender.provider import Provider, build_provider
-from sender.ratelimit import TokenBucket
+from sender.ratelimit import FairShare, TokenBucket
 
-__all__ = ["Route", "Router", "build_router", "provider_specs", "weighted_order"]
+__all__ = ["Route", "Router", "build_router", "provider_specs", "serves", "weighted_order"]
 
 log = get_logger("hexcast.sender")
 
@@ -33,6 +34,11 @@ class Route:
     adapter: Provider
     breaker: CircuitBreaker
     bucket: TokenBucket
+    fair: FairShare | None = None  # bulk lane: the tenants' fair share of the bulk capacity
+    requests: TokenBucket | None = None  # the account's requests/s, if it has such a limit
+    # One call to the account at a time per process: concurrent actors must not issue a
+    # request after another one's 429 (they re-check the pause inside it).
+    calling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def provider_specs(settings: Settings) -> list[ProviderSpec]:
@@ -41,6 +47,11 @@ def provider_specs(settings: Settings) -> list[ProviderSpec]:
         return TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
     return [ProviderSpec(name=settings.provider_name, url=settings.provider_url,
                          token=settings.provider_token)]
+
+
+def serves(spec: ProviderSpec, lane: Lane, tenant: int | None) -> bool:
+    """Whether the account takes ``lane`` traffic of ``tenant``."""
+    return lane in spec.lanes and (tenant is None or spec.tenants is None or tenant in spec.tenants)
 
 
 def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
@@ -67,7 +78,11 @@ class Router:
     async def count(self, name: str, label: str = "", amount: int = 1) -> None:
         """Add to a shared counter exported on ``/metrics``."""
         if self._client is not None and self._keys is not None:
-            await self._client.incrby(counter_key(self._keys, name, label), amount)
+            key = counter_key(self._keys, name)
+            if label:
+                await self._client.hincrby(key, label, amount)
+            else:
+                await self._client.incrby(key, amount)
 
     def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
         """Log a transition and export the new state (written in the background)."""
@@ -83,9 +98,9 @@ class Router:
         self.routes.append(route)
         self._by_name[route.spec.name] = route
 
-    def for_lane(self, lane: Lane) -> list[Route]:
-        """Every provider serving ``lane``, primary first."""
-        return weighted_order([r for r in self.routes if lane in r.spec.lanes], self._rng)
+    def for_lane(self, lane: Lane, tenant: int | None = None) -> list[Route]:
+        """Every provider serving ``lane`` (and ``tenant``, if given), primary first."""
+        return weighted_order([r for r in self.routes if serves(r.spec, lane, tenant)], self._rng)
 
     def by_name(self, name: str | None) -> Route | None:
         return self._by_name.get(name) if name is not None else None
@@ -98,23 +113,37 @@ class Router:
             await route.adapter.aclose()
 
 
-def _bucket(settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane) -> TokenBucket:
-    """The account's shared bucket; the bulk lane also takes from its capped share of it."""
+def _bucket(
+    settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane
+) -> tuple[TokenBucket, FairShare | None]:
+    """The account's shared bucket; the bulk lane also takes from its capped share of it, and
+    each tenant on the bulk lane from its fair share of that."""
     keys = Keys(settings.redis_prefix)
     rate = spec.rate_per_s or settings.provider_rate_per_s
     burst = max(settings.provider_burst if spec.rate_per_s is None else rate, 1.0)
     bucket = TokenBucket(client, keys("rl", "provider", spec.name), rate=rate, burst=burst,
                          pausable=True)
-    if lane is Lane.BULK:
-        share = settings.sender_bulk_share
-        bucket = bucket.capped(keys("rl", "provider", spec.name, "bulk"), rate=rate * share,
-                               burst=max(burst * share, 1.0))
-    return bucket
+    if lane is not Lane.BULK:
+        return bucket, None
+    share = settings.sender_bulk_share
+    bulk_rate, bulk_burst = rate * share, max(burst * share, 1.0)
+    bucket = bucket.capped(keys("rl", "provider", spec.name, "bulk"), rate=bulk_rate,
+                           burst=bulk_burst)
+    fair = FairShare(key=keys("rl", "provider", spec.name, "bulk", "tenant"),
+                     active_key=keys("rl", "provider", spec.name, "bulk", "active"),
+                     rate=bulk_rate, burst=bulk_burst, window_s=settings.sender_fair_window_s)
+    return bucket, fair
 
 
 def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Router:
     router = Router([], client=client, keys=Keys(settings.redis_prefix))
     for spec in provider_specs(settings):
+        bucket, fair = _bucket(settings, client, spec, lane)
+        requests = None
+        if spec.requests_per_s is not None:
+            requests = TokenBucket(client, Keys(settings.redis_prefix)("rl", "provider", spec.name,
+                                                                      "requests"),
+                                   rate=spec.requests_per_s, burst=max(spec.requests_per_s, 1.0))
         router.add(Route(
             spec=spec,
             adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
@@ -122,6 +151,8 @@ def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Rout
             breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
                                    open_s=settings.sender_breaker_open_s,
                                    on_change=router.breaker_changed),
-            bucket=_bucket(settings, client, spec, lane),
+            bucket=bucket,
+            fair=fair,
+            requests=requests,
         ))
     return router

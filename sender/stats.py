@@ -1,4 +1,5 @@
-"""Read-only message counts per campaign run, for campaign stats."""
+"""Read-only message counts: per campaign run for campaign stats, and per released chunk for
+the scheduler's backpressure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 
 from hexcast.db import Conn
 
-__all__ = ["RunMessageStats", "run_message_stats"]
+__all__ = ["RunMessageStats", "run_message_stats", "settled_count"]
 
 
 @dataclass(slots=True)
@@ -66,3 +67,14 @@ async def _add_engagement(
     )
     for r in opt_outs:
         out[r["run_id"]].opt_outs = r["n"]
+
+
+async def settled_count(conn: Conn, *, message_keys: Sequence[str]) -> int:
+    """How many of ``message_keys`` a sender has taken in and finished with for now (any state
+    but ``queued`` and ``sending``; a deferred message counts, it left the lane)."""
+    n: int = await conn.fetchval(
+        "SELECT count(*) FROM messages WHERE message_key = ANY($1::text[])"
+        " AND state NOT IN ('queued', 'sending')",
+        list(message_keys),
+    )
+    return n

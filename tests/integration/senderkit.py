@@ -70,9 +70,12 @@ class SenderWorld:
         return url
 
     def sender(self, name: str, lane: Lane = Lane.BULK, **overrides: object) -> ChildProcess:
+        return self.spawn(name, ["sender", "--lane", lane.value], **overrides)
+
+    def spawn(self, name: str, args: list[str], **overrides: object) -> ChildProcess:
+        """Start ``hexcast <args>`` with this world's settings (and ``overrides``)."""
         env = self.settings.model_copy(update=overrides).to_env()
-        child = hexcast_process(name, ["sender", "--lane", lane.value], env=env,
-                                log_dir=self.log_dir)
+        child = hexcast_process(name, args, env=env, log_dir=self.log_dir)
         child.spawn()
         self.children.append(child)
         return child
@@ -104,6 +107,7 @@ class SenderWorld:
     def publish_to(
         self, phones: dict[int, str], *, run_id: int, lane: Lane = Lane.BULK,
         consent: bool = True, expires_at: datetime | None = None, body: str = "hello {n}",
+        created_at: datetime | None = None,
     ) -> None:
         """One message per recipient number (keyed by run and recipient id)."""
         if consent:
@@ -121,7 +125,8 @@ class SenderWorld:
             try:
                 for start in range(0, len(items), 1000):
                     chunk = items[start : start + 1000]
-                    record = SendBatch(lane=lane, items=chunk, created_at=datetime.now(UTC))
+                    record = SendBatch(lane=lane, items=chunk,
+                                       created_at=created_at or datetime.now(UTC))
                     await bus.publish(lane.topic, f"run-{run_id}-{start}", record.encode())
             finally:
                 await bus.stop()

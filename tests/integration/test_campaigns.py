@@ -134,6 +134,8 @@ BAD_CAMPAIGNS = [
     ({"segment": {"everyone": True, "holdout_pct": 80}}, "holdout_pct"),
     ({"max_rate": -1}, "max_rate"),
     ({"lane": "otp"}, "lane"),
+    ({"body": "x" * 1000}, "body"),  # 7 segments; the tenant allows 6 (refused at creation)
+    ({"body": "Hi {first_name} " + "y" * 900}, "body"),  # 6 segments only with a short name
 ]
 
 
@@ -149,6 +151,9 @@ def test_bad_campaigns_are_422_naming_the_field(stack: Stack, database_url: str)
         assert api.post("/v1/campaigns", content=b"{not json",
                         headers={"content-type": "application/json"}).status_code == 422
         assert api.post("/v1/templates", json={"name": "t", "body": "{oops"}).status_code == 422
+        too_long = api.post("/v1/templates", json={"name": "t", "body": "x" * 1000})
+        assert too_long.status_code == 422
+        assert "this tenant allows 6" in too_long.text
         assert api.get("/v1/campaigns").json() == []
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sender.keys import bulk_key
+from sender.models import Lane
 from sender.quiet import is_allowed, window_for, zones_for
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
 from tests.integration.stack import eventually
@@ -51,6 +52,7 @@ def test_quiet_hours_defer_expire_and_release(broker_url: str, tmp_path: Path) -
         assert str(held["reason"]).startswith("quiet hours until ")
         gone = eventually(lambda: _in(world, expired, "expired"))
         assert "quiet hours" in str(gone["reason"])
+        assert "hexcast_deferred 1\n" in world.metrics()
         assert [i["to"] for i in ledger(sim)] == [awake]
 
         # Releasing at the window's start requeues it; the sender checks it again (at the
@@ -70,3 +72,22 @@ def _in(world: SenderWorld, key: str, state: str) -> dict[str, object] | None:
 def _deferred_twice(world: SenderWorld, key: str) -> dict[str, object] | None:
     row = world.message(key)
     return row if row is not None and row["history"].count("deferred") == 2 else None
+
+
+def test_stale_geo_offers_are_not_sent(broker_url: str, tmp_path: Path) -> None:
+    """Geo offers carry a TTL (geo_ttl_s) from their creation even without an expiry."""
+    with sender_world(broker_url, tmp_path, geo_ttl_s=1800) as world:
+        sim = world.sim("provider-sim")
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "acct", "url": sim, "token": "sim-token"})})
+        world.sender("sender-geo", Lane.GEO)
+        now = datetime.now(UTC)
+        world.publish_to({1: "+13125550101"}, run_id=12, lane=Lane.GEO,
+                         created_at=now - timedelta(minutes=31))
+        world.publish_to({2: "+13125550102"}, run_id=12, lane=Lane.GEO,
+                         created_at=now - timedelta(minutes=29))
+        stale, fresh = (bulk_key(campaign_run_id=12, recipient_id=n) for n in (1, 2))
+        eventually(lambda: _in(world, fresh, "accepted"), timeout=60)
+        gone = eventually(lambda: _in(world, stale, "expired"), timeout=30)
+        assert gone["reason"] == "ttl passed"
+        assert [i["to"] for i in ledger(sim)] == ["+13125550102"]

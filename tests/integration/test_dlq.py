@@ -53,10 +53,14 @@ def test_dead_letters_are_listed_and_replayed_with_checks(broker_url: str, tmp_p
         assert "gave up after 2 attempts" in listing
         offset = listing.split("\t", 1)[0]
         assert '"source_topic"' in _cli(world, "dlq", "show", offset)
+        letters = len(listing.strip().splitlines())
+        assert f"hexcast_dlq_letters_total {letters}" in world.metrics()
+        assert f"hexcast_dlq_depth {letters}" in world.metrics()
 
         _opt_out(world, "+13120000001")  # STOP recorded while the letter waited
         httpx.post(f"{sim}/control", json={"fail_rate": 0.0}).raise_for_status()
         assert "replayed: 3" in _cli(world, "dlq", "replay", offset)
+        assert f"hexcast_dlq_depth {letters - 1}" in world.metrics()  # that letter was replayed
         eventually(lambda: world.states() == {"accepted": 2, "suppressed": 1} or None, timeout=60)
         assert sorted(i["to"] for i in ledger(sim)) == ["+13120000000", "+13120000002"]
         assert (world.message(keys[1]) or {})["reason"] == "opted out"

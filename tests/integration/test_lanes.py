@@ -1,8 +1,8 @@
 """Lane isolation: OTPs keep flowing while a bulk backlog sends at the provider limit.
 
-The issue's version queues 100,000 bulk recipients; this test uses 10,000, which keeps the
-bulk lane saturated (at its capped share of the account) for longer than the OTP phase, the
-property under test. The 5M version is a benchmark.
+100,000 bulk recipients are queued on send.bulk; the bulk lane sends at its capped share of
+the account while OTPs are posted at 5/s. The test ends once every OTP is in the ledger (the
+backlog would take minutes to drain; it is not what is tested). The 5M version is a benchmark.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 
-BULK = 10_000
+BULK = 100_000
 OTPS = 30
 
 
@@ -71,7 +71,6 @@ def test_otps_arrive_while_bulk_backlog_saturates_the_provider(
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         print(f"\nOTP latency with {BULK - bulk_sent} bulk still queued: "
               f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-        eventually(lambda: world.states().get("accepted", 0) == BULK + OTPS + 1 or None,
-                   timeout=120)
         refs = [i["client_ref"] for i in ledger(sim)]
-        assert len(refs) == len(set(refs)) == BULK + OTPS + 1
+        assert len(refs) == len(set(refs))  # nothing sent twice
+        assert sum(1 for r in refs if r in posted) == OTPS

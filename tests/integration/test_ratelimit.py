@@ -1,4 +1,5 @@
-"""The Lua token bucket holds its rate across many workers sharing one Redis."""
+"""The Lua token bucket holds its rate across many workers sharing one Redis, and shares the
+bulk capacity fairly among the tenants asking for it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import time
 import uuid
 
+from redis.asyncio import Redis
+
 from hexcast.cache import connect_redis
-from sender.ratelimit import TokenBucket
+from sender.ratelimit import FairShare, TokenBucket
 from tests.integration.conftest import REDIS_URL
 
 
@@ -50,4 +53,43 @@ async def test_partial_grants_and_wait_hint() -> None:
         assert 0 < second.wait_s <= 0.1 + 1e-9
     finally:
         await client.delete(key)
+        await client.aclose()
+
+
+async def _tenant_worker(
+    client: Redis, prefix: str, tenant: str, stop_at: float, share: FairShare
+) -> int:
+    """One in-flight chunk of ``tenant``: takes from the bulk bucket and its fair share."""
+    bucket = TokenBucket(client, f"{prefix}bulk", rate=share.rate, burst=share.burst)
+    fair = bucket.shared_by(share, tenant)
+    taken = 0
+    while time.monotonic() < stop_at:
+        taken += await fair.acquire(5)
+    return taken
+
+
+async def test_active_tenants_split_the_bulk_capacity_and_one_alone_gets_all() -> None:
+    client = connect_redis(REDIS_URL)
+    prefix = f"hxtest:{uuid.uuid4().hex}:"
+    share = FairShare(key=f"{prefix}tenant", active_key=f"{prefix}active", rate=300.0,
+                      burst=30.0, window_s=1.0)
+    try:
+        start = time.monotonic()
+        alone = await _tenant_worker(client, prefix, "a", start + 1.0, share)
+        assert alone > share.rate / 2 + share.burst  # more than half: nobody else is active
+        await asyncio.sleep(1.2)  # tenant a's activity lapses
+        start = time.monotonic()
+        # Tenant a has four chunks in flight, tenant b one: each tenant gets half.
+        big = [_tenant_worker(client, prefix, "a", start + 2.0, share) for _ in range(4)]
+        b_total, *a_parts = await asyncio.gather(
+            _tenant_worker(client, prefix, "b", start + 2.0, share), *big)
+        elapsed = time.monotonic() - start
+        a_total = sum(a_parts)
+        half = share.rate / 2 * elapsed + share.burst
+        assert a_total <= half + 5 * 4  # plus the last grant of each in-flight chunk
+        assert b_total <= half + 5
+        assert b_total >= 0.6 * a_total  # the single chunk is not outrun by the four
+    finally:
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(key)
         await client.aclose()

@@ -1,0 +1,53 @@
+"""Delivery receipts through the real api webhook: applied once, in any order, final stays final."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sender.keys import bulk_key
+from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
+from tests.integration.stack import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def _post(world: SenderWorld, *receipts: tuple[str, str]) -> dict[str, Any]:
+    body = {"receipts": [{"provider_message_id": f"pm-{ref}", "client_ref": ref, "status": status,
+                          "error": None if status == "delivered" else "handset off",
+                          "at": datetime.now(UTC).isoformat()} for ref, status in receipts]}
+    response = httpx.post(f"{world.settings.api_public_url}/v1/webhooks/dlr", json=body,
+                          headers={"Authorization": f"Bearer {world.settings.dlr_webhook_token}"})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_duplicate_and_out_of_order_receipts_apply_once(broker_url: str, tmp_path: Path) -> None:
+    with sender_world(broker_url, tmp_path, sim_receipts=False) as world:
+        sim = world.sim("provider-sim")  # posts no receipts: the test posts them
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "acct", "url": sim, "token": "sim-token"})})
+        world.api()
+        world.sender("sender-bulk")
+        world.publish(3, run_id=51)
+        eventually(lambda: world.states() == {"accepted": 3} or None, timeout=60)
+        a, b, c = (bulk_key(campaign_run_id=51, recipient_id=n) for n in range(3))
+        assert {i["client_ref"] for i in ledger(sim)} == {a, b, c}
+
+        first = _post(world, (a, "delivered"), (a, "delivered"), (b, "failed"), ("nobody", "delivered"))
+        assert (first["received"], first["applied"]) == (4, 2)
+        assert _post(world, (a, "delivered"), (b, "failed"))["applied"] == 0  # provider retried
+        assert _post(world, (a, "failed"), (b, "delivered"))["applied"] == 0  # late, contrary
+        assert _post(world, (c, "accepted"))["applied"] == 0  # not a final receipt status
+        assert world.states() == {"delivered": 1, "failed": 1, "accepted": 1}
+        history_a = (world.message(a) or {})["history"]
+        assert history_a == ["queued", "sending", "accepted", "delivered"]
+        history_b = world.message(b) or {}
+        assert history_b["history"][-1] == "failed"
+        assert history_b["reason"] == "handset off"
+        assert history_b["history"].count("failed") == 1

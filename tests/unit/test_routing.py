@@ -1,0 +1,43 @@
+"""Routing by lane and tenant with weights (pure: nothing here talks to a provider or Redis)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import redis.asyncio as aioredis
+
+from sender.breaker import CircuitBreaker
+from sender.models import Lane, ProviderSpec
+from sender.provider import build_provider
+from sender.ratelimit import TokenBucket
+from sender.routing import Route, Router, serves
+
+
+def _route(name: str, **spec: object) -> Route:
+    s = ProviderSpec.model_validate({"name": name, "url": "http://127.0.0.1:9", "token": "t", **spec})
+    return Route(spec=s, adapter=build_provider(s, timeout_s=1, concurrency=1),
+                 breaker=CircuitBreaker(name, failures=1, open_s=1),
+                 bucket=TokenBucket(aioredis.Redis(), f"rl:{name}", rate=1, burst=1))
+
+
+def test_serves_by_lane_and_tenant() -> None:
+    everyone = ProviderSpec(name="a", url="http://x", token="t")
+    bulk_for_7 = ProviderSpec(name="b", url="http://x", token="t", lanes=[Lane.BULK], tenants=[7])
+    assert serves(everyone, Lane.OTP, 3)
+    assert serves(bulk_for_7, Lane.BULK, 7)
+    assert not serves(bulk_for_7, Lane.BULK, 8)
+    assert not serves(bulk_for_7, Lane.OTP, 7)
+    assert serves(bulk_for_7, Lane.BULK, None)  # no tenant: the lane alone decides
+
+
+def test_primary_is_drawn_in_proportion_to_weights_among_the_tenants_accounts() -> None:
+    router = Router([_route("big", weight=3), _route("small", weight=1),
+                     _route("theirs", weight=1000, tenants=[99]),
+                     _route("otp-only", weight=1000, lanes=["otp"])], seed=5)
+    primaries = Counter(router.for_lane(Lane.BULK, 1)[0].spec.name for _ in range(4000))
+    assert set(primaries) == {"big", "small"}
+    assert 2.5 < primaries["big"] / primaries["small"] < 3.5
+    order = [r.spec.name for r in router.for_lane(Lane.BULK, 1)]
+    assert sorted(order) == ["big", "small"]  # the other account is the fallback
+    assert {r.spec.name for r in router.for_lane(Lane.BULK, 99)} == {"big", "small", "theirs"}
+    assert {r.spec.name for r in router.for_lane(Lane.OTP, 1)} == {"big", "small", "otp-only"}
