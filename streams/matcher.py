@@ -1,10 +1,21 @@
-"""Pure matching logic: visits → send requests, against an in-memory catalog and profiles."""
+"""Pure matching logic: visits → ranked candidate sends, against an in-memory catalog and profiles.
+
+Per event: duplicates/reordering are dropped (:mod:`streams.presence`); the cell index gives
+candidate stores and the geometry decides (``CellIndex.containing`` / ``nearby`` check exact
+containment and distance); events less accurate than the store's threshold are ignored for it;
+a promotion applies if it is valid now in the store's local time (dates, weekdays, daily hours),
+the visitor's interests match it (weighted, hierarchical) and its trigger fires (entry or
+dwell). Candidates of one event are ranked: in-fence before nearby, then interest score ×
+distance decay. Cooldowns, caps and budgets need shared state: :mod:`streams.gate` applies them
+to the ranked candidates in one Redis call per record. No I/O here.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
@@ -12,14 +23,17 @@ from pydantic import TypeAdapter
 from sender.keys import geo_key
 from sender.models import SendRequest
 from streams.models import VisitEvent, VisitRecord
+from streams.presence import Presence, UserPresence
 from targeting.geofence import Geofence, fence_geometry
 from targeting.index import CellIndex
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry
-from targeting.service import interest_match
+from targeting.service import interest_score
 
-__all__ = ["MatchResult", "MatchState"]
+__all__ = ["DECAY_M", "Candidate", "MatchResult", "MatchState", "VisitMatch", "local_day_bounds"]
 
 _FENCE = TypeAdapter(Geofence)
+DECAY_M = 250.0
+"""Nearby matches score ``exp(-distance / DECAY_M)`` of their interest score."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +41,7 @@ class _Store:
     tenant_id: int
     zone: ZoneInfo
     active: bool
+    accuracy_max_m: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,106 +49,229 @@ class _Promotion:
     id: int
     tenant_id: int
     entry: PromotionEntry
+    dwell: timedelta | None
+    max_gap: timedelta
 
-    def valid_on(self, day: date) -> bool:
-        e = self.entry
-        return (e.valid_from is None or e.valid_from <= day) and (
-            e.valid_until is None or day <= e.valid_until
-        )
+    def applies_at(self, local: datetime) -> bool:
+        """Valid on the local date, on this weekday and within the daily hours."""
+        e, day = self.entry, local.date()
+        if (e.valid_from is not None and day < e.valid_from) or (
+            e.valid_until is not None and day > e.valid_until
+        ):
+            return False
+        if local.isoweekday() not in e.weekdays:
+            return False
+        return e.hours is None or e.hours.contains(local.time())
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One send a trigger asks for; the gate decides whether it may go."""
+
+    request: SendRequest
+    promotion_id: int
+    store_id: int
+    event_id: str
+    in_fence: bool
+    score: float
+    cooldown_s: int
+    budget: int | None
+    day_start: datetime
+    day_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VisitMatch:
+    """The ranked candidates one event triggered (best first)."""
+
+    event_id: str
+    candidates: list[Candidate]
 
 
 @dataclass(slots=True)
 class MatchResult:
-    requests: list[SendRequest] = field(default_factory=list)
+    visits: list[VisitMatch] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    max_per_visit: int = 1
+
+    @property
+    def requests(self) -> list[SendRequest]:
+        """The best ``max_per_visit`` candidates of each visit, ignoring cooldowns/caps/budgets."""
+        seen: set[str] = set()
+        out: list[SendRequest] = []
+        for visit in self.visits:
+            for cand in visit.candidates[: self.max_per_visit]:
+                if cand.request.message_key not in seen:
+                    seen.add(cand.request.message_key)
+                    out.append(cand.request)
+        return out
+
+
+def local_day_bounds(ts: datetime, zone: ZoneInfo) -> tuple[date, datetime, datetime]:
+    """The local date of ``ts`` in ``zone`` and the instants its local day starts and ends."""
+    day = ts.astimezone(zone).date()
+    start = datetime.combine(day, time(), zone)
+    end = datetime.combine(day + timedelta(days=1), time(), zone)
+    return day, start, end
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """Why one event did not trigger: the furthest stage any promotion reached."""
+
+    accuracy: int = 0
+    stores: int = 0
+    stage: int = 0  # 0 none in zone, 1 outside hours, 2 no interest, 3 not triggered
+
+    def reason(self) -> str:
+        if self.stage:
+            return ("outside_hours", "no_interest", "not_triggered")[self.stage - 1]
+        if self.stores and self.accuracy == self.stores:
+            return "accuracy"
+        return "no_geofence"
 
 
 class MatchState:
-    """The matcher's view of the world, rebuilt from the ``catalog`` and ``profiles`` topics."""
+    """The matcher's view of the world, rebuilt from the ``catalog`` and ``profiles`` topics,
+    plus the presence of users seen by this matcher."""
 
     def __init__(self, *, resolution: int, ttl: timedelta) -> None:
         self.index = CellIndex(resolution)
         self.ttl = ttl
+        self.presence = Presence()
         self._stores: dict[int, _Store] = {}
         self._promotions: dict[int, dict[int, _Promotion]] = {}
+        self._promo_store: dict[int, int] = {}
+        self._nearby: dict[int, Counter[int]] = {}  # tenant -> nearby_m -> promotions
         self._profiles: dict[str, ProfileRecord] = {}
 
     def apply_catalog(self, record: CatalogRecord) -> None:
         if record.kind == "store" and record.store is not None:
             s = record.store
-            self._stores[record.id] = _Store(record.tenant_id, ZoneInfo(s.time_zone), record.active)
+            self._stores[record.id] = _Store(
+                record.tenant_id, ZoneInfo(s.time_zone), record.active, s.accuracy_max_m
+            )
             if record.active:
                 geometry = fence_geometry(_FENCE.validate_python(s.geofence), lat=s.lat, lng=s.lng)
                 self.index.upsert(record.id, record.tenant_id, geometry, s.cells)
             else:
                 self.index.remove(record.id)
         elif record.kind == "promotion" and record.promotion is not None:
-            for promos in self._promotions.values():
-                promos.pop(record.id, None)
+            self._drop_promotion(record.id)
             if record.active:
-                promo = _Promotion(record.id, record.tenant_id, record.promotion)
-                self._promotions.setdefault(record.promotion.store_id, {})[record.id] = promo
+                self._add_promotion(record.id, record.tenant_id, record.promotion)
+
+    def _add_promotion(self, promotion_id: int, tenant_id: int, entry: PromotionEntry) -> None:
+        minutes = entry.dwell_minutes if entry.trigger == "dwell" else None
+        dwell = None if minutes is None else timedelta(minutes=minutes)
+        promo = _Promotion(promotion_id, tenant_id, entry,
+                           dwell, timedelta(minutes=entry.max_gap_minutes))
+        self._promotions.setdefault(entry.store_id, {})[promotion_id] = promo
+        self._promo_store[promotion_id] = entry.store_id
+        if entry.nearby_m:
+            self._nearby.setdefault(tenant_id, Counter())[entry.nearby_m] += 1
+
+    def _drop_promotion(self, promotion_id: int) -> None:
+        store_id = self._promo_store.pop(promotion_id, None)
+        if store_id is None:
+            return
+        promo = self._promotions[store_id].pop(promotion_id)
+        if promo.entry.nearby_m:
+            radii = self._nearby[promo.tenant_id]
+            radii[promo.entry.nearby_m] -= 1
+            if radii[promo.entry.nearby_m] <= 0:
+                del radii[promo.entry.nearby_m]
 
     def apply_profile(self, record: ProfileRecord) -> None:
         self._profiles[record.key] = record
 
     def match(self, record: VisitRecord, *, max_per_visit: int = 1) -> MatchResult:
-        """Send requests for a user's events: the best promotions of the stores they are in."""
-        result = MatchResult()
-        profile = self._profiles.get(f"{record.tenant_id}:{record.user_id}")
-        seen: set[str] = set()
+        """Ranked candidate sends for a user's events, in event order."""
+        result = MatchResult(max_per_visit=max_per_visit)
+        counts = result.counts
+        counts["visits"] += len(record.events)
+        key = f"{record.tenant_id}:{record.user_id}"
+        profile = self._profiles.get(key)
+        if profile is None or not profile.consent or profile.opted_out:
+            counts["no_profile" if profile is None else "no_consent"] += len(record.events)
+            return result
+        user = self.presence.user(key)
+        radius = max(self._nearby.get(record.tenant_id) or (0,))
         for event in record.events:
-            result.counts["visits"] += 1
-            chosen = self._best(record, event, profile, result.counts)[:max_per_visit]
-            for promo, local_day in chosen:
-                key = geo_key(tenant_id=record.tenant_id, promotion_id=promo.id,
-                              user_id=record.user_id, local_date=local_day)
-                if key in seen or profile is None:
-                    continue
-                seen.add(key)
-                result.counts["matched"] += 1
-                result.requests.append(SendRequest(
-                    message_key=key, tenant_id=record.tenant_id, user_id=record.user_id,
-                    phone=profile.phone, body=promo.entry.body, promotion_id=promo.id,
-                    expires_at=event.ts + self.ttl,
-                ))
+            if not user.accept(event.event_id, event.ts):
+                counts["duplicate"] += 1
+                continue
+            found, outcome = self._event(record, profile, user, event, radius)
+            if found:
+                found.sort(key=lambda c: (not c.in_fence, -c.score, c.promotion_id))
+                result.visits.append(VisitMatch(event.event_id, found))
+                counts["triggered"] += 1
+            else:
+                counts[outcome.reason()] += 1
         return result
 
-    def _best(
-        self, record: VisitRecord, event: VisitEvent, profile: ProfileRecord | None,
-        counts: Counter[str],
-    ) -> list[tuple[_Promotion, date]]:
-        stores = [e for e in self.index.containing(event.lat, event.lng)
-                  if e.tenant_id == record.tenant_id]
-        if not stores:
-            counts["no_geofence"] += 1
-            return []
-        if profile is None or not profile.consent or profile.opted_out:
-            counts["no_profile" if profile is None else "no_consent"] += 1
-            return []
-        ranked: list[tuple[int, int, _Promotion, date]] = []
-        for entry in stores:
-            store = self._stores.get(entry.store_id)
-            if store is None or not store.active:
+    def _hits(self, tenant_id: int, event: VisitEvent, radius: float) -> list[tuple[int, float]]:
+        if radius > 0:
+            near = self.index.nearby(event.lat, event.lng, radius)
+            return [(e.store_id, d) for e, d in near if e.tenant_id == tenant_id]
+        inside = self.index.containing(event.lat, event.lng)
+        return [(e.store_id, 0.0) for e in inside if e.tenant_id == tenant_id]
+
+    def _event(
+        self, record: VisitRecord, profile: ProfileRecord, user: UserPresence, event: VisitEvent,
+        radius: float,
+    ) -> tuple[list[Candidate], _Outcome]:
+        outcome = _Outcome()
+        found: list[Candidate] = []
+        keep: list[int] = []
+        for store_id, distance in self._hits(record.tenant_id, event, radius):
+            store = self._stores.get(store_id)
+            promos = self._promotions.get(store_id)
+            if store is None or not store.active or not promos:
                 continue
-            local_day = _local_date(event.ts, store.zone)
-            for promo in self._promotions.get(entry.store_id, {}).values():
-                if not promo.valid_on(local_day):
+            outcome.stores += 1
+            if event.accuracy_m > store.accuracy_max_m:
+                outcome.accuracy += 1
+                keep += promos  # an inaccurate fix neither enters nor leaves
+                continue
+            local = event.ts.astimezone(store.zone)
+            for promo in promos.values():
+                if distance > promo.entry.nearby_m:
                     continue
-                if not interest_match(promo.entry.interests, profile.interests):
-                    continue
-                score = _score(promo.entry.interests, profile.interests)
-                ranked.append((-score, promo.id, promo, local_day))
-        if not ranked:
-            counts["no_interest"] += 1
-        ranked.sort(key=lambda r: (r[0], r[1]))
-        return [(r[2], r[3]) for r in ranked]
+                keep.append(promo.id)  # in its zone: the stay goes on
+                cand = self._promotion(record, profile, user, event, promo, store, local,
+                                       distance, outcome)
+                if cand is not None:
+                    found.append(cand)
+        user.leave_except(keep)
+        return found, outcome
 
-
-def _local_date(ts: datetime, zone: ZoneInfo) -> date:
-    return ts.astimezone(zone).date()
-
-
-def _score(wanted: list[str], have: list[str]) -> int:
-    """How many of the promotion's interests the user shares (at any depth)."""
-    return sum(1 for w in wanted if interest_match([w], have))
+    def _promotion(
+        self, record: VisitRecord, profile: ProfileRecord, user: UserPresence, event: VisitEvent,
+        promo: _Promotion, store: _Store, local: datetime, distance: float, outcome: _Outcome,
+    ) -> Candidate | None:
+        if not promo.applies_at(local):
+            outcome.stage = max(outcome.stage, 1)
+            return None
+        e = promo.entry
+        score = interest_score(e.interests, e.interest_weights, profile.interests)
+        if score <= 0:
+            outcome.stage = max(outcome.stage, 2)
+            return None
+        if not user.step(promo.id, event.ts, dwell=promo.dwell, max_gap=promo.max_gap):
+            outcome.stage = 3
+            return None
+        day, start, end = local_day_bounds(event.ts, store.zone)
+        key = geo_key(tenant_id=record.tenant_id, promotion_id=promo.id,
+                      user_id=record.user_id, local_date=day)
+        request = SendRequest(
+            message_key=key, tenant_id=record.tenant_id, user_id=record.user_id,
+            phone=profile.phone, body=e.body, promotion_id=promo.id,
+            expires_at=event.ts + self.ttl,
+        )
+        decay = 1.0 if distance <= 0 else math.exp(-distance / DECAY_M)
+        return Candidate(
+            request=request, promotion_id=promo.id, store_id=e.store_id, event_id=event.event_id,
+            in_fence=distance <= 0, score=score * decay, cooldown_s=e.cooldown_minutes * 60,
+            budget=e.budget, day_start=start, day_end=end,
+        )
