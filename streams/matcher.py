@@ -119,8 +119,9 @@ def local_day_bounds(ts: datetime, zone: ZoneInfo) -> tuple[date, datetime, date
 class _Outcome:
     """Why one event did not trigger: the furthest stage any promotion reached."""
 
+    inside: int = 0  # fences the event is in
     accuracy: int = 0
-    stores: int = 0
+    stores: int = 0  # stores with promotions that were looked at
     stage: int = 0  # 0 none in zone, 1 outside hours, 2 no interest, 3 not triggered
 
     def reason(self) -> str:
@@ -128,7 +129,7 @@ class _Outcome:
             return ("outside_hours", "no_interest", "not_triggered")[self.stage - 1]
         if self.stores and self.accuracy == self.stores:
             return "accuracy"
-        return "no_geofence"
+        return "no_promotion" if self.inside else "no_geofence"
 
 
 class MatchState:
@@ -156,9 +157,9 @@ class MatchState:
                 self.index.upsert(record.id, record.tenant_id, geometry, s.cells)
             else:
                 self.index.remove(record.id)
-        elif record.kind == "promotion" and record.promotion is not None:
+        elif record.kind == "promotion":
             self._drop_promotion(record.id)
-            if record.active:
+            if record.active and record.promotion is not None:
                 self._add_promotion(record.id, record.tenant_id, record.promotion)
 
     def _add_promotion(self, promotion_id: int, tenant_id: int, entry: PromotionEntry) -> None:
@@ -227,7 +228,10 @@ class MatchState:
         for store_id, distance in self._hits(record.tenant_id, event, radius):
             store = self._stores.get(store_id)
             promos = self._promotions.get(store_id)
-            if store is None or not store.active or not promos:
+            if store is None or not store.active:
+                continue
+            outcome.inside += distance <= 0
+            if not promos:
                 continue
             outcome.stores += 1
             if event.accuracy_m > store.accuracy_max_m:
