@@ -23,15 +23,18 @@ from pydantic import TypeAdapter
 from sender.keys import geo_key
 from sender.models import SendRequest
 from streams.models import VisitEvent, VisitRecord
+from streams.nearby import NearIndex
 from streams.presence import Presence, UserPresence
 from targeting.geofence import Geofence, fence_geometry
 from targeting.index import CellIndex
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry
 from targeting.service import interest_score
 
-__all__ = ["DECAY_M", "Candidate", "MatchResult", "MatchState", "VisitMatch", "local_day_bounds"]
+__all__ = ["DECAY_M", "FALLBACKS", "Candidate", "MatchResult", "MatchState", "VisitMatch", "local_day_bounds"]
 
 _FENCE = TypeAdapter(Geofence)
+FALLBACKS = 2
+"""Candidates kept per visit beyond ``max_per_visit``, for when the gate refuses the best."""
 DECAY_M = 250.0
 """Nearby matches score ``exp(-distance / DECAY_M)`` of their interest score."""
 
@@ -78,6 +81,9 @@ class Candidate:
     budget: int | None
     day_start: datetime
     day_end: datetime
+
+
+_Found = tuple[float, float, _Promotion]  # distance, score × decay, promotion
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +149,7 @@ class MatchState:
         self._stores: dict[int, _Store] = {}
         self._promotions: dict[int, dict[int, _Promotion]] = {}
         self._promo_store: dict[int, int] = {}
-        self._nearby: dict[int, Counter[int]] = {}  # tenant -> nearby_m -> promotions
+        self._near = NearIndex(min(resolution, 8))
         self._profiles: dict[str, ProfileRecord] = {}
 
     def apply_catalog(self, record: CatalogRecord) -> None:
@@ -157,10 +163,20 @@ class MatchState:
                 self.index.upsert(record.id, record.tenant_id, geometry, s.cells)
             else:
                 self.index.remove(record.id)
+            self._refresh_near(record.id)
         elif record.kind == "promotion":
             self._drop_promotion(record.id)
             if record.active and record.promotion is not None:
                 self._add_promotion(record.id, record.tenant_id, record.promotion)
+
+    def _refresh_near(self, store_id: int) -> None:
+        """Re-index the store for nearby mode: its largest ``nearby_m``, if any."""
+        radius = max((p.entry.nearby_m for p in self._promotions.get(store_id, {}).values()),
+                     default=0)
+        fence = self.index.get(store_id)
+        store = self._stores.get(store_id)
+        tenant = store.tenant_id if store is not None else 0
+        self._near.put(store_id, tenant, fence.geometry if fence else None, float(radius))
 
     def _add_promotion(self, promotion_id: int, tenant_id: int, entry: PromotionEntry) -> None:
         minutes = entry.dwell_minutes if entry.trigger == "dwell" else None
@@ -170,7 +186,7 @@ class MatchState:
         self._promotions.setdefault(entry.store_id, {})[promotion_id] = promo
         self._promo_store[promotion_id] = entry.store_id
         if entry.nearby_m:
-            self._nearby.setdefault(tenant_id, Counter())[entry.nearby_m] += 1
+            self._refresh_near(entry.store_id)
 
     def _drop_promotion(self, promotion_id: int) -> None:
         store_id = self._promo_store.pop(promotion_id, None)
@@ -178,16 +194,14 @@ class MatchState:
             return
         promo = self._promotions[store_id].pop(promotion_id)
         if promo.entry.nearby_m:
-            radii = self._nearby[promo.tenant_id]
-            radii[promo.entry.nearby_m] -= 1
-            if radii[promo.entry.nearby_m] <= 0:
-                del radii[promo.entry.nearby_m]
+            self._refresh_near(store_id)
 
     def apply_profile(self, record: ProfileRecord) -> None:
         self._profiles[record.key] = record
 
     def match(self, record: VisitRecord, *, max_per_visit: int = 1) -> MatchResult:
-        """Ranked candidate sends for a user's events, in event order."""
+        """Ranked candidate sends for a user's events, in event order. Each visit keeps its
+        best ``max_per_visit + FALLBACKS`` candidates (the gate may refuse the best ones)."""
         result = MatchResult(max_per_visit=max_per_visit)
         counts = result.counts
         counts["visits"] += len(record.events)
@@ -197,35 +211,37 @@ class MatchState:
             counts["no_profile" if profile is None else "no_consent"] += len(record.events)
             return result
         user = self.presence.user(key)
-        radius = max(self._nearby.get(record.tenant_id) or (0,))
         for event in record.events:
             if not user.accept(event.event_id, event.ts):
                 counts["duplicate"] += 1
                 continue
-            found, outcome = self._event(record, profile, user, event, radius)
+            found, outcome = self._event(record, profile, user, event)
             if found:
-                found.sort(key=lambda c: (not c.in_fence, -c.score, c.promotion_id))
-                result.visits.append(VisitMatch(event.event_id, found))
+                found.sort(key=lambda f: (f[0] > 0, -f[1], f[2].id))
+                best = [self._candidate(record, profile, event, promo, d, score)
+                        for d, score, promo in found[: max_per_visit + FALLBACKS]]
+                result.visits.append(VisitMatch(event.event_id, best))
                 counts["triggered"] += 1
             else:
                 counts[outcome.reason()] += 1
         return result
 
-    def _hits(self, tenant_id: int, event: VisitEvent, radius: float) -> list[tuple[int, float]]:
-        if radius > 0:
-            near = self.index.nearby(event.lat, event.lng, radius)
-            return [(e.store_id, d) for e, d in near if e.tenant_id == tenant_id]
-        inside = self.index.containing(event.lat, event.lng)
-        return [(e.store_id, 0.0) for e in inside if e.tenant_id == tenant_id]
+    def _hits(self, tenant_id: int, event: VisitEvent) -> list[tuple[int, float]]:
+        """(store, metres outside its fence): stores whose fence holds the event, then stores
+        with nearby-mode promotions close enough."""
+        inside = [(e.store_id, 0.0) for e in self.index.containing(event.lat, event.lng)
+                  if e.tenant_id == tenant_id]
+        if len(self._near):
+            inside += self._near.near(event.lat, event.lng, tenant_id, {s for s, _ in inside})
+        return inside
 
     def _event(
         self, record: VisitRecord, profile: ProfileRecord, user: UserPresence, event: VisitEvent,
-        radius: float,
-    ) -> tuple[list[Candidate], _Outcome]:
+    ) -> tuple[list[_Found], _Outcome]:
         outcome = _Outcome()
-        found: list[Candidate] = []
+        found: list[_Found] = []
         keep: list[int] = []
-        for store_id, distance in self._hits(record.tenant_id, event, radius):
+        for store_id, distance in self._hits(record.tenant_id, event):
             store = self._stores.get(store_id)
             promos = self._promotions.get(store_id)
             if store is None or not store.active:
@@ -243,39 +259,47 @@ class MatchState:
                 if distance > promo.entry.nearby_m:
                     continue
                 keep.append(promo.id)  # in its zone: the stay goes on
-                cand = self._promotion(record, profile, user, event, promo, store, local,
-                                       distance, outcome)
-                if cand is not None:
-                    found.append(cand)
+                score = self._score(profile, user, event, promo, local, outcome)
+                if score:
+                    decay = 1.0 if distance <= 0 else math.exp(-distance / DECAY_M)
+                    found.append((distance, score * decay, promo))
         user.leave_except(keep)
         return found, outcome
 
-    def _promotion(
-        self, record: VisitRecord, profile: ProfileRecord, user: UserPresence, event: VisitEvent,
-        promo: _Promotion, store: _Store, local: datetime, distance: float, outcome: _Outcome,
-    ) -> Candidate | None:
+    @staticmethod
+    def _score(
+        profile: ProfileRecord, user: UserPresence, event: VisitEvent, promo: _Promotion,
+        local: datetime, outcome: _Outcome,
+    ) -> float:
+        """The promotion's interest score if it applies now and its trigger fires, else 0."""
         if not promo.applies_at(local):
             outcome.stage = max(outcome.stage, 1)
-            return None
+            return 0.0
         e = promo.entry
         score = interest_score(e.interests, e.interest_weights, profile.interests)
         if score <= 0:
             outcome.stage = max(outcome.stage, 2)
-            return None
+            return 0.0
         if not user.step(promo.id, event.ts, dwell=promo.dwell, max_gap=promo.max_gap):
             outcome.stage = 3
-            return None
-        day, start, end = local_day_bounds(event.ts, store.zone)
+            return 0.0
+        return score
+
+    def _candidate(
+        self, record: VisitRecord, profile: ProfileRecord, event: VisitEvent, promo: _Promotion,
+        distance: float, score: float,
+    ) -> Candidate:
+        e = promo.entry
+        day, start, end = local_day_bounds(event.ts, self._stores[e.store_id].zone)
         key = geo_key(tenant_id=record.tenant_id, promotion_id=promo.id,
                       user_id=record.user_id, local_date=day)
-        request = SendRequest(
+        request = SendRequest.model_construct(  # every field is already validated
             message_key=key, tenant_id=record.tenant_id, user_id=record.user_id,
-            phone=profile.phone, body=e.body, promotion_id=promo.id,
-            expires_at=event.ts + self.ttl,
+            phone=profile.phone, body=e.body, promotion_id=promo.id, campaign_run_id=None,
+            expires_at=event.ts + self.ttl, confirmation=False,
         )
-        decay = 1.0 if distance <= 0 else math.exp(-distance / DECAY_M)
         return Candidate(
             request=request, promotion_id=promo.id, store_id=e.store_id, event_id=event.event_id,
-            in_fence=distance <= 0, score=score * decay, cooldown_s=e.cooldown_minutes * 60,
+            in_fence=distance <= 0, score=score, cooldown_s=e.cooldown_minutes * 60,
             budget=e.budget, day_start=start, day_end=end,
         )
