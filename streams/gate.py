@@ -1,7 +1,7 @@
 """Applies cooldowns, per-user caps and promotion budgets to a record's candidates in Redis.
 
-One Lua call (:data:`streams.lua.GEO_GATE`) per record that triggered anything, covering all
-of its candidates, so the hot path never waits on Redis per event. State lives in Redis, so a
+One Lua call (:data:`streams.lua.GEO_GATE`) per batch of records (at most one per record),
+covering all of their candidates, so the hot path never waits on Redis per event. State lives in Redis, so a
 restarted or rebalanced matcher keeps it. Budgets are given back from the ``delivery`` topic
 (:meth:`SendGate.release`). Redis errors pause matching with backoff: it fails closed.
 """
@@ -45,38 +45,50 @@ class SendGate:
         base = self._keys("geo", "budget", promotion_id)
         return base, f"{base}:released"
 
-    def _args(self, result: MatchResult) -> tuple[list[Candidate], list[str], list[str | int]]:
-        flat: list[Candidate] = []
+    def _args(
+        self, results: Sequence[MatchResult]
+    ) -> tuple[list[tuple[int, Candidate]], list[str], list[str | int]]:
+        flat: list[tuple[int, Candidate]] = []
         keys: list[str] = []
-        argv: list[str | int] = [result.max_per_visit]
-        for n, visit in enumerate(result.visits):
-            for c in visit.candidates:
-                r = c.request
-                flat.append(c)
-                keys += [self._keys("geo", "cool", r.tenant_id, r.user_id, c.store_id, c.promotion_id),
-                         self._keys("geo", "caps", r.tenant_id, r.user_id),
-                         *self._budget_keys(c.promotion_id)]
-                argv += [n, r.message_key, c.event_id, c.cooldown_s * 1000,
-                         int(c.day_start.timestamp() * 1000), int(c.day_end.timestamp() * 1000),
-                         self._caps, c.budget or 0]
+        argv: list[str | int] = [max(r.max_per_visit for r in results)]
+        visit_no = 0
+        for n, result in enumerate(results):
+            for visit in result.visits:
+                visit_no += 1
+                for c in visit.candidates:
+                    r = c.request
+                    flat.append((n, c))
+                    keys += [self._keys("geo", "cool", r.tenant_id, r.user_id, c.store_id,
+                                        c.promotion_id),
+                             self._keys("geo", "caps", r.tenant_id, r.user_id),
+                             *self._budget_keys(c.promotion_id)]
+                    argv += [visit_no, r.message_key, c.event_id, c.cooldown_s * 1000,
+                             int(c.day_start.timestamp() * 1000), int(c.day_end.timestamp() * 1000),
+                             self._caps, c.budget or 0]
         return flat, keys, argv
 
     async def decide(self, result: MatchResult) -> list[SendRequest]:
         """The requests allowed to go; adds ``matched`` and suppression reasons to the counts."""
-        flat, keys, argv = self._args(result)
+        return (await self.decide_many([result]))[0]
+
+    async def decide_many(self, results: Sequence[MatchResult]) -> list[list[SendRequest]]:
+        """:meth:`decide` for several records (in order) in one Redis call; all of them must
+        have the same ``max_per_visit``."""
+        flat, keys, argv = self._args(results)
+        allowed: list[list[SendRequest]] = [[] for _ in results]
         if not flat:
-            return []
+            return allowed
         codes = await _paused(lambda: self._gate(keys=keys, args=argv))
-        allowed: list[SendRequest] = []
         seen: set[str] = set()
-        for cand, code in zip(flat, codes, strict=True):
+        for (n, cand), code in zip(flat, codes, strict=True):
+            counts = results[n].counts
             if int(code) == 0:
-                result.counts["matched"] += 1
+                counts["matched"] += 1
                 if cand.request.message_key not in seen:
                     seen.add(cand.request.message_key)
-                    allowed.append(cand.request)
+                    allowed[n].append(cand.request)
             else:
-                result.counts[GATE_REASONS[int(code)]] += 1
+                counts[GATE_REASONS[int(code)]] += 1
         return allowed
 
     async def release(self, events: Sequence[DeliveryEvent]) -> list[DeliveryEvent]:

@@ -26,6 +26,10 @@ def matcher_metrics_key(keys: Keys, tenant_id: int | str) -> str:
     return keys("metrics", "matcher", tenant_id)
 
 
+def _tenants_key(keys: Keys) -> str:
+    return keys("metrics", "matcher_tenants")
+
+
 class MatcherMetrics:
     """Per-tenant counters of one matcher process, flushed to Redis."""
 
@@ -48,6 +52,7 @@ class MatcherMetrics:
         if not pending:
             return
         async with self._client.pipeline(transaction=False) as pipe:
+            pipe.sadd(_tenants_key(self._keys), *pending)
             for tenant_id, counts in pending.items():
                 for name, n in counts.items():
                     if n:
@@ -57,11 +62,12 @@ class MatcherMetrics:
 
 async def render_matcher_metrics(client: aioredis.Redis, keys: Keys) -> str:
     """Prometheus text: visits in, matched, and suppressed by reason, per tenant."""
-    prefix = matcher_metrics_key(keys, "")
-    per_tenant: dict[str, dict[str, int]] = {}
-    async for key in client.scan_iter(match=f"{prefix}*"):
-        tenant = _text(key).removeprefix(prefix)
-        per_tenant[tenant] = {_text(k): int(v) for k, v in (await client.hgetall(key)).items()}
+    tenants = sorted(_text(t) for t in await client.smembers(_tenants_key(keys)))
+    async with client.pipeline(transaction=False) as pipe:
+        for tenant in tenants:
+            pipe.hgetall(matcher_metrics_key(keys, tenant))
+        hashes = await pipe.execute()
+    per_tenant = {t: {_text(k): int(v) for k, v in h.items()} for t, h in zip(tenants, hashes, strict=True)}
     lines: list[str] = []
     for name, metric in _TOTALS.items():
         lines.append(f"# TYPE {metric} counter")
