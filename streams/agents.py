@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+import redis.exceptions
 from pydantic import ValidationError
 
 from hexcast.cache import Keys, connect_redis
@@ -71,7 +72,14 @@ class MatcherWorker:
             else:
                 matched.append((event, *found))
         results = [result for _, _, result in matched]
-        allowed = await self.gate.decide_many(results) if any(r.visits for r in results) else []
+        try:
+            allowed = await self.gate.decide_many(results) if any(r.visits for r in results) else []
+        except redis.exceptions.ResponseError as exc:  # a script error: never a send without state
+            log.error("gate_failed", error=str(exc)[:300])
+            for event, _, result in matched:
+                if result.visits:
+                    await self._dead(event.key, event.value, f"gate failed: {exc}")
+            allowed = []
         for n, (event, record, result) in enumerate(matched):
             self.metrics.add(record.tenant_id, result.counts)
             requests = allowed[n] if allowed else []

@@ -27,7 +27,7 @@ async def gate() -> AsyncIterator[tuple[SendGate, Any]]:
     prefix = f"hxtest:gate:{uuid.uuid4().hex[:8]}:"
     client = connect_redis(REDIS_URL)
     yield SendGate(client, Keys(prefix), cap_per_day=2, cap_per_24h=3), client
-    async for key in client.scan_iter(match=f"{prefix}*"):
+    async for key in client.scan_iter(match=f"{prefix}*", count=10_000):
         await client.delete(key)
     await client.aclose()
 

@@ -17,12 +17,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.broker import delete_topics
 from hexcast.bus import Bus
+from hexcast.cache import connect_redis
 from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
 from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest
 from targeting.geofence import destination
-from tests.integration.conftest import make_settings
+from tests.integration.conftest import REDIS_URL, make_settings
 from tests.integration.stack import Stack, eventually
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +46,16 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
     finally:
         running.stop()
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
+        asyncio.run(_clear_redis(settings.redis_prefix))
+
+
+async def _clear_redis(prefix: str) -> None:
+    client = connect_redis(REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=10_000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
 
 
 class Tenant:
