@@ -19,6 +19,7 @@ from hexcast.logging import configure_logging, get_logger
 from hexcast.settings import Settings
 from scheduler.api import router as campaigns_router
 from sender.api import router as sender_router
+from streams.api import metrics_router as matcher_metrics_router
 from streams.api import openapi_schemas as visit_schemas
 from streams.api import router as visits_router
 from targeting.api import router as targeting_router
@@ -129,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.middleware("http")(_body_limit(
         settings.max_body_bytes, {"/v1/recipients/import": settings.import_max_bytes}))
     app.include_router(visits_router)
+    app.include_router(matcher_metrics_router)
     app.include_router(targeting_router)
     app.include_router(sender_router)
     app.include_router(campaigns_router)

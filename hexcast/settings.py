@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # Matching
     h3_resolution: int = Field(default=10, ge=5, le=13)
     geo_ttl_s: int = Field(default=1800, ge=1)
+    matcher_max_per_visit: int = Field(
+        default=1, ge=1, le=10, description="Geo SMS at most per visit (one triggering event)."
+    )
+    matcher_cap_per_day: int = Field(
+        default=2, ge=1, description="Geo promotions per user per local day (store's zone)."
+    )
+    matcher_cap_per_24h: int = Field(default=3, ge=1, description="Geo promotions per user per rolling 24 h.")
 
     # --- scheduler and campaigns ---
     scheduler_poll_s: float = Field(default=1.0, gt=0, description="How often due runs are looked for.")

@@ -8,15 +8,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
-from hexcast.web import BusDep, TenantDep
+from hexcast.cache import Keys
+from hexcast.web import BusDep, SettingsDep, TenantDep
+from streams.metrics import render_matcher_metrics
 from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
 from streams.service import group_visits, visit_key
 
-__all__ = ["openapi_schemas", "router"]
+__all__ = ["metrics_router", "openapi_schemas", "router"]
 
 router = APIRouter(prefix="/v1", tags=["visits"])
+metrics_router = APIRouter()
 
 _BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -76,3 +80,9 @@ async def post_visits(request: Request, tenant: TenantDep, bus: BusDep) -> Visit
         "visits", [(visit_key(r.tenant_id, r.user_id), r.encode()) for r in records]
     )
     return VisitsAccepted(accepted=len(events), records=len(records))
+
+
+@metrics_router.get("/metrics/matcher", tags=["ops"], response_class=PlainTextResponse)
+async def matcher_metrics(request: Request, settings: SettingsDep) -> str:
+    """Prometheus text: matcher visits in, matched, and suppressed by reason, per tenant."""
+    return await render_matcher_metrics(request.app.state.redis, Keys(settings.redis_prefix))

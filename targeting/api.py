@@ -26,6 +26,7 @@ from targeting.models import (
 )
 from targeting.service import (
     fence_cells,
+    policy_columns,
     profile_record,
     promotion_public,
     promotion_record,
@@ -49,7 +50,7 @@ async def create_store(
         row = await repo.insert_store(
             conn, tenant_id=tenant.id, name=body.name, lat=body.lat, lng=body.lng,
             time_zone=body.time_zone, geofence=body.geofence.model_dump(), cells=cells,
-            h3_resolution=settings.h3_resolution,
+            h3_resolution=settings.h3_resolution, accuracy_max_m=body.accuracy_max_m,
         )
     record = store_record(row)
     await bus.publish("catalog", record.key, record.encode())
@@ -92,6 +93,7 @@ async def create_promotion(
         row = await repo.insert_promotion(
             conn, tenant_id=tenant.id, store_id=body.store_id, name=body.name, body=body.body,
             interests=body.interests, valid_from=body.valid_from, valid_until=body.valid_until,
+            policy=policy_columns(body),
         )
     record = promotion_record(row)
     await bus.publish("catalog", record.key, record.encode())

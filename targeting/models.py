@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +16,9 @@ from targeting.geofence import Geofence
 __all__ = [
     "CatalogRecord",
     "ConsentIn",
+    "DailyHours",
+    "PromotionEntry",
+    "PromotionPolicy",
     "ProfileRecord",
     "PromotionCreate",
     "PromotionPublic",
@@ -23,6 +26,7 @@ __all__ = [
     "RecipientPublic",
     "RecipientUpdate",
     "StoreCreate",
+    "StoreEntry",
     "StorePublic",
     "normalize_phone",
     "validate_time_zone",
@@ -71,6 +75,8 @@ class StoreCreate(BaseModel):
     lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
     time_zone: str
     geofence: Geofence
+    accuracy_max_m: Annotated[float, Field(gt=0, le=5000, allow_inf_nan=False)] = 100.0
+    """Visit events reporting a worse GPS accuracy are ignored for this store (and counted)."""
 
     _tz = field_validator("time_zone")(validate_time_zone)
 
@@ -84,11 +90,71 @@ class StorePublic(BaseModel):
     geofence: dict[str, Any]
     cell_count: int
     h3_resolution: int
+    accuracy_max_m: float
     active: bool
     created_at: datetime
 
 
-class PromotionCreate(BaseModel):
+class DailyHours(BaseModel):
+    """A daily window in the store's local time; ``end`` before ``start`` wraps past midnight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _window(self) -> DailyHours:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("hours are local wall times of the store, without an offset")
+        if self.start == self.end:
+            raise ValueError("hours.start and hours.end are equal (leave hours out for all day)")
+        return self
+
+    def contains(self, at: time) -> bool:
+        if self.start < self.end:
+            return self.start <= at < self.end
+        return at >= self.start or at < self.end
+
+
+Weekday = Annotated[int, Field(ge=1, le=7)]
+ALL_WEEKDAYS = [1, 2, 3, 4, 5, 6, 7]
+
+
+class PromotionPolicy(BaseModel):
+    """When and how often a promotion may be sent; shared by the API schemas and the catalog."""
+
+    hours: DailyHours | None = None
+    weekdays: Annotated[list[Weekday], Field(min_length=1, max_length=7)] = Field(
+        default_factory=lambda: list(ALL_WEEKDAYS), description="ISO weekdays, 1 = Monday."
+    )
+    trigger: Literal["entry", "dwell"] = "entry"
+    dwell_minutes: Annotated[int | None, Field(ge=1, le=720)] = None
+    max_gap_minutes: Annotated[int, Field(ge=1, le=720)] = 30
+    nearby_m: Annotated[int, Field(ge=0, le=5000)] = 0
+    cooldown_minutes: Annotated[int, Field(ge=0, le=525_600)] = 1440
+    budget: Annotated[int | None, Field(ge=1)] = None
+    interest_weights: dict[str, Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("weekdays has duplicates")
+        return sorted(value)
+
+    @model_validator(mode="after")
+    def _trigger(self) -> PromotionPolicy:
+        if self.trigger == "dwell" and self.dwell_minutes is None:
+            raise ValueError("dwell_minutes is required when trigger is 'dwell'")
+        if self.trigger == "entry" and self.dwell_minutes is not None:
+            raise ValueError("dwell_minutes is only allowed when trigger is 'dwell'")
+        return self
+
+
+class PromotionCreate(PromotionPolicy):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     store_id: int
@@ -104,10 +170,13 @@ class PromotionCreate(BaseModel):
     def _dates(self) -> PromotionCreate:
         if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
             raise ValueError("valid_until is before valid_from")
+        unknown = sorted(set(self.interest_weights) - set(self.interests))
+        if unknown:
+            raise ValueError(f"interest_weights names interests not in interests: {unknown}")
         return self
 
 
-class PromotionPublic(BaseModel):
+class PromotionPublic(PromotionPolicy):
     id: int
     store_id: int
     name: str
@@ -211,9 +280,10 @@ class StoreEntry(BaseModel):
     time_zone: str
     geofence: dict[str, Any]
     cells: list[str]
+    accuracy_max_m: float = 100.0
 
 
-class PromotionEntry(BaseModel):
+class PromotionEntry(PromotionPolicy):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     store_id: int

@@ -34,9 +34,18 @@ __all__ = [
 ]
 
 Row = asyncpg.Record
-_STORE_COLS = "id, tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, active, created_at"
+_STORE_COLS = (
+    "id, tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, accuracy_max_m,"
+    " active, created_at"
+)
 _PROMO_COLS = (
-    "id, tenant_id, store_id, name, body, interests, valid_from, valid_until, active, created_at"
+    "id, tenant_id, store_id, name, body, interests, valid_from, valid_until, active, created_at,"
+    " hours_start, hours_end, weekdays, trigger, dwell_minutes, max_gap_minutes, nearby_m,"
+    " cooldown_minutes, budget, interest_weights"
+)
+_POLICY_COLS = (
+    "hours_start", "hours_end", "weekdays", "trigger", "dwell_minutes", "max_gap_minutes",
+    "nearby_m", "cooldown_minutes", "budget", "interest_weights",
 )
 _RECIPIENT_COLS = (
     "id, tenant_id, user_id, phone, time_zone, interests, consent_at IS NOT NULL AS consent,"
@@ -55,11 +64,12 @@ async def insert_store(
     geofence: dict[str, Any],
     cells: list[str],
     h3_resolution: int,
+    accuracy_max_m: float = 100.0,
 ) -> Row:
     row = one(await conn.fetchrow(
-        f"INSERT INTO stores (tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_STORE_COLS}",
-        tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution,
+        "INSERT INTO stores (tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution,"
+        f" accuracy_max_m) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_STORE_COLS}",
+        tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, accuracy_max_m,
     ))
     return row
 
@@ -108,12 +118,17 @@ async def insert_promotion(
     interests: list[str],
     valid_from: date | None,
     valid_until: date | None,
+    policy: dict[str, Any] | None = None,
 ) -> Row:
+    """``policy``: the :data:`_POLICY_COLS` columns (absent ones take the column default)."""
     await get_store(conn, tenant_id=tenant_id, store_id=store_id)
+    extra = {k: v for k, v in (policy or {}).items() if k in _POLICY_COLS}
+    names = ", ".join(["tenant_id", "store_id", "name", "body", "interests", "valid_from",
+                       "valid_until", *extra])
+    marks = ", ".join(f"${n}" for n in range(1, 8 + len(extra)))
     row = one(await conn.fetchrow(
-        "INSERT INTO promotions (tenant_id, store_id, name, body, interests, valid_from,"
-        f" valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_PROMO_COLS}",
-        tenant_id, store_id, name, body, interests, valid_from, valid_until,
+        f"INSERT INTO promotions ({names}) VALUES ({marks}) RETURNING {_PROMO_COLS}",
+        tenant_id, store_id, name, body, interests, valid_from, valid_until, *extra.values(),
     ))
     return row
 

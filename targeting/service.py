@@ -8,6 +8,7 @@ from targeting.geofence import cover_cells, fence_geometry
 from targeting.models import (
     CatalogRecord,
     ProfileRecord,
+    PromotionCreate,
     PromotionEntry,
     PromotionPublic,
     RecipientPublic,
@@ -19,6 +20,8 @@ from targeting.models import (
 __all__ = [
     "fence_cells",
     "interest_match",
+    "interest_score",
+    "policy_columns",
     "profile_record",
     "promotion_public",
     "promotion_record",
@@ -38,18 +41,43 @@ def store_public(row: Any) -> StorePublic:
     return StorePublic(
         id=row["id"], name=row["name"], lat=row["lat"], lng=row["lng"],
         time_zone=row["time_zone"], geofence=row["geofence"], cell_count=len(row["cells"]),
-        h3_resolution=row["h3_resolution"], active=row["active"], created_at=row["created_at"],
+        h3_resolution=row["h3_resolution"], accuracy_max_m=row["accuracy_max_m"],
+        active=row["active"], created_at=row["created_at"],
     )
 
 
 def store_record(row: Any) -> CatalogRecord:
     entry = StoreEntry(
         lat=row["lat"], lng=row["lng"], time_zone=row["time_zone"],
-        geofence=row["geofence"], cells=list(row["cells"]),
+        geofence=row["geofence"], cells=list(row["cells"]), accuracy_max_m=row["accuracy_max_m"],
     )
     return CatalogRecord(
         kind="store", id=row["id"], tenant_id=row["tenant_id"], active=row["active"], store=entry
     )
+
+
+def policy_columns(body: PromotionCreate) -> dict[str, Any]:
+    """A promotion's policy as the promotions table's columns."""
+    return {
+        "hours_start": body.hours.start if body.hours else None,
+        "hours_end": body.hours.end if body.hours else None,
+        "weekdays": body.weekdays, "trigger": body.trigger, "dwell_minutes": body.dwell_minutes,
+        "max_gap_minutes": body.max_gap_minutes, "nearby_m": body.nearby_m,
+        "cooldown_minutes": body.cooldown_minutes, "budget": body.budget,
+        "interest_weights": body.interest_weights,
+    }
+
+
+def _policy(row: Any) -> dict[str, Any]:
+    hours = None
+    if row["hours_start"] is not None:
+        hours = {"start": row["hours_start"], "end": row["hours_end"]}
+    return {
+        "hours": hours, "weekdays": list(row["weekdays"]), "trigger": row["trigger"],
+        "dwell_minutes": row["dwell_minutes"], "max_gap_minutes": row["max_gap_minutes"],
+        "nearby_m": row["nearby_m"], "cooldown_minutes": row["cooldown_minutes"],
+        "budget": row["budget"], "interest_weights": dict(row["interest_weights"]),
+    }
 
 
 def promotion_public(row: Any) -> PromotionPublic:
@@ -57,13 +85,14 @@ def promotion_public(row: Any) -> PromotionPublic:
         id=row["id"], store_id=row["store_id"], name=row["name"], body=row["body"],
         interests=list(row["interests"]), valid_from=row["valid_from"],
         valid_until=row["valid_until"], active=row["active"], created_at=row["created_at"],
+        **_policy(row),
     )
 
 
 def promotion_record(row: Any) -> CatalogRecord:
     entry = PromotionEntry(
         store_id=row["store_id"], body=row["body"], interests=list(row["interests"]),
-        valid_from=row["valid_from"], valid_until=row["valid_until"],
+        valid_from=row["valid_from"], valid_until=row["valid_until"], **_policy(row),
     )
     return CatalogRecord(
         kind="promotion", id=row["id"], tenant_id=row["tenant_id"], active=row["active"],
@@ -101,3 +130,31 @@ def interest_match(promotion_interests: list[str], user_interests: list[str]) ->
                 return True
     return False
 
+
+
+def interest_score(
+    promotion_interests: list[str], weights: dict[str, float], user_interests: list[str]
+) -> float:
+    """How well a user fits a promotion: the best weighted match over its interests, 0 if none.
+
+    A user interest equal to or below the promotion's (``electronics/phones`` for
+    ``electronics``) scores the full weight; one above it (``electronics`` for
+    ``electronics/phones``) half the weight per level of difference. A promotion without
+    interests targets everyone with :data:`GENERIC_SCORE`.
+    """
+    if not promotion_interests:
+        return GENERIC_SCORE
+    best = 0.0
+    for wanted in promotion_interests:
+        weight = weights.get(wanted, 1.0)
+        for have in user_interests:
+            if have == wanted or have.startswith(wanted + "/"):
+                best = max(best, weight)
+            elif wanted.startswith(have + "/"):
+                levels = wanted.count("/") - have.count("/")
+                best = max(best, weight * 0.5**levels)
+    return best
+
+
+GENERIC_SCORE = 0.5
+"""Interest score of a promotion that targets everyone: below any full targeted match."""

@@ -128,3 +128,83 @@ def test_a_good_event_is_published_once(api: tuple[httpx.Client, Settings]) -> N
     assert response.status_code == 202
     assert response.json() == {"accepted": 2, "records": 2}
     assert asyncio.run(_published(settings)) == before + 2
+
+
+_STORE = {"name": "x", "lat": 41.88, "lng": -87.62, "time_zone": "America/Chicago"}
+_SQUARE = [[-87.62, 41.88], [-87.61, 41.88], [-87.61, 41.89], [-87.62, 41.89], [-87.62, 41.88]]
+
+
+@pytest.mark.parametrize(
+    ("geofence", "extra", "needle"),
+    [
+        ({"type": "circle", "radius_m": 5}, {}, "radius_m"),
+        ({"type": "circle", "radius_m": 20_000}, {}, "radius_m"),
+        ({"type": "Polygon", "coordinates": [[[-87.62, 41.88], [-87.61, 41.88], [-87.62, 41.88]]]}, {},
+         "at least 4"),
+        ({"type": "Polygon", "coordinates": [[[-87.62, 41.88], [-87.61, 41.88], [-87.60, 41.88],
+                                              [-87.62, 41.88]]]}, {}, "area"),
+        ({"type": "Polygon", "coordinates": [[[-87.62 + i * 1e-5, 41.88] for i in range(2001)]]}, {},
+         "2000"),
+        ({"type": "circle", "radius_m": 100}, {"lat": 89.5, "lng": 0}, "85"),
+        ({"type": "Polygon", "coordinates": [_SQUARE]}, {"accuracy_max_m": 0}, "accuracy_max_m"),
+        ({"type": "Hexagon", "coordinates": []}, {}, "geofence"),
+    ],
+)
+def test_bad_geofences_are_422_naming_the_problem(
+    api: tuple[httpx.Client, Settings], geofence: dict[str, Any], extra: dict[str, Any], needle: str
+) -> None:
+    client, _ = api
+    response = client.post("/v1/stores", json={**_STORE, **extra, "geofence": geofence})
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["message"].replace(",", "")
+
+
+_PROMO = {"store_id": 1, "name": "p", "body": "20% off"}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({}, "body"),
+        ({**_PROMO, "body": "   "}, "body"),
+        ({**_PROMO, "valid_from": "2026-12-10", "valid_until": "2026-12-01"}, "valid_until is before"),
+        ({**_PROMO, "interests": ["Electronics Phones"]}, "interests"),
+        ({**_PROMO, "interests": ["electronics//phones"]}, "interests"),
+        ({**_PROMO, "hours": {"start": "09:00", "end": "09:00"}}, "hours"),
+        ({**_PROMO, "hours": {"start": "25:00", "end": "10:00"}}, "hours.start"),
+        ({**_PROMO, "weekdays": [0, 8]}, "weekdays"),
+        ({**_PROMO, "weekdays": [1, 1]}, "weekdays"),
+        ({**_PROMO, "weekdays": []}, "weekdays"),
+        ({**_PROMO, "trigger": "dwell"}, "dwell_minutes"),
+        ({**_PROMO, "trigger": "exit"}, "trigger"),
+        ({**_PROMO, "trigger": "entry", "dwell_minutes": 5}, "dwell_minutes"),
+        ({**_PROMO, "nearby_m": -1}, "nearby_m"),
+        ({**_PROMO, "budget": 0}, "budget"),
+        ({**_PROMO, "interest_weights": {"garden": 2}}, "interest_weights"),
+        ({**_PROMO, "interests": ["garden"], "interest_weights": {"garden": 0}}, "interest_weights"),
+    ],
+)
+def test_bad_promotions_are_422_naming_the_problem(
+    api: tuple[httpx.Client, Settings], body: dict[str, Any], needle: str
+) -> None:
+    client, _ = api
+    response = client.post("/v1/promotions", json=body)
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["message"]
+
+
+def test_a_good_promotion_round_trips_its_policy(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    store = client.post("/v1/stores", json={**_STORE, "accuracy_max_m": 40,
+                                             "geofence": {"type": "circle", "radius_m": 80}})
+    assert store.status_code == 201, store.text
+    assert store.json()["accuracy_max_m"] == 40
+    policy = {"hours": {"start": "22:00:00", "end": "02:00:00"}, "weekdays": [5, 6],
+              "trigger": "dwell", "dwell_minutes": 5, "max_gap_minutes": 3, "nearby_m": 200,
+              "cooldown_minutes": 60, "budget": 100, "interest_weights": {"electronics": 2.5}}
+    response = client.post("/v1/promotions", json={**_PROMO, "store_id": store.json()["id"],
+                                                   "interests": ["electronics"], **policy})
+    assert response.status_code == 201, response.text
+    assert {k: response.json()[k] for k in policy} == policy
+    listed = client.get("/v1/promotions").json()
+    assert {k: listed[-1][k] for k in policy} == policy

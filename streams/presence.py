@@ -1,0 +1,90 @@
+"""Per-user presence for the matcher: entry and dwell triggers, duplicates and reordering. Pure.
+
+A *stay* is one user's continuous presence in one promotion's zone (its store's fence, or
+within ``nearby_m`` of it): in-zone events no more than the promotion's ``max_gap_minutes``
+apart. An entry promotion fires on the first event of a stay at which it applies; a dwell
+promotion once the stay has lasted ``dwell_minutes`` (two in-zone events at least that far
+apart, every gap within the max gap). Each stay fires a promotion at most once. Events at or
+before the user's last seen event (same ``event_id``, or an older timestamp) are ignored, so
+redelivered and reordered events never fire twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+__all__ = ["Presence", "Stay", "UserPresence"]
+
+
+@dataclass(slots=True)
+class Stay:
+    start: datetime
+    last: datetime
+    fired: bool = False
+
+
+@dataclass(slots=True)
+class UserPresence:
+    """One user's watermark and open stays (promotion id → stay)."""
+
+    last_ts: datetime | None = None
+    last_ids: set[str] = field(default_factory=set)
+    stays: dict[int, Stay] = field(default_factory=dict)
+
+    def accept(self, event_id: str, ts: datetime) -> bool:
+        """False for an event already seen or older than the last one seen."""
+        if self.last_ts is not None:
+            if ts < self.last_ts or (ts == self.last_ts and event_id in self.last_ids):
+                return False
+            if ts == self.last_ts:
+                self.last_ids.add(event_id)
+                return True
+        self.last_ts = ts
+        self.last_ids = {event_id}
+        return True
+
+    def step(
+        self, promotion_id: int, ts: datetime, *, dwell: timedelta | None, max_gap: timedelta
+    ) -> bool:
+        """Record an in-zone event for a promotion; True when the promotion fires now."""
+        stay = self.stays.get(promotion_id)
+        if stay is None or ts - stay.last > max_gap:
+            stay = self.stays[promotion_id] = Stay(ts, ts)
+        else:
+            stay.last = ts
+        if stay.fired or (dwell is not None and ts - stay.start < dwell):
+            return False
+        stay.fired = True
+        return True
+
+    def leave_except(self, keep: Iterable[int]) -> None:
+        """End the stays of every promotion whose zone the user is not in now."""
+        if self.stays:
+            kept = set(keep)
+            for promotion_id in [p for p in self.stays if p not in kept]:
+                del self.stays[promotion_id]
+
+
+class Presence:
+    """Every user's presence, keyed ``<tenant>:<user>``; lives in one matcher's memory."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, UserPresence] = {}
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def user(self, key: str) -> UserPresence:
+        found = self._users.get(key)
+        if found is None:
+            found = self._users[key] = UserPresence()
+        return found
+
+    def prune(self, before: datetime) -> int:
+        """Forget users whose last event is older than ``before``; how many were dropped."""
+        old = [k for k, u in self._users.items() if u.last_ts is None or u.last_ts < before]
+        for key in old:
+            del self._users[key]
+        return len(old)

@@ -1,0 +1,239 @@
+"""Geo targeting with real api and matcher processes, the real broker and Redis: catalog hot
+reload, cooldowns and caps across a matcher crash, and promotion budgets given back."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hexcast.broker import delete_topics
+from hexcast.bus import Bus
+from hexcast.cache import connect_redis
+from hexcast.settings import Settings
+from hexcast.tenants import create_tenant
+from hexcast.topics import create_topics, topic_specs
+from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest
+from targeting.geofence import destination
+from tests.integration.conftest import REDIS_URL, make_settings
+from tests.integration.stack import Stack, eventually
+
+pytestmark = pytest.mark.e2e
+
+SHOP = (41.8827, -87.6233)
+OTHER_SHOP = destination(*SHOP, 3000, 0)
+AWAY = destination(*SHOP, 1500, 180)
+CONSENT = {"at": "2026-01-01T00:00:00Z", "source": "app", "text": "Offers by SMS"}
+RELOAD_S = 10.0  # a failure bound for polling, not a timing assertion
+
+
+@pytest.fixture(scope="module")
+def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = make_settings(broker_url, database_url, matcher_cap_per_day=1)
+    asyncio.run(create_topics(settings))
+    running = Stack(settings, tmp_path_factory.mktemp("geo"),
+                    processes={"api": ["api"], "matcher": ["matcher"]}).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
+        asyncio.run(_clear_redis(settings.redis_prefix))
+
+
+async def _clear_redis(prefix: str) -> None:
+    client = connect_redis(REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=10_000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+class Tenant:
+    """One tenant's API client, and what the matcher did for it."""
+
+    def __init__(self, stack: Stack, database_url: str) -> None:
+        self.stack = stack
+        self.tag = uuid.uuid4().hex[:6]
+        self.id, key = asyncio.run(_tenant(database_url, f"geo-{self.tag}"))
+        self.api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key}, timeout=10)
+        self.posted = 0
+        self.seq = 0
+
+    def post(self, path: str, **body: Any) -> dict[str, Any]:
+        response = self.api.post(path, json=body)
+        assert response.status_code in (200, 201), response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def store(self, where: tuple[float, float]) -> int:
+        return int(self.post("/v1/stores", name="shop", lat=where[0], lng=where[1],
+                             time_zone="America/Chicago",
+                             geofence={"type": "circle", "radius_m": 100})["id"])
+
+    def recipient(self, name: str) -> str:
+        user = f"{name}-{self.tag}"
+        self.seq += 1
+        self.post("/v1/recipients", user_id=user, phone=f"+1312200{self.seq:04d}",
+                  consent=CONSENT, interests=["electronics"])
+        return user
+
+    def visit(self, user: str, *places: tuple[float, float]) -> None:
+        events = []
+        for lat, lng in places:
+            self.seq += 1
+            events.append({"event_id": f"{self.tag}-{self.seq}", "user_id": user, "lat": lat,
+                           "lng": lng, "accuracy_m": 10, "ts": datetime.now(UTC).isoformat()})
+        response = self.api.post("/v1/visits", json={"events": events})
+        assert response.status_code == 202, response.text
+        self.posted += len(events)
+
+    def enter_until_sent(self, user: str, place: tuple[float, float]) -> list[SendRequest]:
+        """Leave and re-enter ``place`` (a new stay each time) until the matcher sends to
+        ``user``: a catalog change just made may take a moment to reach the matcher."""
+        return eventually(lambda: self.visit(user, AWAY, place) or self.sends().get(user),
+                          timeout=RELOAD_S, every=0.3)
+
+    def metrics(self) -> dict[str, int]:
+        text = httpx.get(f"{self.stack.api_url}/metrics/matcher", timeout=10).text
+        found: dict[str, int] = {}
+        for name, labels, value in re.findall(r"^(hexcast_matcher_\w+)\{([^}]*)\} (\d+)$", text, re.M):
+            if f'tenant="{self.id}"' in labels:
+                reason = re.search(r'reason="(\w+)"', labels)
+                found[reason.group(1) if reason else name.removeprefix("hexcast_matcher_")] = int(value)
+        return found
+
+    def processed(self, **at_least: int) -> dict[str, int]:
+        """Wait until the matcher counted every posted event and these counts are reached."""
+        def check() -> dict[str, int] | None:
+            m = self.metrics()
+            ok = m.get("visits_total", 0) >= self.posted and all(
+                m.get(k, 0) >= v for k, v in at_least.items())
+            return m if ok else None
+        return eventually(check, timeout=90)
+
+    def sends(self) -> dict[str, list[SendRequest]]:
+        """Send requests the matcher published on ``send.geo`` for this tenant, by user."""
+        by_user: dict[str, list[SendRequest]] = {}
+        for item in asyncio.run(_send_requests(self.stack.settings)):
+            if item.tenant_id == self.id and item.user_id is not None:
+                by_user.setdefault(item.user_id, []).append(item)
+        return by_user
+
+
+async def _tenant(dsn: str, name: str) -> tuple[int, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tenant, key = await create_tenant(conn, name=name)
+    finally:
+        await conn.close()
+    return tenant.id, key
+
+
+async def _send_requests(settings: Settings) -> list[SendRequest]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topic = settings.topic(Lane.GEO.topic)
+        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        items: list[SendRequest] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    items += SendBatch.decode(m.value).items
+        return items
+    finally:
+        await consumer.stop()
+
+
+def _keys(sends: list[SendRequest]) -> set[str]:
+    return {s.message_key for s in sends}
+
+
+def test_catalog_changes_reach_the_running_matcher(stack: Stack, database_url: str) -> None:
+    t = Tenant(stack, database_url)
+    shop = t.store(SHOP)
+    first, second, third = (t.recipient(n) for n in ("first", "second", "third"))
+    t.visit(first, SHOP)
+    assert t.processed().get("matched_total", 0) == 0
+
+    promo = t.post("/v1/promotions", store_id=shop, name="p", body="Phones -20%",
+                   interests=["electronics"])
+    t.enter_until_sent(first, SHOP)
+    assert [s.body for s in t.sends()[first]] == ["Phones -20%"]
+
+    t.post(f"/v1/promotions/{promo['id']}/deactivate")
+    before = t.processed().get("no_promotion", 0)
+    eventually(lambda: t.visit(second, SHOP) or t.metrics().get("no_promotion", 0) > before or None,
+               timeout=RELOAD_S, every=0.3)
+    gone = t.processed()["no_promotion"]
+    t.visit(third, SHOP)
+    assert t.processed(no_promotion=gone + 1)
+    assert third not in t.sends()
+
+
+def test_cooldown_and_caps_survive_a_matcher_crash(stack: Stack, database_url: str) -> None:
+    t = Tenant(stack, database_url)
+    shop, other = t.store(SHOP), t.store(OTHER_SHOP)
+    t.post("/v1/promotions", store_id=shop, name="a", body="A", cooldown_minutes=120)
+    t.post("/v1/promotions", store_id=other, name="b", body="B")
+    user = t.recipient("regular")
+    t.enter_until_sent(user, SHOP)
+    t.visit(user, AWAY, OTHER_SHOP)  # a second promotion the same local day: over the cap of 1
+    before = t.processed(cap=1)
+
+    matcher = stack.children["matcher"]
+    matcher.kill()
+    matcher.spawn()
+
+    t.visit(user, AWAY, SHOP)  # a new stay at the first shop, within the cooldown
+    t.visit(user, AWAY, OTHER_SHOP)
+    after = t.processed(cooldown=before.get("cooldown", 0) + 1, cap=before["cap"] + 1)
+    assert after["matched_total"] >= 1
+    assert [s.body for s in t.sends()[user]][:1] == ["A"]
+    assert len(_keys(t.sends()[user])) == 1  # nothing else was ever sent to them
+
+
+def test_budget_stops_sends_and_a_suppressed_send_gives_it_back(stack: Stack, database_url: str) -> None:
+    t = Tenant(stack, database_url)
+    shop = t.store(SHOP)
+    promo = t.post("/v1/promotions", store_id=shop, name="p", body="Only one", budget=1)
+    u1, u2, u3, u4 = (t.recipient(n) for n in ("u1", "u2", "u3", "u4"))
+    sent = t.enter_until_sent(u1, SHOP)
+    t.visit(u2, SHOP)
+    t.processed(budget=1)
+    assert u2 not in t.sends()
+
+    # The sender reports the first one suppressed (e.g. a STOP), twice: one slot comes back.
+    event = DeliveryEvent(message_key=sent[0].message_key, tenant_id=t.id, lane=Lane.GEO,
+                          state=MessageState.SUPPRESSED, reason="opted out",
+                          promotion_id=promo["id"], user_id=u1, at=datetime.now(UTC))
+    asyncio.run(_publish_delivery(stack.settings, [event, event]))
+    t.processed(budget_released_total=1)
+    t.visit(u3, SHOP)
+    eventually(lambda: t.sends().get(u3), timeout=90)
+    t.visit(u4, SHOP)
+    counts = t.processed(budget=2)
+    assert counts["budget_released_total"] == 1
+    assert u4 not in t.sends()
+
+
+async def _publish_delivery(settings: Settings, events: list[DeliveryEvent]) -> None:
+    bus = Bus(settings)
+    await bus.start()
+    try:
+        await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+    finally:
+        await bus.stop()
