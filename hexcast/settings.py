@@ -104,8 +104,9 @@ class Settings(BaseSettings):
         " this many seconds counts as active; k active tenants get 1/k of the bulk share each.",
     )
     sender_bulk_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Bulk chunks one bulk sender works on at once, so a"
-        " chunk held to its tenant's share does not hold up other tenants' chunks.",
+        default=1, ge=1, le=64, description="Bulk chunks one bulk sender works on at once (faust"
+        " actors). 1 by default: with 4, a 50k run stalled intermittently in tests (not yet"
+        " explained); fairness then rests on the scheduler's interleaved, bounded release.",
     )
     sender_quiet_hours: bool = Field(
         default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"
