@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -173,11 +174,12 @@ class Procs:
         return child
 
     def _profile(self, name: str, child: ChildProcess) -> None:
-        """With HEXCAST_BENCH_PROFILE=<substring>, py-spy records matching children (collapsed
-        stacks in bench/out/profile-<name>.txt, written when the child exits)."""
-        wanted = os.environ.get("HEXCAST_BENCH_PROFILE", "")
+        """With HEXCAST_BENCH_PROFILE=<substring>[,<substring>...], py-spy records the children
+        whose name contains one (collapsed stacks in bench/out/profile-<name>.txt, written when
+        the child exits; summarise with ``python -m bench.flame``)."""
+        wanted = [w for w in os.environ.get("HEXCAST_BENCH_PROFILE", "").split(",") if w]
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        if not wanted or wanted not in name or not Path(spy).exists():
+        if not any(w in name for w in wanted) or not Path(spy).exists():
             return
         self._spies.append(subprocess.Popen(
             [spy, "record", "--pid", str(child.pid), "--rate", "200", "--format", "raw", "--nonblocking",
@@ -192,13 +194,13 @@ class Procs:
         wait_http(f"{s.api_public_url}/health", child=api)
 
     def stop(self, *names: str) -> None:
-        for name in names:
-            child = self.children.pop(name, None)
-            if child is None:
-                continue
+        """SIGTERM the named children, all at once, and wait for them (peak RSS recorded)."""
+        doomed = [c for c in (self.children.pop(n, None) for n in names) if c is not None]
+        for child in doomed:
             if child.alive:
-                self.peak_rss[name] = rss_mb(child.pid)
-            child.terminate()
+                self.peak_rss[child.name] = rss_mb(child.pid)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
+            list(pool.map(lambda c: c.terminate(), doomed))
 
     def __enter__(self) -> Procs:
         return self

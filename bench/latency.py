@@ -95,12 +95,15 @@ class LatencyReport:
     send_p99_ms: float
     ledger_p50_ms: float
     ledger_p99_ms: float
+    ledger_per_s: float  # how fast the geo sender drained them: ledgered / (last - first)
 
 
 def latency_report(c: Collector, ledger: dict[str, datetime]) -> LatencyReport:
     """p50/p99 accept → send request and accept → provider ledger, in milliseconds."""
     send = [(at - c.received[k]).total_seconds() * 1000 for k, at in c.emitted.items() if k in c.received]
+    ours = [at for mk, at in ledger.items() if mk in c.keys and c.keys[mk] in c.received]
     led = [(at - c.received[c.keys[mk]]).total_seconds() * 1000
            for mk, at in ledger.items() if mk in c.keys and c.keys[mk] in c.received]
+    span = (max(ours) - min(ours)).total_seconds() if len(ours) > 1 else 0.0
     return LatencyReport(len(c.received), len(send), len(led), percentile(send, 50), percentile(send, 99),
-                         percentile(led, 50), percentile(led, 99))
+                         percentile(led, 50), percentile(led, 99), len(ours) / span if span else 0.0)

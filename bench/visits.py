@@ -51,6 +51,7 @@ class VisitsResult:
     records_per_s: dict[str, float] = field(default_factory=dict)  # matcher vs no-op, 1-event
     latency: dict[str, Any] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # how each rate was timed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +65,7 @@ class _Run:
         self.visits = visits
         self.reserved = world.users // 5  # the last fifth: latency phase and probes, each once
         self.next_user = world.users - self.reserved
+        self.timings: dict[str, dict[str, float]] = {}
 
     def users(self, count: int) -> tuple[int, int]:
         """A fresh range of never-posted user ids (so latency-phase keys are unique)."""
@@ -112,10 +114,14 @@ async def _measure(run: _Run, role: str, tag: str, *, events: int, count: int = 
             run.procs.start(name, [role], settings=settings, argv=argv)
         bar = ui.task(f"{count} {role}, {events}-event records", target)
         try:
-            result = await g.follow(target, output=out, limit_s=600, tick=lambda n: ui.step(bar, n))
+            result = await g.follow(target, output=out, limit_s=max(600.0, target / 200),
+                                    tick=lambda n: ui.step(bar, n))
         finally:
             for name in names:
                 run.procs.stop(name)
+    run.timings[f"{count} {role}, {events}-event records"] = {
+        "records": result.target - result.start, "span_s": result.end_t - result.first_t,
+        "polled_s": result.polled_s, "visits_per_s_polled": result.polled_per_s * events}
     return result.records_per_s * events
 
 
@@ -216,6 +222,7 @@ def run_visits(broker_url: str, dsn: str, *, visits: int, stores: int = 10_000, 
         procs.serve()
         run = _Run(settings, procs, world, result.visits)
         asyncio.run(_phases(run, result, rate=rate, seconds=seconds))
+        result.timings = run.timings
         procs.stop(*list(procs.children))
         result.rss_mb = dict(procs.peak_rss)
     return result

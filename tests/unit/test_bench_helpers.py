@@ -106,3 +106,15 @@ def test_markdown_block_is_delimited() -> None:
     assert block.startswith(BEGIN)
     assert block.endswith(END)
     assert "| 1 holiday, 1 sender(s) | recipients/s" in block
+
+
+def test_flame_summary_counts_inclusive_and_self_samples() -> None:
+    from bench.flame import summarise
+
+    text = ("main (a/run.py:1);work (a/pkg/mod.py:10);json (b/json.py:5) 6\n"
+            "main (a/run.py:1);work (a/pkg/mod.py:12) 4\n"
+            "garbage\n")
+    total, inclusive, leaf = summarise(text)
+    assert total == 10
+    assert dict(inclusive)["work (pkg/mod.py)"] == 10
+    assert dict(leaf) == {"json (b/json.py)": 6, "work (pkg/mod.py)": 4}
