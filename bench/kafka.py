@@ -126,11 +126,13 @@ class Group(Ends):
         last_out = sum(since.values())
         first_t: float | None = None
         last_t: float | None = None
+        first_epoch = 0.0
         while (done := await self.committed()) < target:
             now = time.perf_counter()
             if now - started > limit_s:
                 raise HexcastError(f"group stalled at {done:,}/{target:,} records after {limit_s:.0f}s")
             if (out := await output.total()) != last_out:
+                first_epoch = first_epoch or time.time()
                 first_t, last_t, last_out = first_t or now, now, out
             if tick is not None:
                 tick(done)
@@ -142,5 +144,9 @@ class Group(Ends):
         polled = (last_t or end) - (first_t or started)
         span = await output.span(since)
         if span is not None and span[1] > span[0]:
-            return GroupRun(start, target, *span, polled_s=polled)
+            # the broker's end offsets can lag a little, so ``since`` may reach back to an
+            # earlier run's last output: never start before this run's first output was seen
+            first = max(span[0], first_epoch - 0.25) if first_epoch else span[0]
+            if span[1] > first:
+                return GroupRun(start, target, first, span[1], polled_s=polled)
         return GroupRun(start, target, first_t or started, last_t or end, polled_s=polled)
