@@ -46,6 +46,13 @@ def _limits(limits: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _exactly_once(h: dict[str, Any]) -> bool:
+    """Ledger = audience, no destination twice, and the run's states add up to the audience."""
+    states = h.get("states") or {}
+    return (h["accepted"] == h["recipients"] and h["duplicates"] == 0
+            and sum(states.values()) == h["recipients"])
+
+
 def _holiday_rows(h: dict[str, Any], raw: dict[str, float]) -> list[Row]:
     tag = f"1 holiday, {h['senders']} sender(s)"
     name, frac = fraction(h["rate"], raw)
@@ -56,8 +63,9 @@ def _holiday_rows(h: dict[str, Any], raw: dict[str, float]) -> list[Row]:
             "≥ 16,700/s"),
         Row(tag, "vs reference pipeline", _f(h["rate"]), f"reference {_f(ref)}",
             f"{h['rate'] / ref:.0%}" if ref else "", "≥ 60%"),
-        Row(tag, "exactly once (dup / resubmitted)", "yes" if h["accepted"] == h["recipients"]
-            and h["duplicates"] == 0 else "NO", "", "", f"{h['duplicates']} / {h['resubmissions']}"),
+        Row(tag, "exactly once (dup / resubmitted; final states)", "yes" if _exactly_once(h) else "NO",
+            ", ".join(f"{k} {v:,}" for k, v in h.get("states", {}).items()), "",
+            f"{h['duplicates']} / {h['resubmissions']}"),
         Row(tag, "peak RSS MB", ", ".join(f"{k} {v:.0f}" for k, v in h["rss_mb"].items())),
     ]
     if h.get("otp"):

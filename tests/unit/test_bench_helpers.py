@@ -85,6 +85,7 @@ def test_every_user_matches_the_untargeted_offer_and_has_two_interests() -> None
 def _results() -> dict[str, object]:
     holiday = {"senders": 1, "rate": 5000.0, "accepted": 100, "recipients": 100, "wall_s": 0.02,
                "duplicates": 0, "resubmissions": 0, "rss_mb": {"api": 90.0}, "reference_rate": 10_000.0,
+               "states": {"accepted": 99, "suppressed": 1},
                "otp": {"posted": 9, "ledgered": 9, "p50_ms": 100.0, "p99_ms": 300.0, "max_ms": 300.0}}
     limits = {"chunk": 1000, "copy_rows_per_s": 50_000.0, "broker_produce_per_s": 20.0,
               "broker_consume_per_s": 40.0, "sim_destinations_per_s": 100_000.0}
@@ -98,7 +99,16 @@ def test_report_rows_name_the_tightest_limit_and_the_reference_fraction() -> Non
     assert found["recipients/s"].fraction == "25%"
     assert found["vs reference pipeline"].fraction == "50%"
     assert found["exactly once"].value == "yes"
+    assert found["exactly once"].limit == "accepted 99, suppressed 1"
     assert found["p50 / p99 to ledger"].value == "100 / 300 ms"
+
+
+def test_exactly_once_needs_the_states_to_add_up_to_the_audience() -> None:
+    results = _results()
+    holiday = results["holiday"][0]  # type: ignore[index]
+    holiday["states"] = {"accepted": 99}
+    found = {r.metric.split(" (")[0]: r for r in rows(results)}
+    assert found["exactly once"].value == "NO"
 
 
 def test_markdown_block_is_delimited() -> None:
