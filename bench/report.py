@@ -49,8 +49,8 @@ def _limits(limits: dict[str, Any]) -> dict[str, float]:
 def _exactly_once(h: dict[str, Any]) -> bool:
     """Ledger = audience, no destination twice, and the run's states add up to the audience."""
     states = h.get("states") or {}
-    return (h["accepted"] == h["recipients"] and h["duplicates"] == 0
-            and sum(states.values()) == h["recipients"])
+    return bool(h["accepted"] == h["recipients"] and h["duplicates"] == 0
+                and sum(states.values()) == h["recipients"])
 
 
 def _holiday_rows(h: dict[str, Any], raw: dict[str, float]) -> list[Row]:
@@ -90,6 +90,9 @@ def _visits_rows(v: dict[str, Any]) -> list[Row]:
         elif k == "1 matcher, 20-event records":
             row = Row(tag, row.metric, row.value, "", "", "≥ 10,000/s")
         out.append(row)
+    for k, x in (v.get("inprocess") or {}).items():
+        if k != "state_build_s":
+            out.append(Row("4 limits", f"in-process {k} (no broker)", _f(x, "")))
     lat = v.get("latency") or {}
     if lat:
         out.append(Row(tag, f"accept → send request p50 / p99 at {lat['rate']:,.0f}/s "

@@ -26,6 +26,7 @@ import httpx
 from bench import ui
 from bench.common import OUT, Procs, Timer, bench_settings
 from bench.geo import GeoWorld, load_world
+from bench.inproc import inprocess_limits
 from bench.kafka import Ends, Group
 from bench.latency import Collector, LatencyReport, latency_report, ledger_since
 from bench.loadgen import EVENTS_PER_POST, LoadPlan
@@ -52,6 +53,7 @@ class VisitsResult:
     latency: dict[str, Any] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # how each rate was timed
+    inprocess: dict[str, float] = field(default_factory=dict)  # index lookup / match, no broker
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +218,11 @@ def run_visits(broker_url: str, dsn: str, *, visits: int, stores: int = 10_000, 
     world.write(OUT / "spots.json")
     asyncio.run(sync_catalog(settings))
     result.load_s = timer.seconds
+    ui.step(bar, 1)
+    bar = ui.task("in-process index lookup and match", 1)
+    result.inprocess = asyncio.run(inprocess_limits(
+        dsn, tenant_id=world.tenant_id, spots=[[s.lat, s.lng, s.radius_m] for s in world.stores],
+        users=users - users // 5, resolution=settings.h3_resolution))
     ui.step(bar, 1)
     result.stores, result.promotions, result.users = len(world.stores), world.promotions, users
     with Procs(settings) as procs:
