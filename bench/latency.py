@@ -67,6 +67,12 @@ class Collector:
         for item in batch.items:
             self.keys.setdefault(item.message_key, key)
 
+    def clear(self) -> None:
+        """Forget what was read so far (the probes), keep reading."""
+        self.received.clear()
+        self.emitted.clear()
+        self.keys.clear()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -127,23 +127,23 @@ async def _measure(run: _Run, role: str, tag: str, *, events: int, count: int = 
     return result.records_per_s * events
 
 
-async def _probe_until_sent(run: _Run, sim: httpx.AsyncClient, limit_s: float = 120) -> int:
-    """Post single walks (unmeasured) until one reaches the ledger: matcher and sender are up.
-    Returns the ledger size to measure from."""
+async def _probe_until_sent(run: _Run, sim: httpx.AsyncClient, collector: Collector,
+                            limit_s: float = 300) -> None:
+    """Post single walks (unmeasured) until one of them came out of the matcher and reached the
+    provider ledger: both workers are up (a full catalog takes the matcher ~30 s to load)."""
     offset, count = run.users(200)
     plan = LoadPlan(json.loads((OUT / "spots.json").read_text()), users=count, user_offset=offset,
                     per_user=EVENTS_PER_POST, seed=99)
-    base = (await sim.get("/ledger/stats")).json()["total"]
     deadline = time.monotonic() + limit_s
+    auth = {"Authorization": f"Bearer {run.s.provider_token}"}
     async with httpx.AsyncClient(base_url=run.s.api_public_url, timeout=30,
                                  headers={"X-API-Key": run.world.api_key}) as api:
         for n in range(count):
             (await api.post("/v1/visits", json=plan.post(n, datetime.now(UTC)))).raise_for_status()
-            await asyncio.sleep(0.5)
-            total: int = (await sim.get("/ledger/stats")).json()["total"]
-            if total > base:
-                await asyncio.sleep(2.0)  # let the rest of the probes drain
-                return int((await sim.get("/ledger/stats")).json()["total"])
+            await asyncio.sleep(1.0)
+            for key in list(collector.keys):
+                if (await sim.get(f"/v1/messages/by-ref/{key}", headers=auth)).status_code == 200:
+                    return
             if time.monotonic() > deadline:
                 break
     raise RuntimeError("no probe visit reached the provider ledger: is the matcher or sender down?")
@@ -167,11 +167,13 @@ async def _latency(run: _Run, *, rate: float, seconds: float) -> LatencyReport:
     run.procs.start("matcher-lat", ["matcher"], settings=settings)
     run.procs.start("sender-geo", ["sender", "--lane", "geo"], settings=settings)
     async with httpx.AsyncClient(base_url=run.s.provider_url, timeout=30) as sim:
-        base = await _probe_until_sent(run, sim)
-        await asyncio.sleep(3.0)  # the probes' tail
         collector = Collector(run.s.bootstrap_servers, run.s.topic("visits"), run.s.topic(Lane.GEO.topic))
         await collector.start()
         try:
+            await _probe_until_sent(run, sim, collector)
+            await _drain(sim, collector)  # the probes' tail
+            base = int((await sim.get("/ledger/stats")).json()["total"])
+            collector.clear()
             visits = int(rate * seconds)
             await run.load(per_user=EVENTS_PER_POST, visits=visits, rate=rate,
                            users=visits // EVENTS_PER_POST, label=f"steady {rate:,.0f} visits/s")
