@@ -29,8 +29,10 @@ integration: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest tests -q -p no:cacheprovider
 
+# Quick check (< 3 min): `make bench`; full size: `make bench BENCH_ARGS="--recipients 5000000"`.
+BENCH_ARGS ?= --recipients 100000
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .hexcast *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,49 +1,119 @@
-"""`python -m bench holiday --recipients N --senders 1,2` (see BENCHMARKS.md)."""
+"""`python -m bench all --recipients N` (`make bench`) runs every scenario; see BENCHMARKS.md.
+
+Subcommands: ``all``, ``holiday`` (scenario 1, with scenario 3's OTPs and the reference
+pipeline), ``visits`` (scenario 2), ``limits`` (scenario 4's raw limits), ``report`` (rewrite
+BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
+recipients / 5 (5M → 1M, the issue's sizes); below 1M recipients the catalog is 2,000 stores /
+10,000 promotions instead of 10,000 / 50,000, and the holiday runs with one bulk sender only,
+so a quick check stays quick.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from bench.common import machine, throwaway_database
+from bench import ui
+from bench.common import OUT, database, loadavg, machine
 from bench.holiday import run_holiday
+from bench.limits import run_limits
+from bench.report import save, table, write_markdown
+from bench.visits import run_visits
 from hexcast.broker import EmbeddedBroker
 from hexcast.logging import configure_logging
 
-console = Console()
+BENCHMARKS = Path("BENCHMARKS.md")
 
 
-async def _holiday(broker_url: str, recipients: int, senders: int, receipts: bool) -> None:
-    async with throwaway_database() as dsn:
-        result = await asyncio.to_thread(run_holiday, broker_url, dsn, recipients=recipients,
-                                         senders=senders, receipts=receipts)
-    table = Table(title=f"holiday: {recipients:,} recipients, {senders} sender process(es)")
-    for column in ("recipients/s", "wall s", "release s", "accepted", "dup", "resubmitted",
-                   "states", "peak RSS MB"):
-        table.add_column(column)
-    table.add_row(f"{result.rate:,.0f}", f"{result.wall_s:.1f}", f"{result.release_s:.1f}",
-                  f"{result.accepted:,}", str(result.duplicates), str(result.resubmissions),
-                  str(result.states), ", ".join(f"{k} {v:.0f}" for k, v in result.rss_mb.items()))
-    console.print(table)
-    console.print("exactly once:", result.exactly_once)
+def _sizes(args: argparse.Namespace) -> dict[str, Any]:
+    full = args.recipients >= 1_000_000
+    visits = args.visits or max(4_000, args.recipients // 5)
+    senders = args.senders or ("1,2" if full else "1")
+    return {
+        "recipients": args.recipients, "senders": [int(s) for s in senders.split(",")],
+        "visits": visits, "stores": args.stores or (10_000 if full else 2_000), "promotions_per_store": 5,
+        "users": max(10_000, min(visits // 2, 100_000)), "steady_rate": args.rate,
+        "steady_s": args.steady_s or (60.0 if full else 10.0), "otp_rate": args.otp_rate,
+    }
+
+
+def _holiday(broker: str, sizes: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for senders in sizes["senders"]:
+        with database() as dsn:
+            found.append(asdict(run_holiday(broker, dsn, recipients=sizes["recipients"], senders=senders,
+                                            otp_rate=sizes["otp_rate"])))
+    return found
+
+
+def _visits(broker: str, sizes: dict[str, Any]) -> dict[str, Any]:
+    with database() as dsn:
+        return run_visits(broker, dsn, visits=sizes["visits"], stores=sizes["stores"],
+                          per_store=sizes["promotions_per_store"], users=sizes["users"],
+                          rate=sizes["steady_rate"], seconds=sizes["steady_s"]).as_dict()
+
+
+def _limits(broker: str, sizes: dict[str, Any]) -> dict[str, Any]:
+    with database() as dsn:
+        return run_limits(broker, dsn, recipients=sizes["recipients"])
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = _sizes(args)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "machine": machine(), "command": "python -m bench " + " ".join(sys.argv[1:]),
+                               "sizes": sizes}
+    wanted = {"all": ("limits", "holiday", "visits")}.get(args.scenario, (args.scenario,))
+    steps = {"holiday": _holiday, "visits": _visits, "limits": _limits}
+    with EmbeddedBroker() as broker, ui.live():
+        for name in wanted:
+            results[name] = steps[name](broker.url, sizes)
+    results["wall_s"] = time.perf_counter() - started
+    results["loadavg_end"] = loadavg()
+    return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    for name, text in (("all", "every scenario, then BENCHMARKS.md"), ("holiday", "scenarios 1 and 3"),
+                       ("visits", "scenario 2"), ("limits", "scenario 4's raw limits")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--recipients", type=int, default=100_000)
+        p.add_argument("--senders", default="", help="comma-separated sender process counts "
+                       "(default: 1,2 at ≥ 1M recipients, else 1)")
+        p.add_argument("--visits", type=int, default=0, help="default: recipients / 5")
+        p.add_argument("--stores", type=int, default=0, help="default: 10,000 at ≥ 1M recipients, else 2,000")
+        p.add_argument("--rate", type=float, default=1000.0, help="steady visits/s for the latency phase")
+        p.add_argument("--steady-s", type=float, default=0.0, help="latency phase length (60 s / 10 s)")
+        p.add_argument("--otp-rate", type=float, default=3.0, help="OTPs/s during the holiday run")
+        p.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
+    report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
+    report.add_argument("--json", type=Path, default=OUT / "latest.json")
+    return parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    sub = parser.add_subparsers(dest="scenario", required=True)
-    holiday = sub.add_parser("holiday", help="scenario 1: recipient-local bulk campaign")
-    holiday.add_argument("--recipients", type=int, default=100_000)
-    holiday.add_argument("--senders", default="1", help="comma-separated sender process counts")
-    holiday.add_argument("--receipts", action="store_true", help="post delivery receipts too")
-    args = parser.parse_args()
+    args = _parser().parse_args()
     configure_logging("warning")
-    console.print(machine())
-    with EmbeddedBroker() as broker:
-        for senders in (int(s) for s in args.senders.split(",")):
-            asyncio.run(_holiday(broker.url, args.recipients, senders, args.receipts))
+    if args.scenario == "report":
+        results = json.loads(args.json.read_text())
+    else:
+        ui.console.print(machine())
+        results = _run(args)
+        ui.console.print(f"results: {save(results)}")
+    ui.console.print(table(results))
+    if args.scenario in ("all", "report") and not getattr(args, "no_markdown", False):
+        write_markdown(results, BENCHMARKS)
+        ui.console.print(f"{BENCHMARKS} updated")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import math
 import os
 import platform
-import resource
+import shutil
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,13 +21,19 @@ import asyncpg
 
 from hexcast.db import apply_migrations
 from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.settings import Settings
+from hexcast.settings import Settings, load_settings
 
 __all__ = [
+    "OUT",
+    "Procs",
     "Timer",
-    "load_audience",
+    "bench_settings",
+    "database",
+    "rss_mb",
+    "fraction",
+    "loadavg",
     "machine",
-    "provider_sim",
+    "percentile",
     "throwaway_database",
 ]
 
@@ -30,10 +41,36 @@ SERVER_DSN = os.environ.get("HEXCAST_BENCH_PG", "postgresql://postgres@127.0.0.1
 OUT = Path(os.environ.get("HEXCAST_BENCH_OUT", "bench/out"))
 
 
+def loadavg() -> str:
+    """``/proc/loadavg`` now: other work on the machine contaminates the numbers."""
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "n/a"
+
+
 def machine() -> str:
-    """One line describing where the numbers come from."""
+    """One line describing where the numbers come from, with the load at that moment."""
     return (f"{platform.node()} · {os.cpu_count()} cores · {platform.machine()} · "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()} · loadavg {loadavg()}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; 0.0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def fraction(rate: float, limits: Mapping[str, float]) -> tuple[str, float]:
+    """The tightest (smallest, positive) limit and ``rate`` as a fraction of it."""
+    known = {k: v for k, v in limits.items() if v > 0}
+    if not known:
+        return "n/a", 0.0
+    name = min(known, key=known.__getitem__)
+    return name, rate / known[name]
 
 
 @dataclass
@@ -48,13 +85,7 @@ class Timer:
         return count / max(self.seconds, 1e-9)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@contextlib.asynccontextmanager
-async def throwaway_database() -> AsyncIterator[str]:
-    """A migrated database for one benchmark run, dropped afterwards."""
+async def _create_database() -> str:
     name = f"hexcast_bench_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(SERVER_DSN)
     await conn.execute(f'CREATE DATABASE "{name}"')
@@ -65,56 +96,117 @@ async def throwaway_database() -> AsyncIterator[str]:
         await apply_migrations(conn)
     finally:
         await conn.close()
+    return dsn
+
+
+async def _drop_database(dsn: str) -> None:
+    conn = await asyncpg.connect(SERVER_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database() -> AsyncIterator[str]:
+    """A migrated database for one benchmark run, dropped afterwards."""
+    dsn = await _create_database()
     try:
         yield dsn
     finally:
-        conn = await asyncpg.connect(SERVER_DSN)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-
-async def load_audience(dsn: str, *, count: int, zones: list[str] | None = None) -> tuple[int, float]:
-    """A tenant with ``count`` consenting recipients, loaded with COPY; returns (tenant, rows/s)."""
-    zones = zones or ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"]
-    conn = await asyncpg.connect(dsn)
-    try:
-        tenant = await conn.fetchval(
-            "INSERT INTO tenants (name) VALUES ($1) RETURNING id", f"bench-{uuid.uuid4().hex[:6]}")
-        timer = Timer()
-        rows = (
-            (tenant, f"u{n}", f"+1{202 + n % 700:03d}{2000000 + n % 8_000_000:07d}",
-             zones[n % len(zones)], ["retail"], "2026-01-01T00:00:00Z")
-            for n in range(count)
-        )
-        await conn.copy_records_to_table(
-            "recipients", records=_typed(rows),
-            columns=["tenant_id", "user_id", "phone", "time_zone", "interests", "consent_at"],
-        )
-        return tenant, timer.rate(count)
-    finally:
-        await conn.close()
-
-
-def _typed(rows: Iterator[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
-    from datetime import UTC, datetime
-
-    consent = datetime(2026, 1, 1, tzinfo=UTC)
-    for tenant, user, phone, zone, interests, _ in rows:
-        yield tenant, user, phone, zone, interests, consent
+        await _drop_database(dsn)
 
 
 @contextlib.contextmanager
-def provider_sim(settings: Settings, *, rate: float, receipts: bool) -> Iterator[tuple[str, ChildProcess]]:
-    """A provider-sim process; returns its URL."""
-    port = free_port()
-    env = settings.model_copy(update={
-        "sim_port": port, "sim_rate_per_s": rate, "sim_receipts": receipts,
-    }).to_env()
-    OUT.mkdir(parents=True, exist_ok=True)
-    child = hexcast_process("provider-sim", ["provider-sim"], env=env, log_dir=OUT)
-    child.spawn()
+def database() -> Iterator[str]:
+    """:func:`throwaway_database` for synchronous scenario code."""
+    dsn = asyncio.run(_create_database())
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", child=child)
-        yield f"http://127.0.0.1:{port}", child
+        yield dsn
     finally:
-        child.terminate()
+        asyncio.run(_drop_database(dsn))
+
+
+def bench_settings(broker_url: str, dsn: str, *, receipts: bool = False) -> Settings:
+    """Settings of one scenario: own topics, consumer groups, Redis prefix and ports; a provider
+    that never throttles us; quiet hours off so a run at any hour of the day is comparable."""
+    tag = uuid.uuid4().hex[:8]
+    api_port, sim_port = free_port(), free_port()
+    return load_settings(
+        broker_url=broker_url, database_url=dsn, redis_prefix=f"hxbench:{tag}:",
+        topic_prefix=f"b{tag}.", app_id=f"hexcast-bench-{tag}", broker_rebalance_timeout=2.0,
+        api_port=api_port, api_public_url=f"http://127.0.0.1:{api_port}", sim_port=sim_port,
+        provider_url=f"http://127.0.0.1:{sim_port}", sim_rate_per_s=1e9, sim_receipts=receipts,
+        provider_rate_per_s=1e6, provider_burst=1e5, sender_bulk_share=1.0, log_level="warning",
+        sender_quiet_hours=False,
+    )
+
+
+def rss_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) of a running process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Procs:
+    """The child processes of one scenario; ``with`` stops whatever is still running."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.children: dict[str, ChildProcess] = {}
+        self.peak_rss: dict[str, float] = {}
+        self._spies: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], *, settings: Settings | None = None,
+              argv: list[str] | None = None) -> ChildProcess:
+        """``hexcast <args>`` (or ``argv``) with the scenario's settings as HEXCAST_* env."""
+        env = (settings or self.settings).to_env()
+        OUT.mkdir(parents=True, exist_ok=True)
+        if argv is None:
+            child = hexcast_process(name, args, env=env, log_dir=OUT)
+        else:
+            child = ChildProcess(name, argv, OUT / f"{name}.log", env=env)
+        child.spawn()
+        self.children[name] = child
+        self._profile(name, child)
+        return child
+
+    def _profile(self, name: str, child: ChildProcess) -> None:
+        """With HEXCAST_BENCH_PROFILE=<substring>[,<substring>...], py-spy records the children
+        whose name contains one (collapsed stacks in bench/out/profile-<name>.txt, written when
+        the child exits; summarise with ``python -m bench.flame``)."""
+        wanted = [w for w in os.environ.get("HEXCAST_BENCH_PROFILE", "").split(",") if w]
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not any(w in name for w in wanted) or not Path(spy).exists():
+            return
+        self._spies.append(subprocess.Popen(
+            [spy, "record", "--pid", str(child.pid), "--rate", "200", "--format", "raw", "--nonblocking",
+             "--output", str(OUT / f"profile-{name}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def serve(self) -> None:
+        """provider-sim and api, waited for."""
+        s = self.settings
+        sim, api = self.start("provider-sim", ["provider-sim"]), self.start("api", ["api"])
+        wait_http(f"{s.provider_url}/health", child=sim)
+        wait_http(f"{s.api_public_url}/health", child=api)
+
+    def stop(self, *names: str) -> None:
+        """SIGTERM the named children, all at once, and wait for them (peak RSS recorded)."""
+        doomed = [c for c in (self.children.pop(n, None) for n in names) if c is not None]
+        for child in doomed:
+            if child.alive:
+                self.peak_rss[child.name] = rss_mb(child.pid)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
+            list(pool.map(lambda c: c.terminate(), doomed))
+
+    def __enter__(self) -> Procs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop(*list(self.children))
+        for spy in self._spies:  # each ends with its child and writes its file
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(timeout=30)

@@ -8,21 +8,20 @@ run-now to the last acceptance in the provider ledger, and checks exactly-once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.common import OUT, Timer
-from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.settings import Settings, load_settings
+from bench import ui
+from bench.common import Procs, Timer, bench_settings, rss_mb
+from bench.otp import OtpLoad, OtpReport
+from bench.reference import reference_pipeline
+from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics
 
@@ -45,6 +44,9 @@ class HolidayResult:
     resubmissions: int = 0
     states: dict[str, int] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    otp: OtpReport | None = None
+    reference_rate: float = 0.0  # the plain asyncio pipeline on the same audience, same run
+    reference_sent: int = 0
 
     @property
     def exactly_once(self) -> bool:
@@ -70,25 +72,6 @@ async def load_holiday_audience(dsn: str, count: int) -> tuple[int, str, float]:
         await conn.close()
 
 
-def bench_settings(broker_url: str, dsn: str, *, receipts: bool) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    api_port, sim_port = free_port(), free_port()
-    return load_settings(
-        broker_url=broker_url, database_url=dsn, redis_prefix=f"hxbench:{tag}:",
-        topic_prefix=f"b{tag}.", app_id=f"hexcast-bench-{tag}", broker_rebalance_timeout=2.0,
-        api_port=api_port, api_public_url=f"http://127.0.0.1:{api_port}", sim_port=sim_port,
-        provider_url=f"http://127.0.0.1:{sim_port}", sim_rate_per_s=1e9, sim_receipts=receipts,
-        provider_rate_per_s=1e6, provider_burst=1e5, sender_bulk_share=1.0, log_level="warning",
-    )
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def _states(dsn: str, run_id: int) -> dict[str, int]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -99,65 +82,96 @@ async def _states(dsn: str, run_id: int) -> dict[str, int]:
         await conn.close()
 
 
-def _start(settings: Settings, senders: int) -> dict[str, ChildProcess]:
-    OUT.mkdir(parents=True, exist_ok=True)
-    names = {"provider-sim": ["provider-sim"], "api": ["api"], "scheduler": ["scheduler"]}
-    names |= {f"sender-bulk-{n}": ["sender", "--lane", "bulk"] for n in range(senders)}
-    env = settings.to_env()
-    children = {name: hexcast_process(name, args, env=env, log_dir=OUT) for name, args in names.items()}
-    for child in children.values():
-        child.spawn()
-    wait_http(f"{settings.provider_url}/health", child=children["provider-sim"])
-    wait_http(f"{settings.api_public_url}/health", child=children["api"])
-    return children
-
-
-def _wait_accepted(sim: httpx.Client, target: int, timeout: float) -> tuple[int, float]:
+def _wait_accepted(sim: httpx.Client, target: int, timeout: float, otp: OtpLoad) -> tuple[int, float]:
+    """Poll the ledger until the audience (plus the OTPs posted so far) reached it."""
     started = time.monotonic()
-    with Progress(TextColumn("accepted"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                  TimeElapsedColumn()) as bar:
-        task = bar.add_task("send", total=target)
-        while time.monotonic() - started < timeout:
-            stats: dict[str, Any] = sim.get("/ledger/stats").json()
-            bar.update(task, completed=stats["total"])
-            if stats["total"] >= target:
-                return int(stats["total"]), time.monotonic()
-            time.sleep(0.5)
-    return int(stats["total"]), time.monotonic()
+    bar = ui.task(f"holiday: {target:,} in the ledger", target)
+    while True:
+        stats: dict[str, Any] = sim.get("/ledger/stats").json()
+        bulk = int(stats["total"]) - len(otp.posts)
+        ui.step(bar, bulk)
+        if bulk >= target or time.monotonic() - started > timeout:
+            return bulk, time.monotonic()
+        time.sleep(0.25)
+
+
+_BODY = {"name": "Black Friday", "body": "{first_name}, Black Friday: 30% off until midnight",
+         "segment": {"everyone": True}, "run_at": "2030-11-27T09:00:00",
+         "time_zone": "America/New_York", "time_mode": "recipient_local"}
+
+
+def _otp_ready(api: httpx.Client, sim: httpx.Client, token: str, limit_s: float = 120) -> None:
+    """One OTP through api → broker → otp sender → provider: the stack is up."""
+    key = api.post("/v1/messages/otp", headers={"Idempotency-Key": "bench-probe"},
+                   json={"phone": "+447700999999", "body": "probe"}).raise_for_status().json()["message_key"]
+    deadline = time.monotonic() + limit_s
+    auth = {"Authorization": f"Bearer {token}"}
+    while sim.get(f"/v1/messages/by-ref/{key}", headers=auth).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the probe OTP never reached provider-sim: is a sender down?")
+        time.sleep(0.2)
+
+
+def _campaign(settings: Settings, key: str, result: HolidayResult, otp_rate: float,
+              timeout: float) -> int:
+    with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key}, timeout=60) as api, \
+            httpx.Client(base_url=settings.provider_url, timeout=30) as sim:
+        _otp_ready(api, sim, settings.provider_token)
+        base = int(sim.get("/ledger/stats").json()["total"])
+        campaign = api.post("/v1/campaigns", json=_BODY).raise_for_status().json()
+        otp = OtpLoad(settings.api_public_url, key, rate=otp_rate)
+        started = time.monotonic()
+        run_id: int = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
+        otp.start()
+        try:
+            accepted, finished = _wait_accepted(sim, result.recipients + base, timeout, otp)
+        finally:
+            otp.stop()
+        result.accepted = accepted - base
+        result.wall_s = finished - started
+        result.rate = result.accepted / result.wall_s
+        time.sleep(1.0)  # the last OTPs
+        result.otp = otp.report(settings.provider_url, settings.provider_token)
+        stats = sim.get("/ledger/stats").json()
+        result.duplicates = stats["total"] - stats["unique_destinations"]  # a phone reached twice
+        result.resubmissions = stats["duplicates_rejected"]  # deduped by client reference
+        result.release_s = _release_seconds(api.get(f"/v1/campaigns/{campaign['id']}/runs").json()[0])
+    return run_id
+
+
+def _reference(settings: Settings, dsn: str, tenant_id: int, run_id: int, result: HolidayResult) -> None:
+    """The plain asyncio pipeline over the same audience and provider, ledger emptied first."""
+    httpx.post(f"{settings.provider_url}/control/reset", timeout=30).raise_for_status()
+    bar = ui.task("reference pipeline (plain asyncio)", 1)
+    result.reference_sent, result.reference_rate = asyncio.run(reference_pipeline(
+        dsn, settings.redis_url, settings.provider_url, settings.provider_token,
+        tenant_id=tenant_id, run_id=run_id + 1_000_000_000))
+    ui.step(bar, 1)
 
 
 def run_holiday(broker_url: str, dsn: str, *, recipients: int, senders: int, receipts: bool = False,
-                timeout: float = 1800) -> HolidayResult:
-    """Load the audience, start the processes, run the campaign now, wait for the ledger."""
+                otp_rate: float = 3.0, reference: bool = True, timeout: float = 0.0) -> HolidayResult:
+    """Load the audience, start the processes, run the campaign now (OTPs alongside), wait for
+    the ledger; then the reference pipeline on the same audience."""
     settings = bench_settings(broker_url, dsn, receipts=receipts)
     asyncio.run(create_topics(settings))
-    _, key, _ = asyncio.run(load_holiday_audience(dsn, recipients))
+    bar = ui.task(f"audience: COPY {recipients:,}", 1)
+    tenant_id, key, _ = asyncio.run(load_holiday_audience(dsn, recipients))
+    ui.step(bar, 1)
     result = HolidayResult(recipients, senders)
-    children = _start(settings, senders)
-    try:
-        with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key}, timeout=60) as api, \
-                httpx.Client(base_url=settings.provider_url, timeout=30) as sim:
-            body = {"name": "Black Friday", "body": "{first_name}, Black Friday: 30% off until midnight",
-                    "segment": {"everyone": True}, "run_at": "2030-11-27T09:00:00",
-                    "time_zone": "America/New_York", "time_mode": "recipient_local"}
-            campaign = api.post("/v1/campaigns", json=body).raise_for_status().json()
-            started = time.monotonic()
-            run_id = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
-            result.accepted, finished = _wait_accepted(sim, recipients, timeout)
-            result.wall_s = finished - started
-            result.rate = result.accepted / result.wall_s
-            stats = sim.get("/ledger/stats").json()
-            result.duplicates = stats["total"] - stats["unique_destinations"]  # a phone reached twice
-            result.resubmissions = stats["duplicates_rejected"]  # deduped by client reference
-            runs = api.get(f"/v1/campaigns/{campaign['id']}/runs").json()
-            result.release_s = _release_seconds(runs[0])
+    timeout = timeout or max(1800.0, recipients / 500)  # gives up below 500 recipients/s
+    with Procs(settings) as procs:
+        procs.serve()
+        procs.start("scheduler", ["scheduler"])
+        for n in range(senders):
+            procs.start(f"sender-bulk-{n}", ["sender", "--lane", "bulk"])
+        procs.start("sender-otp", ["sender", "--lane", "otp"])
+        run_id = _campaign(settings, key, result, otp_rate, timeout)
         time.sleep(2.0)  # let the senders commit their last acceptances
         result.states = asyncio.run(_states(dsn, run_id))
-        result.rss_mb = {name: _rss_mb(child.pid) for name, child in children.items() if child.alive}
-    finally:
-        for child in children.values():
-            with contextlib.suppress(Exception):
-                child.terminate()
+        result.rss_mb = {name: rss_mb(c.pid) for name, c in procs.children.items() if c.alive}
+        if reference:
+            _reference(settings, dsn, tenant_id, run_id, result)
     return result
 
 

@@ -12,11 +12,12 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import Timer
+from bench import ui
+from bench.common import Procs, Timer, bench_settings
 from hexcast.broker import TopicSpec, delete_topics, ensure_topics
 from sender.keys import bulk_key
 
-__all__ = ["BrokerLimit", "broker_limit", "copy_limit", "sim_limit"]
+__all__ = ["BrokerLimit", "broker_limit", "copy_limit", "run_limits", "sim_limit"]
 
 
 async def copy_limit(dsn: str, *, tenant_id: int, rows: int) -> float:
@@ -108,3 +109,35 @@ async def sim_limit(url: str, token: str, *, requests: int, batch: int, concurre
         timer = Timer()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return timer.rate(requests * batch)
+
+
+def run_limits(broker_url: str, dsn: str, *, recipients: int, chunk: int = 1000) -> dict[str, float]:
+    """The raw limits, sized from the scenario (at most 1M rows/recipients each)."""
+    size = min(recipients, 1_000_000)
+    settings = bench_settings(broker_url, dsn)
+    out: dict[str, float] = {"chunk": chunk, "rows": size}
+    bar = ui.task("limits: COPY, broker, provider-sim", 3)
+    tenant = asyncio.run(_tenant(dsn))
+    out["copy_rows_per_s"] = asyncio.run(copy_limit(dsn, tenant_id=tenant, rows=size))
+    ui.step(bar, 1)
+    records = max(50, size // chunk)
+    broker = asyncio.run(broker_limit(settings.bootstrap_servers, records=records, chunk=chunk))
+    out["broker_produce_per_s"], out["broker_consume_per_s"] = broker.produce_per_s, broker.consume_per_s
+    out["broker_record_bytes"] = broker.record_bytes
+    ui.step(bar, 2)
+    with Procs(settings) as procs:
+        procs.serve()
+        out["sim_destinations_per_s"] = asyncio.run(sim_limit(
+            settings.provider_url, settings.provider_token, requests=max(50, size // 1000), batch=1000))
+    ui.step(bar, 3)
+    return out
+
+
+async def _tenant(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tenant: int = await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id",
+                                          f"limits-{uuid.uuid4().hex[:6]}")
+        return tenant
+    finally:
+        await conn.close()
