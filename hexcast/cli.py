@@ -132,7 +132,8 @@ def provider_sim() -> None:
     from sender.simulator import SimConfig, run_sim
 
     s = _settings()
-    dlr_url = (s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/dlr") if s.sim_receipts else None
+    hook = "status" if s.sim_mode == "single" else "dlr"  # Twilio-like callbacks, or batches
+    dlr_url = (s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/{hook}") if s.sim_receipts else None
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
                        dlr_token=s.dlr_webhook_token, token=s.provider_token, mode=s.sim_mode,
                        lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Header, Path, status
+import asyncpg
+from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import PlainTextResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
@@ -19,6 +22,7 @@ from sender.keys import confirmation_key, otp_key
 from sender.links import is_bot
 from sender.metrics import render_metrics
 from sender.models import DeliveryEvent, Lane, MessageState, ReceiptBatch, SendBatch, SendRequest
+from sender.receipts import StatusCallback
 from sender.text import segment_info
 
 __all__ = ["router"]
@@ -164,9 +168,45 @@ async def delivery_receipts(
     bus: BusDep,
     authorization: Annotated[str, Header()] = "",
 ) -> ReceiptsApplied:
-    """Receipts from the provider; duplicates and late receipts are applied at most once."""
+    """Receipts from a batch provider; duplicates and late receipts are applied at most once."""
     _check_webhook(settings, authorization)
     receipts = [(r.client_ref, r.status, r.error) for r in body.receipts]
+    return await _apply_receipts(pool, bus, receipts)
+
+
+@router.post("/v1/webhooks/status", response_model=ReceiptsApplied, tags=["webhooks"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/x-www-form-urlencoded": {
+                     "schema": StatusCallback.model_json_schema()}}}})
+async def status_callback(
+    request: Request, pool: PoolDep, settings: SettingsDep, bus: BusDep,
+    authorization: Annotated[str, Header()] = "",
+) -> ReceiptsApplied:
+    """A single-message provider's (Twilio-like) form-encoded status callback, one message each.
+
+    Found by the provider's message id; intermediate statuses (queued, sent...) change nothing.
+    """
+    _check_webhook(settings, authorization)
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        callback = StatusCallback.model_validate(form)
+    except ValidationError as exc:
+        raise InvalidInput(f"bad status callback: {exc.errors()[0]['msg']}",
+                           field=".".join(str(p) for p in exc.errors()[0]["loc"])) from None
+    final = callback.final()
+    if final is None:
+        return ReceiptsApplied(received=1, applied=0)
+    async with pool.acquire() as conn:
+        refs = await repo.client_refs_by_provider_id(conn, provider_message_ids=[callback.MessageSid])
+    ref = refs.get(callback.MessageSid)
+    if ref is None:
+        return ReceiptsApplied(received=1, applied=0)
+    return await _apply_receipts(pool, bus, [(ref, *final)])
+
+
+async def _apply_receipts(
+    pool: asyncpg.Pool, bus: Bus, receipts: list[tuple[str, str, str | None]]
+) -> ReceiptsApplied:
     async with pool.acquire() as conn:
         changed = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")
     now = datetime.now(UTC)

@@ -15,6 +15,7 @@ __all__ = [
     "MessageRow",
     "apply_receipts",
     "click_counts_by_promotion",
+    "client_refs_by_provider_id",
     "claim_for_sending",
     "suppress_blocked",
     "defer",
@@ -324,6 +325,18 @@ async def mark_accepted(
         _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor, segs
     )
     return {r["message_id"] for r in rows}
+
+
+async def client_refs_by_provider_id(
+    conn: Conn, *, provider_message_ids: Sequence[str]
+) -> dict[str, str]:
+    """Our client reference of each known provider message id (unknown ids are left out)."""
+    rows = await conn.fetch(
+        "SELECT provider_message_id, client_ref FROM messages"
+        " WHERE provider_message_id = ANY($1::text[]) AND client_ref IS NOT NULL",
+        list(provider_message_ids),
+    )
+    return {r["provider_message_id"]: r["client_ref"] for r in rows}
 
 
 async def apply_receipts(

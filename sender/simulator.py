@@ -26,6 +26,8 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from sender.receipts import callback_form
+
 __all__ = ["SimConfig", "create_sim_app", "run_sim"]
 
 _log = structlog.get_logger("sender.simulator")
@@ -124,6 +126,7 @@ class _Record:
             "status": self.status,
             "error": "undeliverable" if self.status == "failed" else None,
             "at": at,
+            "to": self.to,
         }
 
 
@@ -310,14 +313,28 @@ def _rejected(client_ref: str) -> dict[str, Any]:
     return {"client_ref": client_ref, "status": "rejected", "error": "invalid_destination"}
 
 
-async def _post(client: httpx.AsyncClient, url: str, token: str, chunk: list[Any]) -> str | None:
-    """POST one chunk of receipts; None on success, else what went wrong."""
+async def _post(
+    client: httpx.AsyncClient, url: str, token: str, chunk: list[Any], *, single: bool
+) -> str | None:
+    """POST one chunk of receipts; None on success, else what went wrong.
+
+    Batch mode posts the chunk as one JSON batch; single mode (Twilio-like) posts one
+    form-encoded status callback per message, which carries only the provider's message id.
+    """
     headers = {"Authorization": f"Bearer {token}"}
-    try:
-        resp = await client.post(url, json={"receipts": chunk}, headers=headers)
-    except Exception as exc:  # any failure: the receipts are kept and retried
-        return repr(exc)
-    return None if resp.is_success else f"HTTP {resp.status_code}"
+    bodies: list[dict[str, Any]] = (
+        [{"data": callback_form(provider_message_id=r["provider_message_id"], status=r["status"],
+                                to=r["to"])} for r in chunk]
+        if single else [{"json": {"receipts": chunk}}]
+    )
+    for body in bodies:
+        try:
+            resp = await client.post(url, headers=headers, **body)
+        except Exception as exc:  # any failure: the receipts are kept and retried
+            return repr(exc)
+        if not resp.is_success:
+            return f"HTTP {resp.status_code}"
+    return None
 
 
 async def _receipt_sender(sim: _Sim, client: httpx.AsyncClient) -> None:
@@ -332,7 +349,8 @@ async def _receipt_sender(sim: _Sim, client: httpx.AsyncClient) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(outbox.wake.wait(), outbox.idle_s())
             continue
-        outbox.done(chunk, await _post(client, url, sim.config.dlr_token, chunk), url)
+        single = sim.config.mode == "single"
+        outbox.done(chunk, await _post(client, url, sim.config.dlr_token, chunk, single=single), url)
 
 
 def _single_response(result: dict[str, Any]) -> JSONResponse:

@@ -51,3 +51,44 @@ def test_duplicate_and_out_of_order_receipts_apply_once(broker_url: str, tmp_pat
         assert history_b["history"][-1] == "failed"
         assert history_b["reason"] == "handset off"
         assert history_b["history"].count("failed") == 1
+
+
+def _callback(world: SenderWorld, form: dict[str, str], token: str | None = None) -> httpx.Response:
+    token = token or world.settings.dlr_webhook_token
+    return httpx.post(f"{world.settings.api_public_url}/v1/webhooks/status", data=form,
+                      headers={"Authorization": f"Bearer {token}"})
+
+
+def test_single_provider_status_callbacks_are_normalised(broker_url: str, tmp_path: Path) -> None:
+    """A Twilio-like provider reports by its own message id, one form post per message."""
+    with sender_world(broker_url, tmp_path, sim_dlr_delay_s=0.1) as world:
+        world.api()  # first: provider-sim posts its callbacks to this api
+        sim = world.sim("provider-sim", sim_mode="single")
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "twilio-like", "url": sim, "token": "sim-token", "mode": "single"})})
+        world.sender("sender-bulk")
+        world.publish(3, run_id=61)
+        eventually(lambda: world.states() == {"delivered": 3} or None, timeout=60)
+        httpx.post(f"{sim}/control", json={"deliver_fail_rate": 1.0}).raise_for_status()
+        world.publish(2, run_id=62, first=10)
+        eventually(lambda: world.states() == {"delivered": 3, "failed": 2} or None, timeout=60)
+        failed = world.message(bulk_key(campaign_run_id=62, recipient_id=10)) or {}
+        assert failed["reason"] == "provider error 30003"
+        assert failed["history"] == ["queued", "sending", "accepted", "failed"]
+
+        done = next(i for i in ledger(sim) if i["client_ref"] == bulk_key(campaign_run_id=61,
+                                                                           recipient_id=0))
+        sid = done["provider_message_id"]
+        for form in ({"MessageSid": sid, "MessageStatus": "delivered"},   # a retried callback
+                     {"MessageSid": sid, "MessageStatus": "undelivered"},  # late, contrary
+                     {"MessageSid": sid, "MessageStatus": "sent"},         # not final
+                     {"MessageSid": "SMnobody", "MessageStatus": "delivered"}):
+            response = _callback(world, form)
+            assert response.status_code == 200, response.text
+            assert response.json()["applied"] == 0, form
+        assert world.states() == {"delivered": 3, "failed": 2}
+        assert _callback(world, {"MessageSid": sid, "MessageStatus": "delivered"},
+                         token="wrong").status_code == 401
+        bad = _callback(world, {"MessageSid": sid, "MessageStatus": "lost"})
+        assert bad.status_code == 422
+        assert "MessageStatus" in bad.text
