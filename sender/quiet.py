@@ -49,7 +49,10 @@ def window_for(phone: str) -> Window:
     return DEFAULT_WINDOW
 
 
+@lru_cache(maxsize=1024)
 def _zone(name: str | None) -> ZoneInfo | None:
+    """The zone of a name (kept: ZoneInfo's own cache is weak, so zones were re-read from disk
+    for every recipient); None for unknown names."""
     if not name or name.startswith("Etc/Unknown"):
         return None
     try:
