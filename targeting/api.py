@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from typing import IO, Annotated
+from typing import IO, Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Query, Request, status
@@ -52,9 +52,7 @@ async def create_store(
             time_zone=body.time_zone, geofence=body.geofence.model_dump(), cells=cells,
             h3_resolution=settings.h3_resolution, accuracy_max_m=body.accuracy_max_m,
         )
-    record = store_record(row)
-    await bus.publish("catalog", record.key, record.encode())
-    return store_public(row)
+    return await _publish_store(bus, row)
 
 
 @router.get("/stores", response_model=list[StorePublic])
@@ -72,14 +70,35 @@ async def get_store(store_id: int, tenant: TenantDep, pool: PoolDep) -> StorePub
         return store_public(await repo.get_store(conn, tenant_id=tenant.id, store_id=store_id))
 
 
-@router.post("/stores/{store_id}/deactivate", response_model=StorePublic)
-async def deactivate_store(
-    store_id: int, tenant: TenantDep, pool: PoolDep, bus: BusDep
+@router.put("/stores/{store_id}", response_model=StorePublic)
+async def replace_store(
+    store_id: int, body: StoreCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep,
+    settings: SettingsDep,
+) -> StorePublic:
+    """Replace a store (fence, zone, accuracy...); running matchers pick it up from the catalog."""
+    cells = fence_cells(body, resolution=settings.h3_resolution)
+    async with pool.acquire() as conn:
+        row = await repo.replace_store(
+            conn, tenant_id=tenant.id, store_id=store_id, name=body.name, lat=body.lat,
+            lng=body.lng, time_zone=body.time_zone, geofence=body.geofence.model_dump(),
+            cells=cells, h3_resolution=settings.h3_resolution, accuracy_max_m=body.accuracy_max_m,
+        )
+    return await _publish_store(bus, row)
+
+
+@router.post("/stores/{store_id}/{action}", response_model=StorePublic)
+async def set_store_active(
+    store_id: int, action: Literal["activate", "deactivate"], tenant: TenantDep, pool: PoolDep,
+    bus: BusDep,
 ) -> StorePublic:
     async with pool.acquire() as conn:
         row = await repo.set_store_active(
-            conn, tenant_id=tenant.id, store_id=store_id, active=False
+            conn, tenant_id=tenant.id, store_id=store_id, active=action == "activate"
         )
+    return await _publish_store(bus, row)
+
+
+async def _publish_store(bus: BusDep, row: repo.Row) -> StorePublic:
     record = store_record(row)
     await bus.publish("catalog", record.key, record.encode())
     return store_public(row)
@@ -95,9 +114,7 @@ async def create_promotion(
             interests=body.interests, valid_from=body.valid_from, valid_until=body.valid_until,
             policy=policy_columns(body),
         )
-    record = promotion_record(row)
-    await bus.publish("catalog", record.key, record.encode())
-    return promotion_public(row)
+    return await _publish_promotion(bus, row)
 
 
 @router.get("/promotions", response_model=list[PromotionPublic])
@@ -111,14 +128,40 @@ async def list_promotions(
     return [promotion_public(r) for r in rows]
 
 
-@router.post("/promotions/{promotion_id}/deactivate", response_model=PromotionPublic)
-async def deactivate_promotion(
-    promotion_id: int, tenant: TenantDep, pool: PoolDep, bus: BusDep
+@router.get("/promotions/{promotion_id}", response_model=PromotionPublic)
+async def get_promotion(promotion_id: int, tenant: TenantDep, pool: PoolDep) -> PromotionPublic:
+    async with pool.acquire() as conn:
+        return promotion_public(
+            await repo.get_promotion(conn, tenant_id=tenant.id, promotion_id=promotion_id))
+
+
+@router.put("/promotions/{promotion_id}", response_model=PromotionPublic)
+async def replace_promotion(
+    promotion_id: int, body: PromotionCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+) -> PromotionPublic:
+    """Replace a promotion (body, interests, dates, policy); matchers apply it from the catalog."""
+    async with pool.acquire() as conn:
+        row = await repo.replace_promotion(
+            conn, tenant_id=tenant.id, promotion_id=promotion_id, store_id=body.store_id,
+            name=body.name, body=body.body, interests=body.interests, valid_from=body.valid_from,
+            valid_until=body.valid_until, policy=policy_columns(body),
+        )
+    return await _publish_promotion(bus, row)
+
+
+@router.post("/promotions/{promotion_id}/{action}", response_model=PromotionPublic)
+async def set_promotion_active(
+    promotion_id: int, action: Literal["activate", "deactivate"], tenant: TenantDep,
+    pool: PoolDep, bus: BusDep,
 ) -> PromotionPublic:
     async with pool.acquire() as conn:
         row = await repo.set_promotion_active(
-            conn, tenant_id=tenant.id, promotion_id=promotion_id, active=False
+            conn, tenant_id=tenant.id, promotion_id=promotion_id, active=action == "activate"
         )
+    return await _publish_promotion(bus, row)
+
+
+async def _publish_promotion(bus: BusDep, row: repo.Row) -> PromotionPublic:
     record = promotion_record(row)
     await bus.publish("catalog", record.key, record.encode())
     return promotion_public(row)

@@ -30,10 +30,21 @@ __all__ = [
     "list_stores",
     "set_promotion_active",
     "set_store_active",
+    "get_promotion",
+    "replace_promotion",
+    "replace_store",
     "update_recipient",
 ]
 
 Row = asyncpg.Record
+
+
+def _found(row: Row | None, what: str) -> Row:
+    """The row, or NotFound saying ``what`` (e.g. "store 7 not found")."""
+    if row is None:
+        raise NotFound(what)
+    return row
+
 _STORE_COLS = (
     "id, tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution, accuracy_max_m,"
     " active, created_at"
@@ -74,13 +85,36 @@ async def insert_store(
     return row
 
 
+async def replace_store(
+    conn: Conn,
+    *,
+    tenant_id: int,
+    store_id: int,
+    name: str,
+    lat: float,
+    lng: float,
+    time_zone: str,
+    geofence: dict[str, Any],
+    cells: list[str],
+    h3_resolution: int,
+    accuracy_max_m: float,
+) -> Row:
+    """Replace a store's fields (not its active flag); NotFound for another tenant's store."""
+    row: Row | None = await conn.fetchrow(
+        "UPDATE stores SET name = $3, lat = $4, lng = $5, time_zone = $6, geofence = $7,"
+        " cells = $8, h3_resolution = $9, accuracy_max_m = $10, updated_at = now()"
+        f" WHERE tenant_id = $1 AND id = $2 RETURNING {_STORE_COLS}",
+        tenant_id, store_id, name, lat, lng, time_zone, geofence, cells, h3_resolution,
+        accuracy_max_m,
+    )
+    return _found(row, f"store {store_id} not found")
+
+
 async def get_store(conn: Conn, *, tenant_id: int, store_id: int) -> Row:
     row: Row | None = await conn.fetchrow(
         f"SELECT {_STORE_COLS} FROM stores WHERE tenant_id = $1 AND id = $2", tenant_id, store_id
     )
-    if row is None:
-        raise NotFound(f"store {store_id} not found")
-    return row
+    return _found(row, f"store {store_id} not found")
 
 
 async def list_stores(
@@ -103,9 +137,7 @@ async def set_store_active(
         f" RETURNING {_STORE_COLS}",
         tenant_id, store_id, active,
     )
-    if row is None:
-        raise NotFound(f"store {store_id} not found")
-    return row
+    return _found(row, f"store {store_id} not found")
 
 
 async def insert_promotion(
@@ -133,6 +165,42 @@ async def insert_promotion(
     return row
 
 
+async def replace_promotion(
+    conn: Conn,
+    *,
+    tenant_id: int,
+    promotion_id: int,
+    store_id: int,
+    name: str,
+    body: str,
+    interests: list[str],
+    valid_from: date | None,
+    valid_until: date | None,
+    policy: dict[str, Any],
+) -> Row:
+    """Replace a promotion's fields and policy (not its active flag); NotFound if not the
+    tenant's promotion or store."""
+    await get_store(conn, tenant_id=tenant_id, store_id=store_id)
+    extra = {k: v for k, v in policy.items() if k in _POLICY_COLS}
+    sets = ", ".join(f"{name} = ${n}" for n, name in enumerate(
+        ["store_id", "name", "body", "interests", "valid_from", "valid_until", *extra], start=3))
+    row: Row | None = await conn.fetchrow(
+        f"UPDATE promotions SET {sets}, updated_at = now() WHERE tenant_id = $1 AND id = $2"
+        f" RETURNING {_PROMO_COLS}",
+        tenant_id, promotion_id, store_id, name, body, interests, valid_from, valid_until,
+        *extra.values(),
+    )
+    return _found(row, f"promotion {promotion_id} not found")
+
+
+async def get_promotion(conn: Conn, *, tenant_id: int, promotion_id: int) -> Row:
+    row: Row | None = await conn.fetchrow(
+        f"SELECT {_PROMO_COLS} FROM promotions WHERE tenant_id = $1 AND id = $2",
+        tenant_id, promotion_id,
+    )
+    return _found(row, f"promotion {promotion_id} not found")
+
+
 async def list_promotions(
     conn: Conn, *, tenant_id: int, after_id: int = 0, limit: int = 100
 ) -> list[Row]:
@@ -153,9 +221,7 @@ async def set_promotion_active(
         f" RETURNING {_PROMO_COLS}",
         tenant_id, promotion_id, active,
     )
-    if row is None:
-        raise NotFound(f"promotion {promotion_id} not found")
-    return row
+    return _found(row, f"promotion {promotion_id} not found")
 
 
 async def insert_recipient(
@@ -239,9 +305,7 @@ async def update_recipient(
         )
     except asyncpg.UniqueViolationError as exc:
         raise ConflictError("another recipient of this tenant has this phone") from exc
-    if row is None:
-        raise NotFound(f"recipient {user_id!r} not found")
-    return row
+    return _found(row, f"recipient {user_id!r} not found")
 
 
 async def get_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> Row:
@@ -249,9 +313,7 @@ async def get_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> Row:
         f"SELECT {_RECIPIENT_COLS} FROM recipients WHERE tenant_id = $1 AND user_id = $2",
         tenant_id, user_id,
     )
-    if row is None:
-        raise NotFound(f"recipient {user_id!r} not found")
-    return row
+    return _found(row, f"recipient {user_id!r} not found")
 
 
 # --- analytics reads (notebooks, synthetic data) ---

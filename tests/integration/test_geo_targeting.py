@@ -184,6 +184,48 @@ def test_catalog_changes_reach_the_running_matcher(stack: Stack, database_url: s
     assert third not in t.sends()
 
 
+def test_replaced_and_reactivated_promotions_and_stores_reach_the_matcher(
+    stack: Stack, database_url: str
+) -> None:
+    t = Tenant(stack, database_url)
+    shop = t.store(SHOP)
+    promo = t.post("/v1/promotions", store_id=shop, name="p", body="Old offer",
+                   interests=["electronics"])
+    t.enter_until_sent(t.recipient("early"), SHOP)
+
+    replaced = t.api.put(f"/v1/promotions/{promo['id']}", json={
+        "store_id": shop, "name": "p", "body": "New offer", "interests": ["electronics"]})
+    assert replaced.status_code == 200, replaced.text
+    assert t.api.get(f"/v1/promotions/{promo['id']}").json()["body"] == "New offer"
+    late = t.recipient("late")
+    eventually(lambda: t.visit(late, AWAY, SHOP) or [
+        s for s in t.sends().get(late, []) if s.body == "New offer"], timeout=RELOAD_S, every=0.3)
+    assert {s.body for s in t.sends()[late]} == {"New offer"}
+
+    # The store's fence moves away from SHOP: a fresh visitor there gets nothing; moved back
+    # and reactivated after a deactivation, the next visitor is matched again.
+    store = {"name": "shop", "lat": AWAY[0], "lng": AWAY[1], "time_zone": "America/Chicago",
+             "geofence": {"type": "circle", "radius_m": 100}}
+    assert t.api.put(f"/v1/stores/{shop}", json=store).status_code == 200
+    moved = t.recipient("moved")
+    eventually(lambda: t.visit(moved, AWAY) or t.sends().get(moved), timeout=RELOAD_S, every=0.3)
+    gone = t.processed().get("no_geofence", 0)
+    left = t.recipient("left")
+    t.visit(left, SHOP)
+    t.processed(no_geofence=gone + 1)
+    assert left not in t.sends()
+    assert t.api.put(f"/v1/stores/{shop}", json={**store, "lat": SHOP[0], "lng": SHOP[1]}
+                     ).status_code == 200
+    t.post(f"/v1/promotions/{promo['id']}/deactivate")
+    assert t.post(f"/v1/promotions/{promo['id']}/activate")["active"] is True
+    t.enter_until_sent(t.recipient("back"), SHOP)
+    other = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": Tenant(stack, database_url)
+                                                           .api.headers["X-API-Key"]})
+    assert other.put(f"/v1/stores/{shop}", json=store).status_code == 404
+    assert other.get(f"/v1/promotions/{promo['id']}").status_code == 404
+    assert t.api.post(f"/v1/promotions/{promo['id']}/explode").status_code == 422
+
+
 def test_cooldown_and_caps_survive_a_matcher_crash(stack: Stack, database_url: str) -> None:
     t = Tenant(stack, database_url)
     shop, other = t.store(SHOP), t.store(OTHER_SHOP)
