@@ -46,10 +46,11 @@ class Bus:
             await self._producer.stop()
             self._producer = None
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
+    async def publish(self, topic: str, key: str, value: bytes | None) -> None:
+        """``value`` None is a tombstone: a compacted topic then forgets ``key``."""
         await self.publish_many(topic, [(key, value)])
 
-    async def publish_many(self, topic: str, items: Iterable[tuple[str, bytes]]) -> None:
+    async def publish_many(self, topic: str, items: Iterable[tuple[str, bytes | None]]) -> None:
         """Send every item and wait until the broker acknowledged all of them."""
         if self._producer is None:
             raise BusUnavailable("the bus is not started")

@@ -65,7 +65,7 @@ class StateFeed:
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, messages in batches.items():
                 for message in messages:
-                    self._apply(tp.topic, message.value)
+                    self._apply(tp.topic, message.key, message.value)
             if not self.ready.is_set() and all(
                 await asyncio.gather(*(self._caught_up(consumer, tp, end) for tp, end in ends.items()))
             ):
@@ -76,8 +76,10 @@ class StateFeed:
     async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
         return bool(await consumer.position(tp) >= end)
 
-    def _apply(self, topic: str, value: bytes | None) -> None:
-        if value is None:
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if value is None:  # a tombstone: only deleted recipients are tombstoned so far
+            if topic == self._profiles and key is not None:
+                self._state.forget_profile(key.decode())
             return
         try:
             if topic == self._catalog:

@@ -199,6 +199,11 @@ class MatchState:
     def apply_profile(self, record: ProfileRecord) -> None:
         self._profiles[record.key] = record
 
+    def forget_profile(self, key: str) -> None:
+        """A deleted recipient (a tombstone on ``profiles``): no profile, no presence."""
+        self._profiles.pop(key, None)
+        self.presence.forget(key)
+
     def match(self, record: VisitRecord, *, max_per_visit: int = 1) -> MatchResult:
         """Ranked candidate sends for a user's events, in event order. Each visit keeps its
         best ``max_per_visit + FALLBACKS`` candidates (the gate may refuse the best ones)."""

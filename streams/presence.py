@@ -82,6 +82,9 @@ class Presence:
             found = self._users[key] = UserPresence()
         return found
 
+    def forget(self, key: str) -> None:
+        self._users.pop(key, None)
+
     def prune(self, before: datetime) -> int:
         """Forget users whose last event is older than ``before``; how many were dropped."""
         old = [k for k, u in self._users.items() if u.last_ts is None or u.last_ts < before]

@@ -281,3 +281,11 @@ async def update_recipient(
     record = profile_record(row)
     await bus.publish("profiles", record.key, record.encode())
     return recipient_public(row)
+
+
+@router.delete("/recipients/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_recipient(user_id: str, tenant: TenantDep, pool: PoolDep, bus: BusDep) -> None:
+    """Erase a recipient; matchers forget the profile (a tombstone on ``profiles``)."""
+    async with pool.acquire() as conn:
+        await repo.delete_recipient(conn, tenant_id=tenant.id, user_id=user_id)
+    await bus.publish("profiles", f"{tenant.id}:{user_id}", None)

@@ -30,6 +30,7 @@ __all__ = [
     "list_stores",
     "set_promotion_active",
     "set_store_active",
+    "delete_recipient",
     "get_promotion",
     "replace_promotion",
     "replace_store",
@@ -306,6 +307,17 @@ async def update_recipient(
     except asyncpg.UniqueViolationError as exc:
         raise ConflictError("another recipient of this tenant has this phone") from exc
     return _found(row, f"recipient {user_id!r} not found")
+
+
+async def delete_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> None:
+    """Erase a recipient's profile. Their messages stay as the audit log, and an opt-out of
+    their number stays recorded (it is kept per tenant and phone, not per recipient)."""
+    deleted = await conn.fetchval(
+        "DELETE FROM recipients WHERE tenant_id = $1 AND user_id = $2 RETURNING id",
+        tenant_id, user_id,
+    )
+    if deleted is None:
+        raise NotFound(f"recipient {user_id!r} not found")
 
 
 async def get_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> Row:

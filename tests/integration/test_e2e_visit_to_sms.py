@@ -174,3 +174,9 @@ def test_recipient_updates_reach_the_matcher_and_are_scoped(
         assert field in bad.text, (body, bad.text)
     other = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": world["key_b"]})
     assert other.patch(f"/v1/recipients/{user}", json={"consent": None}).status_code == 404
+    assert other.delete(f"/v1/recipients/{user}").status_code == 404
+    assert api.delete(f"/v1/recipients/{user}").status_code == 204
+    assert api.get(f"/v1/recipients/{user}").status_code == 404
+    assert api.delete(f"/v1/recipients/{user}").status_code == 404
+    again = api.post("/v1/recipients", json={"user_id": user, "phone": "+13122009001"})
+    assert again.status_code == 201, again.text  # the phone and user id are free again

@@ -297,3 +297,14 @@ def test_presence_is_pruned_for_idle_users() -> None:
     visit(state, ev("a", at(0)))
     assert state.presence.prune(at(1)) == 1
     assert len(state.presence) == 0
+
+
+def test_a_forgotten_profile_no_longer_matches() -> None:
+    state = world()
+    add_store(state, 1, CHICAGO)
+    add_promo(state, 10, 1)
+    assert fired(visit(state, ev("a", T0))) == [[10]]
+    state.forget_profile("1:u")
+    result = visit(state, ev("b", T0 + timedelta(minutes=1)))
+    assert (result.visits, result.counts["no_profile"]) == ([], 1)
+    state.forget_profile("1:nobody")  # unknown keys are fine
