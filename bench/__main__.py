@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ui
-from bench.common import OUT, database, loadavg, machine
+from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
 from bench.report import save, table, write_markdown
@@ -72,9 +72,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                                "sizes": sizes}
     wanted = {"all": ("limits", "holiday", "visits")}.get(args.scenario, (args.scenario,))
     steps = {"holiday": _holiday, "visits": _visits, "limits": _limits}
-    with EmbeddedBroker() as broker, ui.live():
-        for name in wanted:
-            results[name] = steps[name](broker.url, sizes)
+    try:
+        with EmbeddedBroker() as broker, ui.live():
+            for name in wanted:
+                results[name] = steps[name](broker.url, sizes)
+    finally:
+        clear_redis()  # rate-limit, cap and dedupe keys of every scenario's prefix
     results["wall_s"] = time.perf_counter() - started
     results["loadavg_end"] = loadavg()
     return results

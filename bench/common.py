@@ -127,12 +127,44 @@ def database() -> Iterator[str]:
         asyncio.run(_drop_database(dsn))
 
 
+_PREFIXES: dict[str, set[str]] = {}
+"""Redis URL → the key prefixes this process's scenarios used; cleared by :func:`clear_redis`."""
+
+
+async def _clear(url: str, prefixes: set[str]) -> int:
+    from hexcast.cache import connect_redis
+
+    client = connect_redis(url)
+    wanted = tuple(p.encode() for p in prefixes)
+    batch: list[bytes] = []
+    removed = 0
+    try:
+        async for key in client.scan_iter(match="hxbench:*", count=5000):
+            if key.startswith(wanted):
+                batch.append(key)
+            if len(batch) >= 5000:
+                removed += await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return removed
+
+
+def clear_redis() -> int:
+    """Delete every key under the prefixes the scenarios of this run used; how many."""
+    removed = sum(asyncio.run(_clear(url, prefixes)) for url, prefixes in _PREFIXES.items())
+    _PREFIXES.clear()
+    return removed
+
+
 def bench_settings(broker_url: str, dsn: str, *, receipts: bool = False) -> Settings:
     """Settings of one scenario: own topics, consumer groups, Redis prefix and ports; a provider
     that never throttles us; quiet hours off so a run at any hour of the day is comparable."""
     tag = uuid.uuid4().hex[:8]
     api_port, sim_port = free_port(), free_port()
-    return load_settings(
+    settings = load_settings(
         broker_url=broker_url, database_url=dsn, redis_prefix=f"hxbench:{tag}:",
         topic_prefix=f"b{tag}.", app_id=f"hexcast-bench-{tag}", broker_rebalance_timeout=2.0,
         api_port=api_port, api_public_url=f"http://127.0.0.1:{api_port}", sim_port=sim_port,
@@ -140,6 +172,8 @@ def bench_settings(broker_url: str, dsn: str, *, receipts: bool = False) -> Sett
         provider_rate_per_s=1e6, provider_burst=1e5, sender_bulk_share=1.0, log_level="warning",
         sender_quiet_hours=False,
     )
+    _PREFIXES.setdefault(settings.redis_url, set()).add(settings.redis_prefix)
+    return settings
 
 
 def rss_mb(pid: int) -> float:
