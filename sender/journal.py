@@ -7,7 +7,6 @@ PostgreSQL outages are retried with backoff (fail closed): sending pauses, nothi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import asyncpg
 import redis.exceptions
 
 from hexcast.logging import get_logger
+from hexcast.retry import until_available
 from sender import repo
 from sender.models import DeliveryEvent, MessageState
 
@@ -66,14 +66,7 @@ class Journal:
 
     async def _infra(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` until Redis/PostgreSQL answer: sending pauses, nothing is dropped."""
-        delay = 0.2
-        while True:
-            try:
-                return await fn()
-            except _INFRA_ERRORS as exc:
-                log.warning("sending_paused", error=f"{type(exc).__name__}: {exc}", retry_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return await until_available(fn, errors=_INFRA_ERRORS, log=log, event="sending_paused")
 
     async def _move(
         self, rows: Sequence[repo.MessageRow], to: MessageState, frm: Sequence[MessageState],

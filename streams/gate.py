@@ -8,7 +8,6 @@ restarted or rebalanced matcher keeps it. Budgets are given back from the ``deli
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -17,6 +16,7 @@ import redis.exceptions
 
 from hexcast.cache import Keys
 from hexcast.logging import get_logger
+from hexcast.retry import until_available
 from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
 from streams.lua import GEO_GATE, RELEASE_BUDGET
 from streams.matcher import Candidate, MatchResult
@@ -106,11 +106,4 @@ class SendGate:
 
 async def _paused(fn: Callable[[], Awaitable[T]]) -> T:
     """Retry ``fn`` until Redis answers: matching pauses, nothing is decided without state."""
-    delay = 0.2
-    while True:
-        try:
-            return await fn()
-        except _INFRA as exc:
-            log.warning("matching_paused", error=f"{type(exc).__name__}: {exc}", retry_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return await until_available(fn, errors=_INFRA, log=log, event="matching_paused")
