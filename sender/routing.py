@@ -74,6 +74,8 @@ class Router:
         self._client = client
         self._keys = keys
         self._tasks: set[asyncio.Task[object]] = set()
+        self._exported: dict[str, BreakerState] = {}
+        self._export_lock = asyncio.Lock()
 
     async def count(self, name: str, label: str = "", amount: int = 1) -> None:
         """Add to a shared counter exported on ``/metrics``."""
@@ -89,10 +91,18 @@ class Router:
         log.warning("breaker_transition", provider=name, from_state=old.value, to_state=new.value)
         if self._client is None or self._keys is None:
             return
-        write = self._client.hset(breaker_key(self._keys), name, new.value)
-        task: asyncio.Task[object] = asyncio.ensure_future(write)
+        self._exported[name] = new
+        task: asyncio.Task[object] = asyncio.ensure_future(self._export(name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _export(self, name: str) -> None:
+        """Write the provider's latest state; one write at a time, so a late write of an older
+        transition can never overwrite a newer state."""
+        if self._client is None or self._keys is None:
+            return
+        async with self._export_lock:
+            await self._client.hset(breaker_key(self._keys), name, self._exported[name].value)
 
     def add(self, route: Route) -> None:
         self.routes.append(route)
