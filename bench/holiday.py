@@ -19,6 +19,7 @@ import httpx
 
 from bench import ui
 from bench.common import Procs, Timer, bench_settings, rss_mb
+from bench.cpu import snapshot
 from bench.otp import OtpLoad, OtpReport
 from bench.reference import reference_pipeline
 from hexcast.settings import Settings
@@ -47,6 +48,12 @@ class HolidayResult:
     otp: OtpReport | None = None
     reference_rate: float = 0.0  # the plain asyncio pipeline on the same audience, same run
     reference_sent: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per component, run-now → last
+    busy: float = 0.0  # the machine's busy share over that interval (1.0 = all cores)
+
+    @property
+    def cpu_us_per_recipient(self) -> dict[str, float]:
+        return {g: round(s * 1e6 / max(self.accepted, 1), 1) for g, s in self.cpu_s.items()}
 
     @property
     def exactly_once(self) -> bool:
@@ -113,18 +120,19 @@ def _otp_ready(api: httpx.Client, sim: httpx.Client, token: str, limit_s: float 
 
 
 def _campaign(settings: Settings, key: str, result: HolidayResult, otp_rate: float,
-              timeout: float) -> int:
+              timeout: float, pids: dict[str, int]) -> int:
     with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key}, timeout=60) as api, \
             httpx.Client(base_url=settings.provider_url, timeout=30) as sim:
         _otp_ready(api, sim, settings.provider_token)
         base = int(sim.get("/ledger/stats").json()["total"])
         campaign = api.post("/v1/campaigns", json=_BODY).raise_for_status().json()
         otp = OtpLoad(settings.api_public_url, key, rate=otp_rate)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), snapshot(pids)
         run_id: int = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
         otp.start()
         try:
             accepted, finished = _wait_accepted(sim, result.recipients + base, timeout, otp)
+            result.cpu_s, result.busy = snapshot(pids).since(cpu)
         finally:
             otp.stop()
         result.accepted = accepted - base
@@ -166,7 +174,8 @@ def run_holiday(broker_url: str, dsn: str, *, recipients: int, senders: int, rec
         for n in range(senders):
             procs.start(f"sender-bulk-{n}", ["sender", "--lane", "bulk"])
         procs.start("sender-otp", ["sender", "--lane", "otp"])
-        run_id = _campaign(settings, key, result, otp_rate, timeout)
+        run_id = _campaign(settings, key, result, otp_rate, timeout,
+                           {name: c.pid for name, c in procs.children.items()})
         time.sleep(2.0)  # let the senders commit their last acceptances
         result.states = asyncio.run(_states(dsn, run_id))
         result.rss_mb = {name: rss_mb(c.pid) for name, c in procs.children.items() if c.alive}

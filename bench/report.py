@@ -68,6 +68,11 @@ def _holiday_rows(h: dict[str, Any], raw: dict[str, float]) -> list[Row]:
             f"{h['duplicates']} / {h['resubmissions']}"),
         Row(tag, "peak RSS MB", ", ".join(f"{k} {v:.0f}" for k, v in h["rss_mb"].items())),
     ]
+    if h.get("cpu_s"):
+        per = {k: v * 1e6 / max(h["accepted"], 1) for k, v in h["cpu_s"].items()}
+        out.append(Row(tag, f"CPU µs per recipient (machine {h.get('busy', 0):.0%} busy)",
+                       ", ".join(f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda x: -x[1])),
+                       f"total {sum(per.values()):,.0f} µs"))
     if h.get("otp"):
         o = h["otp"]
         out.append(Row("3 OTP under bulk", f"p50 / p99 to ledger ({o['ledgered']}/{o['posted']})",

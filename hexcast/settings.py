@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         " actors). 1 by default: with 4, a 50k run stalled intermittently in tests (not yet"
         " explained); fairness then rests on the scheduler's interleaved, bounded release.",
     )
+    sender_bulk_parts: int = Field(
+        default=2, ge=1, le=8, description="Slices one bulk chunk is cut into and worked on side"
+        " by side in one actor (enqueue, checks, provider call, acceptance of each overlap);"
+        " the chunk's record is done when every slice is.",
+    )
     sender_quiet_hours: bool = Field(
         default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"
         " to be independent of the time of day they run at).",

@@ -85,6 +85,7 @@ class _Worker:
             control=RunControl(redis, Keys(settings.redis_prefix)), keys=Keys(settings.redis_prefix),
             caps=RecipientCaps(redis), cap_rules=_cap_rules(settings),
             fault_kill_after_calls=settings.sender_fault_kill_after_calls,
+            bulk_parts=settings.sender_bulk_parts,
         )
         sweeper = asyncio.create_task(_sweep_forever(self.dispatcher, settings, lane))
 

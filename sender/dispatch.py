@@ -29,7 +29,7 @@ from hexcast.logging import get_logger
 from sender import repo
 from sender.gates import Gates
 from sender.journal import EventSink, Outcome, with_state
-from sender.models import Lane, MessageState, SendBatch
+from sender.models import Lane, MessageState, SendBatch, SendRequest
 from sender.provider import Outgoing, ProviderResult
 from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Route, Router
@@ -72,6 +72,7 @@ class Dispatcher(Gates):
         caps: RecipientCaps | None = None,
         cap_rules: tuple[CapRule, CapRule] | None = None,
         fault_kill_after_calls: int = 0,
+        bulk_parts: int = 1,
     ) -> None:
         super().__init__(pool=pool, actor=actor, publish=publish)
         self._router = router
@@ -87,24 +88,43 @@ class Dispatcher(Gates):
         self._caps = caps
         self._cap_rules = cap_rules or (CapRule(3, 5, 600), CapRule(3, 3, 600))
         self._fault_after = fault_kill_after_calls
+        self._parts = max(1, bulk_parts)
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
 
     # ------------------------------------------------------------------ entry points
 
     async def handle(self, batch: SendBatch) -> Outcome:
-        """Enqueue a batch (dedupe on the message key) and send what is new or pending."""
-        outcome = Outcome()
+        """Enqueue a batch (dedupe on the message key) and send what is new or pending.
 
+        A bulk batch is cut into ``parts`` slices worked on side by side (each its own
+        enqueue, checks, grants, provider call and acceptance), so PostgreSQL statements and
+        provider calls of one record overlap instead of queueing behind each other. The
+        record is done, for faust, only when every slice is; the first error is raised then.
+        """
         items = batch.items
         if batch.lane is Lane.GEO:  # a stale offer is worse than none: geo always has a TTL
             ttl_end = batch.created_at + self._geo_ttl
             items = [i if i.expires_at else i.model_copy(update={"expires_at": ttl_end})
                      for i in items]
+        parts = self._parts if batch.lane is Lane.BULK else 1
+        size = -(-len(items) // parts) or 1
+        slices = [items[start : start + size] for start in range(0, len(items), size)]
+        if len(slices) <= 1:
+            return await self._handle_items(batch.lane, items)
+        done = await asyncio.gather(*(self._handle_items(batch.lane, s) for s in slices),
+                                    return_exceptions=True)
+        errors = [d for d in done if isinstance(d, BaseException)]
+        if errors:
+            raise errors[0]
+        return Outcome.merged([d for d in done if isinstance(d, Outcome)])
+
+    async def _handle_items(self, lane: Lane, items: list[SendRequest]) -> Outcome:
+        outcome = Outcome()
 
         async def enqueue() -> list[repo.MessageRow]:
             async with self._pool.acquire() as conn:
-                return await repo.enqueue(conn, lane=batch.lane, items=items, actor=self._actor)
+                return await repo.enqueue(conn, lane=lane, items=items, actor=self._actor)
 
         rows = await self._infra(enqueue)
         outcome.duplicates = sum(1 for r in rows if r.state not in (Q, S))

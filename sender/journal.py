@@ -55,6 +55,17 @@ class Outcome:
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
 
+    @classmethod
+    def merged(cls, outcomes: Sequence[Outcome]) -> Outcome:
+        """One outcome adding up several (the slices of one batch)."""
+        total = cls()
+        for one in outcomes:
+            for name, value in one.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
+            total.dead += one.dead
+            total.dead_reason = total.dead_reason or one.dead_reason
+        return total
+
 
 class Journal:
     """PostgreSQL state moves of one sender process, with their events."""

@@ -172,28 +172,32 @@ async def enqueue(
 ) -> list[MessageRow]:
     """Insert new messages as ``queued`` (dedupe on the key); return every key's current row."""
     keys = [i.message_key for i in items]
-    async with conn.transaction():
-        await conn.execute(
-            """
-            WITH ins AS (
-                INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
-                    promotion_id, campaign_run_id, expires_at, client_ref, confirmation)
-                SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k, c
-                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                    $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
-                    AS x(k, t, u, p, b, pr, cr, e, c)
-                ON CONFLICT (message_key) DO NOTHING
-                RETURNING id
-            )
+    rows = await conn.fetch(
+        f"""
+        WITH ins AS (
+            INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
+                promotion_id, campaign_run_id, expires_at, client_ref, confirmation)
+            SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k, c
+            FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
+                AS x(k, t, u, p, b, pr, cr, e, c)
+            ON CONFLICT (message_key) DO NOTHING
+            RETURNING {_COLS}
+        ), ev AS (
             INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
             SELECT id, NULL, 'queued', $10, 'enqueued' FROM ins
-            """,
-            keys, [i.tenant_id for i in items], [i.user_id for i in items],
-            [i.phone for i in items], [i.body for i in items],
-            [i.promotion_id for i in items], [i.campaign_run_id for i in items],
-            [i.expires_at for i in items], lane.value, actor, [i.confirmation for i in items],
         )
-    rows = await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)", keys)
+        SELECT * FROM ins
+        """,
+        keys, [i.tenant_id for i in items], [i.user_id for i in items],
+        [i.phone for i in items], [i.body for i in items],
+        [i.promotion_id for i in items], [i.campaign_run_id for i in items],
+        [i.expires_at for i in items], lane.value, actor, [i.confirmation for i in items],
+    )
+    if len(rows) < len(set(keys)):  # a redelivery or a retry: the rows that were there already
+        new = {r["message_key"] for r in rows}
+        rows += await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)",
+                                 [k for k in keys if k not in new])
     return [_row(r) for r in rows]
 
 

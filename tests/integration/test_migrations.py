@@ -47,3 +47,26 @@ async def test_message_events_refuse_updates(database_url: str) -> None:
     finally:
         await conn.execute("DELETE FROM tenants WHERE name = 'audit-t'")
         await conn.close()
+
+
+async def test_deleting_a_tenant_deletes_its_message_events(database_url: str) -> None:
+    """No foreign key on message_events (a per-row cost on the hot path): a statement trigger
+    removes the events of deleted messages, also when a tenant's deletion cascades."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tenants = [await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", name)
+                   for name in ("events-gone", "events-kept")]
+        for n, tenant in enumerate(tenants):
+            msg = await conn.fetchval(
+                "INSERT INTO messages (message_key, tenant_id, lane, phone, body)"
+                " VALUES ($1, $2, 'geo', '+13122000001', 'hi') RETURNING id", f"geo-cascade-{n}", tenant)
+            await conn.execute("INSERT INTO message_events (message_id, to_state, actor)"
+                               " VALUES ($1, 'queued', 't'), ($1, 'sending', 't')", msg)
+        await conn.execute("DELETE FROM tenants WHERE id = $1", tenants[0])
+        left = await conn.fetch("SELECT m.tenant_id, count(*) AS n FROM message_events e"
+                                " LEFT JOIN messages m ON m.id = e.message_id"
+                                " WHERE e.actor = 't' GROUP BY 1")
+        assert [(r["tenant_id"], r["n"]) for r in left] == [(tenants[1], 2)]
+    finally:
+        await conn.execute("DELETE FROM tenants WHERE name LIKE 'events-%'")
+        await conn.close()

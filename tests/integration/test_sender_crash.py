@@ -35,11 +35,12 @@ def test_kill_between_acceptance_and_commit_sends_each_once(
             {"name": "acct", "url": sim, "token": "sim-token", "mode": mode, "lookup": lookup,
              "rate_per_s": 250.0},
         )})
-        # One actor, so the kill leaves exactly the killed call's rows in `sending` (with more,
-        # rows claimed by another actor and not yet sent would be in `sending` too: still
-        # safe, resent after lookup or left unknown, but not this test's exact accounting).
+        # One actor and one slice per chunk, so the kill leaves exactly the killed call's rows
+        # in `sending` (with more, rows claimed by another actor or slice and not yet sent
+        # would be in `sending` too: still safe, resent after lookup or left unknown, but not
+        # this test's exact accounting).
         doomed = world.sender("sender-doomed", sender_fault_kill_after_calls=2,
-                              sender_bulk_concurrency=1)
+                              sender_bulk_concurrency=1, sender_bulk_parts=1)
         world.publish(TOTAL, run_id=1, lane=Lane.BULK)
         eventually(lambda: not doomed.alive or None, timeout=60)
 
