@@ -34,13 +34,22 @@ async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> as
     """Open a pool with JSON codecs; an unreachable server raises :class:`ConfigError`."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=10
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=10,
+            reset=_keep_session,
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise ConfigError(f"cannot connect to PostgreSQL at {_redact(dsn)}: {exc}") from exc
     if pool is None:  # pragma: no cover - asyncpg returns a pool or raises
         raise ConfigError("asyncpg returned no pool")
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset statement (``RESET ALL; UNLISTEN *; ...``), one more
+    round trip per statement on the sender's hot path: pool connections hold no session state
+    (no SET or LISTEN; the migration advisory lock is released by the migration itself), and
+    asyncpg still rolls back a transaction left open before calling this."""
+    del conn
 
 
 def _redact(dsn: str) -> str:

@@ -18,7 +18,7 @@ from hexcast.db import connect_pool
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from sender.dispatch import Dispatcher, DispatchFailed
-from sender.models import DeadLetter, DeliveryEvent, Lane, SendBatch
+from sender.models import DeadLetter, DeliveryEvent, Lane, SendBatch, delivery_records
 from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Router, build_router
 from streams.app import raw_topic
@@ -74,7 +74,7 @@ class _Worker:
         await bus.start()
 
         async def publish(events: list[DeliveryEvent]) -> None:
-            await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+            await bus.publish_many("delivery", delivery_records(events))
 
         self.dispatcher = Dispatcher(
             pool=pool, router=router, lane=lane, max_attempts=settings.provider_max_attempts,

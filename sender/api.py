@@ -21,7 +21,15 @@ from sender.compliance import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
 from sender.links import is_bot
 from sender.metrics import render_metrics
-from sender.models import DeliveryEvent, Lane, MessageState, ReceiptBatch, SendBatch, SendRequest
+from sender.models import (
+    DeliveryEvent,
+    Lane,
+    MessageState,
+    ReceiptBatch,
+    SendBatch,
+    SendRequest,
+    delivery_records,
+)
 from sender.receipts import StatusCallback
 from sender.text import segment_info
 
@@ -219,7 +227,7 @@ async def _apply_receipts(
     ]
     # Committed first: a failed publish answers 503 and the provider retries; the states are
     # final by then, so the retry publishes nothing (consumers reconcile from PostgreSQL).
-    await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+    await bus.publish_many("delivery", delivery_records(events))
     return ReceiptsApplied(received=len(receipts), applied=len(changed))
 
 
@@ -239,7 +247,7 @@ async def follow_link(
                               lane=Lane(link["lane"]), kind="click", user_id=link["user_id"],
                               phone=link["phone"], promotion_id=link["promotion_id"],
                               campaign_run_id=link["campaign_run_id"], at=datetime.now(UTC))
-        await bus.publish("delivery", event.message_key, event.encode())
+        await bus.publish_many("delivery", delivery_records([event]))
     return RedirectResponse(link["url"], status_code=302)
 
 

@@ -12,6 +12,7 @@ from hexcast.wire import WireRecord
 
 __all__ = [
     "DeadLetter",
+    "DeliveryBatch",
     "DeliveryEvent",
     "Lane",
     "MAX_CHUNK",
@@ -21,6 +22,7 @@ __all__ = [
     "ReceiptBatch",
     "SendBatch",
     "SendRequest",
+    "delivery_records",
 ]
 
 MAX_CHUNK = 1000
@@ -118,7 +120,7 @@ class ReceiptBatch(BaseModel):
 
 
 class DeliveryEvent(WireRecord):
-    """Topic ``delivery``, key = message key: a message reached a notable or final state.
+    """A message reached a notable or final state (carried on ``delivery`` in batches).
 
     Published by the sender (suppressed, deferred, expired, failed, accepted, unknown) and by
     the receipt webhook (delivered, failed), and for inbound replies and clicks. Consumers
@@ -136,3 +138,20 @@ class DeliveryEvent(WireRecord):
     user_id: str | None = None
     phone: str | None = None
     at: datetime
+
+
+class DeliveryBatch(WireRecord):
+    """Topic ``delivery``, key = tenant id: the events of one step of the sender (a chunk's
+    acceptances, say) or of one receipt or click request; one record, not one per message,
+    because a bulk chunk's thousand per-message records cost the sender more than its SQL."""
+
+    events: list[DeliveryEvent] = Field(min_length=1, max_length=MAX_CHUNK)
+
+
+def delivery_records(events: list[DeliveryEvent]) -> list[tuple[str, bytes]]:
+    """(key, value) records for ``delivery``: one batch per tenant and ``MAX_CHUNK`` events."""
+    by_tenant: dict[int, list[DeliveryEvent]] = {}
+    for event in events:
+        by_tenant.setdefault(event.tenant_id, []).append(event)
+    return [(str(tenant), DeliveryBatch(events=group[start : start + MAX_CHUNK]).encode())
+            for tenant, group in by_tenant.items() for start in range(0, len(group), MAX_CHUNK)]

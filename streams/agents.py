@@ -15,7 +15,7 @@ from hexcast.cache import Keys, connect_redis
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from sender.agents import dead_letter
-from sender.models import DeliveryEvent, Lane, SendBatch
+from sender.models import DeliveryBatch, DeliveryEvent, Lane, SendBatch
 from streams.app import raw_topic
 from streams.feed import StateFeed
 from streams.gate import SendGate
@@ -99,7 +99,7 @@ class MatcherWorker:
     async def release_budgets(self, stream: Any) -> None:
         """Budget slots of geo messages that ended suppressed/expired/failed come back."""
         async for values in stream.take(500, within=0.5):
-            events = [e for e in (_delivery(v) for v in values) if e is not None]
+            events = [e for v in values for e in _delivery(v)]
             for e in await self.gate.release(events):
                 log.info("budget_released", tenant_id=e.tenant_id, message_key=e.message_key)
                 self.metrics.add(e.tenant_id, Counter(budget_released=1))
@@ -145,9 +145,9 @@ def register_matcher(app: faust.App, settings: Settings) -> MatchState:
     return worker.state
 
 
-def _delivery(value: bytes) -> DeliveryEvent | None:
+def _delivery(value: bytes) -> list[DeliveryEvent]:
     try:
-        return DeliveryEvent.decode(value)
+        return DeliveryBatch.decode(value).events
     except ValidationError as exc:
         log.error("bad_delivery_event", error=str(exc)[:300])
-        return None
+        return []

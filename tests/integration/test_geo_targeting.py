@@ -21,7 +21,7 @@ from hexcast.cache import connect_redis
 from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
-from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest
+from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest, delivery_records
 from targeting.geofence import destination
 from tests.integration.conftest import REDIS_URL, make_settings
 from tests.integration.stack import Stack, eventually
@@ -276,6 +276,7 @@ async def _publish_delivery(settings: Settings, events: list[DeliveryEvent]) -> 
     bus = Bus(settings)
     await bus.start()
     try:
-        await bus.publish_many("delivery", [(e.message_key, e.encode()) for e in events])
+        for event in events:  # one record each: a redelivered or repeated event
+            await bus.publish_many("delivery", delivery_records([event]))
     finally:
         await bus.stop()

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from hexcast.errors import ConfigError
 from hexcast.settings import load_settings
-from sender.models import SendBatch
+from sender.models import DeliveryBatch, DeliveryEvent, Lane, MessageState, SendBatch, delivery_records
 from streams.models import VisitBatchIn, VisitIn
 from targeting.models import PromotionCreate, RecipientCreate, StoreCreate
 
@@ -74,3 +74,18 @@ def test_bad_settings_fail_fast_with_the_variable_name() -> None:
         load_settings(broker_url="http://nope")
     with pytest.raises(ConfigError, match="HEXCAST_API_PORT"):
         load_settings(api_port=70000)
+
+
+def test_delivery_records_batch_per_tenant_and_round_trip() -> None:
+    """A chunk's events become one record per tenant (at most 1,000 events each), not one
+    record per message; decoding gives the events back in order."""
+    events = [DeliveryEvent(message_key=f"bulk-{n:06d}", tenant_id=1 + n % 2, lane=Lane.BULK,
+                            state=MessageState.ACCEPTED, at=NOW) for n in range(2_500)]
+    records = delivery_records(events)
+    assert [(key, len(DeliveryBatch.decode(value).events)) for key, value in records] == [
+        ("1", 1000), ("1", 250), ("2", 1000), ("2", 250)]
+    decoded = [e for _, value in records for e in DeliveryBatch.decode(value).events]
+    assert sorted(decoded, key=lambda e: e.message_key) == events
+    assert delivery_records([]) == []
+    with pytest.raises(ValidationError):
+        DeliveryBatch(events=[])
