@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     app_id: str = Field(default="hexcast", description="Faust application id (consumer group).")
     broker_rebalance_timeout: float = Field(default=10.0, gt=0)
+    broker_fetch_max_wait_ms: int = Field(
+        default=100, ge=1, le=60_000, description="How long a faust consumer's fetch may wait"
+        " for data (faust hard-codes 1,500 ms; the local broker holds a fetch for most of it).",
+    )
     state_dir: str = Field(default=".hexcast", description="Where local state and logs go.")
 
     # Processes
@@ -112,6 +116,14 @@ class Settings(BaseSettings):
         default=2, ge=1, le=8, description="Slices one bulk chunk is cut into and worked on side"
         " by side in one actor (enqueue, checks, provider call, acceptance of each overlap);"
         " the chunk's record is done when every slice is.",
+    )
+    sender_micro_batch: int = Field(
+        default=100, ge=1, le=1000, description="Geo and otp lanes: records (a send or a few"
+        " each) a sender takes at once and sends together.",
+    )
+    sender_micro_batch_wait_s: float = Field(
+        default=0.01, gt=0, le=1.0, description="How long a geo/otp sender waits for more"
+        " records before it sends what it has.",
     )
     sender_quiet_hours: bool = Field(
         default=True, description="Defer marketing in recipients' quiet hours (tests turn it off"

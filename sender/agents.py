@@ -114,16 +114,26 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
     dlq = raw_topic(app, settings, "send.dlq")
     worker = _Worker(settings, lane)
 
+    async def dead(letters: list[tuple[bytes | None, bytes, str]]) -> None:
+        for key, value, reason in letters:
+            log.error("dead_letter", lane=lane.value, reason=reason)
+            with contextlib.suppress(RedisError):  # a metric is not worth a stall
+                await worker.router.count("dlq_letters")
+            await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key, reason, value))
+
     async def send_agent(stream: Any) -> None:
         async with worker:
-            async for key, value in stream.items():
-                reason = await _process(worker.dispatcher, value)
-                if reason is not None:
-                    log.error("dead_letter", lane=lane.value, reason=reason)
-                    with contextlib.suppress(RedisError):  # a metric is not worth a stall
-                        await worker.router.count("dlq_letters")
-                    await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key,
-                                                              reason, value))
+            if lane is Lane.BULK:  # a record is a chunk of up to 1,000 already
+                async for key, value in stream.items():
+                    await dead(await _process(worker.dispatcher, [(key, value)]))
+                return
+            # Geo and otp records carry a send or a few: take what has arrived (up to
+            # sender_micro_batch records, waiting at most sender_micro_batch_wait_s) and send
+            # them together; faust acks the group's records after it is done.
+            async for events in stream.take_events(settings.sender_micro_batch,
+                                                   within=settings.sender_micro_batch_wait_s):
+                await dead(await _process(worker.dispatcher,
+                                          [(e.message.key, e.message.value) for e in events]))
 
     concurrency = settings.sender_bulk_concurrency if lane is Lane.BULK else 1
     app.agent(source, name=f"send_{lane.value}", concurrency=concurrency)(send_agent)
@@ -146,20 +156,39 @@ async def _sweep_forever(dispatcher: Dispatcher, settings: Settings, lane: Lane)
         await asyncio.sleep(settings.sender_sweep_interval_s)
 
 
-async def _process(dispatcher: Dispatcher, value: bytes) -> str | None:
-    """Handle one record; returns a dead-letter reason, or None when all went well."""
+async def _process(
+    dispatcher: Dispatcher, records: list[tuple[bytes | None, bytes]]
+) -> list[tuple[bytes | None, bytes, str]]:
+    """Handle a group of records as one; returns the (key, value, reason) of those that
+    belong in the dead-letter topic: undecodable ones, and those with a message that failed
+    for good (or every one, when the group's dispatch itself failed)."""
+    letters: list[tuple[bytes | None, bytes, str]] = []
+    batches: list[tuple[bytes | None, bytes, SendBatch]] = []
+    for key, value in records:
+        try:
+            batches.append((key, value, SendBatch.decode(value)))
+        except ValidationError as exc:
+            letters.append((key, value, f"invalid send batch: {exc.errors(include_url=False)}"))
+    if not batches:
+        return letters
     try:
-        batch = SendBatch.decode(value)
-    except ValidationError as exc:
-        return f"invalid send batch: {exc.errors(include_url=False)}"
-    try:
-        outcome = await dispatcher.handle(batch)
+        outcome = await dispatcher.handle_many([b for _, _, b in batches])
     except DispatchFailed as exc:
-        return f"dispatch failed for {len(exc.message_keys)} messages: {exc}"
-    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the lane
+        return letters + _holding(batches, set(exc.message_keys),
+                                  f"dispatch failed for {len(exc.message_keys)} messages: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one bad group must not stop the lane
         log.exception("batch_crashed")
-        return f"unexpected {type(exc).__name__}: {exc}"
-    log.info("batch_done", lane=batch.lane.value, size=len(batch.items), **outcome.as_dict())
+        return letters + [(k, v, f"unexpected {type(exc).__name__}: {exc}") for k, v, _ in batches]
+    log.info("batch_done", lane=batches[0][2].lane.value, records=len(batches),
+             size=sum(len(b.items) for _, _, b in batches), **outcome.as_dict())
     if outcome.dead:
-        return f"{len(outcome.dead)} messages failed for good: {outcome.dead_reason}"
-    return None
+        why = f"{len(outcome.dead)} messages failed for good: {outcome.dead_reason}"
+        letters += _holding(batches, set(outcome.dead), why)
+    return letters
+
+
+def _holding(
+    batches: list[tuple[bytes | None, bytes, SendBatch]], keys: set[str], reason: str
+) -> list[tuple[bytes | None, bytes, str]]:
+    """The records of ``batches`` with a message among ``keys``."""
+    return [(k, v, reason) for k, v, b in batches if any(i.message_key in keys for i in b.items)]

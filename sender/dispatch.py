@@ -95,29 +95,41 @@ class Dispatcher(Gates):
     # ------------------------------------------------------------------ entry points
 
     async def handle(self, batch: SendBatch) -> Outcome:
-        """Enqueue a batch (dedupe on the message key) and send what is new or pending.
+        """Enqueue a batch (dedupe on the message key) and send what is new or pending."""
+        return await self.handle_many([batch])
+
+    async def handle_many(self, batches: list[SendBatch]) -> Outcome:
+        """Several records' batches as one: their requests share each statement and provider
+        call (the geo and otp lanes take records in small groups, so one visit's send does
+        not cost a dozen round trips of its own).
 
         A bulk batch is cut into ``parts`` slices worked on side by side (each its own
         enqueue, checks, grants, provider call and acceptance), so PostgreSQL statements and
         provider calls of one record overlap instead of queueing behind each other. The
-        record is done, for faust, only when every slice is; the first error is raised then.
+        records are done, for faust, only when every slice is; the first error is raised then.
         """
-        items = batch.items
-        if batch.lane is Lane.GEO:  # a stale offer is worse than none: geo always has a TTL
-            ttl_end = batch.created_at + self._geo_ttl
-            items = [i if i.expires_at else i.model_copy(update={"expires_at": ttl_end})
-                     for i in items]
-        parts = self._parts if batch.lane is Lane.BULK else 1
-        size = -(-len(items) // parts) or 1
-        slices = [items[start : start + size] for start in range(0, len(items), size)]
-        if len(slices) <= 1:
-            return await self._handle_items(batch.lane, items)
-        done = await asyncio.gather(*(self._handle_items(batch.lane, s) for s in slices),
-                                    return_exceptions=True)
-        errors = [d for d in done if isinstance(d, BaseException)]
-        if errors:
-            raise errors[0]
-        return Outcome.merged([d for d in done if isinstance(d, Outcome)])
+        by_lane: dict[Lane, list[SendRequest]] = {}
+        for batch in batches:
+            by_lane.setdefault(batch.lane, []).extend(self._with_ttl(batch))
+        outcomes: list[Outcome] = []
+        for lane, items in by_lane.items():
+            parts = self._parts if lane is Lane.BULK else 1
+            size = -(-len(items) // parts) or 1
+            slices = [items[start : start + size] for start in range(0, len(items), size)]
+            done = await asyncio.gather(*(self._handle_items(lane, s) for s in slices),
+                                        return_exceptions=True)
+            errors = [d for d in done if isinstance(d, BaseException)]
+            if errors:
+                raise errors[0]
+            outcomes += [d for d in done if isinstance(d, Outcome)]
+        return Outcome.merged(outcomes)
+
+    def _with_ttl(self, batch: SendBatch) -> list[SendRequest]:
+        if batch.lane is not Lane.GEO:
+            return list(batch.items)
+        ttl_end = batch.created_at + self._geo_ttl  # a stale offer is worse than none
+        return [i if i.expires_at else i.model_copy(update={"expires_at": ttl_end})
+                for i in batch.items]
 
     async def _handle_items(self, lane: Lane, items: list[SendRequest]) -> Outcome:
         outcome = Outcome()

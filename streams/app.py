@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from hexcast.settings import Settings
 
@@ -19,10 +20,11 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
     records only, a short rebalance timeout so restarts regain partitions quickly. Faust's data
     directory goes under the state directory, not the working directory.
     """
+    _patch_fetch_wait()
     name = f"{settings.app_id}-{role}"
     datadir = Path(settings.state_dir) / "faust" / name
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
-    return faust.App(
+    app = faust.App(
         name,
         datadir=str(datadir),
         broker=settings.broker_url or "kafka://127.0.0.1:9092",
@@ -41,6 +43,32 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
     )
+    app.hexcast_fetch_max_wait_ms = settings.broker_fetch_max_wait_ms  # type: ignore[attr-defined]
+    return app
+
+
+def _patch_fetch_wait() -> None:
+    """Give faust's consumer our fetch wait instead of its hard-coded 1,500 ms.
+
+    Kafka answers a waiting fetch as soon as data arrives; the local broker holds it for most
+    of the wait, so each hop (api → matcher, matcher → sender) cost about 340 ms at the median
+    (18 ms with 100 ms; see BENCHMARKS.md). aiokafka reads the value when the consumer starts,
+    so it is set on the consumer faust has just built. Idempotent.
+    """
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(thread, "_hexcast_patched", False):
+        return
+    build = thread._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = build(self, transport)
+        wait = getattr(self.app, "hexcast_fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = int(wait)
+        return consumer
+
+    thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+    thread._hexcast_patched = True  # type: ignore[attr-defined]
 
 
 def raw_topic(app: faust.App, settings: Settings, name: str, **kwargs: Any) -> Any:
