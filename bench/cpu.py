@@ -27,8 +27,23 @@ class CpuSnapshot:
         """CPU seconds per component between ``earlier`` and this one, and the machine's busy
         share of that interval (1.0 = every core busy all the time)."""
         groups = {g: round(s - earlier.by_group.get(g, 0.0), 2) for g, s in self.by_group.items()}
-        total = self.total_s - earlier.total_s
-        return groups, (self.busy_s - earlier.busy_s) / total if total > 0 else 0.0
+        total, busy = self.total_s - earlier.total_s, self.busy_s - earlier.busy_s
+        # Processes that came and went in between (autovacuum workers, the bench's own
+        # threads, anything else on the machine) are only in the machine's total.
+        groups["unattributed"] = round(max(0.0, busy - sum(groups.values())), 2)
+        return groups, busy / total if total > 0 else 0.0
+
+
+def _postgres_role(pid: int) -> str:
+    """``postgres`` for client backends, ``postgres-bg`` for autovacuum, checkpointer, WAL
+    writer and the other background processes (their title says which)."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "postgres"
+    background = ("autovacuum", "checkpointer", "walwriter", "background writer", "logical",
+                  "stats", "archiver")
+    return "postgres-bg" if any(b in title for b in background) else "postgres"
 
 
 def _proc_cpu(pid: int) -> tuple[str, float] | None:
@@ -60,6 +75,8 @@ def snapshot(children: dict[str, int]) -> CpuSnapshot:
             continue
         comm, seconds = found
         group = named.get(pid) or next((g for prefix, g in _GROUPS if comm.startswith(prefix)), None)
+        if group == "postgres":
+            group = _postgres_role(pid)
         if group is not None:
             by_group[group] = by_group.get(group, 0.0) + seconds
     busy, total = _machine()

@@ -8,6 +8,7 @@ run-now to the last acceptance in the provider ledger, and checks exactly-once.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class HolidayResult:
     reference_sent: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per component, run-now → last
     busy: float = 0.0  # the machine's busy share over that interval (1.0 = all cores)
+    reference_cpu_s: dict[str, float] = field(default_factory=dict)  # the same, reference pipeline
+    reference_busy: float = 0.0
 
     @property
     def cpu_us_per_recipient(self) -> dict[str, float]:
@@ -147,13 +150,17 @@ def _campaign(settings: Settings, key: str, result: HolidayResult, otp_rate: flo
     return run_id
 
 
-def _reference(settings: Settings, dsn: str, tenant_id: int, run_id: int, result: HolidayResult) -> None:
+def _reference(settings: Settings, dsn: str, tenant_id: int, run_id: int, result: HolidayResult,
+               pids: dict[str, int]) -> None:
     """The plain asyncio pipeline over the same audience and provider, ledger emptied first."""
     httpx.post(f"{settings.provider_url}/control/reset", timeout=30).raise_for_status()
     bar = ui.task("reference pipeline (plain asyncio)", 1)
+    pids = {"reference": os.getpid(), **pids}
+    cpu = snapshot(pids)
     result.reference_sent, result.reference_rate = asyncio.run(reference_pipeline(
         dsn, settings.redis_url, settings.provider_url, settings.provider_token,
         tenant_id=tenant_id, run_id=run_id + 1_000_000_000))
+    result.reference_cpu_s, result.reference_busy = snapshot(pids).since(cpu)
     ui.step(bar, 1)
 
 
@@ -180,7 +187,8 @@ def run_holiday(broker_url: str, dsn: str, *, recipients: int, senders: int, rec
         result.states = asyncio.run(_states(dsn, run_id))
         result.rss_mb = {name: rss_mb(c.pid) for name, c in procs.children.items() if c.alive}
         if reference:
-            _reference(settings, dsn, tenant_id, run_id, result)
+            _reference(settings, dsn, tenant_id, run_id, result,
+                       {name: c.pid for name, c in procs.children.items() if name == "provider-sim"})
     return result
 
 

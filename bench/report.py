@@ -73,6 +73,11 @@ def _holiday_rows(h: dict[str, Any], raw: dict[str, float]) -> list[Row]:
         out.append(Row(tag, f"CPU µs per recipient (machine {h.get('busy', 0):.0%} busy)",
                        ", ".join(f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda x: -x[1])),
                        f"total {sum(per.values()):,.0f} µs"))
+    if h.get("reference_cpu_s") and h.get("reference_sent"):
+        per = {k: v * 1e6 / h["reference_sent"] for k, v in h["reference_cpu_s"].items()}
+        out.append(Row(tag, f"reference: CPU µs per recipient ({h.get('reference_busy', 0):.0%} busy)",
+                       ", ".join(f"{k} {v:,.0f}" for k, v in sorted(per.items(), key=lambda x: -x[1])),
+                       f"total {sum(per.values()):,.0f} µs"))
     if h.get("otp"):
         o = h["otp"]
         out.append(Row("3 OTP under bulk", f"p50 / p99 to ledger ({o['ledgered']}/{o['posted']})",

@@ -1,4 +1,11 @@
-"""SQL of the message log. Every state change appends a ``message_events`` row."""
+"""SQL of the message log. Every state change appends a ``message_events`` row.
+
+The state moves find their rows by id (or client reference) and check the state as text
+(``m.state::text = 'queued'``): compared as the enum, the planner may fetch the rows through
+the partial and (tenant, state) indexes instead, whose dead entries pile up under a bulk run
+until vacuum, so each 1,000-row statement grew with the table (2.4× slower at 200,000 rows,
+see BENCHMARKS.md). As text, the primary or unique key is the only way in.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ _COLS = (
 # Moves rows from any of $4 to $2 with reason $3, appending one event per moved row.
 _TRANSITION = """
 WITH old AS (
-    SELECT id, state FROM messages WHERE id = ANY($1::bigint[]) AND state = ANY($4::message_state[])
+    SELECT id, state FROM messages WHERE id = ANY($1::bigint[]) AND state::text = ANY($4::text[])
     FOR UPDATE
 ), upd AS (
     UPDATE messages m SET state = $2::message_state, reason = $3, updated_at = now(),
@@ -57,7 +64,7 @@ _ACCEPT = """
 WITH r AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $4::int[]) AS r(id, provider_message_id, segs)
 ), old AS (
-    SELECT m.id, m.state FROM messages m JOIN r ON r.id = m.id WHERE m.state = 'sending'
+    SELECT m.id, m.state FROM messages m JOIN r ON r.id = m.id WHERE m.state::text = 'sending'
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = 'accepted', provider_message_id = r.provider_message_id,
@@ -76,7 +83,7 @@ WITH r AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS r(client_ref, status, error)
 ), old AS (
     SELECT m.id, m.state, r.status, r.error FROM messages m JOIN r ON r.client_ref = m.client_ref
-    WHERE m.state IN ('sending', 'accepted', 'unknown')
+    WHERE m.state::text IN ('sending', 'accepted', 'unknown')
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = old.status::message_state, reason = old.error,
@@ -106,7 +113,7 @@ _NO_CONSENT = (
 # queued → sending (+1 attempt, provider $2) for rows still allowed at this very statement.
 _CLAIM = f"""
 WITH old AS (
-    SELECT m.id, m.state FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state = 'queued'
+    SELECT m.id, m.state FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state::text = 'queued'
     AND (m.confirmation OR NOT ({_OPTED_OUT} OR {_NO_CONSENT}))
     FOR UPDATE OF m
 ), upd AS (
@@ -124,7 +131,7 @@ _SUPPRESS = f"""
 WITH old AS (
     SELECT m.id, m.state,
         CASE WHEN {_OPTED_OUT} THEN 'opted out' ELSE 'no marketing consent' END AS why
-    FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state = 'queued'
+    FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state::text = 'queued'
     AND NOT m.confirmation AND ({_OPTED_OUT} OR {_NO_CONSENT})
     FOR UPDATE OF m
 ), upd AS (
@@ -244,7 +251,7 @@ async def defer(
         WITH d AS (
             SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) AS d(id, not_before)
         ), old AS (
-            SELECT m.id, m.state FROM messages m JOIN d ON d.id = m.id WHERE m.state = 'queued'
+            SELECT m.id, m.state FROM messages m JOIN d ON d.id = m.id WHERE m.state::text = 'queued'
             FOR UPDATE OF m
         ), upd AS (
             UPDATE messages m SET state = 'deferred', not_before = d.not_before,

@@ -198,3 +198,15 @@ def test_quiet_hours_never_send_inside_the_window(n: int, hour: int, zone: str) 
     if n:
         assert time(8) <= local_start < time(21)
     assert out.finishes_at - out.starts_at >= timedelta(seconds=n)
+
+
+def test_settle_sample_is_evenly_spaced_with_both_ends() -> None:
+    from scheduler.runner import _sample
+
+    keys = [f"k{n}" for n in range(1000)]
+    probe = _sample(keys, 16)
+    assert len(probe) == 16
+    assert (probe[0], probe[-1]) == ("k0", "k999")
+    gaps = {int(b[1:]) - int(a[1:]) for a, b in zip(probe, probe[1:], strict=False)}
+    assert gaps <= {66, 67}
+    assert _sample(keys[:5], 16) == keys[:5]
