@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
+from zoneinfo import ZoneInfo
 
 from hexcast.cache import Keys
 from hexcast.control import RunControl, RunState
@@ -53,7 +54,9 @@ class Gates(Journal):
             later = verdicts(now, [(r.phone, profile.get((r.tenant_id, r.phone))) for r in rows])
             rows = await self._hold(rows, later, outcome, "quiet hours")
         if self._caps is not None and rows:
-            checks = [self._cap_check(r, profile.get((r.tenant_id, r.phone)), now) for r in rows]
+            days: dict[str, tuple[int, int]] = {}  # zone → its local day, computed once
+            checks = [self._cap_check(r, profile.get((r.tenant_id, r.phone)), now, days)
+                      for r in rows]
             waits = await self._infra(partial(self._caps.check, checks))
             later = [now + timedelta(seconds=w) if w else None for w in waits]
             rows = await self._hold(rows, later, outcome, "recipient cap")
@@ -73,16 +76,18 @@ class Gates(Journal):
                                               reason=f"{rule} until ")
         return allowed
 
-    def _cap_check(self, row: repo.MessageRow, profile_zone: str | None, now: datetime) -> CapCheck:
+    def _cap_check(
+        self, row: repo.MessageRow, profile_zone: str | None, now: datetime,
+        days: dict[str, tuple[int, int]],
+    ) -> CapCheck:
         zone = zones_for(row.phone, profile_zone=profile_zone)[0]
-        local = now.astimezone(zone)
-        day_start = datetime.combine(local.date(), time(0), zone)
-        next_day = datetime.combine(local.date() + timedelta(days=1), time(0), zone)
+        span = days.get(zone.key)
+        if span is None:
+            span = days[zone.key] = _local_day_ms(now, zone)
         strict = window_for(row.phone) is STRICT_WINDOW
         key = self._keys("cap", row.tenant_id, row.phone) if self._keys else row.phone
-        return CapCheck(key=key, message_key=row.message_key,
-                        day_start_ms=int(day_start.timestamp() * 1000),
-                        next_day_ms=int(next_day.timestamp() * 1000),
+        return CapCheck(key=key, message_key=row.message_key, day_start_ms=span[0],
+                        next_day_ms=span[1],
                         rule=self._cap_rules[1] if strict else self._cap_rules[0])
 
     async def _run_gate(
@@ -125,3 +130,11 @@ class Gates(Journal):
 
             await self._infra(save)
         return out
+
+
+def _local_day_ms(now: datetime, zone: ZoneInfo) -> tuple[int, int]:
+    """Start of ``now``'s local day in ``zone`` and of the next, in epoch milliseconds."""
+    local = now.astimezone(zone)
+    day_start = datetime.combine(local.date(), time(0), zone)
+    next_day = datetime.combine(local.date() + timedelta(days=1), time(0), zone)
+    return int(day_start.timestamp() * 1000), int(next_day.timestamp() * 1000)
