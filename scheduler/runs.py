@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hexcast.control import RunControl, RunState
-from hexcast.db import Conn
+from hexcast.db import Conn, refresh_stats
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
 from scheduler import repo
@@ -53,6 +53,8 @@ async def create_run(
     *, now_run: bool = False,
 ) -> int | None:
     """Create the run of ``fire`` with its waves and pacing; None if it existed already."""
+    if await refresh_stats(conn, table="recipients"):  # a fresh bulk load: plan on real numbers
+        log.info("recipients_analyzed", tenant_id=c.tenant_id, campaign_id=c.id)
     zones = await zone_counts(conn, c, as_of=fire.first_fire_at, resolution=settings.h3_resolution)
     plans = plan_waves(c, fire, zones, now_run=now_run)
     rate = run_rate(c, plans, provider_rate=settings.provider_rate_per_s,

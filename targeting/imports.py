@@ -18,7 +18,7 @@ from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hexcast.db import Conn
+from hexcast.db import Conn, refresh_stats
 from hexcast.errors import InvalidInput
 from targeting.models import normalize_phone, validate_time_zone
 from targeting.segments import Interest, cell_ancestors
@@ -232,6 +232,7 @@ async def import_rows(
             c.error(clash, "phone", "phone belongs to another recipient")
         good = await conn.fetchval("SELECT count(*) FROM import_rows")
         counts = await conn.fetchrow(_UPSERT, tenant_id)
+    await refresh_stats(conn, table="recipients")  # a large import: audiences plan on it next
     inserted, updated = (counts["inserted"], counts["updated"]) if counts else (0, 0)
     report = ImportReport(received=c.received, inserted=inserted, updated=updated,
                           unchanged=good - inserted - updated, rejected=c.rejected,

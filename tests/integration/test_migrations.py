@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from hexcast.db import apply_migrations, available_migrations
+from hexcast.db import apply_migrations, available_migrations, refresh_stats
 from tests.integration.conftest import _dsn, create_database, drop_database
 
 
@@ -70,3 +70,32 @@ async def test_deleting_a_tenant_deletes_its_message_events(database_url: str) -
     finally:
         await conn.execute("DELETE FROM tenants WHERE name LIKE 'events-%'")
         await conn.close()
+
+
+async def test_refresh_stats_analyzes_a_fresh_bulk_load_once() -> None:
+    """A COPY of recipients leaves the planner without statistics (this machine runs with
+    autovacuum off, and autovacuum lags a bulk load anyway): refresh_stats analyzes the table
+    then, and not again until enough of it changed; other tables are refused."""
+    name = await create_database()
+    try:
+        conn = await asyncpg.connect(_dsn(name))
+        try:
+            tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('stats-t') RETURNING id")
+            await conn.copy_records_to_table(
+                "recipients", records=[(tenant, f"u{n}", f"+1312{n:07d}") for n in range(5_000)],
+                columns=["tenant_id", "user_id", "phone"])
+
+            async def known_rows() -> float:
+                return float(await conn.fetchval(
+                    "SELECT reltuples FROM pg_class WHERE oid = 'recipients'::regclass"))
+
+            assert await known_rows() < 0  # never analyzed
+            assert await refresh_stats(conn, table="recipients") is True
+            assert await known_rows() == 5_000
+            assert await refresh_stats(conn, table="recipients") is False
+            with pytest.raises(ValueError, match="not an analyzable table"):
+                await refresh_stats(conn, table="tenants; DROP TABLE messages")
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(name)
