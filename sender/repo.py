@@ -60,17 +60,19 @@ SELECT id, from_state, $2::message_state, $5, $3 FROM upd
 RETURNING message_id
 """
 
+# `old` carries the new values, so the update joins it alone by key (joining the unnest
+# again made a nested loop over both lists: quadratic in the batch size).
 _ACCEPT = """
-WITH r AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $4::int[]) AS r(id, provider_message_id, segs)
-), old AS (
-    SELECT m.id, m.state FROM messages m JOIN r ON r.id = m.id WHERE m.state::text = 'sending'
+WITH old AS (
+    SELECT m.id, m.state, r.provider_message_id, r.segs
+    FROM unnest($1::bigint[], $2::text[], $4::int[]) AS r(id, provider_message_id, segs)
+    JOIN messages m ON m.id = r.id WHERE m.state::text = 'sending'
     FOR UPDATE OF m
 ), upd AS (
-    UPDATE messages m SET state = 'accepted', provider_message_id = r.provider_message_id,
+    UPDATE messages m SET state = 'accepted', provider_message_id = old.provider_message_id,
         sent_at = now(), updated_at = now(), reason = NULL,
-        segments = COALESCE(r.segs, m.segments)
-    FROM r, old WHERE m.id = r.id AND old.id = r.id
+        segments = COALESCE(old.segs, m.segments)
+    FROM old WHERE m.id = old.id
     RETURNING m.id, old.state AS from_state
 )
 INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
@@ -248,16 +250,16 @@ async def defer(
         return set()
     rows = await conn.fetch(
         """
-        WITH d AS (
-            SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) AS d(id, not_before)
-        ), old AS (
-            SELECT m.id, m.state FROM messages m JOIN d ON d.id = m.id WHERE m.state::text = 'queued'
+        WITH old AS (
+            SELECT m.id, m.state, d.not_before
+            FROM unnest($1::bigint[], $2::timestamptz[]) AS d(id, not_before)
+            JOIN messages m ON m.id = d.id WHERE m.state::text = 'queued'
             FOR UPDATE OF m
         ), upd AS (
-            UPDATE messages m SET state = 'deferred', not_before = d.not_before,
-                reason = $3 || to_char(d.not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
+            UPDATE messages m SET state = 'deferred', not_before = old.not_before,
+                reason = $3 || to_char(old.not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
                 updated_at = now()
-            FROM d, old WHERE m.id = d.id AND old.id = d.id
+            FROM old WHERE m.id = old.id
             RETURNING m.id, old.state AS from_state, m.reason
         )
         INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
