@@ -44,12 +44,20 @@ def _sizes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _holiday(broker: str, sizes: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
     for senders in sizes["senders"]:
         with database() as dsn:
             found.append(asdict(run_holiday(broker, dsn, recipients=sizes["recipients"], senders=senders,
                                             otp_rate=sizes["otp_rate"])))
+        _keep({"holiday": found, "sizes": sizes})
     return found
+
+
+def _keep(partial: dict[str, Any]) -> None:
+    """A long run's finished parts, kept in bench/out/partial.json as they finish (a 5M run
+    takes an hour; an interruption should not lose the parts already measured)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "partial.json").write_text(json.dumps(partial, indent=2, default=str))
 
 
 def _visits(broker: str, sizes: dict[str, Any]) -> dict[str, Any]:

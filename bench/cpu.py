@@ -26,7 +26,10 @@ class CpuSnapshot:
     def since(self, earlier: CpuSnapshot) -> tuple[dict[str, float], float]:
         """CPU seconds per component between ``earlier`` and this one, and the machine's busy
         share of that interval (1.0 = every core busy all the time)."""
-        groups = {g: round(s - earlier.by_group.get(g, 0.0), 2) for g, s in self.by_group.items()}
+        # A group's processes that exited in between (connection pools closed) take their
+        # time with them: such a delta would be negative; it is 0, and the time unattributed.
+        groups = {g: round(max(0.0, s - earlier.by_group.get(g, 0.0)), 2)
+                  for g, s in self.by_group.items()}
         total, busy = self.total_s - earlier.total_s, self.busy_s - earlier.busy_s
         # Processes that came and went in between (autovacuum workers, the bench's own
         # threads, anything else on the machine) are only in the machine's total.
