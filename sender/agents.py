@@ -105,10 +105,11 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
     a crashed sender left ``sending`` (reconciled by lookup) or ``queued``, so recovery does
     not wait for the broker to redeliver the record.
 
-    The bulk lane runs ``sender_bulk_concurrency`` actors, so chunks of several tenants are in
-    flight at once (each held to its tenant's fair share); faust commits a partition's offset
-    only up to its oldest unfinished record, so a crash still redelivers every unfinished one.
-    Geo and otp keep one actor: a user's sends stay in order.
+    The bulk lane runs ``sender_bulk_concurrency`` actors (default 1), each cutting its chunk
+    into ``sender_bulk_parts`` slices worked on side by side; faust commits a partition's
+    offset only up to its oldest unfinished record, so a crash still redelivers every
+    unfinished one. Geo and otp keep one actor (a user's sends stay in order) and take the
+    records that have arrived in groups sent as one batch.
     """
     source = raw_topic(app, settings, lane.topic)
     dlq = raw_topic(app, settings, "send.dlq")
