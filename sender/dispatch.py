@@ -94,12 +94,10 @@ class Dispatcher(Gates):
 
     # ------------------------------------------------------------------ entry points
 
-    async def handle(self, batch: SendBatch) -> Outcome:
-        """Enqueue a batch (dedupe on the message key) and send what is new or pending."""
-        return await self.handle_many([batch])
-
     async def handle_many(self, batches: list[SendBatch]) -> Outcome:
-        """Several records' batches as one: their requests share each statement and provider
+        """Enqueue batches (dedupe on the message key) and send what is new or pending.
+
+        Several records' batches go as one: their requests share each statement and provider
         call (the geo and otp lanes take records in small groups, so one visit's send does
         not cost a dozen round trips of its own).
 
