@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,3 +80,37 @@ def eventually(check: Callable[[], T | None], *, timeout: float = 60.0, every: f
             return last
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def matcher_metrics(api_url: str, tenant_id: int) -> dict[str, int]:
+    """One tenant's matcher counters from the api's ``/metrics/matcher``: totals by name
+    (``visits_total``), suppressions by reason (``no_geofence``)."""
+    text = httpx.get(f"{api_url}/metrics/matcher", timeout=10).text
+    found: dict[str, int] = {}
+    for name, labels, value in re.findall(r"^(hexcast_matcher_\w+)\{([^}]*)\} (\d+)$", text, re.M):
+        if f'tenant="{tenant_id}"' in labels:
+            reason = re.search(r'reason="(\w+)"', labels)
+            found[reason.group(1) if reason else name.removeprefix("hexcast_matcher_")] = int(value)
+    return found
+
+
+def wait_matcher_knows(api_url: str, tenant_id: int, visit_nowhere: Callable[[], None]) -> None:
+    """Wait until the matcher holds a just-created recipient's profile. It comes on the
+    ``profiles`` topic, which the matcher may read after a visit posted right away (that visit
+    then counts ``no_profile``): post one-event visits to a place with no store until one counts
+    ``no_geofence``, then until the matcher counted all of them. Every visit posted before must
+    already be counted, as the wait compares counts."""
+    start = matcher_metrics(api_url, tenant_id)
+    posted = 0
+
+    def check() -> bool | None:
+        nonlocal posted
+        visit_nowhere()
+        posted += 1
+        return matcher_metrics(api_url, tenant_id).get("no_geofence", 0) > start.get(
+            "no_geofence", 0) or None
+
+    eventually(check, timeout=30, every=0.3)
+    total = start.get("visits_total", 0) + posted
+    eventually(lambda: matcher_metrics(api_url, tenant_id).get("visits_total", 0) >= total or None,
+               timeout=90)

@@ -16,22 +16,23 @@ from hexcast.broker import delete_topics
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
 from tests.integration.conftest import make_settings
-from tests.integration.stack import Stack, eventually
+from tests.integration.stack import Stack, eventually, wait_matcher_knows
 
 pytestmark = pytest.mark.e2e
 
 STORE_A = (41.8827, -87.6233)  # Millennium Park area, Chicago
 STORE_B = (42.0451, -87.6877)  # Evanston, ~19 km north
 FIVE_KM_AWAY = (41.8827 + 0.045, -87.6233)
+NOWHERE = (41.8827, -87.0)  # Lake Michigan: no store near
 
 
-async def _tenant(dsn: str, name: str) -> str:
+async def _tenant(dsn: str, name: str) -> tuple[int, str]:
     conn = await asyncpg.connect(dsn)
     try:
-        _, key = await create_tenant(conn, name=name)
+        tenant, key = await create_tenant(conn, name=name)
     finally:
         await conn.close()
-    return key
+    return tenant.id, key
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,8 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
 def world(stack: Stack, database_url: str) -> dict[str, Any]:
     """Two tenants; tenant A has stores A and B, a promotion each, and four recipients."""
     tag = uuid.uuid4().hex[:6]
-    key_a = asyncio.run(_tenant(database_url, f"brand-a-{tag}"))
-    key_b = asyncio.run(_tenant(database_url, f"brand-b-{tag}"))
+    tenant_a, key_a = asyncio.run(_tenant(database_url, f"brand-a-{tag}"))
+    _, key_b = asyncio.run(_tenant(database_url, f"brand-b-{tag}"))
     api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key_a}, timeout=10)
     store_a = _post(api, "/v1/stores", name="State St", lat=STORE_A[0], lng=STORE_A[1],
                     time_zone="America/Chicago", geofence={"type": "circle", "radius_m": 150})
@@ -69,6 +70,10 @@ def world(stack: Stack, database_url: str) -> dict[str, Any]:
         _post(api, "/v1/recipients", user_id=f"{user}-{tag}", phone=phone,
               interests=interests, consent=consent, time_zone="America/Chicago")
         phones[user] = phone
+    nowhere = iter(range(1000))
+    for user in users:
+        wait_matcher_knows(stack.api_url, tenant_a, lambda u=f"{user}-{tag}": _visit(
+            api, u, NOWHERE, f"ev-nowhere-{next(nowhere)}"))
     return {"api": api, "key_b": key_b, "tag": tag, "store_a": store_a, "promo_a": promo_a,
             "promo_b": promo_b, "phones": phones}
 

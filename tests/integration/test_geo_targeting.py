@@ -4,7 +4,6 @@ reload, cooldowns and caps across a matcher crash, and promotion budgets given b
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,13 +23,14 @@ from hexcast.topics import create_topics, topic_specs
 from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest, delivery_records
 from targeting.geofence import destination
 from tests.integration.conftest import REDIS_URL, make_settings
-from tests.integration.stack import Stack, eventually
+from tests.integration.stack import Stack, eventually, matcher_metrics, wait_matcher_knows
 
 pytestmark = pytest.mark.e2e
 
 SHOP = (41.8827, -87.6233)
 OTHER_SHOP = destination(*SHOP, 3000, 0)
 AWAY = destination(*SHOP, 1500, 180)
+NOWHERE = destination(*SHOP, 50_000, 90)  # no store of any test is near
 CONSENT = {"at": "2026-01-01T00:00:00Z", "source": "app", "text": "Offers by SMS"}
 RELOAD_S = 10.0  # a failure bound for polling, not a timing assertion
 
@@ -85,6 +85,9 @@ class Tenant:
         self.seq += 1
         self.post("/v1/recipients", user_id=user, phone=f"+1312200{self.seq:04d}",
                   consent=CONSENT, interests=["electronics"])
+        if self.posted:  # earlier visits counted first: the wait below compares counts
+            self.processed()
+        wait_matcher_knows(self.stack.api_url, self.id, lambda: self.visit(user, NOWHERE))
         return user
 
     def visit(self, user: str, *places: tuple[float, float]) -> None:
@@ -104,13 +107,7 @@ class Tenant:
                           timeout=RELOAD_S, every=0.3)
 
     def metrics(self) -> dict[str, int]:
-        text = httpx.get(f"{self.stack.api_url}/metrics/matcher", timeout=10).text
-        found: dict[str, int] = {}
-        for name, labels, value in re.findall(r"^(hexcast_matcher_\w+)\{([^}]*)\} (\d+)$", text, re.M):
-            if f'tenant="{self.id}"' in labels:
-                reason = re.search(r'reason="(\w+)"', labels)
-                found[reason.group(1) if reason else name.removeprefix("hexcast_matcher_")] = int(value)
-        return found
+        return matcher_metrics(self.stack.api_url, self.id)
 
     def processed(self, **at_least: int) -> dict[str, int]:
         """Wait until the matcher counted every posted event and these counts are reached."""
