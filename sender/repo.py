@@ -84,7 +84,7 @@ _RECEIPTS = """
 WITH r AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS r(client_ref, status, error)
 ), old AS (
-    SELECT m.id, m.state, r.status, r.error FROM messages m JOIN r ON r.client_ref = m.client_ref
+    SELECT m.id, m.state, r.status, r.error FROM messages m JOIN r ON r.client_ref = m.message_key
     WHERE m.state::text IN ('sending', 'accepted', 'unknown')
     FOR UPDATE OF m
 ), upd AS (
@@ -356,6 +356,7 @@ async def apply_receipts(
     conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
 ) -> list[asyncpg.Record]:
     """Apply (client_ref, delivered|failed, error) receipts once; final states stay final.
+    A client reference is the message key (a check in the schema keeps them equal).
 
     Returns the messages that changed (key, tenant, lane, state, error, ids), for events.
     """
