@@ -42,17 +42,24 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
 @dataclass(frozen=True, slots=True)
 class GroupRun:
     """A group's run over ``target - start`` records: timed from its first output record to its
-    last (so process start-up and the commit interval are not counted)."""
+    last (so process start-up is not counted), or by its commits when that took longer: from
+    the first commit past ``start`` to the one that reached ``target``. Output alone can end
+    early: a matcher's users reach their daily cap, and the rest of the backlog emits nothing."""
 
     start: int
     target: int
     first_t: float
     end_t: float
     polled_s: float = 0.0  # the same span seen by polling end offsets every 0.1 s (a cross-check)
+    committed_s: float = 0.0  # first commit past ``start`` → ``target`` committed (polled)
+
+    @property
+    def span_s(self) -> float:
+        return max(self.end_t - self.first_t, self.committed_s, 1e-9)
 
     @property
     def records_per_s(self) -> float:
-        return (self.target - self.start) / max(self.end_t - self.first_t, 1e-9)
+        return (self.target - self.start) / self.span_s
 
     @property
     def polled_per_s(self) -> float:
@@ -127,8 +134,10 @@ class Group(Ends):
         first_t: float | None = None
         last_t: float | None = None
         first_epoch = 0.0
+        moved: float | None = None  # when the group first committed past ``start``
         while (done := await self.committed()) < target:
             now = time.perf_counter()
+            moved = moved or (now if done > start else None)
             if now - started > limit_s:
                 raise HexcastError(f"group stalled at {done:,}/{target:,} records after {limit_s:.0f}s")
             if (out := await output.total()) != last_out:
@@ -140,6 +149,7 @@ class Group(Ends):
         if tick is not None:
             tick(done)
         end = time.perf_counter()
+        committed_s = end - (moved or started)
         await asyncio.sleep(0.5)  # the last output records' acks
         polled = (last_t or end) - (first_t or started)
         span = await output.span(since)
@@ -148,5 +158,5 @@ class Group(Ends):
             # earlier run's last output: never start before this run's first output was seen
             first = max(span[0], first_epoch - 0.25) if first_epoch else span[0]
             if span[1] > first:
-                return GroupRun(start, target, first, span[1], polled_s=polled)
-        return GroupRun(start, target, first_t or started, last_t or end, polled_s=polled)
+                return GroupRun(start, target, first, span[1], polled, committed_s)
+        return GroupRun(start, target, first_t or started, last_t or end, polled, committed_s)

@@ -107,7 +107,10 @@ async def _measure(run: _Run, role: str, tag: str, *, events: int, count: int = 
                    argv: list[str] | None = None) -> float:
     """Start ``count`` workers of group ``tag`` over the backlog from its committed offsets (none:
     the beginning) to the end; returns visits/s (records/s × ``events`` per record)."""
-    settings = run.s.model_copy(update={"app_id": f"{run.s.app_id}-{tag}"})
+    # Its own Redis prefix too: a group that met the cooldowns and caps an earlier group set
+    # would emit almost nothing, and its first-to-last output window would not time its work.
+    settings = run.s.model_copy(update={"app_id": f"{run.s.app_id}-{tag}",
+                                        "redis_prefix": f"{run.s.redis_prefix}{tag}:"})
     output = run.s.topic(OUT_TOPIC if role == "noop" else Lane.GEO.topic)
     async with Group(run.s.bootstrap_servers, f"{settings.app_id}-{role}", run.s.topic("visits")) as g, \
             Ends(run.s.bootstrap_servers, output) as out:
@@ -123,7 +126,8 @@ async def _measure(run: _Run, role: str, tag: str, *, events: int, count: int = 
             for name in names:
                 run.procs.stop(name)
     run.timings[f"{count} {role}, {events}-event records"] = {
-        "records": result.target - result.start, "span_s": result.end_t - result.first_t,
+        "records": result.target - result.start, "span_s": result.span_s,
+        "output_span_s": result.end_t - result.first_t, "committed_s": result.committed_s,
         "polled_s": result.polled_s, "visits_per_s_polled": result.polled_per_s * events}
     return result.records_per_s * events
 
