@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +19,7 @@ from hexcast.db import connect_pool
 from hexcast.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
 from hexcast.logging import configure_logging, get_logger
 from hexcast.settings import Settings
+from hexcast.watchdog import LoopWatchdog
 from scheduler.api import router as campaigns_router
 from sender.api import router as sender_router
 from streams.api import metrics_router as matcher_metrics_router
@@ -116,10 +119,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = Bus(settings)
         await app.state.bus.start()
         app.state.redis = connect_redis(settings.redis_url)
+        watchdog = (asyncio.create_task(LoopWatchdog(stall_ms=settings.loop_stall_warn_ms).run())
+                    if settings.loop_stall_warn_ms else None)
         log.info("api_started", port=settings.api_port)
         try:
             yield
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
             await app.state.bus.stop()
             await app.state.redis.aclose()
             await app.state.pool.close()

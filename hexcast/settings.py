@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         " for data (faust hard-codes 1,500 ms; the local broker holds a fetch for most of it).",
     )
     state_dir: str = Field(default=".hexcast", description="Where local state and logs go.")
+    loop_stall_warn_ms: float = Field(
+        default=250.0, ge=0, description="Log `event_loop_stalled` (with the stack that held it)"
+        " when a process's event loop is held this long; 0 turns the watchdog off.",
+    )
 
     # Processes
     api_host: str = "127.0.0.1"

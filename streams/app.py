@@ -9,6 +9,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from hexcast.settings import Settings
+from hexcast.watchdog import LoopWatchdog
 
 __all__ = ["create_faust_app", "raw_topic", "run_worker"]
 
@@ -44,6 +45,13 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
         key_serializer="raw",
     )
     app.hexcast_fetch_max_wait_ms = settings.broker_fetch_max_wait_ms  # type: ignore[attr-defined]
+    if settings.loop_stall_warn_ms:
+        watchdog = LoopWatchdog(stall_ms=settings.loop_stall_warn_ms)
+
+        async def watch_loop() -> None:
+            await watchdog.run()
+
+        app.task(watch_loop)
     return app
 
 
