@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,7 @@ class MatcherWorker:
 
     async def match_visits(self, stream: Any) -> None:
         await self.feed.ready.wait()
+        _freeze_loaded_state()
         async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WAIT_S):
             await self.match_batch(events)
             if self.metrics.due():
@@ -116,6 +118,18 @@ class MatcherWorker:
     async def _dead(self, key: bytes | None, value: bytes, reason: str) -> None:
         letter = dead_letter(self.visits.get_topic_name(), key, reason, value)
         await self.dlq.send(key=key, value=letter)
+
+
+def _freeze_loaded_state() -> None:
+    """Move the loaded catalog and profiles out of the cyclic collector's reach.
+
+    They are most of the process's objects and live as long as it does, yet every full
+    collection walked them all (0.45 s with 10,000 stores and 100,000 profiles), holding the
+    event loop each time. Frozen objects are still freed by reference counting when replaced.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("state_frozen", objects=gc.get_freeze_count())
 
 
 def register_matcher(app: faust.App, settings: Settings) -> MatchState:

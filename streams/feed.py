@@ -19,6 +19,9 @@ from targeting.models import CatalogRecord, ProfileRecord
 
 __all__ = ["StateFeed"]
 
+_YIELD_EVERY = 500
+"""Records applied between yields to the event loop (a fetch brings up to 5,000)."""
+
 log = get_logger("hexcast.matcher.feed")
 
 
@@ -64,8 +67,10 @@ class StateFeed:
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, messages in batches.items():
-                for message in messages:
+                for n, message in enumerate(messages, 1):
                     self._apply(tp.topic, message.key, message.value)
+                    if n % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # a catalog burst must not hold up matching
             if not self.ready.is_set() and all(
                 await asyncio.gather(*(self._caught_up(consumer, tp, end) for tp, end in ends.items()))
             ):

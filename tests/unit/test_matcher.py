@@ -308,3 +308,24 @@ def test_a_forgotten_profile_no_longer_matches() -> None:
     result = visit(state, ev("b", T0 + timedelta(minutes=1)))
     assert (result.visits, result.counts["no_profile"]) == ([], 1)
     state.forget_profile("1:nobody")  # unknown keys are fine
+
+
+def test_presence_leaves_the_cyclic_collector_nothing_to_walk() -> None:
+    """A matcher holds several stays per user; a full collection must not walk them."""
+    import gc
+
+    from streams.presence import UserPresence
+
+    user = UserPresence()
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    gap = timedelta(minutes=10)
+    assert user.accept("e1", t0)
+    assert user.accept("e2", t0)  # same instant, another event
+    assert not user.accept("e1", t0)  # a redelivery
+    assert user.step(1, t0, dwell=None, max_gap=gap)
+    assert not user.step(2, t0, dwell=timedelta(minutes=5), max_gap=gap)
+    assert user.step(2, t0 + timedelta(minutes=6), dwell=timedelta(minutes=5), max_gap=gap)
+    gc.collect()
+    assert not gc.is_tracked(user.stays)
+    assert not any(gc.is_tracked(stay) for stay in user.stays.values())
+    assert not gc.is_tracked(user.last_ids)
