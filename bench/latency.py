@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -32,6 +32,7 @@ class Collector:
     visits_topic: str
     sends_topic: str
     received: dict[bytes, datetime] = field(default_factory=dict)
+    seen: dict[bytes, datetime] = field(default_factory=dict)  # when this reader got the visit
     emitted: dict[bytes, datetime] = field(default_factory=dict)
     keys: dict[str, bytes] = field(default_factory=dict)  # message key -> visit key
     _task: asyncio.Task[None] | None = None
@@ -61,6 +62,7 @@ class Collector:
     def _take(self, topic: str, key: bytes, value: bytes) -> None:
         if topic == self.visits_topic:
             self.received.setdefault(key, VisitRecord.decode(value).received_at)
+            self.seen.setdefault(key, datetime.now(UTC))
             return
         batch = SendBatch.decode(value)
         self.emitted.setdefault(key, batch.created_at)
@@ -70,6 +72,7 @@ class Collector:
     def clear(self) -> None:
         """Forget what was read so far (the probes), keep reading."""
         self.received.clear()
+        self.seen.clear()
         self.emitted.clear()
         self.keys.clear()
 
@@ -95,6 +98,8 @@ async def ledger_since(sim: httpx.AsyncClient, after: int) -> dict[str, datetime
 @dataclass(frozen=True)
 class LatencyReport:
     records: int
+    broker_p50_ms: float  # accept → read back from the broker by the bench (API + broker + a fetch)
+    broker_p99_ms: float
     matched: int
     ledgered: int
     send_p50_ms: float
@@ -107,9 +112,11 @@ class LatencyReport:
 def latency_report(c: Collector, ledger: dict[str, datetime]) -> LatencyReport:
     """p50/p99 accept → send request and accept → provider ledger, in milliseconds."""
     send = [(at - c.received[k]).total_seconds() * 1000 for k, at in c.emitted.items() if k in c.received]
+    broker = [(at - c.received[k]).total_seconds() * 1000 for k, at in c.seen.items()]
     ours = [at for mk, at in ledger.items() if mk in c.keys and c.keys[mk] in c.received]
     led = [(at - c.received[c.keys[mk]]).total_seconds() * 1000
            for mk, at in ledger.items() if mk in c.keys and c.keys[mk] in c.received]
     span = (max(ours) - min(ours)).total_seconds() if len(ours) > 1 else 0.0
-    return LatencyReport(len(c.received), len(send), len(led), percentile(send, 50), percentile(send, 99),
-                         percentile(led, 50), percentile(led, 99), len(ours) / span if span else 0.0)
+    return LatencyReport(len(c.received), percentile(broker, 50), percentile(broker, 99), len(send),
+                         len(led), percentile(send, 50), percentile(send, 99), percentile(led, 50),
+                         percentile(led, 99), len(ours) / span if span else 0.0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import ui
 from bench.common import Procs, Timer, bench_settings
+from bench.hops import broker_hops
 from hexcast.broker import TopicSpec, delete_topics, ensure_topics
 from sender.keys import bulk_key
 
@@ -111,12 +113,12 @@ async def sim_limit(url: str, token: str, *, requests: int, batch: int, concurre
         return timer.rate(requests * batch)
 
 
-def run_limits(broker_url: str, dsn: str, *, recipients: int, chunk: int = 1000) -> dict[str, float]:
+def run_limits(broker_url: str, dsn: str, *, recipients: int, chunk: int = 1000) -> dict[str, Any]:
     """The raw limits, sized from the scenario (at most 1M rows/recipients each)."""
     size = min(recipients, 1_000_000)
     settings = bench_settings(broker_url, dsn)
-    out: dict[str, float] = {"chunk": chunk, "rows": size}
-    bar = ui.task("limits: COPY, broker, provider-sim", 3)
+    out: dict[str, Any] = {"chunk": chunk, "rows": size}
+    bar = ui.task("limits: COPY, broker, broker hops, provider-sim", 4)
     tenant = asyncio.run(_tenant(dsn))
     out["copy_rows_per_s"] = asyncio.run(copy_limit(dsn, tenant_id=tenant, rows=size))
     ui.step(bar, 1)
@@ -125,11 +127,14 @@ def run_limits(broker_url: str, dsn: str, *, recipients: int, chunk: int = 1000)
     out["broker_produce_per_s"], out["broker_consume_per_s"] = broker.produce_per_s, broker.consume_per_s
     out["broker_record_bytes"] = broker.record_bytes
     ui.step(bar, 2)
+    hops = asyncio.run(broker_hops(settings.bootstrap_servers, records=size))
+    out["broker_hops"] = [asdict(h) for h in hops]
+    ui.step(bar, 3)
     with Procs(settings) as procs:
         procs.serve()
         out["sim_destinations_per_s"] = asyncio.run(sim_limit(
             settings.provider_url, settings.provider_token, requests=max(50, size // 1000), batch=1000))
-    ui.step(bar, 3)
+    ui.step(bar, 4)
     return out
 
 
