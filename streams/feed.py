@@ -19,8 +19,9 @@ from targeting.models import CatalogRecord, ProfileRecord
 
 __all__ = ["StateFeed"]
 
-_YIELD_EVERY = 500
-"""Records applied between yields to the event loop (a fetch brings up to 5,000)."""
+_YIELD_EVERY = 100
+"""Records applied between yields to the event loop (a fetch brings up to 5,000; a store
+record takes about a millisecond to index)."""
 
 log = get_logger("hexcast.matcher.feed")
 
