@@ -111,7 +111,7 @@ def _visits_rows(v: dict[str, Any]) -> list[Row]:
                                 f"behind the bursts ({behind['matched']}/{behind['records']} records)",
                            f"{behind['send_p50_ms']:,.0f} / {behind['send_p99_ms']:,.0f} ms",
                            "broker hops (4 limits)", "", "p99 ≤ 250 ms"))
-        fresh = ", fresh topics" if behind else ""
+        fresh = ", fresh topics" if "behind_backlog" in lat else ""
         out.append(Row(tag, f"accept → send request p50 / p99 at {lat['rate']:,.0f}/s{fresh} "
                             f"({lat['matched']}/{lat['records']} records)",
                        f"{lat['send_p50_ms']:,.0f} / {lat['send_p99_ms']:,.0f} ms", "", "", "p99 ≤ 250 ms"))
