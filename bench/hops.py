@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import percentile
+from bench.kafka import assign_at_end
 from hexcast.broker import TopicSpec, delete_topics, ensure_topics
 
 __all__ = ["HopLatency", "broker_hops"]
@@ -57,11 +58,7 @@ async def _hops(bootstrap: str, producer: AIOKafkaProducer, topic: str, *, probe
                                 fetch_max_wait_ms=100)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(_PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+        await assign_at_end(consumer, [TopicPartition(topic, p) for p in range(_PARTITIONS)])
         sent: dict[bytes, float] = {}
         got: dict[bytes, float] = {}
 

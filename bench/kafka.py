@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.errors import HexcastError
 
-__all__ = ["Ends", "Group", "GroupRun", "end_offsets", "partitions"]
+__all__ = ["Ends", "Group", "GroupRun", "assign_at_end", "end_offsets", "partitions"]
 
 
 async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -27,6 +27,14 @@ async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
         await consumer.force_metadata_update()
         await asyncio.sleep(0.1)
     raise HexcastError(f"topic {topic} does not exist")
+
+
+async def assign_at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Read ``tps`` from their end offsets, resolved now, before any new record arrives."""
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:

@@ -17,7 +17,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from bench.common import percentile
-from bench.kafka import partitions
+from bench.kafka import assign_at_end, partitions
 from sender.models import SendBatch
 from streams.models import VisitRecord
 
@@ -42,10 +42,7 @@ class Collector:
                                     enable_auto_commit=False, fetch_max_wait_ms=50)
         await consumer.start()
         tps = await partitions(consumer, self.visits_topic) + await partitions(consumer, self.sends_topic)
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the end positions now, before any load arrives
-            await consumer.position(tp)
+        await assign_at_end(consumer, tps)
         self._task = asyncio.create_task(self._run(consumer))
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:

@@ -216,10 +216,8 @@ async def _latencies(run: _Run, *, rate: float, seconds: float) -> dict[str, Any
     run.procs.stop("api")
     run.procs.start("api", ["api"], settings=fresh)
     await asyncio.to_thread(wait_http, f"{run.s.api_public_url}/health", child=run.procs.children["api"])
-    own = _Run(fresh, run.procs, run.world, run.visits)
-    own.next_user = run.next_user
-    report = await _latency(own, "latf", rate=rate, seconds=seconds)
-    run.next_user = own.next_user
+    run.s = fresh  # the last phase: nothing after it uses the bursts' topics
+    report = await _latency(run, "latf", rate=rate, seconds=seconds)
     return asdict(report) | {"rate": rate, "seconds": seconds,
                              "behind_backlog": asdict(behind) if behind else None}
 
