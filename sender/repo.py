@@ -214,9 +214,10 @@ async def stale_rows(
     conn: Conn, *, lane: Lane, states: Sequence[MessageState], older_than_s: float,
     after_id: int, limit: int,
 ) -> list[MessageRow]:
-    """A lane's rows in ``states`` untouched for ``older_than_s`` seconds, by id after ``after_id``."""
+    """A lane's rows in ``states`` (``queued``/``sending``: its pending rows) untouched for
+    ``older_than_s`` seconds, by id after ``after_id``."""
     rows = await conn.fetch(
-        f"SELECT {_COLS} FROM messages WHERE lane = $1::message_lane"
+        f"SELECT {_COLS} FROM messages WHERE lane = $1::message_lane AND pending"
         " AND state = ANY($2::message_state[]) AND updated_at < now() - make_interval(secs => $3)"
         " AND id > $4 ORDER BY id LIMIT $5",
         lane.value, [s.value for s in states], older_than_s, after_id, limit,
@@ -274,8 +275,8 @@ async def defer(
 async def due_deferred(conn: Conn, *, now: datetime, limit: int) -> list[MessageRow]:
     """Deferred rows whose ``not_before`` has come, oldest first."""
     rows = await conn.fetch(
-        f"SELECT {_COLS} FROM messages WHERE state = 'deferred' AND not_before <= $1"
-        " ORDER BY not_before, id LIMIT $2",
+        f"SELECT {_COLS} FROM messages WHERE deferred_until <= $1"
+        " ORDER BY deferred_until, id LIMIT $2",
         now, limit,
     )
     return [_row(r) for r in rows]

@@ -1,11 +1,16 @@
-"""Migrations apply once; a second run changes nothing; the audit trail is append-only."""
+"""Migrations apply once; a second run changes nothing; the audit trail is append-only; the
+claim of a message before its provider call writes no index entry."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from hexcast.db import apply_migrations, available_migrations, refresh_stats
+from sender import repo
+from sender.models import Lane, MessageState, SendRequest
 from tests.integration.conftest import _dsn, create_database, drop_database
 
 
@@ -99,3 +104,46 @@ async def test_refresh_stats_analyzes_a_fresh_bulk_load_once() -> None:
             await conn.close()
     finally:
         await drop_database(name)
+
+
+async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
+    """queued → sending is a HOT update (no index mentions the state, migration 0010): the
+    sweeper's and the deferral's indexes follow the state through generated columns."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('hot-t') RETURNING id")
+        items = [SendRequest(message_key=f"bulk-hot-{n:04d}", tenant_id=tenant,
+                             phone=f"+1312300{n:04d}", body="Sale today") for n in range(200)]
+        rows = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="t")
+        ids = [r.id for r in rows]
+        async with conn.transaction():
+            claimed = await repo.claim_for_sending(conn, ids=ids[:100], provider="p1", actor="t",
+                                                   reason="claimed")
+            # consent is required on the bulk lane: no recipient rows, so nothing is claimed
+            assert claimed == set()
+            await conn.execute("INSERT INTO recipients (tenant_id, user_id, phone, consent_at)"
+                               " SELECT $1, 'u' || p, p, now() FROM unnest($2::text[]) AS p",
+                               tenant, [i.phone for i in items])
+            claimed = await repo.claim_for_sending(conn, ids=ids[:100], provider="p1", actor="t",
+                                                   reason="claimed")
+            hot = await conn.fetchval(
+                "SELECT pg_stat_get_xact_tuples_hot_updated('messages'::regclass)")
+        assert claimed == set(ids[:100])
+        assert hot == 100
+        pending = await repo.stale_rows(conn, lane=Lane.BULK, states=[MessageState.QUEUED,
+                                        MessageState.SENDING], older_than_s=-60, after_id=0,
+                                        limit=1000)
+        assert [r.id for r in pending] == sorted(ids)
+        await repo.mark_accepted(conn, accepted=[(i, f"pm-{i}") for i in ids[:50]], actor="t")
+        until = datetime.now(UTC) - timedelta(minutes=1)
+        await repo.defer(conn, deferrals=[(i, until) for i in ids[100:110]], reason="quiet ",
+                         actor="t")
+        pending = await repo.stale_rows(conn, lane=Lane.BULK, states=[MessageState.QUEUED,
+                                        MessageState.SENDING], older_than_s=-60, after_id=0,
+                                        limit=1000)
+        assert [r.id for r in pending] == sorted(ids[50:100] + ids[110:])
+        due = await repo.due_deferred(conn, now=datetime.now(UTC), limit=100)
+        assert [r.id for r in due] == ids[100:110]
+    finally:
+        await conn.execute("DELETE FROM tenants WHERE name = 'hot-t'")
+        await conn.close()
