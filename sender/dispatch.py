@@ -146,18 +146,16 @@ class Dispatcher(Gates):
         """Reconcile and send this lane's rows left ``sending``/``queued`` (a crashed sender's)."""
         outcome, after = Outcome(), 0
         while True:
-            async def page(after_id: int = after) -> list[repo.MessageRow]:
+            async def page(after_id: int = after) -> repo.PendingPage:
                 async with self._pool.acquire() as conn:
-                    return await repo.stale_rows(
-                        conn, lane=self._lane, states=[Q, S], older_than_s=older_than_s,
-                        after_id=after_id, limit=1000,
-                    )
+                    return await repo.stale_rows(conn, lane=self._lane, older_than_s=older_than_s,
+                                                 after_id=after_id, limit=1000)
 
-            rows = await self._infra(page)
-            if not rows:
+            found = await self._infra(page)
+            after = found.last_id
+            await self.process([r for r in found.stale if r.id not in self._busy], outcome)
+            if not found.more:
                 return outcome
-            after = rows[-1].id
-            await self.process([r for r in rows if r.id not in self._busy], outcome)
 
     async def process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
         """Rows in ``queued`` or ``sending``: reconcile, expire, then send in provider chunks."""

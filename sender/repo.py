@@ -20,6 +20,7 @@ from sender.models import Lane, MessageState, SendRequest
 
 __all__ = [
     "MessageRow",
+    "PendingPage",
     "apply_receipts",
     "click_counts_by_promotion",
     "client_refs_by_provider_id",
@@ -210,19 +211,38 @@ async def enqueue(
     return [_row(r) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class PendingPage:
+    """One page of a lane's pending rows, by id: those untouched for the grace, where to go on
+    from, and whether any row further on can be old enough yet."""
+
+    stale: list[MessageRow]
+    last_id: int
+    more: bool
+
+
 async def stale_rows(
-    conn: Conn, *, lane: Lane, states: Sequence[MessageState], older_than_s: float,
-    after_id: int, limit: int,
-) -> list[MessageRow]:
-    """A lane's rows in ``states`` (``queued``/``sending``: its pending rows) untouched for
-    ``older_than_s`` seconds, by id after ``after_id``."""
+    conn: Conn, *, lane: Lane, older_than_s: float, after_id: int, limit: int
+) -> PendingPage:
+    """A lane's rows in ``queued``/``sending`` untouched for ``older_than_s`` seconds.
+
+    The page walks the lane's pending index by id, which follows creation: once a row created
+    within the grace is met, the rows after it are younger too and the walk ends (a row of a
+    long transaction with an older creation is found by a later sweep). Filtering by age in the
+    statement instead made the planner read the whole message log each sweep.
+    """
     rows = await conn.fetch(
-        f"SELECT {_COLS} FROM messages WHERE lane = $1::message_lane AND pending"
-        " AND state = ANY($2::message_state[]) AND updated_at < now() - make_interval(secs => $3)"
-        " AND id > $4 ORDER BY id LIMIT $5",
-        lane.value, [s.value for s in states], older_than_s, after_id, limit,
+        f"SELECT {_COLS}, created_at < now() - make_interval(secs => $2) AS created_before,"
+        " updated_at < now() - make_interval(secs => $2) AS untouched"
+        " FROM messages WHERE lane = $1::message_lane AND pending AND id > $3"
+        " ORDER BY id LIMIT $4",
+        lane.value, older_than_s, after_id, limit,
     )
-    return [_row(r) for r in rows]
+    young = next((n for n, r in enumerate(rows) if not r["created_before"]), None)
+    old = rows if young is None else rows[:young]
+    return PendingPage(stale=[_row(r) for r in old if r["untouched"]],
+                       last_id=old[-1]["id"] if old else after_id,
+                       more=young is None and len(rows) == limit)
 
 
 async def claim_for_sending(

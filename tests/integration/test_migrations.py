@@ -10,7 +10,7 @@ import pytest
 
 from hexcast.db import apply_migrations, available_migrations, refresh_stats
 from sender import repo
-from sender.models import Lane, MessageState, SendRequest
+from sender.models import Lane, SendRequest
 from tests.integration.conftest import _dsn, create_database, drop_database
 
 
@@ -130,18 +130,22 @@ async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
                 "SELECT pg_stat_get_xact_tuples_hot_updated('messages'::regclass)")
         assert claimed == set(ids[:100])
         assert hot == 100
-        pending = await repo.stale_rows(conn, lane=Lane.BULK, states=[MessageState.QUEUED,
-                                        MessageState.SENDING], older_than_s=-60, after_id=0,
-                                        limit=1000)
-        assert [r.id for r in pending] == sorted(ids)
+        page = await repo.stale_rows(conn, lane=Lane.BULK, older_than_s=-60, after_id=0,
+                                     limit=1000)
+        assert [r.id for r in page.stale] == sorted(ids)
+        assert not page.more
+        page = await repo.stale_rows(conn, lane=Lane.BULK, older_than_s=-60, after_id=0, limit=150)
+        assert (len(page.stale), page.last_id, page.more) == (150, sorted(ids)[149], True)
+        young = await repo.stale_rows(conn, lane=Lane.BULK, older_than_s=60, after_id=0,
+                                      limit=1000)
+        assert (young.stale, young.more) == ([], False)  # the first row is young: the walk ends
         await repo.mark_accepted(conn, accepted=[(i, f"pm-{i}") for i in ids[:50]], actor="t")
         until = datetime.now(UTC) - timedelta(minutes=1)
         await repo.defer(conn, deferrals=[(i, until) for i in ids[100:110]], reason="quiet ",
                          actor="t")
-        pending = await repo.stale_rows(conn, lane=Lane.BULK, states=[MessageState.QUEUED,
-                                        MessageState.SENDING], older_than_s=-60, after_id=0,
-                                        limit=1000)
-        assert [r.id for r in pending] == sorted(ids[50:100] + ids[110:])
+        page = await repo.stale_rows(conn, lane=Lane.BULK, older_than_s=-60, after_id=0,
+                                     limit=1000)
+        assert [r.id for r in page.stale] == sorted(ids[50:100] + ids[110:])
         due = await repo.due_deferred(conn, now=datetime.now(UTC), limit=100)
         assert [r.id for r in due] == ids[100:110]
     finally:
