@@ -376,8 +376,8 @@ class Dispatcher(Gates):
             log.warning("provider_unavailable", provider=name, error=str(failure),
                         ambiguous=failure.ambiguous, size=len(rest))
             await asyncio.sleep(_backoff(1))
-            if failure.ambiguous:
-                return await self._reconcile(rest, outcome), True
+            if failure.ambiguous:  # the claim made them `sending` with this provider
+                return await self._reconcile([with_state(r, S, name) for r in rest], outcome), True
             return await self._move(rest, Q, [S], f"{name} unavailable: {failure}"), True
         route.breaker.success()
         why = f"{name} refused the request: {failure}"

@@ -124,14 +124,14 @@ class Journal:
     ) -> None:
         if not rows:
             return
-        at = datetime.now(UTC)
+        at, why = datetime.now(UTC), reasons or {}
+        # Unvalidated: each field is a typed value of a row just read from the message log
+        # (validating a thousand events per chunk was ~8 % of a bulk sender's CPU).
+        make = DeliveryEvent.model_construct
         await self._publish([
-            DeliveryEvent(
-                message_key=r.message_key, tenant_id=r.tenant_id, lane=r.lane, state=state,
-                reason=(reasons or {}).get(r.id, reason), promotion_id=r.promotion_id,
-                campaign_run_id=r.campaign_run_id,
-                user_id=r.user_id, phone=r.phone, at=at,
-            )
+            make(message_key=r.message_key, tenant_id=r.tenant_id, lane=r.lane, state=state,
+                 reason=why.get(r.id, reason), promotion_id=r.promotion_id,
+                 campaign_run_id=r.campaign_run_id, user_id=r.user_id, phone=r.phone, at=at)
             for r in rows
         ])
 
@@ -177,7 +177,7 @@ class Journal:
                 )
 
         claimed = await self._infra(run)
-        return [with_state(r, S, name) for r in part if r.id in claimed]
+        return [r for r in part if r.id in claimed]  # still as read: copies cost per message
 
 
 def with_state(

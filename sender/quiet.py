@@ -72,9 +72,15 @@ def _number_zones(prefix: str) -> tuple[str, ...]:
 def zones_for(phone: str, *, profile_zone: str | None = None,
               location_zone: str | None = None) -> list[ZoneInfo]:
     """Every zone the recipient may be in; UTC when nothing is known."""
-    names: list[str | None] = [profile_zone, location_zone, *_number_zones(phone[:8])]
+    return list(_zones(phone[:8], profile_zone, location_zone))
+
+
+@lru_cache(maxsize=65536)
+def _zones(prefix: str, profile_zone: str | None, location_zone: str | None
+           ) -> tuple[ZoneInfo, ...]:
+    names: list[str | None] = [profile_zone, location_zone, *_number_zones(prefix)]
     zones = {z.key: z for z in map(_zone, names) if z is not None}
-    return list(zones.values()) or [ZoneInfo("UTC")]
+    return tuple(zones.values()) or (ZoneInfo("UTC"),)
 
 
 def is_allowed(at: datetime, zones: Iterable[ZoneInfo], window: Window) -> bool:

@@ -167,10 +167,14 @@ class MessageRow:
     updated_at: datetime | None = None
 
 
+_LANES = {lane.value: lane for lane in Lane}
+_STATES = {state.value: state for state in MessageState}
+
+
 def _row(r: asyncpg.Record) -> MessageRow:
     return MessageRow(
-        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"], lane=Lane(r["lane"]),
-        state=MessageState(r["state"]), phone=r["phone"], body=r["body"],
+        id=r["id"], message_key=r["message_key"], tenant_id=r["tenant_id"], lane=_LANES[r["lane"]],
+        state=_STATES[r["state"]], phone=r["phone"], body=r["body"],
         client_ref=r["client_ref"], expires_at=r["expires_at"], attempts=r["attempts"],
         provider=r["provider"], user_id=r["user_id"], promotion_id=r["promotion_id"],
         campaign_run_id=r["campaign_run_id"], updated_at=r["updated_at"],
