@@ -132,14 +132,14 @@ class Dispatcher(Gates):
     async def _handle_items(self, lane: Lane, items: list[SendRequest]) -> Outcome:
         outcome = Outcome()
 
-        async def enqueue() -> list[repo.MessageRow]:
+        async def enqueue() -> tuple[list[repo.MessageRow], repo.Screened]:
             async with self._pool.acquire() as conn:
                 return await repo.enqueue(conn, lane=lane, items=items, actor=self._actor)
 
-        rows = await self._infra(enqueue)
+        rows, screened = await self._infra(enqueue)
         outcome.duplicates = sum(1 for r in rows if r.state not in (Q, S))
         await self.process([r for r in rows if r.state in (Q, S) and r.id not in self._busy],
-                           outcome)
+                           outcome, screened)
         return outcome
 
     async def sweep(self, *, older_than_s: float) -> Outcome:
@@ -157,16 +157,21 @@ class Dispatcher(Gates):
             if not found.more:
                 return outcome
 
-    async def process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
-        """Rows in ``queued`` or ``sending``: reconcile, expire, then send in provider chunks."""
+    async def process(
+        self, rows: list[repo.MessageRow], outcome: Outcome, screened: repo.Screened | None = None
+    ) -> None:
+        """Rows in ``queued`` or ``sending``: reconcile, expire, then send in provider chunks
+        (``screened``: what their enqueue already looked up)."""
         ids = {r.id for r in rows}
         self._busy |= ids
         try:
-            await self._process(rows, outcome)
+            await self._process(rows, outcome, screened or repo.Screened(zones={}, ids=set(), blocked=set()))
         finally:
             self._busy -= ids
 
-    async def _process(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
+    async def _process(
+        self, rows: list[repo.MessageRow], outcome: Outcome, screened: repo.Screened
+    ) -> None:
         # A `sending` row touched within the grace may be in a live sender's call right now:
         # it is left to that sender, or to a later sweep if that sender died.
         now = datetime.now(UTC)
@@ -179,9 +184,9 @@ class Dispatcher(Gates):
         stale_ids = {r.id for r in stale}
         pending = [r for r in pending if r.id not in stale_ids]
         if self._lane is not Lane.OTP:  # OTPs, confirmations: user-initiated, no such rules
-            pending = await self._recipient_rules(pending, outcome, now)
+            pending = await self._recipient_rules(pending, outcome, now, screened.zones)
         for start in range(0, len(pending), 1000):
-            await self._send_chunk(pending[start : start + 1000], outcome)
+            await self._send_chunk(pending[start : start + 1000], outcome, screened)
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -285,8 +290,12 @@ class Dispatcher(Gates):
             requests = 0
         return grant.granted, requests, grant.wait_s
 
-    async def _send_chunk(self, chunk: list[repo.MessageRow], outcome: Outcome) -> None:
-        blocked = await self._suppress(chunk, outcome)
+    async def _send_chunk(
+        self, chunk: list[repo.MessageRow], outcome: Outcome, screened: repo.Screened
+    ) -> None:
+        # Rows their enqueue found allowed skip the check here; the claim checks them again.
+        unsure = [r for r in chunk if r.id in screened.blocked or r.id not in screened.ids]
+        blocked = await self._suppress(unsure, outcome)
         chunk = [r for r in chunk if r.id not in blocked]
         chunk = await self._shorten(chunk)
         tries = {r.id: r.attempts for r in chunk}

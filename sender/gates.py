@@ -36,20 +36,21 @@ class Gates(Journal):
     _cap_rules: tuple[CapRule, CapRule]  # (default, stricter states)
 
     async def _recipient_rules(
-        self, rows: list[repo.MessageRow], outcome: Outcome, now: datetime
+        self, rows: list[repo.MessageRow], outcome: Outcome, now: datetime,
+        known: dict[tuple[int, str], str | None],
     ) -> list[repo.MessageRow]:
         """Quiet hours, then per-recipient caps: rows that may go now; the others are deferred
-        until they may, or expire when that is past their TTL."""
+        until they may, or expire when that is past their TTL. ``known``: profile zones
+        already looked up (None: no zone); the others are read here."""
         if not rows:
             return rows
+        missing = list({(r.tenant_id, r.phone) for r in rows} - known.keys())
 
         async def zones() -> dict[tuple[int, str], str]:
             async with self._pool.acquire() as conn:
-                return await repo.profile_zones(
-                    conn, recipients=list({(r.tenant_id, r.phone) for r in rows})
-                )
+                return await repo.profile_zones(conn, recipients=missing)
 
-        profile = await self._infra(zones)
+        profile = {**known, **(await self._infra(zones) if missing else {})}
         if self._quiet:
             later = verdicts(now, [(r.phone, profile.get((r.tenant_id, r.phone))) for r in rows])
             rows = await self._hold(rows, later, outcome, "quiet hours")

@@ -21,6 +21,7 @@ from sender.models import Lane, MessageState, SendRequest
 __all__ = [
     "MessageRow",
     "PendingPage",
+    "Screened",
     "apply_receipts",
     "click_counts_by_promotion",
     "client_refs_by_provider_id",
@@ -181,38 +182,61 @@ def _row(r: asyncpg.Record) -> MessageRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """What the enqueue looked up for the rows it inserted, so the sender need not ask again:
+    each (tenant, phone)'s profile time zone (None: the profile has none), the ids of those rows,
+    and of those that were blocked then (opted out, or marketing without consent). The claim
+    before the provider call checks opt-out and consent again; this only spares the common case
+    a query."""
+
+    zones: dict[tuple[int, str], str | None]
+    ids: set[int]
+    blocked: set[int]
+
+
+# Blocked at insert: the recipient row is joined once for the zone and the consent.
+_ENQUEUE = f"""
+WITH ins AS (
+    INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
+        promotion_id, campaign_run_id, expires_at, client_ref, confirmation)
+    SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k, c
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+        $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
+        AS x(k, t, u, p, b, pr, cr, e, c)
+    ON CONFLICT (message_key) DO NOTHING
+    RETURNING {_COLS}, confirmation
+), ev AS (
+    INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+    SELECT id, NULL, 'queued', $10, 'enqueued' FROM ins
+)
+SELECT m.*, r.time_zone AS profile_zone,
+    NOT m.confirmation AND ({_OPTED_OUT} OR (m.lane <> 'otp'
+        AND NOT (r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))) AS blocked
+FROM ins m LEFT JOIN recipients r ON r.tenant_id = m.tenant_id AND r.phone = m.phone
+"""
+
+
 async def enqueue(
     conn: Conn, *, lane: Lane, items: Sequence[SendRequest], actor: str
-) -> list[MessageRow]:
-    """Insert new messages as ``queued`` (dedupe on the key); return every key's current row."""
+) -> tuple[list[MessageRow], Screened]:
+    """Insert new messages as ``queued`` (dedupe on the key); return every key's current row,
+    and what was looked up for the new ones."""
     keys = [i.message_key for i in items]
     rows = await conn.fetch(
-        f"""
-        WITH ins AS (
-            INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
-                promotion_id, campaign_run_id, expires_at, client_ref, confirmation)
-            SELECT k, t, $9::message_lane, u, p, b, pr, cr, e, k, c
-            FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
-                AS x(k, t, u, p, b, pr, cr, e, c)
-            ON CONFLICT (message_key) DO NOTHING
-            RETURNING {_COLS}
-        ), ev AS (
-            INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-            SELECT id, NULL, 'queued', $10, 'enqueued' FROM ins
-        )
-        SELECT * FROM ins
-        """,
+        _ENQUEUE,
         keys, [i.tenant_id for i in items], [i.user_id for i in items],
         [i.phone for i in items], [i.body for i in items],
         [i.promotion_id for i in items], [i.campaign_run_id for i in items],
         [i.expires_at for i in items], lane.value, actor, [i.confirmation for i in items],
     )
+    screened = Screened(zones={(r["tenant_id"], r["phone"]): r["profile_zone"] for r in rows},
+                        ids={r["id"] for r in rows}, blocked={r["id"] for r in rows if r["blocked"]})
     if len(rows) < len(set(keys)):  # a redelivery or a retry: the rows that were there already
         new = {r["message_key"] for r in rows}
         rows += await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)",
                                  [k for k in keys if k not in new])
-    return [_row(r) for r in rows]
+    return [_row(r) for r in rows], screened
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,8 +114,11 @@ async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
         tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('hot-t') RETURNING id")
         items = [SendRequest(message_key=f"bulk-hot-{n:04d}", tenant_id=tenant,
                              phone=f"+1312300{n:04d}", body="Sale today") for n in range(200)]
-        rows = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="t")
+        rows, screened = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="t")
         ids = [r.id for r in rows]
+        # no recipient profiles yet: no zones, and marketing without consent is blocked
+        assert screened.blocked == screened.ids == set(ids)
+        assert screened.zones == {(tenant, i.phone): None for i in items}
         async with conn.transaction():
             claimed = await repo.claim_for_sending(conn, ids=ids[:100], provider="p1", actor="t",
                                                    reason="claimed")
@@ -148,6 +151,19 @@ async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
         assert [r.id for r in page.stale] == sorted(ids[50:100] + ids[110:])
         due = await repo.due_deferred(conn, now=datetime.now(UTC), limit=100)
         assert [r.id for r in due] == ids[100:110]
+        await conn.execute("UPDATE recipients SET time_zone = 'America/Denver' WHERE phone = $1",
+                           items[0].phone)
+        await conn.execute("INSERT INTO opt_outs (tenant_id, phone, source) VALUES ($1, $2, 't')",
+                           tenant, items[1].phone)
+        more = [SendRequest(message_key=f"bulk-hot-more-{n}", tenant_id=tenant,
+                            phone=items[n].phone, body="Again", confirmation=n == 2)
+                for n in range(3)]
+        await conn.execute("INSERT INTO opt_outs (tenant_id, phone, source) VALUES ($1, $2, 't')",
+                           tenant, items[2].phone)
+        rows, screened = await repo.enqueue(conn, lane=Lane.BULK, items=more, actor="t")
+        by_key = {r.message_key: r.id for r in rows}
+        assert screened.blocked == {by_key["bulk-hot-more-1"]}  # a confirmation goes anyway
+        assert screened.zones[(tenant, items[0].phone)] == "America/Denver"
     finally:
         await conn.execute("DELETE FROM tenants WHERE name = 'hot-t'")
         await conn.close()
