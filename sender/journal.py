@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import asyncpg
 import redis.exceptions
+from pydantic import TypeAdapter
 
 from hexcast.logging import get_logger
 from hexcast.retry import until_available
@@ -35,6 +36,7 @@ _INFRA_ERRORS = (
     redis.exceptions.TimeoutError,
 )
 Q, S = MessageState.QUEUED, MessageState.SENDING
+_EVENTS = TypeAdapter(list[DeliveryEvent])
 
 
 class Outcome:
@@ -125,15 +127,15 @@ class Journal:
         if not rows:
             return
         at, why = datetime.now(UTC), reasons or {}
-        # Unvalidated: each field is a typed value of a row just read from the message log
-        # (validating a thousand events per chunk was ~8 % of a bulk sender's CPU).
-        make = DeliveryEvent.model_construct
-        await self._publish([
-            make(message_key=r.message_key, tenant_id=r.tenant_id, lane=r.lane, state=state,
-                 reason=why.get(r.id, reason), promotion_id=r.promotion_id,
-                 campaign_run_id=r.campaign_run_id, user_id=r.user_id, phone=r.phone, at=at)
+        # One validation call for the list: a model built per event was ~8 % of a bulk
+        # sender's CPU (pydantic's per-call overhead, not the checks).
+        await self._publish(_EVENTS.validate_python([
+            {"message_key": r.message_key, "tenant_id": r.tenant_id, "lane": r.lane,
+             "state": state, "reason": why.get(r.id, reason), "promotion_id": r.promotion_id,
+             "campaign_run_id": r.campaign_run_id, "user_id": r.user_id, "phone": r.phone,
+             "at": at}
             for r in rows
-        ])
+        ]))
 
     async def _suppress(self, rows: list[repo.MessageRow], outcome: Outcome) -> set[int]:
         """Opted-out numbers and marketing without consent: ``suppressed`` with the reason."""
