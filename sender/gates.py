@@ -15,7 +15,7 @@ from sender import inbound_repo, repo
 from sender.journal import Journal, Outcome
 from sender.links import shorten
 from sender.models import Lane, MessageState
-from sender.quiet import NEVER, STRICT_WINDOW, verdicts, window_for, zones_for
+from sender.quiet import NEVER, STRICT_WINDOW, primary_zone, verdicts, window_for
 from sender.ratelimit import CapCheck, CapRule, RecipientCaps
 
 __all__ = ["Gates"]
@@ -81,7 +81,7 @@ class Gates(Journal):
         self, row: repo.MessageRow, profile_zone: str | None, now: datetime,
         days: dict[str, tuple[int, int]],
     ) -> CapCheck:
-        zone = zones_for(row.phone, profile_zone=profile_zone)[0]
+        zone = primary_zone(row.phone, profile_zone)
         span = days.get(zone.key)
         if span is None:
             span = days[zone.key] = _local_day_ms(now, zone)

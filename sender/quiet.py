@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
+from phonenumbers import tzdata as pn_tzdata
 
 __all__ = ["DEFAULT_WINDOW", "NEVER", "STRICT_AREA_CODES", "STRICT_WINDOW", "Window", "is_allowed",
-           "next_allowed", "verdicts", "window_for", "zones_for"]
+           "next_allowed", "primary_zone", "verdicts", "window_for", "zones_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +62,52 @@ def _zone(name: str | None) -> ZoneInfo | None:
         return None
 
 
-@lru_cache(maxsize=65536)
-def _number_zones(prefix: str) -> tuple[str, ...]:
-    """Zones of a number; keyed by its first digits (area code and exchange) to parse less."""
+#: phonenumbers' own prefix table (digits of the E.164 number → zone names) and its longest key.
+_TZ: dict[str, tuple[str, ...]] = pn_tzdata.TIMEZONE_DATA
+_TZ_LONGEST: int = pn_tzdata.TIMEZONE_LONGEST_PREFIX
+
+
+def _number_zones(phone: str) -> tuple[str, ...]:
+    """Zones of a number. A North American number is looked up in phonenumbers' prefix table
+    by its digits, a few dict probes: the longest prefix with an entry below the country code
+    is what ``time_zones_for_number`` returns for a valid geographic number (for a Caribbean
+    mobile, which phonenumbers calls non-geographic, it is the island's zone rather than every
+    NANP zone). Other numbers, and North American ones without an area entry, are validated
+    (country-level zones for non-geographic numbers, none for invalid ones) and cached."""
+    if phone.startswith("+1"):
+        digits = phone[1:1 + _TZ_LONGEST]
+        for n in range(len(digits), 1, -1):
+            names = _TZ.get(digits[:n])
+            if names is not None:
+                return names
+        return _validated_zones(phone[:8].ljust(12, "0"))  # area code and exchange decide
+    return _validated_zones(phone)
+
+
+@lru_cache(maxsize=4096)
+def _validated_zones(number: str) -> tuple[str, ...]:
     with contextlib.suppress(phonenumbers.NumberParseException):
-        return tuple(pn_timezone.time_zones_for_number(phonenumbers.parse(prefix.ljust(12, "0"))))
+        return tuple(pn_timezone.time_zones_for_number(phonenumbers.parse(number)))
     return ()
 
 
 def zones_for(phone: str, *, profile_zone: str | None = None,
               location_zone: str | None = None) -> list[ZoneInfo]:
     """Every zone the recipient may be in; UTC when nothing is known."""
-    return list(_zones(phone[:8], profile_zone, location_zone))
+    return list(_zones(profile_zone, location_zone, _number_zones(phone)))
 
 
-@lru_cache(maxsize=65536)
-def _zones(prefix: str, profile_zone: str | None, location_zone: str | None
+def primary_zone(phone: str, profile_zone: str | None = None) -> ZoneInfo:
+    """The first of ``zones_for``: the profile zone when it names one, without reading the
+    number's zones."""
+    return _zone(profile_zone) or zones_for(phone)[0]
+
+
+@lru_cache(maxsize=4096)
+def _zones(profile_zone: str | None, location_zone: str | None, number_zones: tuple[str, ...]
            ) -> tuple[ZoneInfo, ...]:
-    names: list[str | None] = [profile_zone, location_zone, *_number_zones(prefix)]
+    """Keyed by the zone names (a few hundred combinations), not by the number."""
+    names: list[str | None] = [profile_zone, location_zone, *number_zones]
     zones = {z.key: z for z in map(_zone, names) if z is not None}
     return tuple(zones.values()) or (ZoneInfo("UTC"),)
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+import phonenumbers
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from phonenumbers import timezone as pn_timezone
 
-from sender.quiet import DEFAULT_WINDOW, STRICT_WINDOW, is_allowed, next_allowed, window_for, zones_for
+from sender.quiet import (
+    DEFAULT_WINDOW,
+    STRICT_WINDOW,
+    is_allowed,
+    next_allowed,
+    primary_zone,
+    window_for,
+    zones_for,
+)
 
 CHICAGO = ZoneInfo("America/Chicago")
 ZONES = ["America/Chicago", "America/New_York", "America/Los_Angeles", "Pacific/Honolulu",
@@ -49,6 +59,40 @@ def test_strictest_zone_wins() -> None:
 
 def test_unknown_zone_names_are_ignored() -> None:
     assert zones_for("+13125550100", profile_zone="Mars/Olympus") == [CHICAGO]
+
+
+def _phonenumbers_zones(phone: str) -> list[ZoneInfo]:
+    names = pn_timezone.time_zones_for_number(phonenumbers.parse(phone))
+    return [ZoneInfo(n) for n in names if not n.startswith("Etc/")] or [ZoneInfo("UTC")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(area=st.integers(200, 999), exchange=st.integers(200, 999), line=st.integers(0, 9999))
+def test_us_numbers_get_the_zones_phonenumbers_gives(area: int, exchange: int, line: int) -> None:
+    phone = f"+1{area}{exchange}{line:04d}"
+    parsed = phonenumbers.parse(phone)
+    assume(phonenumbers.is_valid_number(parsed))
+    assume(phonenumbers.region_code_for_number(parsed) in {"US", "CA"})
+    assert zones_for(phone) == _phonenumbers_zones(phone)
+
+
+def test_a_caribbean_mobile_gets_its_island_not_every_nanp_zone() -> None:
+    # phonenumbers calls Bermudan mobiles non-geographic and answers with all ~40 NANP zones,
+    # in which no hour is inside every window: the area's entry is the better answer.
+    assert zones_for("+14415001234") == [ZoneInfo("Atlantic/Bermuda")]
+
+
+def test_numbers_outside_north_america_are_validated_in_full() -> None:
+    assert zones_for("+4915123456789") == [ZoneInfo("Europe/Berlin")]  # a German mobile
+    assert zones_for("+34612345678") == _phonenumbers_zones("+34612345678")  # Spain, with Canaries
+    assert zones_for("+1208000000") == [ZoneInfo("UTC")]  # exchange 000, too short: invalid
+    assert zones_for("+12115550100") == [ZoneInfo("UTC")]  # 211 is no area code
+
+
+def test_the_primary_zone_is_the_profile_zone_when_it_names_one() -> None:
+    assert primary_zone("+13125550100", "America/New_York") == ZoneInfo("America/New_York")
+    assert primary_zone("+13125550100", "Mars/Olympus") == CHICAGO
+    assert primary_zone("+13125550100", None) == zones_for("+13125550100")[0]
 
 
 @settings(max_examples=60, deadline=None)
