@@ -77,8 +77,10 @@ return {granted, wait_ms}
 """
 
 #: Per-recipient caps for a whole chunk in one call. KEYS[i] = recipient i's sorted set of send
-#: times (member = message key). ARGV, 6 per recipient: message key, local day start (ms),
-#: next local day start (ms), max per local day, max per rolling 24 h, min spacing (ms).
+#: times (member = message key). ARGV[1] = a JSON array with one array per recipient: message
+#: key, local day start (ms), next local day start (ms), max per local day, max per rolling
+#: 24 h, min spacing (ms) (one string rather than 6 arguments a recipient, which redis-py
+#: packed one by one).
 #: Returns one number per recipient: 0 = allowed (and counted), else ms until it would be.
 #: A message already counted (a retry after a crash) is allowed again without counting twice.
 RECIPIENT_CAPS = """
@@ -86,15 +88,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local day = 86400000
 local out = {}
+local checks = cjson.decode(ARGV[1])
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local base = (i - 1) * 6
-  local member = ARGV[base + 1]
-  local day_start = tonumber(ARGV[base + 2])
-  local next_day = tonumber(ARGV[base + 3])
-  local max_day = tonumber(ARGV[base + 4])
-  local max_24h = tonumber(ARGV[base + 5])
-  local spacing = tonumber(ARGV[base + 6])
+  local c = checks[i]
+  local member, day_start, next_day = c[1], c[2], c[3]
+  local max_day, max_24h, spacing = c[4], c[5], c[6]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - day)
   if redis.call('ZSCORE', key, member) then
     out[i] = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -133,9 +134,8 @@ class RecipientCaps:
         """For each check: 0 if allowed (now counted), else seconds until it would be."""
         if not checks:
             return []
-        args: list[str | int | float] = []
-        for c in checks:
-            args += [c.message_key, c.day_start_ms, c.next_day_ms, c.rule.per_day,
-                     c.rule.per_24h, int(c.rule.min_spacing_s * 1000)]
-        waits = await self._script(keys=[c.key for c in checks], args=args)
+        args = json.dumps([[c.message_key, c.day_start_ms, c.next_day_ms, c.rule.per_day,
+                             c.rule.per_24h, int(c.rule.min_spacing_s * 1000)] for c in checks],
+                          separators=(",", ":"))
+        waits = await self._script(keys=[c.key for c in checks], args=[args])
         return [int(w) / 1000 for w in waits]

@@ -8,6 +8,7 @@ restarted or rebalanced matcher keeps it. Budgets are given back from the ``deli
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -37,7 +38,7 @@ class SendGate:
     ) -> None:
         self._client = client
         self._keys = keys
-        self._caps = f"{cap_per_day},{cap_per_24h}"
+        self._caps = (cap_per_day, cap_per_24h)
         self._gate = client.register_script(GEO_GATE)
         self._release = client.register_script(RELEASE_BUDGET)
 
@@ -50,7 +51,8 @@ class SendGate:
     ) -> tuple[list[tuple[int, Candidate]], list[str], list[str | int]]:
         flat: list[tuple[int, Candidate]] = []
         keys: list[str] = []
-        argv: list[str | int] = [max(r.max_per_visit for r in results)]
+        rows: list[list[str | int]] = []
+        max_day, max_24h = self._caps
         visit_no = 0
         for n, result in enumerate(results):
             for visit in result.visits:
@@ -62,9 +64,12 @@ class SendGate:
                                         c.promotion_id),
                              self._keys("geo", "caps", r.tenant_id, r.user_id),
                              *self._budget_keys(c.promotion_id)]
-                    argv += [visit_no, r.message_key, c.event_id, c.cooldown_s * 1000,
-                             int(c.day_start.timestamp() * 1000), int(c.day_end.timestamp() * 1000),
-                             self._caps, c.budget or 0]
+                    rows.append([visit_no, r.message_key, c.event_id, c.cooldown_s * 1000,
+                                 int(c.day_start.timestamp() * 1000),
+                                 int(c.day_end.timestamp() * 1000), max_day, max_24h,
+                                 c.budget or 0])
+        argv: list[str | int] = [max((r.max_per_visit for r in results), default=1),
+                                 json.dumps(rows, separators=(",", ":"))]
         return flat, keys, argv
 
     async def decide(self, result: MatchResult) -> list[SendRequest]:

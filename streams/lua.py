@@ -9,9 +9,11 @@ __all__ = ["GEO_GATE", "RELEASE_BUDGET"]
 #: KEYS, 4 per candidate: cooldown key (user, store, promotion), the user's sorted set of geo
 #: send times (member = message key), the promotion's budget set (message keys counted), the
 #: budget's released set (message keys that ended suppressed/expired/failed).
-#: ARGV[1] = max sends per visit; then 8 per candidate: visit id, message key, trigger token
-#: (the triggering event id), cooldown ms, local day start ms, next local day start ms,
-#: "max per local day,max per 24 h", budget (0 = none).
+#: ARGV[1] = max sends per visit; ARGV[2] = a JSON array with one array per candidate: visit
+#: number, message key, trigger token (the triggering event id), cooldown ms, local day start
+#: ms, next local day start ms, max per local day, max per 24 h, budget (0 = none). (One
+#: string instead of 8 arguments a candidate: redis-py packed each argument on its own, a
+#: large share of the matcher's time in this call.)
 #: Returns one code per candidate: 0 send, 1 cooldown, 2 cap, 3 budget, 4 visit already served.
 #: A redelivered record (same trigger token, same message key) is allowed again and counted once.
 GEO_GATE = """
@@ -21,16 +23,12 @@ local day = 86400000
 local per_visit = tonumber(ARGV[1])
 local served = {}
 local out = {}
-for i = 1, #KEYS / 4 do
+local cands = cjson.decode(ARGV[2])
+for i = 1, #cands do
   local k = (i - 1) * 4
-  local a = 1 + (i - 1) * 8
-  local visit, member, token = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local cooldown = tonumber(ARGV[a + 4])
-  local day_start, next_day = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
-  local comma = string.find(ARGV[a + 7], ',')
-  local max_day = tonumber(string.sub(ARGV[a + 7], 1, comma - 1))
-  local max_24h = tonumber(string.sub(ARGV[a + 7], comma + 1))
-  local budget = tonumber(ARGV[a + 8])
+  local c = cands[i]
+  local visit, member, token, cooldown = c[1], c[2], c[3], c[4]
+  local day_start, next_day, max_day, max_24h, budget = c[5], c[6], c[7], c[8], c[9]
   local code = 0
   local held = false
   if (served[visit] or 0) >= per_visit then
