@@ -58,13 +58,12 @@ class SendGate:
             for visit in result.visits:
                 visit_no += 1
                 for c in visit.candidates:
-                    r = c.request
                     flat.append((n, c))
-                    keys += [self._keys("geo", "cool", r.tenant_id, r.user_id, c.store_id,
+                    keys += [self._keys("geo", "cool", c.tenant_id, c.user_id, c.store_id,
                                         c.promotion_id),
-                             self._keys("geo", "caps", r.tenant_id, r.user_id),
+                             self._keys("geo", "caps", c.tenant_id, c.user_id),
                              *self._budget_keys(c.promotion_id)]
-                    rows.append([visit_no, r.message_key, c.event_id, c.cooldown_s * 1000,
+                    rows.append([visit_no, c.message_key, c.event_id, c.cooldown_s * 1000,
                                  int(c.day_start.timestamp() * 1000),
                                  int(c.day_end.timestamp() * 1000), max_day, max_24h,
                                  c.budget or 0])
@@ -89,8 +88,8 @@ class SendGate:
             counts = results[n].counts
             if int(code) == 0:
                 counts["matched"] += 1
-                if cand.request.message_key not in seen:
-                    seen.add(cand.request.message_key)
+                if cand.message_key not in seen:
+                    seen.add(cand.message_key)
                     allowed[n].append(cand.request)
             else:
                 counts[GATE_REASONS[int(code)]] += 1

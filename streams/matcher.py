@@ -16,6 +16,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
@@ -28,7 +29,7 @@ from streams.presence import Presence, UserPresence
 from targeting.geofence import Geofence, fence_geometry
 from targeting.index import CellIndex
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry
-from targeting.service import interest_score
+from targeting.service import InterestFit, Wanted, fit_score
 
 __all__ = ["DECAY_M", "FALLBACKS", "Candidate", "MatchResult", "MatchState", "VisitMatch", "local_day_bounds"]
 
@@ -54,6 +55,7 @@ class _Promotion:
     entry: PromotionEntry
     dwell: timedelta | None
     max_gap: timedelta
+    wanted: Wanted
 
     def applies_at(self, local: datetime) -> bool:
         """Valid on the local date, on this weekday and within the daily hours."""
@@ -69,9 +71,16 @@ class _Promotion:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One send a trigger asks for; the gate decides whether it may go."""
+    """One send a trigger asks for; the gate decides whether it may go. Its send request is
+    built only for the candidates that go (most are refused or are fallbacks, and building a
+    request cost more than the rest of the candidate)."""
 
-    request: SendRequest
+    message_key: str
+    tenant_id: int
+    user_id: str
+    phone: str
+    body: str
+    expires_at: datetime
     promotion_id: int
     store_id: int
     event_id: str
@@ -81,6 +90,14 @@ class Candidate:
     budget: int | None
     day_start: datetime
     day_end: datetime
+
+    @property
+    def request(self) -> SendRequest:
+        return SendRequest.model_construct(  # every field is already validated
+            message_key=self.message_key, tenant_id=self.tenant_id, user_id=self.user_id,
+            phone=self.phone, body=self.body, promotion_id=self.promotion_id,
+            campaign_run_id=None, expires_at=self.expires_at, confirmation=False,
+        )
 
 
 _Found = tuple[float, float, _Promotion]  # distance, score × decay, promotion
@@ -107,8 +124,8 @@ class MatchResult:
         out: list[SendRequest] = []
         for visit in self.visits:
             for cand in visit.candidates[: self.max_per_visit]:
-                if cand.request.message_key not in seen:
-                    seen.add(cand.request.message_key)
+                if cand.message_key not in seen:
+                    seen.add(cand.message_key)
                     out.append(cand.request)
         return out
 
@@ -181,8 +198,9 @@ class MatchState:
     def _add_promotion(self, promotion_id: int, tenant_id: int, entry: PromotionEntry) -> None:
         minutes = entry.dwell_minutes if entry.trigger == "dwell" else None
         dwell = None if minutes is None else timedelta(minutes=minutes)
-        promo = _Promotion(promotion_id, tenant_id, entry,
-                           dwell, timedelta(minutes=entry.max_gap_minutes))
+        promo = _Promotion(promotion_id, tenant_id, entry, dwell,
+                           timedelta(minutes=entry.max_gap_minutes),
+                           Wanted.of(entry.interests, entry.interest_weights))
         self._promotions.setdefault(entry.store_id, {})[promotion_id] = promo
         self._promo_store[promotion_id] = entry.store_id
         if entry.nearby_m:
@@ -216,11 +234,12 @@ class MatchState:
             counts["no_profile" if profile is None else "no_consent"] += len(record.events)
             return result
         user = self.presence.user(key)
+        fit = InterestFit.of(profile.interests)
         for event in record.events:
             if not user.accept(event.event_id, event.ts):
                 counts["duplicate"] += 1
                 continue
-            found, outcome = self._event(record, profile, user, event)
+            found, outcome = self._event(record, fit, user, event)
             if found:
                 found.sort(key=lambda f: (f[0] > 0, -f[1], f[2].id))
                 best = [self._candidate(record, profile, event, promo, d, score)
@@ -241,7 +260,7 @@ class MatchState:
         return inside
 
     def _event(
-        self, record: VisitRecord, profile: ProfileRecord, user: UserPresence, event: VisitEvent,
+        self, record: VisitRecord, fit: InterestFit, user: UserPresence, event: VisitEvent,
     ) -> tuple[list[_Found], _Outcome]:
         outcome = _Outcome()
         found: list[_Found] = []
@@ -264,7 +283,7 @@ class MatchState:
                 if distance > promo.entry.nearby_m:
                     continue
                 keep.append(promo.id)  # in its zone: the stay goes on
-                score = self._score(profile, user, event, promo, local, outcome)
+                score = self._score(fit, user, event, promo, local, outcome)
                 if score:
                     decay = 1.0 if distance <= 0 else math.exp(-distance / DECAY_M)
                     found.append((distance, score * decay, promo))
@@ -273,15 +292,14 @@ class MatchState:
 
     @staticmethod
     def _score(
-        profile: ProfileRecord, user: UserPresence, event: VisitEvent, promo: _Promotion,
+        fit: InterestFit, user: UserPresence, event: VisitEvent, promo: _Promotion,
         local: datetime, outcome: _Outcome,
     ) -> float:
         """The promotion's interest score if it applies now and its trigger fires, else 0."""
         if not promo.applies_at(local):
             outcome.stage = max(outcome.stage, 1)
             return 0.0
-        e = promo.entry
-        score = interest_score(e.interests, e.interest_weights, profile.interests)
+        score = fit_score(promo.wanted, fit)
         if score <= 0:
             outcome.stage = max(outcome.stage, 2)
             return 0.0
@@ -295,16 +313,25 @@ class MatchState:
         distance: float, score: float,
     ) -> Candidate:
         e = promo.entry
-        day, start, end = local_day_bounds(event.ts, self._stores[e.store_id].zone)
+        day, start, end = _day_bounds(event.ts, self._stores[e.store_id].zone)
         key = geo_key(tenant_id=record.tenant_id, promotion_id=promo.id,
                       user_id=record.user_id, local_date=day)
-        request = SendRequest.model_construct(  # every field is already validated
-            message_key=key, tenant_id=record.tenant_id, user_id=record.user_id,
-            phone=profile.phone, body=e.body, promotion_id=promo.id, campaign_run_id=None,
-            expires_at=event.ts + self.ttl, confirmation=False,
-        )
         return Candidate(
-            request=request, promotion_id=promo.id, store_id=e.store_id, event_id=event.event_id,
+            message_key=key, tenant_id=record.tenant_id, user_id=record.user_id,
+            phone=profile.phone, body=e.body, expires_at=event.ts + self.ttl,
+            promotion_id=promo.id, store_id=e.store_id, event_id=event.event_id,
             in_fence=distance <= 0, score=score, cooldown_s=e.cooldown_minutes * 60,
             budget=e.budget, day_start=start, day_end=end,
         )
+
+
+def _day_bounds(ts: datetime, zone: ZoneInfo) -> tuple[date, datetime, datetime]:
+    """:func:`local_day_bounds`, the day's instants computed once per zone and local date."""
+    day = ts.astimezone(zone).date()
+    return (day, *_day_instants(zone, day))
+
+
+@lru_cache(maxsize=4096)
+def _day_instants(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
+    return (datetime.combine(day, time(), zone),
+            datetime.combine(day + timedelta(days=1), time(), zone))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from targeting.geofence import cover_cells, fence_geometry
@@ -18,9 +19,11 @@ from targeting.models import (
 )
 
 __all__ = [
+    "InterestFit",
+    "Wanted",
     "fence_cells",
+    "fit_score",
     "interest_match",
-    "interest_score",
     "policy_columns",
     "profile_record",
     "promotion_public",
@@ -132,29 +135,59 @@ def interest_match(promotion_interests: list[str], user_interests: list[str]) ->
 
 
 
-def interest_score(
-    promotion_interests: list[str], weights: dict[str, float], user_interests: list[str]
-) -> float:
+GENERIC_SCORE = 0.5
+"""Interest score of a promotion that targets everyone: below any full targeted match."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A promotion's interests prepared for :func:`fit_score`: each with its weight and its
+    ancestors, nearest first."""
+
+    interests: tuple[tuple[str, float, tuple[str, ...]], ...]
+
+    @classmethod
+    def of(cls, promotion_interests: list[str], weights: dict[str, float]) -> Wanted:
+        return cls(tuple((w, weights.get(w, 1.0), _ancestors(w)) for w in promotion_interests))
+
+
+@dataclass(frozen=True, slots=True)
+class InterestFit:
+    """A user's interests prepared for :func:`fit_score`: the interests themselves, and every
+    interest with all its ancestors."""
+
+    own: frozenset[str]
+    covered: frozenset[str]
+
+    @classmethod
+    def of(cls, user_interests: list[str]) -> InterestFit:
+        return cls(frozenset(user_interests),
+                   frozenset(a for have in user_interests for a in (have, *_ancestors(have))))
+
+
+def _ancestors(interest: str) -> tuple[str, ...]:
+    parts = interest.split("/")
+    return tuple("/".join(parts[:n]) for n in range(len(parts) - 1, 0, -1))
+
+
+def fit_score(wanted: Wanted, fit: InterestFit) -> float:
     """How well a user fits a promotion: the best weighted match over its interests, 0 if none.
 
     A user interest equal to or below the promotion's (``electronics/phones`` for
     ``electronics``) scores the full weight; one above it (``electronics`` for
     ``electronics/phones``) half the weight per level of difference. A promotion without
-    interests targets everyone with :data:`GENERIC_SCORE`.
+    interests targets everyone with :data:`GENERIC_SCORE`. Set lookups, not a comparison of
+    every pair of interests: the matcher scores each promotion at a store for every visit.
     """
-    if not promotion_interests:
+    if not wanted.interests:
         return GENERIC_SCORE
     best = 0.0
-    for wanted in promotion_interests:
-        weight = weights.get(wanted, 1.0)
-        for have in user_interests:
-            if have == wanted or have.startswith(wanted + "/"):
-                best = max(best, weight)
-            elif wanted.startswith(have + "/"):
-                levels = wanted.count("/") - have.count("/")
+    for interest, weight, ancestors in wanted.interests:
+        if interest in fit.covered:  # the user's interest is this one or below it
+            best = max(best, weight)
+            continue
+        for levels, ancestor in enumerate(ancestors, 1):
+            if ancestor in fit.own:  # the user's interest is above it: half per level
                 best = max(best, weight * 0.5**levels)
+                break
     return best
-
-
-GENERIC_SCORE = 0.5
-"""Interest score of a promotion that targets everyone: below any full targeted match."""
