@@ -56,6 +56,17 @@ class _Promotion:
     dwell: timedelta | None
     max_gap: timedelta
     wanted: Wanted
+    always: bool  # no dates, weekdays or hours: valid at any time
+
+    @classmethod
+    def of(cls, promotion_id: int, tenant_id: int, entry: PromotionEntry) -> _Promotion:
+        minutes = entry.dwell_minutes if entry.trigger == "dwell" else None
+        return cls(
+            promotion_id, tenant_id, entry, None if minutes is None else timedelta(minutes=minutes),
+            timedelta(minutes=entry.max_gap_minutes), Wanted.of(entry.interests, entry.interest_weights),
+            always=entry.valid_from is None and entry.valid_until is None
+            and len(set(entry.weekdays)) == 7 and entry.hours is None,
+        )
 
     def applies_at(self, local: datetime) -> bool:
         """Valid on the local date, on this weekday and within the daily hours."""
@@ -196,11 +207,7 @@ class MatchState:
         self._near.put(store_id, tenant, fence.geometry if fence else None, float(radius))
 
     def _add_promotion(self, promotion_id: int, tenant_id: int, entry: PromotionEntry) -> None:
-        minutes = entry.dwell_minutes if entry.trigger == "dwell" else None
-        dwell = None if minutes is None else timedelta(minutes=minutes)
-        promo = _Promotion(promotion_id, tenant_id, entry, dwell,
-                           timedelta(minutes=entry.max_gap_minutes),
-                           Wanted.of(entry.interests, entry.interest_weights))
+        promo = _Promotion.of(promotion_id, tenant_id, entry)
         self._promotions.setdefault(entry.store_id, {})[promotion_id] = promo
         self._promo_store[promotion_id] = entry.store_id
         if entry.nearby_m:
@@ -296,7 +303,7 @@ class MatchState:
         local: datetime, outcome: _Outcome,
     ) -> float:
         """The promotion's interest score if it applies now and its trigger fires, else 0."""
-        if not promo.applies_at(local):
+        if not (promo.always or promo.applies_at(local)):
             outcome.stage = max(outcome.stage, 1)
             return 0.0
         score = fit_score(promo.wanted, fit)

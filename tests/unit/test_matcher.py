@@ -77,6 +77,27 @@ def test_hours_and_weekdays_are_in_the_stores_local_time_far_from_utc() -> None:
     assert late.counts["outside_hours"] == 1
 
 
+@pytest.mark.parametrize(("policy", "fires"), [
+    ({}, True),
+    ({"weekdays": [2, 3, 4, 5, 6, 7]}, False),  # every day but Monday
+    ({"weekdays": [1]}, True),
+    ({"valid_from": datetime(2026, 12, 1).date()}, False),
+    ({"valid_from": datetime(2026, 11, 30).date()}, True),
+    ({"hours": DailyHours(start=time(13), end=time(20))}, False),
+])
+def test_each_restriction_on_its_own_applies(policy: dict[str, Any], fires: bool) -> None:
+    # T0 is Monday 2026-11-30, 12:00 in Chicago.
+    state = world()
+    add_store(state, 1, CHICAGO)
+    entry = PromotionEntry(store_id=1, body="x", interests=[], valid_until=None,
+                           **{"valid_from": None, **policy})
+    state.apply_catalog(CatalogRecord(kind="promotion", id=10, tenant_id=1, active=True,
+                                      promotion=entry))
+    result = visit(state, ev("a", T0))
+    assert fired(result) == ([[10]] if fires else [])
+    assert result.counts["outside_hours"] == (0 if fires else 1)
+
+
 def test_window_across_midnight_and_valid_dates_use_the_local_date() -> None:
     state = world()
     add_store(state, 1, CHICAGO, zone="Asia/Tokyo")  # UTC+9
