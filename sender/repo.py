@@ -195,7 +195,8 @@ class Screened:
     blocked: set[int]
 
 
-# Blocked at insert: the recipient row is joined once for the zone and the consent.
+# Blocked at insert: the recipient row is joined once for the zone and the consent. Only what
+# the caller does not know comes back (the id and the row's time), not the values it sent.
 _ENQUEUE = f"""
 WITH ins AS (
     INSERT INTO messages (message_key, tenant_id, lane, user_id, phone, body,
@@ -205,12 +206,12 @@ WITH ins AS (
         $6::bigint[], $7::bigint[], $8::timestamptz[], $11::boolean[])
         AS x(k, t, u, p, b, pr, cr, e, c)
     ON CONFLICT (message_key) DO NOTHING
-    RETURNING {_COLS}, confirmation
+    RETURNING id, message_key, tenant_id, phone, lane, confirmation, updated_at
 ), ev AS (
     INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
     SELECT id, NULL, 'queued', $10, 'enqueued' FROM ins
 )
-SELECT m.*, r.time_zone AS profile_zone,
+SELECT m.id, m.message_key, m.updated_at, r.time_zone AS profile_zone,
     NOT m.confirmation AND ({_OPTED_OUT} OR (m.lane <> 'otp'
         AND NOT (r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))) AS blocked
 FROM ins m LEFT JOIN recipients r ON r.tenant_id = m.tenant_id AND r.phone = m.phone
@@ -222,21 +223,39 @@ async def enqueue(
 ) -> tuple[list[MessageRow], Screened]:
     """Insert new messages as ``queued`` (dedupe on the key); return every key's current row,
     and what was looked up for the new ones."""
-    keys = [i.message_key for i in items]
-    rows = await conn.fetch(
+    first: dict[str, SendRequest] = {}
+    for item in items:
+        first.setdefault(item.message_key, item)
+    inserted = await conn.fetch(
         _ENQUEUE,
-        keys, [i.tenant_id for i in items], [i.user_id for i in items],
-        [i.phone for i in items], [i.body for i in items],
-        [i.promotion_id for i in items], [i.campaign_run_id for i in items],
-        [i.expires_at for i in items], lane.value, actor, [i.confirmation for i in items],
+        list(first), [i.tenant_id for i in first.values()], [i.user_id for i in first.values()],
+        [i.phone for i in first.values()], [i.body for i in first.values()],
+        [i.promotion_id for i in first.values()], [i.campaign_run_id for i in first.values()],
+        [i.expires_at for i in first.values()], lane.value, actor,
+        [i.confirmation for i in first.values()],
     )
-    screened = Screened(zones={(r["tenant_id"], r["phone"]): r["profile_zone"] for r in rows},
-                        ids={r["id"] for r in rows}, blocked={r["id"] for r in rows if r["blocked"]})
-    if len(rows) < len(set(keys)):  # a redelivery or a retry: the rows that were there already
-        new = {r["message_key"] for r in rows}
-        rows += await conn.fetch(f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)",
-                                 [k for k in keys if k not in new])
-    return [_row(r) for r in rows], screened
+    rows = [_new_row(r["id"], first[r["message_key"]], lane, r["updated_at"]) for r in inserted]
+    screened = Screened(zones={(r.tenant_id, r.phone): z["profile_zone"]
+                               for r, z in zip(rows, inserted, strict=True)},
+                        ids={r.id for r in rows},
+                        blocked={r["id"] for r in inserted if r["blocked"]})
+    if len(rows) < len(first):  # a redelivery or a retry: the rows that were there already
+        new = {r.message_key for r in rows}
+        rows += [_row(r) for r in await conn.fetch(
+            f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)",
+            [k for k in first if k not in new])]
+    return rows, screened
+
+
+def _new_row(id_: int, item: SendRequest, lane: Lane, updated_at: datetime) -> MessageRow:
+    """The row just inserted for ``item``: its values as sent, state ``queued``."""
+    return MessageRow(
+        id=id_, message_key=item.message_key, tenant_id=item.tenant_id, lane=lane,
+        state=MessageState.QUEUED, phone=item.phone, body=item.body, client_ref=item.message_key,
+        expires_at=item.expires_at, attempts=0, provider=None, user_id=item.user_id,
+        promotion_id=item.promotion_id, campaign_run_id=item.campaign_run_id,
+        updated_at=updated_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)

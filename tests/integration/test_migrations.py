@@ -167,3 +167,30 @@ async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
     finally:
         await conn.execute("DELETE FROM tenants WHERE name = 'hot-t'")
         await conn.close()
+
+
+async def test_enqueue_returns_the_rows_as_stored(database_url: str) -> None:
+    """New rows are built from the requests (only ids and times come back from the insert):
+    they equal what a read of the table gives, a key twice in a batch is one row, and a key
+    already there comes back as stored, not as requested."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('enq-t') RETURNING id")
+        soon = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+        first = [SendRequest(message_key=f"enqueue-{n}", tenant_id=tenant, user_id=f"u{n}",
+                             phone=f"+1312555{n:04d}", body=f"Hi {n}", expires_at=soon,
+                             promotion_id=None, campaign_run_id=None) for n in range(3)]
+        await repo.enqueue(conn, lane=Lane.GEO, items=first[:1], actor="t")
+        again = [*first, first[1].model_copy(update={"body": "twice"}),
+                 first[0].model_copy(update={"body": "changed"})]
+        rows, screened = await repo.enqueue(conn, lane=Lane.GEO, items=again, actor="t")
+        stored = {r.message_key: r for r in map(repo._row, await conn.fetch(
+            f"SELECT {repo._COLS} FROM messages WHERE tenant_id = $1", tenant))}
+        assert sorted(r.message_key for r in rows) == ["enqueue-0", "enqueue-1", "enqueue-2"]
+        assert {r.message_key: r for r in rows} == stored
+        assert stored["enqueue-0"].body == "Hi 0"
+        assert stored["enqueue-1"].body == "Hi 1"
+        assert screened.ids == {stored["enqueue-1"].id, stored["enqueue-2"].id}
+    finally:
+        await conn.execute("DELETE FROM tenants WHERE name = 'enq-t'")
+        await conn.close()
