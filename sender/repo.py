@@ -226,13 +226,13 @@ async def enqueue(
     first: dict[str, SendRequest] = {}
     for item in items:
         first.setdefault(item.message_key, item)
+    new = list(first.values())
     inserted = await conn.fetch(
         _ENQUEUE,
-        list(first), [i.tenant_id for i in first.values()], [i.user_id for i in first.values()],
-        [i.phone for i in first.values()], [i.body for i in first.values()],
-        [i.promotion_id for i in first.values()], [i.campaign_run_id for i in first.values()],
-        [i.expires_at for i in first.values()], lane.value, actor,
-        [i.confirmation for i in first.values()],
+        list(first), [i.tenant_id for i in new], [i.user_id for i in new],
+        [i.phone for i in new], [i.body for i in new], [i.promotion_id for i in new],
+        [i.campaign_run_id for i in new], [i.expires_at for i in new], lane.value, actor,
+        [i.confirmation for i in new],
     )
     rows = [_new_row(r["id"], first[r["message_key"]], lane, r["updated_at"]) for r in inserted]
     screened = Screened(zones={(r.tenant_id, r.phone): z["profile_zone"]
@@ -240,10 +240,10 @@ async def enqueue(
                         ids={r.id for r in rows},
                         blocked={r["id"] for r in inserted if r["blocked"]})
     if len(rows) < len(first):  # a redelivery or a retry: the rows that were there already
-        new = {r.message_key for r in rows}
+        done = {r.message_key for r in rows}
         rows += [_row(r) for r in await conn.fetch(
             f"SELECT {_COLS} FROM messages WHERE message_key = ANY($1)",
-            [k for k in first if k not in new])]
+            [k for k in first if k not in done])]
     return rows, screened
 
 

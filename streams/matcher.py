@@ -65,7 +65,7 @@ class _Promotion:
             promotion_id, tenant_id, entry, None if minutes is None else timedelta(minutes=minutes),
             timedelta(minutes=entry.max_gap_minutes), Wanted.of(entry.interests, entry.interest_weights),
             always=entry.valid_from is None and entry.valid_until is None
-            and len(set(entry.weekdays)) == 7 and entry.hours is None,
+            and len(entry.weekdays) == 7 and entry.hours is None,
         )
 
     def applies_at(self, local: datetime) -> bool:
@@ -142,11 +142,16 @@ class MatchResult:
 
 
 def local_day_bounds(ts: datetime, zone: ZoneInfo) -> tuple[date, datetime, datetime]:
-    """The local date of ``ts`` in ``zone`` and the instants its local day starts and ends."""
+    """The local date of ``ts`` in ``zone`` and the instants its local day starts and ends
+    (those computed once per zone and date)."""
     day = ts.astimezone(zone).date()
-    start = datetime.combine(day, time(), zone)
-    end = datetime.combine(day + timedelta(days=1), time(), zone)
-    return day, start, end
+    return (day, *_day_instants(zone, day))
+
+
+@lru_cache(maxsize=4096)
+def _day_instants(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
+    return (datetime.combine(day, time(), zone),
+            datetime.combine(day + timedelta(days=1), time(), zone))
 
 
 @dataclass(slots=True)
@@ -320,7 +325,7 @@ class MatchState:
         distance: float, score: float,
     ) -> Candidate:
         e = promo.entry
-        day, start, end = _day_bounds(event.ts, self._stores[e.store_id].zone)
+        day, start, end = local_day_bounds(event.ts, self._stores[e.store_id].zone)
         key = geo_key(tenant_id=record.tenant_id, promotion_id=promo.id,
                       user_id=record.user_id, local_date=day)
         return Candidate(
@@ -331,14 +336,3 @@ class MatchState:
             budget=e.budget, day_start=start, day_end=end,
         )
 
-
-def _day_bounds(ts: datetime, zone: ZoneInfo) -> tuple[date, datetime, datetime]:
-    """:func:`local_day_bounds`, the day's instants computed once per zone and local date."""
-    day = ts.astimezone(zone).date()
-    return (day, *_day_instants(zone, day))
-
-
-@lru_cache(maxsize=4096)
-def _day_instants(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
-    return (datetime.combine(day, time(), zone),
-            datetime.combine(day + timedelta(days=1), time(), zone))

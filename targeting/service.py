@@ -125,14 +125,7 @@ def interest_match(promotion_interests: list[str], user_interests: list[str]) ->
     ``electronics/phones`` matches a user interested in ``electronics`` (and vice versa a
     promotion for ``electronics`` matches a user interested in ``electronics/phones``).
     """
-    if not promotion_interests:
-        return True
-    for wanted in promotion_interests:
-        for have in user_interests:
-            if wanted == have or wanted.startswith(have + "/") or have.startswith(wanted + "/"):
-                return True
-    return False
-
+    return fit_score(Wanted.of(promotion_interests, {}), InterestFit.of(user_interests)) > 0
 
 
 GENERIC_SCORE = 0.5
