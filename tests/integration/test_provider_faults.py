@@ -135,6 +135,8 @@ def test_timeout_is_reconciled_not_resent_and_traffic_fails_over(
         eventually(lambda: world.states().get("sending") == 50 or None, timeout=30)  # ...late
         world.publish(50, run_id=13, first=100)
         eventually(lambda: len(ledger(sim_b)) == 50 or None, timeout=60)  # breaker open: B
+        # B's ledger fills before our acceptance of its last call commits: wait for that.
+        eventually(lambda: world.states().get("accepted") == 50 or None, timeout=30)
         assert world.states().get("sending") == 50  # A's rows: not resent while unresolved
 
         httpx.post(f"{sim_a}/control", json={"latency_ms": 0}).raise_for_status()
