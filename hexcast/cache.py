@@ -21,4 +21,4 @@ class Keys:
         self.prefix = prefix
 
     def __call__(self, *parts: object) -> str:
-        return self.prefix + ":".join(str(p) for p in parts)
+        return self.prefix + ":".join(map(str, parts))

@@ -111,7 +111,7 @@ class Candidate:
         )
 
 
-_Found = tuple[float, float, _Promotion]  # distance, score × decay, promotion
+_Found = tuple[float, float, _Promotion, datetime]  # distance, score × decay, promotion, local
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +254,8 @@ class MatchState:
             found, outcome = self._event(record, fit, user, event)
             if found:
                 found.sort(key=lambda f: (f[0] > 0, -f[1], f[2].id))
-                best = [self._candidate(record, profile, event, promo, d, score)
-                        for d, score, promo in found[: max_per_visit + FALLBACKS]]
+                best = [self._candidate(record, profile, event, promo, d, score, local)
+                        for d, score, promo, local in found[: max_per_visit + FALLBACKS]]
                 result.visits.append(VisitMatch(event.event_id, best))
                 counts["triggered"] += 1
             else:
@@ -298,7 +298,7 @@ class MatchState:
                 score = self._score(fit, user, event, promo, local, outcome)
                 if score:
                     decay = 1.0 if distance <= 0 else math.exp(-distance / DECAY_M)
-                    found.append((distance, score * decay, promo))
+                    found.append((distance, score * decay, promo, local))
         user.leave_except(keep)
         return found, outcome
 
@@ -322,10 +322,12 @@ class MatchState:
 
     def _candidate(
         self, record: VisitRecord, profile: ProfileRecord, event: VisitEvent, promo: _Promotion,
-        distance: float, score: float,
+        distance: float, score: float, local: datetime,
     ) -> Candidate:
+        """``local``: the event's time in the store's zone."""
         e = promo.entry
-        day, start, end = local_day_bounds(event.ts, self._stores[e.store_id].zone)
+        day = local.date()
+        start, end = _day_instants(self._stores[e.store_id].zone, day)
         key = geo_key(tenant_id=record.tenant_id, promotion_id=promo.id,
                       user_id=record.user_id, local_date=day)
         return Candidate(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from targeting.geofence import cover_cells, fence_geometry
@@ -153,9 +155,15 @@ class InterestFit:
     covered: frozenset[str]
 
     @classmethod
-    def of(cls, user_interests: list[str]) -> InterestFit:
-        return cls(frozenset(user_interests),
-                   frozenset(a for have in user_interests for a in (have, *_ancestors(have))))
+    def of(cls, user_interests: Sequence[str]) -> InterestFit:
+        """Shared by every user with the same interests (the matcher asks once per record)."""
+        return _interest_fit(tuple(user_interests))
+
+
+@lru_cache(maxsize=65_536)
+def _interest_fit(interests: tuple[str, ...]) -> InterestFit:
+    return InterestFit(frozenset(interests),
+                       frozenset(a for have in interests for a in (have, *_ancestors(have))))
 
 
 def _ancestors(interest: str) -> tuple[str, ...]:

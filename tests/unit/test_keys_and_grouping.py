@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sender.keys import bulk_key, geo_key, otp_key
+from sender.keys import bulk_key, confirmation_key, geo_key, otp_key
 from streams.models import VisitIn
 from streams.service import group_visits
 from targeting.service import interest_match
@@ -20,6 +20,17 @@ def test_geo_key_is_deterministic_and_prefixed(tenant: int, promo: int, user: st
     assert first == again
     assert first.startswith("geo-")
     assert len(first) == 36
+
+
+def test_keys_are_the_same_across_releases() -> None:
+    """A key that changed in a deploy would let a redelivered cause be sent a second time:
+    these values were made by the first release and must never change."""
+    day = date(2026, 11, 27)
+    assert geo_key(tenant_id=1, promotion_id=2, user_id="u", local_date=day) == (
+        "geo-1c4a275ce3d5523635e747668ca459c0")
+    assert bulk_key(campaign_run_id=7, recipient_id=123456) == "blk-d5bd52b1ea6b3a5a69f1b36dcad6f59d"
+    assert otp_key(tenant_id=3, idempotency_key="abc") == "otp-8f5d5b1a5e6103ee26173aa11d15c386"
+    assert confirmation_key(tenant_id=3, inbound_id=9) == "cfm-51215d74369f4b0c911da84d6a4f726e"
 
 
 def test_keys_differ_by_every_part() -> None:
