@@ -63,6 +63,10 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
+"""What reading a provider's JSON answer raises when it is cut off or not of the agreed shape."""
+
+
 def _retry_after(response: httpx.Response) -> float:
     value = response.headers.get("retry-after", "1")
     try:
@@ -106,6 +110,11 @@ class _HttpProvider:
             raise ProviderUnavailable(f"{self.name}: HTTP {response.status_code} on {url}")
         return response
 
+    def _unreadable(self, exc: Exception) -> ProviderUnavailable:
+        """A success status with a body we cannot read: whatever it did is unknown."""
+        return ProviderUnavailable(
+            f"{self.name}: unreadable answer ({type(exc).__name__}: {exc})", ambiguous=True)
+
     async def lookup(self, client_ref: str) -> ProviderResult | None:
         """What the provider knows of a reference; None when it never saw it."""
         response = await self._request("GET", f"/v1/messages/by-ref/{client_ref}")
@@ -113,11 +122,11 @@ class _HttpProvider:
             return None
         if response.status_code != 200:
             raise ProviderUnavailable(f"{self.name}: lookup HTTP {response.status_code}")
-        item = response.json()
-        return ProviderResult(
-            client_ref=client_ref, accepted=True,
-            provider_message_id=item.get("provider_message_id"),
-        )
+        try:
+            pmid = response.json().get("provider_message_id")
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
+        return ProviderResult(client_ref=client_ref, accepted=True, provider_message_id=pmid)
 
 
 class BatchProvider(_HttpProvider):
@@ -136,15 +145,18 @@ class BatchProvider(_HttpProvider):
             error = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
             error.retryable = False
             return SendReport(failure=error)
-        return SendReport(results=[
-            ProviderResult(
-                client_ref=item["client_ref"],
-                accepted=item.get("status") == "accepted",
-                provider_message_id=item.get("provider_message_id"),
-                error=item.get("error"),
-            )
-            for item in response.json()["results"]
-        ])
+        try:
+            return SendReport(results=[
+                ProviderResult(
+                    client_ref=item["client_ref"],
+                    accepted=item.get("status") == "accepted",
+                    provider_message_id=item.get("provider_message_id"),
+                    error=item.get("error"),
+                )
+                for item in response.json()["results"]
+            ])
+        except _UNREADABLE as exc:  # it answered 200: it may have taken every message
+            return SendReport(failure=self._unreadable(exc))
 
 
 class SingleProvider(_HttpProvider):
@@ -178,14 +190,21 @@ class SingleProvider(_HttpProvider):
     async def _one(self, msg: Outgoing) -> ProviderResult:
         body = {"client_ref": msg.client_ref, "to": msg.to, "body": msg.body}
         response = await self._request("POST", "/v1/messages", json=body)
-        item = response.json()
-        if response.status_code in (200, 201):
-            return ProviderResult(msg.client_ref, True, item.get("provider_message_id"))
+        taken = response.status_code in (200, 201)
+        try:
+            item = response.json()
+            pmid, error = item.get("provider_message_id"), str(item.get("error", "rejected"))
+        except _UNREADABLE as exc:
+            if taken:
+                raise self._unreadable(exc) from exc
+            pmid, error = None, "rejected"
+        if taken:
+            return ProviderResult(msg.client_ref, True, pmid)
         if response.status_code in (400, 422):
-            return ProviderResult(msg.client_ref, False, None, str(item.get("error", "rejected")))
-        error = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
-        error.retryable = False
-        raise error
+            return ProviderResult(msg.client_ref, False, None, error)
+        failure = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
+        failure.retryable = False
+        raise failure
 
 
 def build_provider(spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> Provider:

@@ -1,7 +1,8 @@
 """Provider simulator: a real HTTP server mimicking an SMS provider's batch API.
 
 In-memory ledger deduplicated on ``client_ref``, token-bucket rate limit, fault injection
-and delivery receipts posted to a webhook. Used by demos, integration tests and benchmarks.
+(503s, slow answers, unreadable answers to accepted requests) and delivery receipts posted to
+a webhook. Used by demos, integration tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 import structlog
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sender.receipts import callback_form
@@ -56,6 +57,7 @@ class SimConfig(BaseModel):
     mode: Literal["batch", "single"] = "batch"
     lookup: bool = True
     fail_rate: Probability = 0.0
+    garble_rate: Probability = 0.0  # accepted, then answered 200 with an unreadable body
     latency_ms: Millis = 0
     deliver_fail_rate: Probability = 0.0
     retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
@@ -81,6 +83,7 @@ class ControlIn(BaseModel):
 
     rate_per_s: Rate | None = None
     fail_rate: Probability | None = None
+    garble_rate: Probability | None = None
     latency_ms: Millis | None = None
     deliver_fail_rate: Probability | None = None
     lookup: bool | None = None
@@ -249,6 +252,7 @@ class _Sim:
         self.requests_while_limited = 0
         self.limited_until = 0.0
         self.injected = 0
+        self.garbled = 0
         self.fault_rng = random.Random(self.config.seed)
         self.bucket.fill()
 
@@ -269,6 +273,14 @@ class _Sim:
             headers = {"Retry-After": str(wait_s)}
             return JSONResponse({"error": "rate_limited"}, status_code=429, headers=headers)
         return None
+
+    def garbled_answer(self) -> Response | None:
+        """With ``garble_rate``: a 200 whose body is cut off (the messages are already in the
+        ledger), as a proxy or a provider bug may answer. None: answer normally."""
+        if not (self.config.garble_rate and self.fault_rng.random() < self.config.garble_rate):
+            return None
+        self.garbled += 1
+        return Response(b'{"results": [{"client_ref": ', media_type="application/json")
 
     def accept(self, messages: list[MessageIn]) -> list[dict[str, Any]]:
         """Ledger every valid, new message; results in request order."""
@@ -304,6 +316,7 @@ class _Sim:
             "rate_limited": self.rate_limited,
             "requests_while_limited": self.requests_while_limited,
             "injected_failures": self.injected,
+            "garbled_answers": self.garbled,
             "receipts_sent": self.outbox.sent,
             "receipts_pending": self.outbox.pending,
         }
@@ -357,7 +370,7 @@ def _single_response(result: dict[str, Any]) -> JSONResponse:
     return JSONResponse(result, status_code=400 if result["status"] == "rejected" else 201)
 
 
-async def _respond(sim: _Sim, resp: JSONResponse) -> JSONResponse:
+async def _respond(sim: _Sim, resp: Response) -> Response:
     """Answer after the configured latency (the work is already done: a slow ack)."""
     if sim.config.latency_ms:
         await asyncio.sleep(sim.config.latency_ms / 1000.0)
@@ -372,14 +385,21 @@ def _v1_router(sim: _Sim) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(auth)])
 
     # gate() answers 503/429 itself; otherwise the messages are ledgered, then answered.
-    async def post_batch(batch: BatchIn) -> JSONResponse:
+    async def post_batch(batch: BatchIn) -> Response:
         denied = sim.gate(len(batch.messages))
-        return await _respond(sim, denied or JSONResponse({"results": sim.accept(batch.messages)}))
+        if denied is not None:
+            return await _respond(sim, denied)
+        results = sim.accept(batch.messages)
+        return await _respond(sim, sim.garbled_answer() or JSONResponse({"results": results}))
 
-    async def post_message(msg: MessageIn) -> JSONResponse:
-        return await _respond(sim, sim.gate(1) or _single_response(sim.accept([msg])[0]))
+    async def post_message(msg: MessageIn) -> Response:
+        denied = sim.gate(1)
+        if denied is not None:
+            return await _respond(sim, denied)
+        result = sim.accept([msg])[0]
+        return await _respond(sim, sim.garbled_answer() or _single_response(result))
 
-    async def by_ref(client_ref: str) -> JSONResponse:
+    async def by_ref(client_ref: str) -> Response:
         rec = sim.by_ref.get(client_ref) if sim.config.lookup else None
         if rec is None:
             return await _respond(sim, JSONResponse({"error": "not_found"}, status_code=404))

@@ -147,3 +147,30 @@ def test_timeout_is_reconciled_not_resent_and_traffic_fails_over(
         assert not set(a_refs) & set(b_refs)
         assert set(a_refs.values()) | set(b_refs.values()) == {1}
         assert sim_stats(sim_a)["duplicates_rejected"] == sim_stats(sim_b)["duplicates_rejected"] == 0
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_unreadable_answer_is_reconciled_not_resent(
+    broker_url: str, tmp_path: Path, mode: str
+) -> None:
+    """The provider takes the messages, then answers 200 with a cut-off body: the sender
+    cannot tell what it did, so it asks by reference (ambiguous), accepts what the provider
+    has and sends nothing twice."""
+    with sender_world(broker_url, tmp_path, sender_breaker_failures=10_000) as world:
+        sim = world.sim("provider-sim", sim_mode=mode)
+        httpx.post(f"{sim}/control", json={"garble_rate": 1.0}).raise_for_status()
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "garbling", "url": sim, "token": "sim-token", "mode": mode,
+             "rate_per_s": 5000.0},
+        )})
+        sender = world.sender("sender-bulk")
+        world.publish(300, run_id=21)
+        eventually(lambda: _done(world.states(), 300), timeout=120)
+        stats = sim_stats(sim)
+        refs = Counter(item["client_ref"] for item in ledger(sim))
+        assert stats["garbled_answers"] >= 1
+        assert len(refs) == 300
+        assert set(refs.values()) == {1}
+        assert stats["duplicates_rejected"] == 0  # nothing was posted a second time
+        assert world.states() == {"accepted": 300}
+        assert "unreadable answer" in world.log(sender)
