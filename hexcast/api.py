@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hexcast import __version__
 from hexcast.bus import Bus, BusUnavailable
@@ -60,6 +63,16 @@ async def _hexcast_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(detail, status_code=status, headers=headers)
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own refusals (an unknown path or method, a body it could not parse) in the
+    same shape as ours, not ``{"detail": ...}``."""
+    if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for it
+        raise exc
+    phrase = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
+    return JSONResponse({"error": phrase, "message": str(exc.detail)},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     fields = [".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in errors]
@@ -72,7 +85,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _jsonable(errors: object) -> object:
     from fastapi.encoders import jsonable_encoder
 
-    return jsonable_encoder(errors, custom_encoder={Exception: str, ValueError: str})
+    return _finite(jsonable_encoder(errors, custom_encoder={Exception: str, ValueError: str}))
+
+
+def _finite(value: object) -> object:
+    """``value`` with NaN and infinities as text: the errors echo the input (a 1e999 latitude
+    parses as infinity), and JSON has no such numbers, so the error answer itself failed."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 Handler = Callable[..., Awaitable[Response]]
@@ -136,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="hexcast", version=__version__, lifespan=lifespan)
     app.add_exception_handler(HexcastError, _hexcast_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.middleware("http")(_body_limit(
         settings.max_body_bytes, {"/v1/recipients/import": settings.import_max_bytes}))
     app.include_router(visits_router)

@@ -113,6 +113,8 @@ def parse_json(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
             items = json.loads(first + fh.read())
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
+        except RecursionError:
+            raise InvalidInput("body is not valid JSON: nested too deeply", field="body") from None
         for n, item in enumerate(items, start=1):
             yield n, item if isinstance(item, dict) else "not a JSON object"
         return
@@ -123,6 +125,9 @@ def parse_json(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             yield n, f"invalid JSON: {exc.msg}"
+            continue
+        except RecursionError:
+            yield n, "invalid JSON: nested too deeply"
             continue
         yield n, item if isinstance(item, dict) else "not a JSON object"
 

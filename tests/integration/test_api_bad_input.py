@@ -103,6 +103,46 @@ def test_malformed_json_and_oversize_body(api: tuple[httpx.Client, Settings]) ->
     assert asyncio.run(_published(settings)) == 0
 
 
+_DEEP = b"[" * 100_000 + b"]" * 100_000  # 200 kB: under the body limit
+
+
+@pytest.mark.parametrize(("path", "body", "says"), [
+    ("/v1/visits", b'{"event_id": "e1", "user_id": "u", "lat": NaN, "lng": 1, "ts": "%s"}',
+     "NaN is not valid JSON"),
+    ("/v1/visits", b'{"event_id": "e1", "user_id": "u", "lat": 1e999, "lng": 1, "ts": "%s"}',
+     "lat: Input should be a finite number"),
+    ("/v1/visits", _DEEP, "nested too deeply"),
+    ("/v1/stores", b'{"name": "x", "lat": -1e999, "lng": 1, "time_zone": "UTC",'
+                   b' "geofence": {"type": "circle", "radius_m": 50}}', "lat"),
+    ("/v1/stores", _DEEP, "error parsing the body"),
+])
+def test_json_that_python_reads_but_json_has_not_is_a_4xx(
+    api: tuple[httpx.Client, Settings], path: str, body: bytes, says: str
+) -> None:
+    """NaN, numbers beyond a double (read as infinity) and 100,000 nested arrays: a clear
+    4xx, where the error answer itself (it echoes the input) or the parser's recursion failed."""
+    client, settings = api
+    before = asyncio.run(_published(settings))
+    content = body.replace(b"%s", NOW.encode()) if body is not _DEEP else body
+    response = client.post(path, content=content, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert says in response.json()["message"]
+    after = client.post("/v1/stores", json={**_STORE, "geofence": {"type": "circle", "radius_m": 50}})
+    assert after.status_code == 201, after.text  # the API goes on
+    assert asyncio.run(_published(settings)) == before
+
+
+def test_framework_refusals_have_our_error_shape(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    missing = client.get("/v1/no-such-thing")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "NotFound", "message": "Not Found"}
+    wrong = client.delete("/v1/visits")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "MethodNotAllowed"
+    assert "allow" in wrong.headers
+
+
 def test_bad_catalog_input(api: tuple[httpx.Client, Settings]) -> None:
     client, _ = api
     bowtie = {"type": "Polygon", "coordinates": [[[-87.62, 41.88], [-87.61, 41.89],
