@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from hexcast.bus import Bus
 from hexcast.errors import Unauthorized
+from hexcast.ids import BIGINT_MAX
 from hexcast.settings import Settings
 from hexcast.tenants import Tenant, authenticate
 
-__all__ = ["BusDep", "PoolDep", "SettingsDep", "TenantDep"]
+__all__ = ["AfterId", "BusDep", "IdPath", "PoolDep", "SettingsDep", "TenantDep"]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Tenant API key")
 
@@ -32,6 +33,9 @@ def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
+
+IdPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]  # a larger id is a 422, not a driver error
+AfterId = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Keyset: ids after this one")]
 
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 BusDep = Annotated[Bus, Depends(_bus)]

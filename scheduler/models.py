@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hexcast.errors import InvalidInput
+from hexcast.ids import DbId
 from scheduler.timing import localize, next_cron_wall, validate_cron, wall_clock
 from sender.models import Lane
 from sender.text import validate_template
@@ -82,7 +83,7 @@ class CampaignCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    template_id: int | None = None
+    template_id: DbId | None = None
     body: Body | None = None
     segment: SegmentDefinition
     cron: str | None = None

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
-from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
+from hexcast.web import BusDep, IdPath, PoolDep, SettingsDep, TenantDep
 from sender import inbound_repo, repo
 from sender.compliance import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
@@ -134,7 +134,7 @@ def _check_webhook(settings: SettingsDep, authorization: str) -> None:
 
 @router.post("/v1/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"])
 async def inbound_reply(
-    tenant_id: int, body: InboundIn, pool: PoolDep, settings: SettingsDep, bus: BusDep,
+    tenant_id: IdPath, body: InboundIn, pool: PoolDep, settings: SettingsDep, bus: BusDep,
     authorization: Annotated[str, Header()] = "",
 ) -> InboundApplied:
     """A reply from a handset: STOP-words opt out at once, START-words opt in, HELP answers.

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from hexcast.bus import BusUnavailable
 from hexcast.errors import ConflictError, InvalidInput
-from hexcast.web import BusDep, PoolDep, SettingsDep, TenantDep
+from hexcast.web import AfterId, BusDep, IdPath, PoolDep, SettingsDep, TenantDep
 from targeting import repo
 from targeting.imports import ImportReport, ImportRow, import_rows, parse_csv, parse_json
 from targeting.models import (
@@ -57,7 +57,7 @@ async def create_store(
 
 @router.get("/stores", response_model=list[StorePublic])
 async def list_stores(
-    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+    tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
 ) -> list[StorePublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_stores(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
@@ -65,14 +65,14 @@ async def list_stores(
 
 
 @router.get("/stores/{store_id}", response_model=StorePublic)
-async def get_store(store_id: int, tenant: TenantDep, pool: PoolDep) -> StorePublic:
+async def get_store(store_id: IdPath, tenant: TenantDep, pool: PoolDep) -> StorePublic:
     async with pool.acquire() as conn:
         return store_public(await repo.get_store(conn, tenant_id=tenant.id, store_id=store_id))
 
 
 @router.put("/stores/{store_id}", response_model=StorePublic)
 async def replace_store(
-    store_id: int, body: StoreCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep,
+    store_id: IdPath, body: StoreCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep,
     settings: SettingsDep,
 ) -> StorePublic:
     """Replace a store (fence, zone, accuracy...); running matchers pick it up from the catalog."""
@@ -88,7 +88,7 @@ async def replace_store(
 
 @router.post("/stores/{store_id}/{action}", response_model=StorePublic)
 async def set_store_active(
-    store_id: int, action: Literal["activate", "deactivate"], tenant: TenantDep, pool: PoolDep,
+    store_id: IdPath, action: Literal["activate", "deactivate"], tenant: TenantDep, pool: PoolDep,
     bus: BusDep,
 ) -> StorePublic:
     async with pool.acquire() as conn:
@@ -119,7 +119,7 @@ async def create_promotion(
 
 @router.get("/promotions", response_model=list[PromotionPublic])
 async def list_promotions(
-    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+    tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
 ) -> list[PromotionPublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_promotions(
@@ -129,7 +129,7 @@ async def list_promotions(
 
 
 @router.get("/promotions/{promotion_id}", response_model=PromotionPublic)
-async def get_promotion(promotion_id: int, tenant: TenantDep, pool: PoolDep) -> PromotionPublic:
+async def get_promotion(promotion_id: IdPath, tenant: TenantDep, pool: PoolDep) -> PromotionPublic:
     async with pool.acquire() as conn:
         return promotion_public(
             await repo.get_promotion(conn, tenant_id=tenant.id, promotion_id=promotion_id))
@@ -137,7 +137,7 @@ async def get_promotion(promotion_id: int, tenant: TenantDep, pool: PoolDep) -> 
 
 @router.put("/promotions/{promotion_id}", response_model=PromotionPublic)
 async def replace_promotion(
-    promotion_id: int, body: PromotionCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+    promotion_id: IdPath, body: PromotionCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
 ) -> PromotionPublic:
     """Replace a promotion (body, interests, dates, policy); matchers apply it from the catalog."""
     async with pool.acquire() as conn:
@@ -151,7 +151,7 @@ async def replace_promotion(
 
 @router.post("/promotions/{promotion_id}/{action}", response_model=PromotionPublic)
 async def set_promotion_active(
-    promotion_id: int, action: Literal["activate", "deactivate"], tenant: TenantDep,
+    promotion_id: IdPath, action: Literal["activate", "deactivate"], tenant: TenantDep,
     pool: PoolDep, bus: BusDep,
 ) -> PromotionPublic:
     async with pool.acquire() as conn:
@@ -257,7 +257,7 @@ async def import_recipients(
 
 @router.get("/recipients", response_model=list[RecipientPublic])
 async def list_recipients(
-    tenant: TenantDep, pool: PoolDep, after_id: int = 0, limit: Limit = 100
+    tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
 ) -> list[RecipientPublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_recipients(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hexcast.ids import DbId
 from hexcast.wire import WireRecord
 from targeting.geofence import Geofence
 
@@ -157,7 +158,7 @@ class PromotionPolicy(BaseModel):
 class PromotionCreate(PromotionPolicy):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    store_id: int
+    store_id: DbId
     name: Annotated[str, Field(min_length=1, max_length=200)]
     body: Annotated[str, Field(min_length=1, max_length=1600)]
     interests: list[Interest] = Field(default_factory=list, max_length=50)

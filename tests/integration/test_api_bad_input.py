@@ -132,6 +132,28 @@ def test_json_that_python_reads_but_json_has_not_is_a_4xx(
     assert asyncio.run(_published(settings)) == before
 
 
+_HUGE = 2**63  # one past PostgreSQL's bigint
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), [
+    ("GET", f"/v1/stores/{_HUGE}", None, "path.store_id"),
+    ("GET", f"/v1/promotions/{_HUGE}", None, "path.promotion_id"),
+    ("GET", f"/v1/campaigns/{_HUGE}/stats", None, "path.campaign_id"),
+    ("DELETE", f"/v1/templates/{_HUGE}", None, "path.template_id"),
+    ("GET", f"/v1/stores?after_id={_HUGE}", None, "query.after_id"),
+    ("POST", "/v1/promotions", {"store_id": _HUGE, "name": "x", "body": "hi"}, "body.store_id"),
+    ("POST", f"/v1/webhooks/inbound/{_HUGE}", {"from": "+13125550100", "text": "STOP"},
+     "path.tenant_id"),
+])
+def test_ids_beyond_bigint_are_422_naming_the_field(
+    api: tuple[httpx.Client, Settings], method: str, path: str, body: object, field: str
+) -> None:
+    client, _ = api
+    response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
 def test_framework_refusals_have_our_error_shape(api: tuple[httpx.Client, Settings]) -> None:
     client, _ = api
     missing = client.get("/v1/no-such-thing")
