@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -92,7 +92,17 @@ async def delete_template(template_id: IdPath, tenant: TenantDep, pool: PoolDep)
         await repo.delete_template(conn, tenant_id=tenant.id, template_id=template_id)
 
 
+_RUN_AT_GRACE = timedelta(minutes=5)
+"""How far in the past a one-shot ``run_at`` may be (it then runs at once): a clock a little
+behind, or "now" sent a moment ago. Older than that is a mistake, never a campaign to send."""
+
+
 async def _insert_campaign(pool: asyncpg.Pool, tenant_id: int, body: CampaignCreate) -> CampaignPublic:
+    if body.run_at is not None and body.last_start() < datetime.now(UTC) - _RUN_AT_GRACE:
+        raise InvalidInput(f"run_at {body.run_at.isoformat()} has passed in {body.time_zone}"
+                           if body.time_mode == "fixed" else
+                           f"run_at {body.run_at.isoformat()} has passed in every time zone",
+                           field="run_at")
     values = body.model_dump(exclude={"segment"}, mode="python")
     values["segment"] = body.segment.model_dump(mode="json", exclude_defaults=True)
     values["lane"] = body.lane.value

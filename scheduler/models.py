@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -67,6 +67,10 @@ class TemplatePublic(BaseModel):
     encoding: str
     segments: int
     created_at: datetime
+
+
+_LAST_ZONE_BEHIND = timedelta(hours=12)
+"""Etc/GMT+12 (Baker Island): the last wall clock to reach any given time of day."""
 
 
 def _naive(value: datetime | None, zone: str) -> datetime | None:
@@ -134,6 +138,14 @@ class CampaignCreate(BaseModel):
 
     def first_instant(self) -> datetime:
         return localize(self.first_wall(), ZoneInfo(self.time_zone))
+
+    def last_start(self) -> datetime:
+        """When the first scheduled start has come everywhere it applies: in the campaign's
+        zone (fixed), or in the last zone on Earth to reach that wall time, UTC−12
+        (recipient_local)."""
+        if self.time_mode == "recipient_local":
+            return self.first_wall().replace(tzinfo=UTC) + _LAST_ZONE_BEHIND
+        return self.first_instant()
 
 
 class CampaignUpdate(BaseModel):

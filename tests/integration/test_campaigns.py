@@ -136,6 +136,9 @@ BAD_CAMPAIGNS = [
     ({"lane": "otp"}, "lane"),
     ({"body": "x" * 1000}, "body"),  # 7 segments; the tenant allows 6 (refused at creation)
     ({"body": "Hi {first_name} " + "y" * 900}, "body"),  # 6 segments only with a short name
+    ({"run_at": "2026-01-05T09:00:00"}, "run_at 2026-01-05T09:00:00 has passed in America/Chicago"),
+    ({"run_at": "2026-01-05T09:00:00", "time_mode": "recipient_local"},
+     "has passed in every time zone"),
 ]
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from scheduler.models import CampaignCreate
 from scheduler.service import Campaign, Fire, ZoneCount, build_preview, chunk_key, chunk_record
+from scheduler.timing import localize
 from sender.keys import bulk_key
 from sender.models import Lane
 from targeting.segments import SegmentDefinition, is_holdout
@@ -34,6 +37,23 @@ def test_aware_times_become_wall_times_in_the_campaign_zone() -> None:
 def test_campaign_shape_errors(change: dict[str, object], needle: str) -> None:
     with pytest.raises(ValidationError, match=needle):
         CampaignCreate.model_validate({**BASE, **change})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2040, 1, 1)),
+       st.sampled_from(sorted(available_timezones())), st.sampled_from(["fixed", "recipient_local"]))
+def test_no_zone_reaches_the_first_start_after_last_start(
+    wall: datetime, zone: str, mode: str
+) -> None:
+    """A one-shot start is refused once it has passed everywhere it applies: no zone (DST
+    folds and gaps included) reaches that wall time later than ``last_start``."""
+    made = CampaignCreate.model_validate({**BASE, "run_at": wall.isoformat(), "time_zone": zone,
+                                          "time_mode": mode})
+    zones = [zone] if mode == "fixed" else sorted(available_timezones())
+    reached = max(localize(made.first_wall(), ZoneInfo(z)) for z in zones)
+    assert reached <= made.last_start()
+    if mode == "fixed":
+        assert made.last_start() == made.first_instant()
 
 
 def _campaign() -> Campaign:
