@@ -6,15 +6,19 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Annotated
 
 import asyncpg
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from hexcast.db import Conn, one
-from hexcast.errors import ConflictError, NotFound, Unauthorized
+from hexcast.errors import ConflictError, InvalidInput, NotFound, Unauthorized
 
 __all__ = ["Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key"]
 
 _KEY_PREFIX = "hx"
+_NAME = TypeAdapter(Annotated[str, StringConstraints(
+    strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")])
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,12 @@ def _split(key: str) -> str:
 
 
 async def create_tenant(conn: Conn, *, name: str) -> tuple[Tenant, str]:
-    """A new tenant and its first API key (the only time the key is visible)."""
+    """A new tenant and its first API key (the only time the key is visible). The name is
+    stripped and must be 1-200 printable characters."""
+    try:
+        name = _NAME.validate_python(name)
+    except ValidationError as exc:
+        raise InvalidInput(f"tenant name {name!r}: {exc.errors()[0]['msg']}", field="name") from None
     async with conn.transaction():
         try:
             row = one(await conn.fetchrow(

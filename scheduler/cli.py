@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from hexcast.cache import Keys, connect_redis
 from hexcast.control import RunControl
 from hexcast.db import connect_pool
+from hexcast.ids import BIGINT_MAX
 from hexcast.logging import configure_logging
 from hexcast.settings import Settings, get_settings
 from scheduler import repo
@@ -23,7 +24,7 @@ __all__ = ["campaign_app", "scheduler_command"]
 
 campaign_app = typer.Typer(no_args_is_help=True, help="Campaign operations.")
 console = Console()
-CampaignId = Annotated[int, typer.Argument(help="Campaign id")]
+CampaignId = Annotated[int, typer.Argument(help="Campaign id", min=1, max=BIGINT_MAX)]
 
 
 def _settings() -> Settings:
