@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
+from hexcast.idempotency import idempotent, request_hash
 from hexcast.web import BusDep, IdPath, PoolDep, SettingsDep, TenantDep
 from sender import inbound_repo, repo
 from sender.compliance import classify, confirmation_text, needs_review
@@ -108,22 +109,30 @@ class MessagePublic(BaseModel):
 async def post_otp(
     body: OtpCreate, idempotency_key: IdempotencyKey, tenant: TenantDep, pool: PoolDep,
     bus: BusDep,
-) -> OtpAccepted:
-    """Queue a one-time password on the otp lane (exempt from marketing consent, not opt-out)."""
+) -> Any:
+    """Queue a one-time password on the otp lane (exempt from marketing consent, not opt-out).
+
+    The key is the message's identity: the same key and body answer the first response again
+    (one message, whatever the retries), the same key with another body is a 409."""
     segments = segment_info(body.body).segments
     async with pool.acquire() as conn:
         limit = await inbound_repo.tenant_max_segments(conn, tenant_id=tenant.id)
     if segments > limit:
         raise InvalidInput(f"body is {segments} segments; this tenant allows {limit}", field="body")
-    key = otp_key(tenant_id=tenant.id, idempotency_key=idempotency_key)
-    now = datetime.now(UTC)
-    request = SendRequest(message_key=key, tenant_id=tenant.id, user_id=body.user_id,
-                          phone=body.phone, body=body.body,
-                          expires_at=now + timedelta(seconds=body.ttl_s))
-    record = SendBatch(lane=Lane.OTP, items=[request], created_at=now)
-    await bus.publish(Lane.OTP.topic, key, record.encode())
-    return OtpAccepted(message_key=key, lane=Lane.OTP.value, segments=segments,
-                       expires_at=request.expires_at or now)
+
+    async def queue() -> OtpAccepted:
+        key = otp_key(tenant_id=tenant.id, idempotency_key=idempotency_key)
+        now = datetime.now(UTC)
+        request = SendRequest(message_key=key, tenant_id=tenant.id, user_id=body.user_id,
+                              phone=body.phone, body=body.body,
+                              expires_at=now + timedelta(seconds=body.ttl_s))
+        record = SendBatch(lane=Lane.OTP, items=[request], created_at=now)
+        await bus.publish(Lane.OTP.topic, key, record.encode())
+        return OtpAccepted(message_key=key, lane=Lane.OTP.value, segments=segments,
+                           expires_at=request.expires_at or now)
+
+    return await idempotent(pool, tenant_id=tenant.id, key=idempotency_key, status=202,
+                            digest=request_hash("/v1/messages/otp", body), create=queue)
 
 
 def _check_webhook(settings: SettingsDep, authorization: str) -> None:

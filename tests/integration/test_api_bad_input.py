@@ -270,3 +270,19 @@ def test_a_good_promotion_round_trips_its_policy(api: tuple[httpx.Client, Settin
     assert {k: response.json()[k] for k in policy} == policy
     listed = client.get("/v1/promotions").json()
     assert {k: listed[-1][k] for k in policy} == policy
+
+
+def test_an_otp_key_replays_its_first_answer_and_refuses_another_body(
+    api: tuple[httpx.Client, Settings],
+) -> None:
+    client, _ = api
+    key = {"Idempotency-Key": f"login-{uuid.uuid4().hex[:8]}"}
+    otp = {"phone": "+13125550199", "body": "Your code is 1234"}
+    first = client.post("/v1/messages/otp", json=otp, headers=key)
+    assert first.status_code == 202, first.text
+    again = client.post("/v1/messages/otp", json=otp, headers=key)
+    assert again.status_code == 202
+    assert again.json() == first.json()  # the same message, its first expiry included
+    other = client.post("/v1/messages/otp", json={**otp, "body": "Your code is 9999"}, headers=key)
+    assert other.status_code == 409
+    assert "different request" in other.json()["message"]
