@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
+from hexcast import strictjson
 from hexcast.cache import Keys
 from hexcast.web import BusDep, SettingsDep, TenantDep
 from streams.metrics import render_matcher_metrics
@@ -49,22 +49,12 @@ def openapi_schemas() -> dict[str, Any]:
     return found
 
 
-def _no_constant(name: str) -> float:
-    """``NaN``, ``Infinity`` and ``-Infinity``: Python's json reads them, JSON has none."""
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
-
-
 async def _parse(request: Request) -> list[VisitIn]:
-    raw = await request.body()
     try:
-        payload = json.loads(raw, parse_constant=_no_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        payload = strictjson.loads(await request.body())
+    except strictjson.MalformedJSON as exc:
         raise RequestValidationError(
             [{"loc": ("body",), "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]
-        ) from None
-    except RecursionError:
-        raise RequestValidationError(
-            [{"loc": ("body",), "msg": "malformed JSON: nested too deeply", "type": "json_invalid"}]
         ) from None
     try:
         if isinstance(payload, dict) and "events" in payload:

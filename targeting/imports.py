@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hexcast import strictjson
 from hexcast.db import Conn, refresh_stats
 from hexcast.errors import InvalidInput
 from targeting.models import normalize_phone, validate_time_zone
@@ -110,11 +110,9 @@ def parse_json(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         first = fh.read(1)
     if first == "[":
         try:
-            items = json.loads(first + fh.read())
-        except json.JSONDecodeError as exc:
+            items = strictjson.loads(first + fh.read())
+        except strictjson.MalformedJSON as exc:
             raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
-        except RecursionError:
-            raise InvalidInput("body is not valid JSON: nested too deeply", field="body") from None
         for n, item in enumerate(items, start=1):
             yield n, item if isinstance(item, dict) else "not a JSON object"
         return
@@ -122,12 +120,9 @@ def parse_json(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield n, f"invalid JSON: {exc.msg}"
-            continue
-        except RecursionError:
-            yield n, "invalid JSON: nested too deeply"
+            item = strictjson.loads(line)
+        except strictjson.MalformedJSON as exc:
+            yield n, f"invalid JSON: {exc.reason}"
             continue
         yield n, item if isinstance(item, dict) else "not a JSON object"
 
