@@ -14,7 +14,7 @@ from hexcast.ids import BIGINT_MAX
 from hexcast.settings import Settings
 from hexcast.tenants import Tenant, authenticate
 
-__all__ = ["AfterId", "BusDep", "IdPath", "PoolDep", "SettingsDep", "TenantDep"]
+__all__ = ["AfterId", "BusDep", "IdPath", "Limit", "PoolDep", "SettingsDep", "TenantDep"]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Tenant API key")
 
@@ -36,6 +36,7 @@ def _settings(request: Request) -> Settings:
 
 IdPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]  # a larger id is a 422, not a driver error
 AfterId = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Keyset: ids after this one")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 BusDep = Annotated[Bus, Depends(_bus)]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Request, status
 
 from hexcast.cache import Keys
 from hexcast.control import RunControl, RunState
@@ -14,7 +14,7 @@ from hexcast.db import Conn
 from hexcast.errors import ConflictError, InvalidInput
 from hexcast.idempotency import IdempotencyKey, idempotent, request_hash
 from hexcast.settings import Settings
-from hexcast.web import AfterId, IdPath, PoolDep, SettingsDep, TenantDep
+from hexcast.web import AfterId, IdPath, Limit, PoolDep, SettingsDep, TenantDep
 from scheduler import repo
 from scheduler.forecast import QuietHours
 from scheduler.models import (
@@ -37,7 +37,6 @@ from sender.stats import run_message_stats
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _control(request: Request) -> RunControl:

@@ -31,7 +31,7 @@ from targeting.index import CellIndex
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry
 from targeting.service import InterestFit, Wanted, fit_score
 
-__all__ = ["DECAY_M", "FALLBACKS", "Candidate", "MatchResult", "MatchState", "VisitMatch", "local_day_bounds"]
+__all__ = ["DECAY_M", "FALLBACKS", "Candidate", "MatchResult", "MatchState", "VisitMatch"]
 
 _FENCE = TypeAdapter(Geofence)
 FALLBACKS = 2
@@ -141,15 +141,9 @@ class MatchResult:
         return out
 
 
-def local_day_bounds(ts: datetime, zone: ZoneInfo) -> tuple[date, datetime, datetime]:
-    """The local date of ``ts`` in ``zone`` and the instants its local day starts and ends
-    (those computed once per zone and date)."""
-    day = ts.astimezone(zone).date()
-    return (day, *_day_instants(zone, day))
-
-
 @lru_cache(maxsize=4096)
 def _day_instants(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
+    """The instants local ``day`` in ``zone`` starts and ends, computed once per zone and day."""
     return (datetime.combine(day, time(), zone),
             datetime.combine(day + timedelta(days=1), time(), zone))
 

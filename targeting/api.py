@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from typing import IO, Annotated, Literal
+from typing import IO, Literal
 
 import asyncpg
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 
 from hexcast.bus import BusUnavailable
 from hexcast.errors import ConflictError, InvalidInput
-from hexcast.web import AfterId, BusDep, IdPath, PoolDep, SettingsDep, TenantDep
+from hexcast.web import AfterId, BusDep, IdPath, Limit, PoolDep, SettingsDep, TenantDep
 from targeting import repo
 from targeting.imports import ImportReport, ImportRow, import_rows, parse_csv, parse_json
 from targeting.models import (
@@ -38,7 +38,6 @@ from targeting.service import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StorePublic)
