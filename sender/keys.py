@@ -9,17 +9,13 @@ __all__ = ["bulk_key", "confirmation_key", "geo_key", "otp_key"]
 
 
 def _digest(*parts: object) -> str:
-    return _hex("\x1f".join(map(str, parts)))
-
-
-def _hex(raw: str) -> str:
+    raw = "\x1f".join(map(str, parts))
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 def geo_key(*, tenant_id: int, promotion_id: int, user_id: str, local_date: date) -> str:
-    """One geo offer per tenant, promotion, recipient and local day (the matcher makes one per
-    candidate: spelled out, the same text as ``_digest`` makes, without its generic join)."""
-    return "geo-" + _hex(f"geo\x1f{tenant_id}\x1f{promotion_id}\x1f{user_id}\x1f{local_date.isoformat()}")
+    """One geo offer per tenant, promotion, recipient and local day."""
+    return "geo-" + _digest("geo", tenant_id, promotion_id, user_id, local_date.isoformat())
 
 
 def bulk_key(*, campaign_run_id: int, recipient_id: int) -> str:
