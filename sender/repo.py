@@ -1,4 +1,6 @@
-"""SQL of the message log. Every state change appends a ``message_events`` row.
+"""SQL of the message log. Every state change is audited in the same statement: the three moves
+of every send (enqueue, claim, acceptance) append one ``message_statement_events`` row with
+the ids they moved, the others one ``message_events`` row per message (migration 0011).
 
 The state moves find their rows by id (or client reference) and check the state as text
 (``m.state::text = 'queued'``): compared as the enum, the planner may fetch the rows through
@@ -46,6 +48,18 @@ _COLS = (
     " attempts, provider, user_id, promotion_id, campaign_run_id, updated_at"
 )
 
+
+def _statement_event(*, rows: str, from_state: str, to_state: str, actor: str, reason: str) -> str:
+    """A CTE appending one ``message_statement_events`` row for the ids of CTE ``rows`` (none
+    when it is empty); the states are SQL ``message_state`` values, actor and reason text."""
+    return f"""ev AS (
+    INSERT INTO message_statement_events (message_ids, span, from_state, to_state, actor, reason)
+    SELECT array_agg(id), int8range(min(id), max(id), '[]'), {from_state}::message_state,
+        {to_state}::message_state, {actor}::text, {reason}::text
+    FROM {rows} HAVING count(*) > 0
+)"""
+
+
 # Moves rows from any of $4 to $2 with reason $3, appending one event per moved row.
 _TRANSITION = """
 WITH old AS (
@@ -64,9 +78,9 @@ RETURNING message_id
 
 # `old` carries the new values, so the update joins it alone by key (joining the unnest
 # again made a nested loop over both lists: quadratic in the batch size).
-_ACCEPT = """
+_ACCEPT = f"""
 WITH old AS (
-    SELECT m.id, m.state, r.provider_message_id, r.segs
+    SELECT m.id, r.provider_message_id, r.segs
     FROM unnest($1::bigint[], $2::text[], $4::int[]) AS r(id, provider_message_id, segs)
     JOIN messages m ON m.id = r.id WHERE m.state::text = 'sending'
     FOR UPDATE OF m
@@ -75,11 +89,10 @@ WITH old AS (
         sent_at = now(), updated_at = now(), reason = NULL,
         segments = COALESCE(old.segs, m.segments)
     FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state
-)
-INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, 'accepted', $3, 'provider accepted' FROM upd
-RETURNING message_id
+    RETURNING m.id
+), {_statement_event(rows="upd", from_state="'sending'", to_state="'accepted'", actor="$3",
+                     reason="'provider accepted'")}
+SELECT id AS message_id FROM upd
 """
 
 _RECEIPTS = """
@@ -117,18 +130,17 @@ _NO_CONSENT = (
 # queued → sending (+1 attempt, provider $2) for rows still allowed at this very statement.
 _CLAIM = f"""
 WITH old AS (
-    SELECT m.id, m.state FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state::text = 'queued'
+    SELECT m.id FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state::text = 'queued'
     AND (m.confirmation OR NOT ({_OPTED_OUT} OR {_NO_CONSENT}))
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = 'sending', reason = $4, updated_at = now(),
         attempts = m.attempts + 1, provider = $2
     FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state
-)
-INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, 'sending', $3, $4 FROM upd
-RETURNING message_id
+    RETURNING m.id
+), {_statement_event(rows="upd", from_state="'queued'", to_state="'sending'", actor="$3",
+                     reason="$4")}
+SELECT id AS message_id FROM upd
 """
 
 _SUPPRESS = f"""
@@ -207,10 +219,8 @@ WITH ins AS (
         AS x(k, t, u, p, b, pr, cr, e, c)
     ON CONFLICT (message_key) DO NOTHING
     RETURNING id, message_key, tenant_id, phone, lane, confirmation, updated_at
-), ev AS (
-    INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-    SELECT id, NULL, 'queued', $10, 'enqueued' FROM ins
-)
+), {_statement_event(rows="ins", from_state="NULL", to_state="'queued'", actor="$10",
+                     reason="'enqueued'")}
 SELECT m.id, m.message_key, m.updated_at, r.time_zone AS profile_zone,
     NOT m.confirmation AND ({_OPTED_OUT} OR (m.lane <> 'otp'
         AND NOT (r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))) AS blocked
@@ -436,6 +446,17 @@ async def apply_receipts(
     ))
 
 
+# Both audit tables draw their ids from one sequence, so their rows merge in order.
+_HISTORY = """
+SELECT from_state::text, to_state::text, actor, reason, at FROM (
+    SELECT id, from_state, to_state, actor, reason, at FROM message_events WHERE message_id = $1
+    UNION ALL
+    SELECT id, from_state, to_state, actor, reason, at FROM message_statement_events
+    WHERE span @> $1::bigint AND $1 = ANY(message_ids)
+) e ORDER BY id
+"""
+
+
 async def message_history(
     conn: Conn, *, tenant_id: int, message_key: str
 ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
@@ -448,11 +469,7 @@ async def message_history(
     )
     if msg is None:
         return None, []
-    events = await conn.fetch(
-        "SELECT from_state::text, to_state::text, actor, reason, at FROM message_events"
-        " WHERE message_id = $1 ORDER BY id",
-        msg["id"],
-    )
+    events = await conn.fetch(_HISTORY, msg["id"])
     return msg, list(events)
 
 

@@ -22,6 +22,7 @@ from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
 from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
+from sender import repo as sender_repo
 from sender.deferred import release_due
 from sender.keys import bulk_key
 from sender.metrics import render_metrics
@@ -139,16 +140,15 @@ class SenderWorld:
             conn = await asyncpg.connect(self.settings.database_url)
             try:
                 row = await conn.fetchrow(
-                    "SELECT id, state::text, reason, not_before FROM messages"
+                    "SELECT id, tenant_id, state::text, reason, not_before FROM messages"
                     " WHERE message_key = $1", key)
                 if row is None:
                     return None
-                states = await conn.fetch(
-                    "SELECT to_state::text FROM message_events WHERE message_id = $1 ORDER BY id",
-                    row["id"])
+                _, events = await sender_repo.message_history(
+                    conn, tenant_id=row["tenant_id"], message_key=key)
             finally:
                 await conn.close()
-            return {**dict(row), "history": [s["to_state"] for s in states]}
+            return {**dict(row), "history": [e["to_state"] for e in events]}
 
         return asyncio.run(run())
 
