@@ -1,7 +1,10 @@
-"""The audit trail: the bulk path's moves write one row per statement, the others one per
-message, and a message's history is both in the order they happened (migration 0011)."""
+"""The audit trail: the three moves of every send (enqueue, claim, acceptance) write one row per
+statement, the others one per message, and a message's history is both in the order they
+happened (migration 0011)."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -10,8 +13,24 @@ from sender import repo
 from sender.models import Lane, MessageState, SendRequest
 
 
-async def _tenant_with_consent(conn: asyncpg.Connection, name: str, phones: list[str]) -> int:
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection; the tenants a test made (named ``audit-*``) and their messages go after."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.execute("DELETE FROM tenants WHERE name LIKE 'audit-%'")
+        await connection.close()
+
+
+async def _tenant(conn: asyncpg.Connection, name: str) -> int:
     tenant: int = await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", name)
+    return tenant
+
+
+async def _tenant_with_consent(conn: asyncpg.Connection, name: str, phones: list[str]) -> int:
+    tenant = await _tenant(conn, name)
     await conn.execute("INSERT INTO recipients (tenant_id, user_id, phone, consent_at)"
                        " SELECT $1, 'u' || p, p, now() FROM unnest($2::text[]) AS p",
                        tenant, phones)
@@ -28,87 +47,66 @@ async def _history(conn: asyncpg.Connection, tenant: int, key: str) -> list[tupl
     return [(e["to_state"], e["actor"]) for e in events]
 
 
-async def test_history_merges_statement_and_message_events_in_order(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        phones = [f"+1312410{n:04d}" for n in range(30)]
-        tenant = await _tenant_with_consent(conn, "audit-merge", phones)
-        items = _items(tenant, phones, "bulk-audit")
-        rows, _ = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="enq")
-        ids = [r.id for r in rows]
-        assert await repo.claim_for_sending(conn, ids=ids, provider="p1", actor="claim",
-                                            reason="claimed") == set(ids)
-        await repo.mark_accepted(conn, accepted=[(i, f"pm-{i}") for i in ids[:20]], actor="acc")
-        await repo.apply_receipts(conn, receipts=[(items[0].message_key, "delivered", None)],
-                                  actor="dlr")
-        await repo.transition(conn, ids=ids[20:], to=MessageState.FAILED,
-                              from_states=[MessageState.SENDING], reason="gave up", actor="sweep")
+async def test_history_merges_statement_and_message_events_in_order(conn: asyncpg.Connection) -> None:
+    phones = [f"+1312410{n:04d}" for n in range(30)]
+    tenant = await _tenant_with_consent(conn, "audit-merge", phones)
+    items = _items(tenant, phones, "bulk-audit")
+    rows, _ = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="enq")
+    ids = [r.id for r in rows]
+    assert await repo.claim_for_sending(conn, ids=ids, provider="p1", actor="claim",
+                                        reason="claimed") == set(ids)
+    await repo.mark_accepted(conn, accepted=[(i, f"pm-{i}") for i in ids[:20]], actor="acc")
+    await repo.apply_receipts(conn, receipts=[(items[0].message_key, "delivered", None)],
+                              actor="dlr")
+    await repo.transition(conn, ids=ids[20:], to=MessageState.FAILED,
+                          from_states=[MessageState.SENDING], reason="gave up", actor="sweep")
 
-        assert await _history(conn, tenant, items[0].message_key) == [
-            ("queued", "enq"), ("sending", "claim"), ("accepted", "acc"), ("delivered", "dlr")]
-        assert await _history(conn, tenant, items[25].message_key) == [
-            ("queued", "enq"), ("sending", "claim"), ("failed", "sweep")]
-        # three statements over 30 messages: three statement rows; per-message rows for the rest
-        statements = await conn.fetch(
-            "SELECT to_state::text, cardinality(message_ids) AS n FROM message_statement_events"
-            " WHERE span && int8range($1, $2, '[]') ORDER BY id", min(ids), max(ids))
-        assert [(r["to_state"], r["n"]) for r in statements] == [
-            ("queued", 30), ("sending", 30), ("accepted", 20)]
-        per_message = await conn.fetchval(
-            "SELECT count(*) FROM message_events WHERE message_id = ANY($1::bigint[])", ids)
-        assert per_message == 1 + 10
-    finally:
-        await conn.execute("DELETE FROM tenants WHERE name = 'audit-merge'")
-        await conn.close()
+    assert await _history(conn, tenant, items[0].message_key) == [
+        ("queued", "enq"), ("sending", "claim"), ("accepted", "acc"), ("delivered", "dlr")]
+    assert await _history(conn, tenant, items[25].message_key) == [
+        ("queued", "enq"), ("sending", "claim"), ("failed", "sweep")]
+    # three statements over 30 messages: three statement rows; per-message rows for the rest
+    statements = await conn.fetch(
+        "SELECT to_state::text, cardinality(message_ids) AS n FROM message_statement_events"
+        " WHERE span && int8range($1, $2, '[]') ORDER BY id", min(ids), max(ids))
+    assert [(r["to_state"], r["n"]) for r in statements] == [
+        ("queued", 30), ("sending", 30), ("accepted", 20)]
+    per_message = await conn.fetchval(
+        "SELECT count(*) FROM message_events WHERE message_id = ANY($1::bigint[])", ids)
+    assert per_message == 1 + 10
 
 
-async def test_a_statement_that_moves_nothing_writes_no_row(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('audit-none') RETURNING id")
-        rows, _ = await repo.enqueue(conn, lane=Lane.BULK, items=_items(
-            tenant, ["+13124200001"], "bulk-none"), actor="enq")
-        before = await conn.fetchval("SELECT count(*) FROM message_statement_events")
-        # no consent record: the claim moves nothing; the acceptance finds nothing in `sending`
-        assert await repo.claim_for_sending(conn, ids=[rows[0].id], provider="p1", actor="c",
-                                            reason="claimed") == set()
-        assert await repo.mark_accepted(conn, accepted=[(rows[0].id, "pm")], actor="a") == set()
-        assert await conn.fetchval("SELECT count(*) FROM message_statement_events") == before
-    finally:
-        await conn.execute("DELETE FROM tenants WHERE name = 'audit-none'")
-        await conn.close()
+async def test_a_statement_that_moves_nothing_writes_no_row(conn: asyncpg.Connection) -> None:
+    tenant = await _tenant(conn, "audit-none")
+    rows, _ = await repo.enqueue(conn, lane=Lane.BULK, items=_items(
+        tenant, ["+13124200001"], "bulk-none"), actor="enq")
+    before = await conn.fetchval("SELECT count(*) FROM message_statement_events")
+    # no consent record: the claim moves nothing; the acceptance finds nothing in `sending`
+    assert await repo.claim_for_sending(conn, ids=[rows[0].id], provider="p1", actor="c",
+                                        reason="claimed") == set()
+    assert await repo.mark_accepted(conn, accepted=[(rows[0].id, "pm")], actor="a") == set()
+    assert await conn.fetchval("SELECT count(*) FROM message_statement_events") == before
 
 
-async def test_statement_events_refuse_updates(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('audit-ro') RETURNING id")
-        await repo.enqueue(conn, lane=Lane.GEO, items=_items(tenant, ["+13124300001"], "geo-ro"),
-                           actor="enq-ro")
-        with pytest.raises(asyncpg.RaiseError, match="append-only"):
-            await conn.execute("UPDATE message_statement_events SET actor = 'x'"
-                               " WHERE actor = 'enq-ro'")
-    finally:
-        await conn.execute("DELETE FROM tenants WHERE name = 'audit-ro'")
-        await conn.close()
+async def test_statement_events_refuse_updates(conn: asyncpg.Connection) -> None:
+    tenant = await _tenant(conn, "audit-ro")
+    await repo.enqueue(conn, lane=Lane.GEO, items=_items(tenant, ["+13124300001"], "geo-ro"),
+                       actor="enq-ro")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await conn.execute("UPDATE message_statement_events SET actor = 'x'"
+                           " WHERE actor = 'enq-ro'")
 
 
-async def test_deleting_messages_keeps_statement_rows_of_messages_left(database_url: str) -> None:
+async def test_deleting_messages_keeps_statement_rows_of_messages_left(conn: asyncpg.Connection) -> None:
     """One enqueue over two tenants' messages is one row: deleting one tenant keeps it for the
     other's history; deleting the other too removes it."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        gone, kept = [await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", n)
-                      for n in ("audit-gone", "audit-kept")]
-        items = [*_items(gone, ["+13124400001", "+13124400002"], "geo-gone"),
-                 *_items(kept, ["+13124400003"], "geo-kept")]
-        await repo.enqueue(conn, lane=Lane.GEO, items=items, actor="enq-del")
-        count = "SELECT count(*) FROM message_statement_events WHERE actor = 'enq-del'"
-        await conn.execute("DELETE FROM tenants WHERE id = $1", gone)
-        assert await conn.fetchval(count) == 1
-        assert await _history(conn, kept, "geo-kept-0000") == [("queued", "enq-del")]
-        await conn.execute("DELETE FROM tenants WHERE id = $1", kept)
-        assert await conn.fetchval(count) == 0
-    finally:
-        await conn.execute("DELETE FROM tenants WHERE name LIKE 'audit-%'")
-        await conn.close()
+    gone, kept = [await _tenant(conn, n) for n in ("audit-gone", "audit-kept")]
+    items = [*_items(gone, ["+13124400001", "+13124400002"], "geo-gone"),
+             *_items(kept, ["+13124400003"], "geo-kept")]
+    await repo.enqueue(conn, lane=Lane.GEO, items=items, actor="enq-del")
+    count = "SELECT count(*) FROM message_statement_events WHERE actor = 'enq-del'"
+    await conn.execute("DELETE FROM tenants WHERE id = $1", gone)
+    assert await conn.fetchval(count) == 1
+    assert await _history(conn, kept, "geo-kept-0000") == [("queued", "enq-del")]
+    await conn.execute("DELETE FROM tenants WHERE id = $1", kept)
+    assert await conn.fetchval(count) == 0
