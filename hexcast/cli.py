@@ -165,11 +165,22 @@ def up(
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C")] = 0,
     quiet_hours: Annotated[bool, typer.Option(
         help="Keep recipients' quiet hours (the demo turns them off so it sends at any hour)")] = False,
+    demo: Annotated[bool, typer.Option(
+        "--demo/--no-demo",
+        help="Seed a demo tenant and replay visits; --no-demo starts an empty stack")] = True,
 ) -> None:
-    """Start the whole stack locally with demo data and show what it sends."""
+    """Start the whole stack locally (with demo data unless --no-demo) and show what it sends."""
     from hexcast.up import run_stack
 
-    run_stack(visits=visits, duration=duration, quiet_hours=quiet_hours)
+    run_stack(visits=visits, duration=duration, quiet_hours=quiet_hours, demo=demo)
+
+
+@app.command("asyncapi")
+def asyncapi() -> None:
+    """Print the topics' record schemas as an AsyncAPI 3.0 document (docs/asyncapi.json)."""
+    from hexcast.asyncapi import render
+
+    typer.echo(render(), nl=False)
 
 
 def main() -> None:

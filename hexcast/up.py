@@ -76,18 +76,22 @@ def _infrastructure(settings: Settings, state: Path) -> Iterator[Settings]:
         yield settings.model_copy(update=updates)
 
 
-async def _prepare(settings: Settings) -> tuple[int, str]:
-    """Migrate, create topics, drop old demo tenants, republish the catalog, new demo tenant."""
+async def _prepare(settings: Settings) -> None:
+    """Migrate, create topics, republish the catalog."""
     applied = await migrate(settings)
     console.print(f"[green]migrations[/] {', '.join(applied) or 'up to date'}")
     await create_topics(settings)
+    counts = await sync_catalog(settings)
+    console.print(f"[green]catalog[/] republished {counts}")
+
+
+async def _demo_tenant(settings: Settings) -> tuple[int, str]:
+    """Drop old demo tenants (and their catalog), then a new demo tenant: (id, API key)."""
     conn = await asyncpg.connect(settings.database_url)
     try:
         await conn.execute("DELETE FROM tenants WHERE name LIKE $1", DEMO_PREFIX + "%")
     finally:
         await conn.close()
-    counts = await sync_catalog(settings)
-    console.print(f"[green]catalog[/] republished {counts}")
     return await new_tenant(settings, f"{DEMO_PREFIX}{int(time.time())}")
 
 
@@ -128,10 +132,11 @@ def _start_children(live: Settings, state: Path, procs: contextlib.ExitStack) ->
     return children
 
 
-def run_stack(*, visits: int, duration: float, quiet_hours: bool) -> None:
-    """Start everything, seed, replay, show deliveries; Ctrl-C (or ``duration``) stops it."""
+def run_stack(*, visits: int, duration: float, quiet_hours: bool, demo: bool = True) -> None:
+    """Start everything; with ``demo``, seed, replay and show deliveries. Ctrl-C (or
+    ``duration``) stops it."""
     settings = get_settings().model_copy(update={"sender_quiet_hours": quiet_hours})
-    if not quiet_hours:
+    if demo and not quiet_hours:
         console.print("[yellow]demo: quiet hours are off so messages send at any hour "
                       "(--quiet-hours keeps them)[/]")
     configure_logging("warning" if settings.log_level == "info" else settings.log_level)
@@ -141,22 +146,44 @@ def run_stack(*, visits: int, duration: float, quiet_hours: bool) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         with _infrastructure(settings, state) as live, contextlib.ExitStack() as procs:
-            tenant_id, key = asyncio.run(_prepare(live))
+            asyncio.run(_prepare(live))
             _start_children(live, state, procs)
-            console.print(f"[green]api[/] {live.api_public_url}/docs")
-            console.print(f"[green]demo API key[/] {key}", soft_wrap=True)
-            with httpx.Client(base_url=live.api_public_url, headers={"X-API-Key": key},
-                              timeout=30) as api:
-                seeded = seed_demo(api)
-                console.print(f"[green]demo[/] seeded {seeded}")
-                _replay(api, visits, seeded["recipients"])
-            console.print("[bold]watching deliveries (Ctrl-C to stop)…[/]")
+            console.print(f"[green]api[/] {live.api_public_url} (OpenAPI docs: {live.api_public_url}/docs)")
             until = time.monotonic() + (duration if duration > 0 else float("inf"))
             try:
-                asyncio.run(_watch(live, tenant_id, until))
+                if demo:
+                    _run_demo(live, visits, until)
+                else:
+                    _explain_empty(live)
+                    _wait(until)
             except (KeyboardInterrupt, _Stop):
                 console.print("\nstopping…")
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
     except (KeyboardInterrupt, _Stop):
         console.print("\nstopped during start-up")
     console.print(f"stopped. logs in {state / 'logs'}")
+
+
+def _run_demo(live: Settings, visits: int, until: float) -> None:
+    tenant_id, key = asyncio.run(_demo_tenant(live))
+    console.print(f"[green]demo API key[/] {key}", soft_wrap=True)
+    with httpx.Client(base_url=live.api_public_url, headers={"X-API-Key": key}, timeout=30) as api:
+        seeded = seed_demo(api)
+        console.print(f"[green]demo[/] seeded {seeded}")
+        _replay(api, visits, seeded["recipients"])
+    console.print("[bold]watching deliveries (Ctrl-C to stop)…[/]")
+    asyncio.run(_watch(live, tenant_id, until))
+
+
+def _explain_empty(live: Settings) -> None:
+    """What a stack without demo data needs next: a tenant and its key."""
+    env = " ".join(f"{k}={v}" for k, v in live.to_env().items()
+                   if k in ("HEXCAST_DATABASE_URL", "HEXCAST_BROKER_URL", "HEXCAST_REDIS_URL"))
+    console.print("[bold]no demo data.[/] Create a tenant (prints its API key, sent as X-API-Key):")
+    console.print(f"  {env} hexcast tenant create NAME", soft_wrap=True)
+    console.print("running (Ctrl-C to stop)…")
+
+
+def _wait(until: float) -> None:
+    while time.monotonic() < until:
+        time.sleep(min(0.5, max(0.0, until - time.monotonic())))

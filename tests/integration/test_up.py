@@ -1,0 +1,70 @@
+"""`hexcast up --no-demo`: a stack with no demo data that says how to create a tenant."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from hexcast.broker import delete_topics
+from hexcast.demo import DEMO_PREFIX
+from hexcast.procs import free_port, hexcast_process, run_sync, wait_http
+from hexcast.topics import topic_specs
+from tests.integration.conftest import make_settings
+
+
+async def _demo_tenants(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM tenants WHERE name LIKE $1",
+                                       DEMO_PREFIX + "%"))
+    finally:
+        await conn.close()
+
+
+async def _drop_tenant(dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM tenants WHERE name = $1", name)
+    finally:
+        await conn.close()
+
+
+def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: str,
+                                               tmp_path: Path) -> None:
+    api_port, sim_port = free_port(), free_port()
+    settings = make_settings(
+        broker_url, database_url, api_port=api_port, sim_port=sim_port,
+        api_public_url=f"http://127.0.0.1:{api_port}", provider_url=f"http://127.0.0.1:{sim_port}",
+    )
+    env = settings.to_env()
+    demo_before = run_sync(lambda: _demo_tenants(database_url))
+    up = hexcast_process("up", ["up", "--no-demo", "--duration", "120"], env=env, log_dir=tmp_path)
+    up.spawn()
+    name = f"up-check-{api_port}"
+    try:
+        wait_http(f"{settings.api_public_url}/health", child=up, timeout=90)
+        out = subprocess.run([sys.executable, "-m", "hexcast", "tenant", "create", name],
+                             env={**up.env, **env}, capture_output=True, text=True, check=True).stdout
+        key = re.search(r"api key: (\S+)", out)
+        assert key, out
+        with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key.group(1)}) as api:
+            created = api.post("/v1/stores", json={
+                "name": "Corner", "lat": 41.88, "lng": -87.62, "time_zone": "America/Chicago",
+                "geofence": {"type": "circle", "radius_m": 80}})
+            assert created.status_code == 201, created.text
+            assert [s["name"] for s in api.get("/v1/stores").json()] == ["Corner"]
+        log = up.tail(20_000)
+        assert "no demo data" in log
+        assert "hexcast tenant create NAME" in log
+        assert "demo API key" not in log
+        assert run_sync(lambda: _demo_tenants(database_url)) == demo_before
+    finally:
+        up.terminate(grace_s=30)
+        run_sync(lambda: _drop_tenant(database_url, name))
+        run_sync(lambda: delete_topics(settings.bootstrap_servers, topic_specs(settings)))
+
