@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hexcast import __version__
+from hexcast.bodyguard import BodyGuard
 from hexcast.bus import Bus, BusUnavailable
 from hexcast.cache import connect_redis
 from hexcast.db import connect_pool
+from hexcast.echo import MESSAGE_LIMIT, clip_echo, clip_text
 from hexcast.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
 from hexcast.logging import configure_logging, get_logger
 from hexcast.settings import Settings
@@ -54,12 +56,12 @@ async def _hexcast_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, HexcastError):  # pragma: no cover - registered for HexcastError
         raise exc
     status = _error_status(exc)
-    detail: dict[str, object] = {"error": type(exc).__name__, "message": str(exc)}
+    detail: dict[str, object] = {"error": type(exc).__name__, "message": clip_text(str(exc), MESSAGE_LIMIT)}
     if isinstance(exc, InvalidInput) and exc.field:
-        detail["field"] = exc.field
+        detail["field"] = clip_text(exc.field)
     if status >= 500:
         log.error("request_failed", path=request.url.path, error=str(exc))
-    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    headers = {"WWW-Authenticate": exc.scheme} if isinstance(exc, Unauthorized) else None
     return JSONResponse(detail, status_code=status, headers=headers)
 
 
@@ -69,17 +71,37 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for it
         raise exc
     phrase = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
-    return JSONResponse({"error": phrase, "message": str(exc.detail)},
+    return JSONResponse({"error": phrase, "message": clip_text(str(exc.detail), MESSAGE_LIMIT)},
                         status_code=exc.status_code, headers=exc.headers)
 
 
+MAX_ERRORS = 10
+"""Validation errors an answer lists; a 1,000-event batch of bad events does not list 1,000."""
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    fields = [".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in errors]
+    errors = [_clipped(e) for e in exc.errors()] if isinstance(exc, RequestValidationError) else []
+    shown = errors[:MAX_ERRORS]
+    fields = [".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in shown]
+    if len(errors) > MAX_ERRORS:
+        fields.append(f"and {len(errors) - MAX_ERRORS} more errors")
     return JSONResponse(
-        {"error": "ValidationError", "message": "; ".join(fields), "detail": _jsonable(errors)},
+        {"error": "ValidationError", "message": "; ".join(fields), "detail": _jsonable(shown)},
         status_code=422,
     )
+
+
+def _clipped(error: dict[str, Any]) -> dict[str, Any]:
+    """``error`` with what it echoes of the input (its input, message, context and the field
+    names in its location) cut to a few hundred characters."""
+    clipped = {**error, "loc": tuple(clip_echo(p) for p in error.get("loc", ())),
+               "msg": clip_text(str(error.get("msg", "")))}
+    if "input" in error:
+        clipped["input"] = clip_echo(error["input"])
+    if isinstance(error.get("ctx"), dict):
+        clipped["ctx"] = {k: clip_echo(v if isinstance(v, str | int | float) else str(v))
+                          for k, v in error["ctx"].items()}
+    return clipped
 
 
 def _jsonable(errors: object) -> object:
@@ -98,25 +120,6 @@ def _finite(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-Handler = Callable[..., Awaitable[Response]]
-
-
-def _body_limit(
-    default: int, large: dict[str, int] | None = None
-) -> Callable[[Request, Handler], Awaitable[Response]]:
-    async def middleware(request: Request, call_next: Handler) -> Response:
-        limit = (large or {}).get(request.url.path, default)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return JSONResponse(
-                {"error": "PayloadTooLarge", "message": f"body exceeds {limit} bytes"},
-                status_code=413,
-            )
-        return await call_next(request)
-
-    return middleware
 
 
 def _extend_openapi(app: FastAPI, schemas: dict[str, Any]) -> None:
@@ -162,8 +165,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HexcastError, _hexcast_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.middleware("http")(_body_limit(
-        settings.max_body_bytes, {"/v1/recipients/import": settings.import_max_bytes}))
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes,
+                       limits={"/v1/recipients/import": settings.import_max_bytes})
     app.include_router(visits_router)
     app.include_router(matcher_metrics_router)
     app.include_router(targeting_router)

@@ -40,7 +40,11 @@ class ConflictError(HexcastError):
 
 
 class Unauthorized(HexcastError):
-    """Missing or unknown API key."""
+    """Missing or unknown credentials; ``scheme`` is the one to send (``WWW-Authenticate``)."""
+
+    def __init__(self, message: str, *, scheme: str = "ApiKey") -> None:
+        super().__init__(message)
+        self.scheme = scheme
 
 
 class ProviderError(HexcastError):

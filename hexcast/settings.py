@@ -44,7 +44,15 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_public_url: str = "http://127.0.0.1:8000"
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Request body cap of every route but the recipient"
+        " import (`import_max_bytes`); counted as the body streams in, whatever its encoding.",
+    )
+    operator_token: str | None = Field(
+        default=None, min_length=16, description="Bearer token of the operator routes (`/metrics`,"
+        " `/metrics/matcher`: every tenant's counters). Unset: they answer 401. `hexcast up`"
+        " generates one.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
 
@@ -168,6 +176,11 @@ class Settings(BaseSettings):
             if not specs or len({s.name for s in specs}) != len(specs):
                 raise ValueError("must be a non-empty list of providers with unique names")
         return value
+
+    @field_validator("operator_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("broker_url")
     @classmethod

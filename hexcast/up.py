@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -135,7 +136,11 @@ def _start_children(live: Settings, state: Path, procs: contextlib.ExitStack) ->
 def run_stack(*, visits: int, duration: float, quiet_hours: bool, demo: bool = True) -> None:
     """Start everything; with ``demo``, seed, replay and show deliveries. Ctrl-C (or
     ``duration``) stops it."""
-    settings = get_settings().model_copy(update={"sender_quiet_hours": quiet_hours})
+    configured = get_settings()
+    settings = configured.model_copy(update={
+        "sender_quiet_hours": quiet_hours,
+        "operator_token": configured.operator_token or secrets.token_urlsafe(32),  # /metrics
+    })
     if demo and not quiet_hours:
         console.print("[yellow]demo: quiet hours are off so messages send at any hour "
                       "(--quiet-hours keeps them)[/]")
@@ -149,6 +154,8 @@ def run_stack(*, visits: int, duration: float, quiet_hours: bool, demo: bool = T
             asyncio.run(_prepare(live))
             _start_children(live, state, procs)
             console.print(f"[green]api[/] {live.api_public_url} (OpenAPI docs: {live.api_public_url}/docs)")
+            console.print(f"[green]operator token[/] {live.operator_token} (Authorization: Bearer …"
+                          f" for {live.api_public_url}/metrics and /metrics/matcher)", soft_wrap=True)
             until = time.monotonic() + (duration if duration > 0 else float("inf"))
             try:
                 if demo:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from hexcast import strictjson
 from hexcast.cache import Keys
-from hexcast.web import BusDep, SettingsDep, TenantDep
+from hexcast.web import BusDep, RequireOperator, SettingsDep, TenantDep
 from streams.metrics import render_matcher_metrics
 from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
 from streams.service import group_visits, visit_key
@@ -81,7 +81,9 @@ async def post_visits(request: Request, tenant: TenantDep, bus: BusDep) -> Visit
     return VisitsAccepted(accepted=len(events), records=len(records))
 
 
-@metrics_router.get("/metrics/matcher", tags=["ops"], response_class=PlainTextResponse)
+@metrics_router.get("/metrics/matcher", tags=["ops"], response_class=PlainTextResponse,
+                    dependencies=[RequireOperator])
 async def matcher_metrics(request: Request, settings: SettingsDep) -> str:
-    """Prometheus text: matcher visits in, matched, and suppressed by reason, per tenant."""
+    """Prometheus text: matcher visits in, matched, and suppressed by reason, per tenant (every
+    tenant's: the operator token only)."""
     return await render_matcher_metrics(request.app.state.redis, Keys(settings.redis_prefix))

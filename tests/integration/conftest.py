@@ -42,7 +42,9 @@ def broker_url() -> Iterator[str]:
 
 
 _dsn = dsn  # the throwaway-database helpers live in tests/pg.py; re-exported for older imports
-__all__ = ["SERVER_DSN", "create_database", "drop_database", "make_settings"]
+__all__ = ["OPERATOR_TOKEN", "SERVER_DSN", "create_database", "drop_database", "make_settings"]
+OPERATOR_TOKEN = "integration-operator-token"
+"""Every test settings object's operator token (``/metrics``, ``/metrics/matcher``)."""
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,8 @@ def make_settings(broker_url: str, database_url: str, **extra: object) -> Settin
         topic_partitions=2,
         broker_rebalance_timeout=2.0,
         # Tests must not depend on the time of day, nor on how fast they send to one number.
-        **{"sender_quiet_hours": False, "sender_cap_min_spacing_s": 0.0, **extra},
+        **{"sender_quiet_hours": False, "sender_cap_min_spacing_s": 0.0,
+           "operator_token": OPERATOR_TOKEN, **extra},
     )
 
 

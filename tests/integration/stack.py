@@ -12,6 +12,7 @@ import httpx
 
 from hexcast.procs import free_port, hexcast_process, wait_http
 from hexcast.settings import Settings
+from tests.integration.conftest import OPERATOR_TOKEN
 
 T = TypeVar("T")
 
@@ -85,7 +86,8 @@ def eventually(check: Callable[[], T | None], *, timeout: float = 60.0, every: f
 def matcher_metrics(api_url: str, tenant_id: int) -> dict[str, int]:
     """One tenant's matcher counters from the api's ``/metrics/matcher``: totals by name
     (``visits_total``), suppressions by reason (``no_geofence``)."""
-    text = httpx.get(f"{api_url}/metrics/matcher", timeout=10).text
+    text = httpx.get(f"{api_url}/metrics/matcher", timeout=10,
+                     headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}).text
     found: dict[str, int] = {}
     for name, labels, value in re.findall(r"^(hexcast_matcher_\w+)\{([^}]*)\} (\d+)$", text, re.M):
         if f'tenant="{tenant_id}"' in labels:

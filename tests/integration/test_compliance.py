@@ -68,7 +68,8 @@ def test_stop_suppresses_queued_bulk_and_confirms_once(broker_url: str, tmp_path
         history = api.get(f"/v1/messages/{bulk_key(campaign_run_id=5, recipient_id=TARGET)}")
         assert history.json()["state"] == "suppressed"
         assert history.json()["reason"] == "opted out"
-        metrics = api.get("/metrics").text
+        metrics = api.get("/metrics", headers={
+            "Authorization": f"Bearer {world.settings.operator_token}"}).text
         assert 'hexcast_messages{lane="bulk",state="suppressed"} 1' in metrics
         assert "hexcast_optout_to_suppression_seconds_count 1" in metrics
 

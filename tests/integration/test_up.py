@@ -40,6 +40,7 @@ def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: st
     settings = make_settings(
         broker_url, database_url, api_port=api_port, sim_port=sim_port,
         api_public_url=f"http://127.0.0.1:{api_port}", provider_url=f"http://127.0.0.1:{sim_port}",
+        operator_token=None,  # up generates one
     )
     env = settings.to_env()
     demo_before = run_sync(lambda: _demo_tenants(database_url))
@@ -62,6 +63,11 @@ def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: st
         assert "no demo data" in log
         assert "hexcast tenant create NAME" in log
         assert "demo API key" not in log
+        token = re.search(r"operator token (\S+)", log)
+        assert token, log
+        metrics = httpx.get(f"{settings.api_public_url}/metrics",
+                            headers={"Authorization": f"Bearer {token.group(1)}"})
+        assert metrics.status_code == 200, metrics.text
         assert run_sync(lambda: _demo_tenants(database_url)) == demo_before
     finally:
         up.terminate(grace_s=30)

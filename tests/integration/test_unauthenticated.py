@@ -1,0 +1,144 @@
+"""Without credentials no route answers: every operation of the api's own OpenAPI spec, called with
+no API key, no operator token and no webhook token, on real ids of a seeded tenant, is refused
+with a 401 or 403, but for an explicit list of public routes.
+
+Operations are read from ``/openapi.json``, so a new route is swept as soon as it exists; a path
+or required parameter the sweep cannot fill fails the test, which must then learn it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import count
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.apiproc import RunningApi, running_api
+
+PUBLIC = {("get", "/health"), ("get", "/r/{code}")}
+"""Operations that answer anyone: the health check and the short-link redirect."""
+DOCS = ("/openapi.json", "/docs", "/redoc")
+"""The framework's own routes (not in the spec): public too."""
+CREDENTIALS = {"x-api-key", "authorization"}
+VALID_BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/v1/webhooks/dlr"): {"receipts": []},
+    ("post", "/v1/webhooks/inbound/{tenant_id}"): {"from": "+13125550100", "body": "STOP"},
+}
+"""Bodies for operations that validate the body before they check the token: with an invalid
+one they answer 422, and the sweep would not reach the token check."""
+_idempotency = count()
+
+
+@pytest.fixture(scope="module")
+def seeded(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[RunningApi, dict[str, str]]]:
+    with running_api(broker_url, database_url, tmp_path_factory.mktemp("api"),
+                     dlr_webhook_token="sweep-webhook-token") as api, \
+            httpx.Client(base_url=api.url, headers={"X-API-Key": api.key}, timeout=30) as client:
+        yield api, _seed(client, api.tenant_id)
+
+
+def _made(client: httpx.Client, path: str, body: dict[str, Any], idempotent: bool = False) -> Any:
+    headers = {"Idempotency-Key": f"sweep-seed-{next(_idempotency)}"} if idempotent else {}
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code in (201, 202), (path, response.text)
+    return response.json()
+
+
+def _seed(client: httpx.Client, tenant_id: int) -> dict[str, str]:
+    """One object of each kind through the API; path parameter name → a real value."""
+    store = _made(client, "/v1/stores", {"name": "Sweep", "lat": 40.71, "lng": -74.0,
+                                         "time_zone": "America/New_York",
+                                         "geofence": {"type": "circle", "radius_m": 60}})
+    promotion = _made(client, "/v1/promotions", {"store_id": store["id"], "name": "P", "body": "Hi"})
+    recipient = _made(client, "/v1/recipients", {"user_id": "sweep-user", "phone": "+12125550111",
+                                                 "time_zone": "America/New_York"})
+    template = _made(client, "/v1/templates", {"name": "T", "body": "Hello"}, idempotent=True)
+    campaign = _made(client, "/v1/campaigns", {
+        "name": "C", "template_id": template["id"], "segment": {"everyone": True},
+        "cron": "0 10 * * 1", "time_zone": "America/New_York"}, idempotent=True)
+    otp = _made(client, "/v1/messages/otp", {"phone": "+12125550111", "body": "code 1"}, idempotent=True)
+    return {"store_id": store["id"], "promotion_id": promotion["id"], "user_id": recipient["user_id"],
+            "template_id": template["id"], "campaign_id": campaign["id"],
+            "message_key": otp["message_key"], "tenant_id": str(tenant_id), "code": "Ab3dEf9h"}
+
+
+def _values(param: dict[str, Any], ids: dict[str, str]) -> list[str]:
+    """Values to try for a path or required parameter: a seeded id, else every value of its enum."""
+    if param["name"] in ids:
+        return [str(ids[param["name"]])]
+    schema = param.get("schema", {})
+    if "enum" in schema:
+        return [str(v) for v in schema["enum"]]
+    if param["in"] == "header" and param["name"].lower() == "idempotency-key":
+        return [f"sweep-{next(_idempotency)}"]
+    raise AssertionError(f"no value for {param['in']} parameter {param['name']!r}: seed one")
+
+
+def _requests(client: httpx.Client, path: str, method: str, op: dict[str, Any], ids: dict[str, str]
+              ) -> list[httpx.Request]:
+    """The calls that sweep one operation: each value of its path parameters, no credentials."""
+    paths, headers, query = [path], dict[str, str](), dict[str, str]()
+    for param in op.get("parameters", []):
+        if param["in"] == "path":
+            paths = [p.replace(f"{{{param['name']}}}", v) for p in paths for v in _values(param, ids)]
+        elif param.get("required") and param["name"].lower() not in CREDENTIALS:
+            target = headers if param["in"] == "header" else query
+            target[param["name"]] = _values(param, ids)[0]
+    content, media = _body(method, path, op)
+    if media:
+        headers["content-type"] = media
+    return [client.build_request(method.upper(), p, headers=headers, params=query, content=content)
+            for p in paths]
+
+
+def _body(method: str, path: str, op: dict[str, Any]) -> tuple[bytes, str | None]:
+    declared = list(op.get("requestBody", {}).get("content", {}))
+    if not declared:
+        return b"", None
+    if (method, path) in VALID_BODIES:
+        return httpx.Request("POST", "/", json=VALID_BODIES[(method, path)]).content, "application/json"
+    if "application/json" in declared:
+        return b"{}", "application/json"
+    return b"", declared[0]
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for path, methods in spec["paths"].items() for method, op in methods.items()]
+
+
+def test_no_operation_answers_without_credentials(seeded: tuple[RunningApi, dict[str, str]]) -> None:
+    api, ids = seeded
+    with httpx.Client(base_url=api.url, timeout=30) as anonymous:
+        operations = _operations(anonymous.get("/openapi.json").json())
+        assert {(m, p) for p, m, _ in operations} >= PUBLIC, "a public route left the spec"
+        swept, answered = set(), {}
+        for path, method, op in operations:
+            if (method, path) in PUBLIC:
+                continue
+            for request in _requests(anonymous, path, method, op, ids):
+                assert not CREDENTIALS & {k.lower() for k in request.headers}
+                answered[f"{request.method} {request.url.path}"] = anonymous.send(request).status_code
+                swept.add((method, path))
+    assert swept == {(m, p) for p, m, _ in operations} - PUBLIC
+    assert {call: status for call, status in answered.items() if status not in (401, 403)} == {}
+    _unchanged(api, ids)
+
+
+def _unchanged(api: RunningApi, ids: dict[str, str]) -> None:
+    """The seeded objects are as they were: no refused call (cancel, delete...) acted."""
+    with httpx.Client(base_url=api.url, headers={"X-API-Key": api.key}, timeout=30) as client:
+        assert client.get(f"/v1/campaigns/{ids['campaign_id']}").json()["state"] == "active"
+        assert client.get(f"/v1/stores/{ids['store_id']}").json()["active"] is True
+        assert client.get(f"/v1/recipients/{ids['user_id']}").status_code == 200
+        assert client.get(f"/v1/templates/{ids['template_id']}").status_code == 200
+
+
+def test_the_public_routes_answer_anyone(seeded: tuple[RunningApi, dict[str, str]]) -> None:
+    api, _ = seeded
+    with httpx.Client(base_url=api.url, timeout=30) as anonymous:
+        for path in (*DOCS, "/health"):
+            assert anonymous.get(path).status_code == 200, path
+        assert anonymous.get("/r/Ab3dEf9h").status_code == 404  # no such link; no data either
