@@ -23,7 +23,9 @@ from functools import partial
 from typing import Any
 
 import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
@@ -45,6 +47,9 @@ _LEAD_S = 2.0  # how far release may run ahead of the paced rate
 _MAX_WAVES = 32  # waves one scheduler releases side by side
 _STEP_S = 0.2  # how often a waiting wave looks at the senders' progress
 _BACKLOG_WAIT_S = 30.0  # a chunk the senders do not settle by then no longer holds its wave
+_INFRA = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+          asyncpg.CannotConnectNowError, RedisConnectionError, RedisTimeoutError)
+"""Outages: they end a tick instead of skipping a campaign."""
 _SETTLE_SAMPLE = 16  # message keys of a chunk probed to tell whether the senders settled it
 
 
@@ -90,14 +95,25 @@ class Scheduler:
         await asyncio.gather(*self._waves, return_exceptions=True)
 
     async def create_due_runs(self) -> None:
+        """Create the due run of every active campaign. A campaign that cannot be planned (a
+        row its model refuses, such as an unknown time zone, or a statement failing on its
+        data) is logged and skipped, and the others' runs are still created; a PostgreSQL or
+        Redis outage ends the tick, which the next one retries."""
         now = datetime.now(UTC)
         grace = timedelta(seconds=self.settings.scheduler_misfire_grace_s)
         async with self.pool.acquire() as conn:
             for row in await repo.active_campaigns(conn):
-                c = Campaign.from_row(row)
-                fire = due_fire(c, last=await repo.last_run(conn, campaign_id=c.id), now=now, grace=grace)
-                if fire is not None:
-                    await create_run(conn, self.control, c, fire, self.settings)
+                try:
+                    c = Campaign.from_row(row)
+                    last = await repo.last_run(conn, campaign_id=c.id)
+                    fire = due_fire(c, last=last, now=now, grace=grace)
+                    if fire is not None:
+                        await create_run(conn, self.control, c, fire, self.settings)
+                except _INFRA:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one bad campaign must not stop the rest
+                    log.error("campaign_skipped", campaign_id=row["id"], tenant_id=row["tenant_id"],
+                              error=f"{type(exc).__name__}: {exc}"[:500])
 
     async def _claim(self) -> tuple[Campaign, Any, Any] | None:
         s = self.settings

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.control import RunControl
 from hexcast.db import connect_pool
+from hexcast.deadletter import Letter, dead_letter
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
-from sender.dispatch import Dispatcher, DispatchFailed
-from sender.models import DeadLetter, DeliveryEvent, Lane, SendBatch, delivery_records
+from sender.dispatch import Dispatcher
+from sender.isolation import screen_records, send_isolated
+from sender.models import DeliveryEvent, Lane, delivery_records
 from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Router, build_router
 from streams.app import raw_topic
@@ -26,16 +26,6 @@ from streams.app import raw_topic
 __all__ = ["register_sender"]
 
 log = get_logger("hexcast.sender")
-
-
-def dead_letter(source: str, key: bytes | None, reason: str, payload: bytes) -> bytes:
-    return DeadLetter(
-        source_topic=source,
-        key=key.decode(errors="replace") if key is not None else None,
-        reason=reason[:2000],
-        payload=payload.decode(errors="replace"),
-        at=datetime.now(UTC),
-    ).encode()
 
 
 class _Worker:
@@ -115,7 +105,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
     dlq = raw_topic(app, settings, "send.dlq")
     worker = _Worker(settings, lane)
 
-    async def dead(letters: list[tuple[bytes | None, bytes, str]]) -> None:
+    async def dead(letters: list[Letter]) -> None:
         for key, value, reason in letters:
             log.error("dead_letter", lane=lane.value, reason=reason)
             with contextlib.suppress(RedisError):  # a metric is not worth a stall
@@ -159,37 +149,14 @@ async def _sweep_forever(dispatcher: Dispatcher, settings: Settings, lane: Lane)
 
 async def _process(
     dispatcher: Dispatcher, records: list[tuple[bytes | None, bytes]]
-) -> list[tuple[bytes | None, bytes, str]]:
-    """Handle a group of records as one; returns the (key, value, reason) of those that
-    belong in the dead-letter topic: undecodable ones, and those with a message that failed
-    for good (or every one, when the group's dispatch itself failed)."""
-    letters: list[tuple[bytes | None, bytes, str]] = []
-    batches: list[tuple[bytes | None, bytes, SendBatch]] = []
-    for key, value in records:
-        try:
-            batches.append((key, value, SendBatch.decode(value)))
-        except ValidationError as exc:
-            letters.append((key, value, f"invalid send batch: {exc.errors(include_url=False)}"))
-    if not batches:
+) -> list[Letter]:
+    """Handle a group of records as one; returns the letters for the dead-letter topic: the
+    messages refused by the screen, those that failed for good, and those that failed the
+    group on their own (each letter holds only its messages; the others went on)."""
+    taken, letters = screen_records(records)
+    if not taken:
         return letters
-    try:
-        outcome = await dispatcher.handle_many([b for _, _, b in batches])
-    except DispatchFailed as exc:
-        return letters + _holding(batches, set(exc.message_keys),
-                                  f"dispatch failed for {len(exc.message_keys)} messages: {exc}")
-    except Exception as exc:  # noqa: BLE001 - one bad group must not stop the lane
-        log.exception("batch_crashed")
-        return letters + [(k, v, f"unexpected {type(exc).__name__}: {exc}") for k, v, _ in batches]
-    log.info("batch_done", lane=batches[0][2].lane.value, records=len(batches),
-             size=sum(len(b.items) for _, _, b in batches), **outcome.as_dict())
-    if outcome.dead:
-        why = f"{len(outcome.dead)} messages failed for good: {outcome.dead_reason}"
-        letters += _holding(batches, set(outcome.dead), why)
-    return letters
-
-
-def _holding(
-    batches: list[tuple[bytes | None, bytes, SendBatch]], keys: set[str], reason: str
-) -> list[tuple[bytes | None, bytes, str]]:
-    """The records of ``batches`` with a message among ``keys``."""
-    return [(k, v, reason) for k, v, b in batches if any(i.message_key in keys for i in b.items)]
+    outcome, dead = await send_isolated(dispatcher, taken)
+    log.info("batch_done", lane=taken[0][1].lane.value, records=len(taken),
+             size=sum(len(b.items) for _, b in taken), **outcome.as_dict())
+    return letters + dead

@@ -10,14 +10,15 @@ from urllib.parse import parse_qsl
 import asyncpg
 from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import PlainTextResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.idempotency import idempotent, request_hash
-from hexcast.web import BusDep, IdPath, PoolDep, SettingsDep, TenantDep
-from sender import inbound_repo, repo
+from hexcast.pgtext import PgText
+from hexcast.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
+from sender import dlr, inbound_repo, repo
 from sender.compliance import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
 from sender.links import is_bot
@@ -42,17 +43,17 @@ router = APIRouter(tags=["messages"])
 class OtpCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")]
-    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    phone: Annotated[PgText, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")]
+    body: Annotated[PgText, Field(min_length=1, max_length=1600)]
     ttl_s: Annotated[int, Field(ge=10, le=3600)] = 300
-    user_id: Annotated[str | None, Field(max_length=128)] = None
+    user_id: Annotated[PgText | None, Field(max_length=128)] = None
 
 
 class OtpAccepted(BaseModel):
     message_key: str
     lane: str
     segments: int
-    expires_at: datetime
+    expires_at: AwareDatetime
 
 
 IdempotencyKey = Annotated[
@@ -64,9 +65,9 @@ IdempotencyKey = Annotated[
 class InboundIn(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    from_: Annotated[str, Field(alias="from", pattern=r"^\+[1-9]\d{6,14}$")]
-    body: Annotated[str, Field(max_length=1600)]
-    id: Annotated[str | None, Field(max_length=128, description="Provider's reply id")] = None
+    from_: Annotated[PgText, Field(alias="from", pattern=r"^\+[1-9]\d{6,14}$")]
+    body: Annotated[PgText, Field(max_length=1600)]
+    id: Annotated[PgText | None, Field(max_length=128, description="Provider's reply id")] = None
 
 
 class InboundApplied(BaseModel):
@@ -86,7 +87,7 @@ class MessageEventPublic(BaseModel):
     to_state: str
     actor: str
     reason: str | None
-    at: datetime
+    at: AwareDatetime
 
 
 class MessagePublic(BaseModel):
@@ -99,9 +100,9 @@ class MessagePublic(BaseModel):
     provider: str | None
     provider_message_id: str | None
     attempts: int
-    created_at: datetime
-    sent_at: datetime | None
-    delivered_at: datetime | None
+    created_at: AwareDatetime
+    sent_at: AwareDatetime | None
+    delivered_at: AwareDatetime | None
     events: list[MessageEventPublic]
 
 
@@ -187,8 +188,10 @@ async def delivery_receipts(
 ) -> ReceiptsApplied:
     """Receipts from a batch provider; duplicates and late receipts are applied at most once."""
     _check_webhook(settings, authorization)
+    await dlr.dead_letter_receipts(bus, body.refused)  # the others are applied
     receipts = [(r.client_ref, r.status, r.error) for r in body.receipts]
-    return await _apply_receipts(pool, bus, receipts)
+    applied = await _apply_receipts(pool, bus, receipts)
+    return applied.model_copy(update={"received": applied.received + len(body.refused)})
 
 
 @router.post("/v1/webhooks/status", response_model=ReceiptsApplied, tags=["webhooks"],
@@ -224,8 +227,7 @@ async def status_callback(
 async def _apply_receipts(
     pool: asyncpg.Pool, bus: Bus, receipts: list[tuple[str, str, str | None]]
 ) -> ReceiptsApplied:
-    async with pool.acquire() as conn:
-        changed = await repo.apply_receipts(conn, receipts=receipts, actor="dlr-webhook")
+    changed = await dlr.apply_receipts(pool, bus, receipts, actor="dlr-webhook")
     now = datetime.now(UTC)
     events = [
         DeliveryEvent(message_key=c["message_key"], tenant_id=c["tenant_id"], lane=Lane(c["lane"]),
@@ -242,7 +244,7 @@ async def _apply_receipts(
 
 @router.get("/r/{code}", tags=["links"], response_class=RedirectResponse, status_code=302)
 async def follow_link(
-    code: Annotated[str, Path(min_length=4, max_length=16, pattern=r"^[0-9A-Za-z]+$")],
+    code: Annotated[PgText, Path(min_length=4, max_length=16, pattern=r"^[0-9A-Za-z]+$")],
     pool: PoolDep, bus: BusDep, user_agent: Annotated[str | None, Header()] = None,
 ) -> RedirectResponse:
     """Redirect a short link; a click by a person (not a bot or prefetcher) is recorded."""
@@ -260,9 +262,11 @@ async def follow_link(
     return RedirectResponse(link["url"], status_code=302)
 
 
-@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
+            dependencies=[RequireOperator])
 async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
-    """Prometheus text: sends, segments, 429s, breaker states, DLQ, deferrals, opt-out latency."""
+    """Prometheus text: sends, segments, 429s, breaker states, DLQ, deferrals, opt-out latency
+    (every tenant's: the operator token only)."""
     client = connect_redis(settings.redis_url)
     try:
         async with pool.acquire() as conn:
@@ -272,7 +276,7 @@ async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
 
 
 @router.get("/v1/messages/{message_key}", response_model=MessagePublic)
-async def get_message(message_key: str, tenant: TenantDep, pool: PoolDep) -> MessagePublic:
+async def get_message(message_key: TextPath, tenant: TenantDep, pool: PoolDep) -> MessagePublic:
     """A message and its whole history, from the append-only audit trail."""
     async with pool.acquire() as conn:
         msg, events = await repo.message_history(

@@ -24,7 +24,7 @@ import asyncpg
 
 from hexcast.cache import Keys
 from hexcast.control import RunControl
-from hexcast.errors import HexcastError, ProviderError, ProviderRateLimited, ProviderUnavailable
+from hexcast.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.logging import get_logger
 from sender import repo
 from sender.gates import Gates
@@ -35,19 +35,11 @@ from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Route, Router
 from sender.text import segment_count
 
-__all__ = ["DispatchFailed", "Dispatcher", "EventSink", "Outcome"]
+__all__ = ["Dispatcher", "EventSink", "Outcome"]
 
 log = get_logger("hexcast.sender")
 Q, S = MessageState.QUEUED, MessageState.SENDING
 _LOOKUP_CONCURRENCY = 16
-
-
-class DispatchFailed(HexcastError):
-    """Some messages of a batch could not be sent; they belong in the dead-letter topic."""
-
-    def __init__(self, message: str, *, message_keys: list[str]) -> None:
-        super().__init__(message)
-        self.message_keys = message_keys
 
 
 class Dispatcher(Gates):
@@ -334,8 +326,7 @@ class Dispatcher(Gates):
             if spent:
                 why = f"gave up after {self._max_attempts} attempts"
                 outcome.failed += len(await self._move(spent, MessageState.FAILED, [Q], why))
-                outcome.dead += [r.message_key for r in spent]
-                outcome.dead_reason = why
+                outcome.kill(spent, why)
             spent_ids = {r.id for r in spent}
             chunk = [with_state(r, Q) for r in retry if r.id not in spent_ids] + chunk
 
@@ -391,8 +382,7 @@ class Dispatcher(Gates):
         route.breaker.success()
         why = f"{name} refused the request: {failure}"
         outcome.failed += len(await self._move(rest, MessageState.FAILED, [S], why))
-        outcome.dead += [r.message_key for r in rest]
-        outcome.dead_reason = why
+        outcome.kill(rest, why)
         return [], False
 
     async def _unroutable(self, rows: list[repo.MessageRow], outcome: Outcome) -> None:
@@ -400,8 +390,7 @@ class Dispatcher(Gates):
         why = f"no provider serves lane {self._lane.value} for tenant {rows[0].tenant_id}"
         log.error("no_route", tenant_id=rows[0].tenant_id, lane=self._lane.value, size=len(rows))
         outcome.failed += len(await self._move(rows, MessageState.FAILED, [Q], why))
-        outcome.dead += [r.message_key for r in rows]
-        outcome.dead_reason = why
+        outcome.kill(rows, why)
 
     def _fault_hook(self) -> None:
         """TEST ONLY (``sender_fault_kill_after_calls``): die between acceptance and commit."""

@@ -3,23 +3,36 @@
 Replay requeues the letter's ``failed`` messages and republishes the original record to its
 lane: the sender then applies dedupe (accepted, delivered or suppressed keys are not sent
 again), opt-out, consent and quiet hours exactly as for a new record.
+
+One bad letter or message costs only itself: a letter that cannot be read is listed as
+unreadable and never replayed; a letter's messages are screened one by one (only the valid
+ones are replayed; the others stay in the letter); a letter whose replay fails is reported and
+the next ones are replayed.
 """
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from hexcast.bus import Bus
 from hexcast.cache import Keys, connect_redis
 from hexcast.db import connect_pool
 from hexcast.errors import HexcastError, InvalidInput
+from hexcast.logging import get_logger
 from hexcast.settings import Settings
+from hexcast.wire import describe
 from sender import repo
 from sender.metrics import replayed_key
 from sender.models import DeadLetter, SendBatch
 
-__all__ = ["read_dead_letters", "replay"]
+__all__ = ["UNREADABLE", "read_dead_letters", "replay"]
+
+log = get_logger("hexcast.dlq")
+UNREADABLE = "(unreadable)"
+"""The ``source_topic`` shown for a record of ``send.dlq`` that is not a dead letter."""
 
 
 async def read_dead_letters(settings: Settings, *, limit: int) -> list[tuple[int, DeadLetter]]:
@@ -36,12 +49,25 @@ async def read_dead_letters(settings: Settings, *, limit: int) -> list[tuple[int
         while len(found) < limit and await consumer.position(tp) < end:
             for message in (await consumer.getmany(tp, timeout_ms=500, max_records=500)).get(tp, []):
                 if message.value is not None and len(found) < limit:
-                    found.append((message.offset, DeadLetter.decode(message.value)))
+                    found.append((message.offset, _letter(message)))
         return found
     except TimeoutError as exc:
         raise HexcastError(f"cannot read {tp.topic}: {exc}") from exc
     finally:
         await consumer.stop()
+
+
+def _letter(message: ConsumerRecord[bytes, bytes]) -> DeadLetter:
+    """The letter, or one saying why the record is not a letter (listed, never replayed)."""
+    value = message.value or b""
+    try:
+        return DeadLetter.decode(value)
+    except ValidationError as exc:
+        return DeadLetter(
+            source_topic=UNREADABLE, key=message.key.decode(errors="replace") if message.key else None,
+            reason=f"not a dead letter: {describe(exc)}", payload=value.decode(errors="replace"),
+            at=datetime.fromtimestamp(message.timestamp / 1000, UTC),
+        )
 
 
 async def replay(settings: Settings, *, offset: int | None) -> int:
@@ -57,19 +83,32 @@ async def replay(settings: Settings, *, offset: int | None) -> int:
     count = 0
     try:
         for at, letter in chosen:
+            batch = _replayable(at, letter)
+            if batch is None:
+                continue
             try:
-                batch = SendBatch.decode(letter.payload)
-            except ValidationError:
-                continue  # a poison record stays a poison record
-            async with pool.acquire() as conn:
-                await repo.requeue_failed(conn, keys=[i.message_key for i in batch.items],
-                                          actor="dlq-replay")
-            await bus.publish(batch.lane.topic, f"replay-{batch.items[0].message_key}",
-                              batch.encode())
-            await redis.sadd(replayed_key(Keys(settings.redis_prefix)), str(at))
+                async with pool.acquire() as conn:
+                    await repo.requeue_failed(conn, keys=[i.message_key for i in batch.items],
+                                              actor="dlq-replay")
+                await bus.publish(batch.lane.topic, f"replay-{batch.items[0].message_key}",
+                                  batch.encode())
+                await redis.sadd(replayed_key(Keys(settings.redis_prefix)), str(at))
+            except Exception as exc:  # noqa: BLE001 - the other letters are still replayed
+                log.error("replay_failed", offset=at, error=f"{type(exc).__name__}: {exc}"[:500])
+                continue
             count += len(batch.items)
     finally:
         await bus.stop()
         await redis.aclose()
         await pool.close()
     return count
+
+
+def _replayable(offset: int, letter: DeadLetter) -> SendBatch | None:
+    """The letter's messages that may be replayed (a poison message stays a poison message)."""
+    if letter.source_topic == UNREADABLE:
+        return None
+    screened = SendBatch.screen(letter.payload)
+    for _, why in screened.refused:
+        log.warning("replay_skipped", offset=offset, reason=why[:500])
+    return screened.record

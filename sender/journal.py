@@ -51,8 +51,11 @@ class Outcome:
         self.suppressed = 0
         self.deferred = 0
         self.rate_limited = 0
-        self.dead: list[str] = []
-        self.dead_reason = ""
+        self.dead: dict[str, str] = {}  # message key → why it failed for good
+
+    def kill(self, rows: Sequence[repo.MessageRow], why: str) -> None:
+        """``rows`` failed for good because of ``why``: they belong in the dead letters."""
+        self.dead.update((r.message_key, why) for r in rows)
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
@@ -64,8 +67,7 @@ class Outcome:
         for one in outcomes:
             for name, value in one.as_dict().items():
                 setattr(total, name, getattr(total, name) + value)
-            total.dead += one.dead
-            total.dead_reason = total.dead_reason or one.dead_reason
+            total.dead.update(one.dead)
         return total
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_validator,
+)
 
-from hexcast.wire import WireRecord
+from hexcast.deadletter import DeadLetter
+from hexcast.pgtext import PgText
+from hexcast.wire import WireRecord, validate_items
 
 __all__ = [
     "DeadLetter",
@@ -72,11 +81,13 @@ class SendRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    message_key: Annotated[str, Field(min_length=8, max_length=128)]
+    message_key: Annotated[PgText, Field(min_length=8, max_length=128)]
     tenant_id: int
-    user_id: str | None = None
+    user_id: PgText | None = None
+    # The pattern admits no NUL and no lone surrogate (pydantic refuses those for a pattern),
+    # so the text rule would only cost the hot path a call per message.
     phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]
-    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    body: Annotated[PgText, Field(min_length=1, max_length=1600)]
     promotion_id: int | None = None
     campaign_run_id: int | None = None
     expires_at: datetime | None = None
@@ -86,19 +97,12 @@ class SendRequest(BaseModel):
 class SendBatch(WireRecord):
     """Topic ``send.<lane>``: up to 1,000 send requests of one lane."""
 
+    ITEMS = "items"
+    ITEM_NAME = "message_key"
+
     lane: Lane
     items: Annotated[list[SendRequest], Field(min_length=1, max_length=MAX_CHUNK)]
     created_at: datetime
-
-
-class DeadLetter(WireRecord):
-    """Topic ``send.dlq``: what failed for good, with why, and the original payload."""
-
-    source_topic: str
-    key: str | None
-    reason: str
-    payload: str
-    at: datetime
 
 
 class Receipt(BaseModel):
@@ -106,17 +110,38 @@ class Receipt(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    provider_message_id: str
-    client_ref: str
-    status: str
-    error: str | None = None
+    provider_message_id: PgText
+    client_ref: PgText
+    status: PgText
+    error: PgText | None = None
     at: datetime
 
 
 class ReceiptBatch(BaseModel):
+    """A provider's batch of receipts. A receipt that does not validate is set aside in
+    :attr:`refused` (the webhook dead-letters it) instead of refusing the others with it."""
+
     model_config = ConfigDict(extra="forbid")
 
     receipts: Annotated[list[Receipt], Field(max_length=MAX_CHUNK)]
+    _refused: list[tuple[Any, str]] = PrivateAttr(default_factory=list)
+
+    @property
+    def refused(self) -> list[tuple[Any, str]]:
+        """(receipt as posted, why) of each receipt set aside."""
+        return self._refused
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _receipt_by_receipt(cls, data: Any, handler: ModelWrapValidatorHandler[ReceiptBatch]
+                            ) -> ReceiptBatch:
+        items = data.get("receipts") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) > MAX_CHUNK:
+            return handler(data)
+        good, bad = validate_items(Receipt, items, "client_ref")
+        batch = handler({**data, "receipts": good})
+        batch._refused = [(item, why) for _, item, why in bad]
+        return batch
 
 
 class DeliveryEvent(WireRecord):
@@ -127,16 +152,16 @@ class DeliveryEvent(WireRecord):
     (matcher budgets and caps, campaign stats) must tolerate duplicates and any order.
     """
 
-    message_key: str
+    message_key: PgText
     tenant_id: int
     lane: Lane
     state: MessageState | None = None
-    kind: str = "state"  # "state", "click", "reply"
-    reason: str | None = None
+    kind: str = "state"  # "state", "click", "reply": only compared, never stored
+    reason: PgText | None = None
     promotion_id: int | None = None
     campaign_run_id: int | None = None
-    user_id: str | None = None
-    phone: str | None = None
+    user_id: PgText | None = None
+    phone: PgText | None = None
     at: datetime
 
 
@@ -144,6 +169,9 @@ class DeliveryBatch(WireRecord):
     """Topic ``delivery``, key = tenant id: the events of one step of the sender (a chunk's
     acceptances, say) or of one receipt or click request; one record, not one per message,
     because a bulk chunk's thousand per-message records cost the sender more than its SQL."""
+
+    ITEMS = "events"
+    ITEM_NAME = "message_key"
 
     events: list[DeliveryEvent] = Field(min_length=1, max_length=MAX_CHUNK)
 

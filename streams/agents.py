@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-import redis.exceptions
 from pydantic import ValidationError
 
 from hexcast.cache import Keys, connect_redis
+from hexcast.deadletter import dead_letter, screen_all
+from hexcast.isolation import isolate
 from hexcast.logging import get_logger
 from hexcast.settings import Settings
-from sender.agents import dead_letter
-from sender.models import DeliveryBatch, DeliveryEvent, Lane, SendBatch
+from hexcast.wire import describe
+from sender.models import DeliveryBatch, DeliveryEvent, Lane, SendBatch, SendRequest
 from streams.app import raw_topic
 from streams.feed import StateFeed
 from streams.gate import SendGate
@@ -52,43 +53,67 @@ class MatcherWorker:
         self.metrics = MatcherMetrics(client, keys)
         self.per_visit = settings.matcher_max_per_visit
 
-    def _match(self, event: Any) -> tuple[VisitRecord, MatchResult] | str:
-        """The record and its match, or why it goes to the dead-letter topic."""
+    def _match(self, record: VisitRecord) -> MatchResult | str:
+        """The record's match, or why it goes to the dead-letter topic."""
         try:
-            record = VisitRecord.decode(event.value)
-            return record, self.state.match(record, max_per_visit=self.per_visit)
-        except ValidationError as exc:
-            return f"bad visit record: {exc}"
+            return self.state.match(record, max_per_visit=self.per_visit)
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop matching
             log.exception("match_failed")
             return f"{type(exc).__name__}: {exc}"
 
     async def match_batch(self, events: Sequence[Any]) -> None:
-        """Match a batch of records; one Redis call decides every candidate send in it."""
-        matched: list[tuple[Any, VisitRecord, MatchResult]] = []
-        for event in events:
-            found = self._match(event)
+        """Match a batch of records; one Redis call decides every candidate send in it.
+
+        A bad event is dead-lettered alone (the screen), a record the matcher or the gate
+        fails on is dead-lettered alone (the gate call is retried in halves to find it); the
+        batch's other records go on."""
+        records, letters = screen_all(VisitRecord, [(e.key, e.value) for e in events],
+                                      what="bad visit record")
+        for letter in letters:
+            await self._dead(self.visits, *letter)
+        matched: list[tuple[bytes | None, VisitRecord, MatchResult]] = []
+        for key, record in records:
+            found = self._match(record)
             if isinstance(found, str):
-                await self._dead(event.key, event.value, found)
+                await self._dead(self.visits, key, record.encode(), found)
             else:
-                matched.append((event, *found))
-        results = [result for _, _, result in matched]
-        try:
-            allowed = await self.gate.decide_many(results) if any(r.visits for r in results) else []
-        except redis.exceptions.ResponseError as exc:  # a script error: never a send without state
-            log.error("gate_failed", error=str(exc)[:300])
-            for event, _, result in matched:
-                if result.visits:
-                    await self._dead(event.key, event.value, f"gate failed: {exc}")
-            allowed = []
-        for n, (event, record, result) in enumerate(matched):
+                matched.append((key, record, found))
+        allowed = await self._decide(matched)
+        for n, (key, record, result) in enumerate(matched):
             self.metrics.add(record.tenant_id, result.counts)
-            requests = allowed[n] if allowed else []
-            if requests:
-                batch = SendBatch(lane=Lane.GEO, items=requests, created_at=datetime.now(UTC))
-                await self.send_geo.send(key=event.key, value=batch.encode())
-                log.info("matched", tenant_id=record.tenant_id, user_id=record.user_id,
-                         message_keys=[r.message_key for r in requests])
+            if allowed.get(n):
+                await self._publish(key, record, allowed[n])
+
+    async def _decide(
+        self, matched: list[tuple[bytes | None, VisitRecord, MatchResult]]
+    ) -> dict[int, list[SendRequest]]:
+        """The gate's verdicts (record index → requests allowed), one Redis call when it does
+        not fail; a record the call fails on alone is dead-lettered (never a send without
+        state). A retried record is decided again as the same trigger: counted once."""
+        voting = [n for n, (_, _, result) in enumerate(matched) if result.visits]
+
+        async def run(group: list[int]) -> dict[int, list[SendRequest]]:
+            found = await self.gate.decide_many([matched[n][2] for n in group])
+            return dict(zip(group, found, strict=True))
+
+        if not voting:
+            return {}
+        verdicts, failed = await isolate(voting, run, log=log, event="gate_failed")
+        for n, why in failed:
+            key, record, _ = matched[n]
+            await self._dead(self.visits, key, record.encode(), f"gate failed: {why}")
+        return {n: allowed for found in verdicts for n, allowed in found.items()}
+
+    async def _publish(self, key: bytes | None, record: VisitRecord,
+                       requests: list[SendRequest]) -> None:
+        try:
+            batch = SendBatch(lane=Lane.GEO, items=requests, created_at=datetime.now(UTC))
+        except ValidationError as exc:  # the record's own fault: it goes alone
+            await self._dead(self.visits, key, record.encode(), f"bad send request: {describe(exc)}")
+            return
+        await self.send_geo.send(key=key, value=batch.encode())
+        log.info("matched", tenant_id=record.tenant_id, user_id=record.user_id,
+                 message_keys=[r.message_key for r in requests])
 
     async def match_visits(self, stream: Any) -> None:
         await self.feed.ready.wait()
@@ -99,12 +124,26 @@ class MatcherWorker:
                 await self.metrics.flush()
 
     async def release_budgets(self, stream: Any) -> None:
-        """Budget slots of geo messages that ended suppressed/expired/failed come back."""
-        async for values in stream.take(500, within=0.5):
-            events = [e for v in values for e in _delivery(v)]
-            for e in await self.gate.release(events):
-                log.info("budget_released", tenant_id=e.tenant_id, message_key=e.message_key)
-                self.metrics.add(e.tenant_id, Counter(budget_released=1))
+        """Budget slots of geo messages that ended suppressed/expired/failed come back. A bad
+        event (or one the release fails on alone) is dead-lettered; the others go on."""
+        async for records in stream.take_events(500, within=0.5):
+            batches, letters = screen_all(DeliveryBatch, [(r.key, r.value) for r in records],
+                                          what="bad delivery event")
+            for letter in letters:
+                await self._dead(self.delivery, *letter)
+            await self._release([(key, e) for key, batch in batches for e in batch.events])
+
+    async def _release(self, events: list[tuple[bytes | None, DeliveryEvent]]) -> None:
+        async def run(group: list[tuple[bytes | None, DeliveryEvent]]) -> list[DeliveryEvent]:
+            return await self.gate.release([e for _, e in group])
+
+        released, failed = await isolate(events, run, log=log, event="release_failed")
+        for e in (e for found in released for e in found):
+            log.info("budget_released", tenant_id=e.tenant_id, message_key=e.message_key)
+            self.metrics.add(e.tenant_id, Counter(budget_released=1))
+        for (key, e), why in failed:
+            await self._dead(self.delivery, key, DeliveryBatch(events=[e]).encode(),
+                             f"budget release failed for {e.message_key}: {why}")
 
     async def housekeeping(self) -> None:
         if self.metrics.due():
@@ -115,9 +154,9 @@ class MatcherWorker:
         if dropped:
             log.info("presence_pruned", users=dropped, left=len(self.state.presence))
 
-    async def _dead(self, key: bytes | None, value: bytes, reason: str) -> None:
-        letter = dead_letter(self.visits.get_topic_name(), key, reason, value)
-        await self.dlq.send(key=key, value=letter)
+    async def _dead(self, topic: Any, key: bytes | None, payload: bytes, reason: str) -> None:
+        log.error("dead_letter", topic=topic.get_topic_name(), reason=reason[:300])
+        await self.dlq.send(key=key, value=dead_letter(topic.get_topic_name(), key, reason, payload))
 
 
 def _freeze_loaded_state() -> None:
@@ -157,11 +196,3 @@ def register_matcher(app: faust.App, settings: Settings) -> MatchState:
     app.timer(1.0)(housekeeping)
     app.timer(300.0)(prune)
     return worker.state
-
-
-def _delivery(value: bytes) -> list[DeliveryEvent]:
-    try:
-        return DeliveryBatch.decode(value).events
-    except ValidationError as exc:
-        log.error("bad_delivery_event", error=str(exc)[:300])
-        return []

@@ -2,6 +2,8 @@
 
 Every matcher process reads every partition of both topics (no consumer group), so any
 matcher can match any visit and catalog changes reach all of them within a poll interval.
+A record that cannot be applied (any error: a time zone the system does not know, a fence
+that cannot be indexed) is logged and skipped; the feed goes on with the next.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from hexcast.errors import HexcastError
 from hexcast.logging import get_logger
@@ -93,5 +94,8 @@ class StateFeed:
             else:
                 self._state.apply_profile(ProfileRecord.decode(value))
             self.applied += 1
-        except (ValidationError, HexcastError, ValueError) as exc:
-            log.error("bad_state_record", topic=topic, error=str(exc)[:500])
+        except Exception as exc:  # noqa: BLE001 - one bad record must not stop the feed
+            # Logged, not dead-lettered: both topics are read again from the start by every
+            # matcher at every start, and PostgreSQL is their source of truth (catalog sync).
+            log.error("bad_state_record", topic=topic, key=key.decode(errors="replace") if key
+                      else None, error=f"{type(exc).__name__}: {exc}"[:500])

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hexcast.pgtext import PgText
 from hexcast.wire import WireRecord
 
 __all__ = ["MAX_BATCH", "VisitBatchIn", "VisitEvent", "VisitIn", "VisitRecord", "VisitsAccepted"]
@@ -21,11 +22,12 @@ class VisitIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    event_id: Annotated[PgText, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    user_id: Annotated[PgText, Field(min_length=1, max_length=128)]
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
     lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-    accuracy_m: Annotated[float, Field(gt=0, le=5000, allow_inf_nan=False)] = 20.0
+    accuracy_m: Annotated[float, Field(ge=0.01, le=5000, allow_inf_nan=False)] = 20.0
+    """Metres; at least 1 cm: the history column is a ``real``, where 5e-324 underflowed."""
     ts: datetime
 
     @field_validator("ts")
@@ -59,17 +61,22 @@ class VisitEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    event_id: str
-    lat: float
-    lng: float
-    accuracy_m: float
+    # The text rule and VisitIn's ranges again: any producer may write to ``visits``, and a
+    # NUL, a lone surrogate or a latitude of 1,000 must cost only its own event.
+    event_id: PgText
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+    accuracy_m: Annotated[float, Field(ge=0.01, le=5000, allow_inf_nan=False)]
     ts: datetime
 
 
 class VisitRecord(WireRecord):
     """Topic ``visits``, key = ``<tenant>:<user>``: one user's events from one post."""
 
+    ITEMS = "events"
+    ITEM_NAME = "event_id"
+
     tenant_id: int
-    user_id: str
+    user_id: PgText
     events: list[VisitEvent]
     received_at: datetime

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,8 +83,9 @@ class SenderWorld:
         self.children.append(child)
         return child
 
-    def consent(self, phones: list[str]) -> None:
-        """Recipients with a marketing consent record for ``phones``."""
+    def consent(self, phones: list[str], *, tenant_id: int | None = None) -> None:
+        """Recipients with a marketing consent record for ``phones`` (of this world's tenant,
+        or of ``tenant_id``)."""
         async def run() -> None:
             conn = await asyncpg.connect(self.settings.database_url)
             try:
@@ -90,12 +93,20 @@ class SenderWorld:
                     "INSERT INTO recipients (tenant_id, user_id, phone, consent_at, consent_source,"
                     " consent_text) SELECT $1, 'u' || p, p, now(), 'test', 'Offers by SMS'"
                     " FROM unnest($2::text[]) AS p ON CONFLICT DO NOTHING",
-                    self.tenant_id, phones,
+                    tenant_id or self.tenant_id, phones,
                 )
             finally:
                 await conn.close()
 
         asyncio.run(run())
+
+    def cli(self, *args: str) -> str:
+        """``hexcast <args>`` with this world's settings; its output (it must succeed)."""
+        done = subprocess.run([sys.executable, "-m", "hexcast", *args], capture_output=True,
+                              text=True, env={**self.settings.to_env(), "NO_COLOR": "1"},
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def publish(
         self, count: int, *, run_id: int, lane: Lane = Lane.BULK, first: int = 0,

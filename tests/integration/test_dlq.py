@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -16,13 +14,6 @@ from tests.integration.senderkit import SenderWorld, ledger, providers_json, sen
 from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _cli(world: SenderWorld, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "hexcast", *args], capture_output=True, text=True,
-                          env={**world.settings.to_env(), "NO_COLOR": "1"}, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _opt_out(world: SenderWorld, phone: str) -> None:
@@ -49,17 +40,17 @@ def test_dead_letters_are_listed_and_replayed_with_checks(broker_url: str, tmp_p
         keys = [bulk_key(campaign_run_id=21, recipient_id=n) for n in range(3)]
         eventually(lambda: all((world.message(k) or {}).get("state") == "failed" for k in keys)
                    or None, timeout=60)
-        listing = eventually(lambda: _cli(world, "dlq", "list").strip() or None, timeout=30)
+        listing = eventually(lambda: world.cli("dlq", "list").strip() or None, timeout=30)
         assert "gave up after 2 attempts" in listing
         offset = listing.split("\t", 1)[0]
-        assert '"source_topic"' in _cli(world, "dlq", "show", offset)
+        assert '"source_topic"' in world.cli("dlq", "show", offset)
         letters = len(listing.strip().splitlines())
         assert f"hexcast_dlq_letters_total {letters}" in world.metrics()
         assert f"hexcast_dlq_depth {letters}" in world.metrics()
 
         _opt_out(world, "+13120000001")  # STOP recorded while the letter waited
         httpx.post(f"{sim}/control", json={"fail_rate": 0.0}).raise_for_status()
-        assert "replayed: 3" in _cli(world, "dlq", "replay", offset)
+        assert "replayed: 3" in world.cli("dlq", "replay", offset)
         assert f"hexcast_dlq_depth {letters - 1}" in world.metrics()  # that letter was replayed
         eventually(lambda: world.states() == {"accepted": 2, "suppressed": 1} or None, timeout=60)
         assert sorted(i["to"] for i in ledger(sim)) == ["+13120000000", "+13120000002"]

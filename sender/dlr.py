@@ -1,0 +1,60 @@
+"""Applying a provider's delivery receipts: one bad receipt costs only itself.
+
+A receipt the request model refuses (:attr:`sender.models.ReceiptBatch.refused`) and one the
+statement fails on alone (found by retrying the statement in halves: applying a receipt twice
+changes nothing, final states stay final) are dead-lettered on ``send.dlq``, each as a batch
+holding only that receipt; the others are applied. A PostgreSQL outage fails the request, so
+the provider retries it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from hexcast.bus import Bus
+from hexcast.deadletter import dead_letter
+from hexcast.isolation import isolate
+from hexcast.logging import get_logger
+from sender import repo
+
+__all__ = ["DLR_SOURCE", "apply_receipts", "dead_letter_receipts"]
+
+log = get_logger("hexcast.sender")
+DLR_SOURCE = "POST /v1/webhooks/dlr"
+"""The ``source_topic`` of a receipt's dead letter."""
+_INFRA = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+          asyncpg.CannotConnectNowError)
+Receipt = tuple[str, str, str | None]
+
+
+async def apply_receipts(
+    pool: asyncpg.Pool, bus: Bus, receipts: list[Receipt], *, actor: str
+) -> list[asyncpg.Record]:
+    """:func:`sender.repo.apply_receipts` in one statement when none fails; the receipts it
+    fails on alone are dead-lettered. Returns the messages that changed."""
+    async def run(group: list[Receipt]) -> list[asyncpg.Record]:
+        async with pool.acquire() as conn:
+            return await repo.apply_receipts(conn, receipts=group, actor=actor)
+
+    changed, failed = await isolate(receipts, run, log=log, event="receipts_failed",
+                                    passthrough=_INFRA)
+    await dead_letter_receipts(bus, [({"client_ref": ref, "status": status, "error": error},
+                                      f"receipt for {ref!r} not applied: {why}")
+                                     for (ref, status, error), why in failed])
+    return [row for group in changed for row in group]
+
+
+async def dead_letter_receipts(bus: Bus, refused: Sequence[tuple[Any, str]]) -> None:
+    """A letter per refused receipt (as posted, and why), holding a batch of only it."""
+    if not refused:
+        return
+    for _, why in refused:
+        log.error("dead_letter", source=DLR_SOURCE, reason=why[:300])
+    await bus.publish_many("send.dlq", [
+        ("dlr", dead_letter(DLR_SOURCE, b"dlr", why, json.dumps({"receipts": [item]}, default=str).encode()))
+        for item, why in refused
+    ])
