@@ -140,7 +140,7 @@ async def update_campaign(campaign_id: IdPath, body: CampaignUpdate, tenant: Ten
                           pool: PoolDep) -> CampaignPublic:
     """Rename, re-rate or reword a campaign. A new max_rate applies to runs created afterwards,
     a new body to chunks released afterwards."""
-    values = body.model_dump(exclude_none=True)
+    values = body.columns()
     async with pool.acquire() as conn:
         if "body" in values:
             await _check_segments(conn, tenant.id, str(values["body"]))
@@ -223,7 +223,7 @@ async def run_now(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep, setting
                 raise ConflictError(f"campaign {campaign_id} is {row['state']}")
             run_id = await start_now(conn, control, Campaign.from_row(row), settings)
             waves = await repo.waves_of(conn, run_ids=[run_id])
-            return run_public(await repo.get_run(conn, run_id=run_id), waves)
+            return run_public(await repo.get_run(conn, run_id=run_id), waves, row)
 
     return await idempotent(pool, tenant_id=tenant.id, key=idempotency_key, status=201,
                             digest=request_hash(f"/v1/campaigns/{campaign_id}/run-now", None), create=create)
@@ -241,10 +241,10 @@ async def start_now(conn: Conn, control: RunControl, c: Campaign, settings: Sett
 @router.get("/campaigns/{campaign_id}/runs", response_model=list[RunPublic])
 async def list_runs(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep) -> list[RunPublic]:
     async with pool.acquire() as conn:
-        await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
+        campaign = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
         runs = await repo.list_runs(conn, campaign_id=campaign_id)
         waves = await repo.waves_of(conn, run_ids=[r["id"] for r in runs])
-    return [run_public(r, [w for w in waves if w["run_id"] == r["id"]]) for r in runs]
+    return [run_public(r, [w for w in waves if w["run_id"] == r["id"]], campaign) for r in runs]
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats)

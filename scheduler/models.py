@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hexcast.errors import InvalidInput
 from hexcast.ids import DbId
+from hexcast.instants import WallClock, WallTime
+from hexcast.pgtext import PgText
 from scheduler.timing import localize, next_cron_wall, validate_cron, wall_clock
 from sender.models import Lane
 from sender.text import validate_template
-from targeting.models import validate_time_zone
+from targeting.models import Name, unset_default, validate_time_zone
 from targeting.segments import SegmentDefinition
 
 __all__ = [
+    "MIN_RATE",
     "PLACEHOLDER_FIELDS",
     "CampaignCreate",
     "CampaignPublic",
@@ -33,12 +36,16 @@ __all__ = [
     "WavePublic",
     "ZonePreview",
     "check_body",
+    "run_clock",
 ]
 
 #: Recipient fields a template may use as ``{name}``.
 PLACEHOLDER_FIELDS = ("first_name", "last_name", "user_id", "time_zone")
+MIN_RATE = 0.01
+"""The slowest pace a campaign may ask for (messages/s): a smaller one (5e-324 passed ``> 0``)
+put a wave's forecast finish beyond the calendar, and the preview answered 500."""
 TimeMode = Literal["fixed", "recipient_local"]
-Body = Annotated[str, Field(min_length=1, max_length=1600)]
+Body = Annotated[PgText, Field(min_length=1, max_length=1600)]
 
 
 def check_body(body: str) -> str:
@@ -53,7 +60,7 @@ def check_body(body: str) -> str:
 class TemplateCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     body: Body
 
     _body = field_validator("body")(check_body)
@@ -66,11 +73,13 @@ class TemplatePublic(BaseModel):
     placeholders: list[str]
     encoding: str
     segments: int
-    created_at: datetime
+    created_at: AwareDatetime
 
 
 _LAST_ZONE_BEHIND = timedelta(hours=12)
 """Etc/GMT+12 (Baker Island): the last wall clock to reach any given time of day."""
+_FIRST_YEAR, _LAST_YEAR = 1970, 9998
+"""Wall times and instants that every zone can convert (year 9999 plus 12 hours overflowed)."""
 
 
 def _naive(value: datetime | None, zone: str) -> datetime | None:
@@ -86,16 +95,16 @@ class CampaignCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     template_id: DbId | None = None
     body: Body | None = None
     segment: SegmentDefinition
-    cron: str | None = None
+    cron: PgText | None = None
     run_at: datetime | None = None
-    time_zone: str
+    time_zone: PgText
     time_mode: TimeMode = "fixed"
     deadline: datetime | None = None
-    max_rate: Annotated[float | None, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = None
+    max_rate: Annotated[float | None, Field(ge=MIN_RATE, le=1_000_000, allow_inf_nan=False)] = None
     lane: Lane = Lane.BULK
 
     _tz = field_validator("time_zone")(validate_time_zone)
@@ -104,6 +113,13 @@ class CampaignCreate(BaseModel):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         return None if value is None else validate_cron(value)
+
+    @field_validator("run_at", "deadline")
+    @classmethod
+    def _years(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not _FIRST_YEAR <= value.year <= _LAST_YEAR:
+            raise ValueError(f"must be between the years {_FIRST_YEAR} and {_LAST_YEAR}")
+        return value
 
     @field_validator("body")
     @classmethod
@@ -149,18 +165,22 @@ class CampaignCreate(BaseModel):
 
 
 class CampaignUpdate(BaseModel):
-    """What may change on a campaign (see ``PATCH /v1/campaigns/{id}``)."""
+    """What may change on a campaign (see ``PATCH /v1/campaigns/{id}``); ``"max_rate": null``
+    removes the cap. ``name`` and ``body`` cannot be null (their columns are NOT NULL): null is
+    a 422 naming them. A field left out keeps a placeholder default, never read (see
+    :meth:`columns`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    max_rate: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] | None = None
-    body: Body | None = None
+    name: Name = Field(default="", json_schema_extra=unset_default)
+    max_rate: Annotated[float, Field(ge=MIN_RATE, le=1_000_000, allow_inf_nan=False)] | None = None
+    body: Body = Field(default="", json_schema_extra=unset_default)
 
-    @field_validator("body")
-    @classmethod
-    def _body(cls, value: str | None) -> str | None:
-        return None if value is None else check_body(value)
+    _body = field_validator("body")(check_body)
+
+    def columns(self) -> dict[str, Any]:
+        """Column → new value, for the fields the request named."""
+        return self.model_dump(include=self.model_fields_set)
 
 
 class CampaignPublic(BaseModel):
@@ -170,21 +190,30 @@ class CampaignPublic(BaseModel):
     body: str
     segment: dict[str, Any]
     cron: str | None
-    run_at: datetime | None
+    run_at: AwareDatetime | None = Field(description=(
+        "A fixed-mode one-shot's start as an instant, at the campaign zone's offset; null for"
+        " cron campaigns and in recipient_local mode (see run_at_local)"))
+    run_at_local: WallTime | None = Field(description=(
+        "A one-shot's start as a wall time: in time_zone (fixed) or in each recipient's own"
+        " zone (recipient_local)"))
     time_zone: str
     time_mode: TimeMode
-    deadline: datetime | None
+    deadline: AwareDatetime | None = Field(description=(
+        "The fixed-mode deadline as an instant, at the campaign zone's offset; null without a"
+        " deadline and in recipient_local mode (see deadline_local)"))
+    deadline_local: WallTime | None = Field(description=(
+        "The deadline as a wall time, in time_zone (fixed) or in each recipient's zone"))
     max_rate: float | None
     lane: Lane
     state: str
-    created_at: datetime
+    created_at: AwareDatetime
 
 
 class QuietHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: time = Field(description="Local time quiet hours begin, e.g. 21:00")
-    end: time = Field(description="Local time they end, e.g. 08:00 (may wrap midnight)")
+    start: WallClock = Field(description="Local time quiet hours begin, e.g. 21:00")
+    end: WallClock = Field(description="Local time they end, e.g. 08:00 (may wrap midnight)")
 
 
 class PreviewRequest(BaseModel):
@@ -200,14 +229,31 @@ class ZonePreview(BaseModel):
     audience: int
     holdout: int
     sendable: int
-    starts_at: datetime | None = None
-    finishes_at: datetime | None = None
-    deadline_at: datetime | None = None
+    starts_at: AwareDatetime | None = None
+    finishes_at: AwareDatetime | None = None
+    deadline_at: AwareDatetime | None = None
+
+
+_SCHEDULED_FOR = "When the run starts: its first wave fires (recipient_local: in the earliest zone)"
+_LOCAL_TIME = "The run's wall time, in time_zone"
+_TIME_ZONE = "The zone of local_time; null in recipient_local mode (each recipient's own zone)"
+
+
+def run_clock(*, time_mode: str, time_zone: str, wall: datetime, first_fire_at: datetime
+              ) -> tuple[datetime, str | None]:
+    """A run's ``(local_time, time_zone)``: a recipient_local run is keyed by its wall time
+    (``wall``, in each recipient's own zone); a fixed run by its instant, read in the campaign's
+    zone."""
+    if time_mode == "recipient_local":
+        return wall, None
+    return wall_clock(first_fire_at, ZoneInfo(time_zone)), time_zone
 
 
 class PreviewPublic(BaseModel):
     campaign_id: int
-    scheduled_for: datetime = Field(description="Wall time of the next run")
+    scheduled_for: AwareDatetime = Field(description=_SCHEDULED_FOR)
+    local_time: WallTime = Field(description=_LOCAL_TIME)
+    time_zone: str | None = Field(description=_TIME_ZONE)
     audience: int
     holdout: int
     sendable: int
@@ -218,16 +264,16 @@ class PreviewPublic(BaseModel):
     capacity_per_s: float
     rate_per_s: float
     required_rate_per_s: float | None
-    starts_at: datetime | None
-    finishes_at: datetime | None
+    starts_at: AwareDatetime | None
+    finishes_at: AwareDatetime | None
     meets_deadline: bool
     verdict: str
 
 
 class WavePublic(BaseModel):
     time_zone: str | None
-    fire_at: datetime
-    deadline_at: datetime | None
+    fire_at: AwareDatetime
+    deadline_at: AwareDatetime | None
     state: str
     released: int
     held_out: int
@@ -237,11 +283,13 @@ class WavePublic(BaseModel):
 class RunPublic(BaseModel):
     id: int
     campaign_id: int
-    scheduled_for: datetime
+    scheduled_for: AwareDatetime = Field(description=_SCHEDULED_FOR)
+    local_time: WallTime = Field(description=_LOCAL_TIME)
+    time_zone: str | None = Field(description=_TIME_ZONE)
     state: str
     rate_per_s: float | None
-    created_at: datetime
-    released_at: datetime | None
+    created_at: AwareDatetime
+    released_at: AwareDatetime | None
     waves: list[WavePublic]
 
 

@@ -15,7 +15,7 @@ from scheduler.forecast import (
     pacing_rate,
     required_rate,
 )
-from scheduler.models import PreviewPublic, ZonePreview
+from scheduler.models import PreviewPublic, ZonePreview, run_clock
 from scheduler.timing import localize, next_fire, wall_clock
 from sender.keys import bulk_key
 from sender.models import Lane, SendBatch, SendRequest
@@ -222,8 +222,10 @@ def build_preview(
         for z in zones
     ]
     sendable = sum(z.audience - z.holdout for z in zones)
+    local_time, zone = run_clock(time_mode=c.time_mode, time_zone=c.time_zone, wall=fire.scheduled_for,
+                                 first_fire_at=fire.first_fire_at)
     return PreviewPublic(
-        campaign_id=c.id, scheduled_for=fire.scheduled_for,
+        campaign_id=c.id, scheduled_for=fire.first_fire_at, local_time=local_time, time_zone=zone,
         audience=sum(z.audience for z in zones), holdout=sum(z.holdout for z in zones),
         sendable=sendable, zones=out, encoding=encoding, segments_per_message=segs,
         cost_units=sendable * segs, capacity_per_s=capacity, rate_per_s=rate,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from scheduler.models import CampaignPublic, RunPublic, RunStats, TemplatePublic, WavePublic
+from scheduler.models import CampaignPublic, RunPublic, RunStats, TemplatePublic, WavePublic, run_clock
+from scheduler.timing import localize
 from sender.stats import RunMessageStats
 from sender.text import placeholders, segment_info
 
@@ -18,16 +21,34 @@ def template_public(row: Any) -> TemplatePublic:
                           segments=info.segments, created_at=row["created_at"])
 
 
+def _instant(wall: datetime | None, campaign: Any) -> datetime | None:
+    """A fixed-mode wall time as an instant at the campaign zone's offset (None otherwise)."""
+    if wall is None or campaign["time_mode"] == "recipient_local":
+        return None
+    zone = ZoneInfo(campaign["time_zone"])
+    return localize(wall, zone).astimezone(zone)
+
+
 def campaign_public(row: Any) -> CampaignPublic:
-    return CampaignPublic.model_validate(dict(row))
+    """The ``timestamp`` columns are wall times: answered as such, and as instants when fixed."""
+    return CampaignPublic.model_validate({
+        **dict(row), "run_at": _instant(row["run_at"], row), "run_at_local": row["run_at"],
+        "deadline": _instant(row["deadline"], row), "deadline_local": row["deadline"],
+    })
 
 
 def _wave(row: Any) -> WavePublic:
     return WavePublic.model_validate(dict(row))
 
 
-def run_public(row: Any, waves: list[Any]) -> RunPublic:
-    return RunPublic.model_validate({**dict(row), "waves": [_wave(w) for w in waves]})
+def run_public(row: Any, waves: list[Any], campaign: Any) -> RunPublic:
+    """``scheduled_for`` answers the run's first fire instant; the ``timestamp`` column (a UTC
+    instant or a wall time, by mode) becomes ``local_time`` with its ``time_zone``."""
+    local_time, zone = run_clock(time_mode=campaign["time_mode"], time_zone=campaign["time_zone"],
+                                 wall=row["scheduled_for"], first_fire_at=row["first_fire_at"])
+    return RunPublic.model_validate({**dict(row), "scheduled_for": row["first_fire_at"],
+                                     "local_time": local_time, "time_zone": zone,
+                                     "waves": [_wave(w) for w in waves]})
 
 
 def run_stats(row: Any, waves: list[Any], messages: RunMessageStats) -> RunStats:

@@ -12,7 +12,6 @@ import asyncio
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
 from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hexcast import strictjson
 from hexcast.db import Conn, refresh_stats
 from hexcast.errors import InvalidInput
+from hexcast.instants import PastInstant
+from hexcast.pgtext import PgText, pg_text_problem
 from targeting.models import normalize_phone, validate_time_zone
 from targeting.segments import Interest, cell_ancestors
 
@@ -29,24 +30,24 @@ MAX_REPORTED_ERRORS = 1000
 _COPY_BATCH = 10_000
 _COLUMNS = ("line", "user_id", "phone", "time_zone", "interests", "first_name", "last_name",
             "consent_at", "consent_source", "consent_text", "lat", "lng", "h3_cells", "last_visit_at")
-Name = Annotated[str, Field(max_length=100)]
+Name = Annotated[PgText, Field(max_length=100)]
 
 
 class ImportRow(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    user_id: Annotated[str, Field(min_length=1, max_length=128)]
-    phone: str
-    time_zone: str | None = None
+    user_id: Annotated[PgText, Field(min_length=1, max_length=128)]
+    phone: PgText
+    time_zone: PgText | None = None
     interests: list[Interest] = Field(default_factory=list, max_length=100)
     first_name: Name | None = None
     last_name: Name | None = None
-    consent_at: datetime | None = None
-    consent_source: Annotated[str, Field(max_length=200)] | None = None
-    consent_text: Annotated[str, Field(max_length=2000)] | None = None
+    consent_at: PastInstant | None = None
+    consent_source: Annotated[PgText, Field(max_length=200)] | None = None
+    consent_text: Annotated[PgText, Field(max_length=2000)] | None = None
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
     lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
-    last_visit_at: datetime | None = None
+    last_visit_at: PastInstant | None = None
 
     _phone = field_validator("phone")(normalize_phone)
 
@@ -148,6 +149,11 @@ class _Collector:
         if isinstance(raw, str):
             self.error(line, None, raw)
             return None
+        for key in raw:  # a column name PostgreSQL could not store cannot be answered as text
+            problem = pg_text_problem(key)
+            if problem is not None:
+                self.error(line, ascii(key), f"column name {problem}")
+                return None
         try:
             row = ImportRow.model_validate(raw)
         except ValidationError as exc:

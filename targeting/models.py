@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from hexcast.ids import DbId
+from hexcast.instants import PastInstant, WallClock
+from hexcast.pgtext import PgText
 from hexcast.wire import WireRecord
 from targeting.geofence import Geofence
 
@@ -18,10 +21,12 @@ __all__ = [
     "CatalogRecord",
     "ConsentIn",
     "DailyHours",
-    "PromotionEntry",
-    "PromotionPolicy",
+    "INT_MAX",
+    "Name",
     "ProfileRecord",
     "PromotionCreate",
+    "PromotionEntry",
+    "PromotionPolicy",
     "PromotionPublic",
     "RecipientCreate",
     "RecipientPublic",
@@ -30,18 +35,28 @@ __all__ = [
     "StoreEntry",
     "StorePublic",
     "normalize_phone",
+    "unset_default",
     "validate_time_zone",
 ]
 
 _INTEREST = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")
-Interest = Annotated[str, Field(min_length=1, max_length=80)]
+Interest = Annotated[PgText, Field(min_length=1, max_length=80)]
+Name = Annotated[PgText, Field(min_length=1, max_length=200)]
+INT_MAX = 2**31 - 1
+"""PostgreSQL ``integer``: a larger count is a 422 naming the field, not a driver error."""
+
+
+def unset_default(schema: JsonDict) -> None:
+    """The JSON schema of a PATCH field one may leave out but not set to null: its placeholder
+    default is not documented (it is never read: a PATCH takes only the fields it names)."""
+    schema.pop("default", None)
 
 
 def validate_time_zone(value: str) -> str:
     """An IANA zone name, or ValueError naming it."""
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory, a long name too long
         raise ValueError(
             f"unknown time zone {value!r} (use an IANA name like America/Chicago)"
         ) from None
@@ -71,13 +86,15 @@ def _check_interests(values: list[str]) -> list[str]:
 class StoreCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
     lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-    time_zone: str
+    time_zone: PgText
     geofence: Geofence
-    accuracy_max_m: Annotated[float, Field(gt=0, le=5000, allow_inf_nan=False)] = 100.0
-    """Visit events reporting a worse GPS accuracy are ignored for this store (and counted)."""
+    accuracy_max_m: Annotated[float, Field(ge=1, le=5000, allow_inf_nan=False)] = 100.0
+    """Visit events reporting a worse GPS accuracy are ignored for this store (and counted).
+    At least 1 m: the column is a ``real`` (a tiny positive double such as 5e-324 became 0
+    there and broke its check), and no phone reports better."""
 
     _tz = field_validator("time_zone")(validate_time_zone)
 
@@ -93,7 +110,7 @@ class StorePublic(BaseModel):
     h3_resolution: int
     accuracy_max_m: float
     active: bool
-    created_at: datetime
+    created_at: AwareDatetime
 
 
 class DailyHours(BaseModel):
@@ -101,13 +118,11 @@ class DailyHours(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    start: time
-    end: time
+    start: WallClock
+    end: WallClock
 
     @model_validator(mode="after")
     def _window(self) -> DailyHours:
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError("hours are local wall times of the store, without an offset")
         if self.start == self.end:
             raise ValueError("hours.start and hours.end are equal (leave hours out for all day)")
         return self
@@ -134,8 +149,8 @@ class PromotionPolicy(BaseModel):
     max_gap_minutes: Annotated[int, Field(ge=1, le=720)] = 30
     nearby_m: Annotated[int, Field(ge=0, le=5000)] = 0
     cooldown_minutes: Annotated[int, Field(ge=0, le=525_600)] = 1440
-    budget: Annotated[int | None, Field(ge=1)] = None
-    interest_weights: dict[str, Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
+    budget: Annotated[int | None, Field(ge=1, le=INT_MAX)] = None
+    interest_weights: dict[Interest, Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
         default_factory=dict
     )
 
@@ -159,8 +174,8 @@ class PromotionCreate(PromotionPolicy):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     store_id: DbId
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    body: Annotated[str, Field(min_length=1, max_length=1600)]
+    name: Name
+    body: Annotated[PgText, Field(min_length=1, max_length=1600)]
     interests: list[Interest] = Field(default_factory=list, max_length=50)
     valid_from: date | None = None
     valid_until: date | None = None
@@ -186,23 +201,23 @@ class PromotionPublic(PromotionPolicy):
     valid_from: date | None
     valid_until: date | None
     active: bool
-    created_at: datetime
+    created_at: AwareDatetime
 
 
 class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at: datetime
-    source: Annotated[str, Field(min_length=1, max_length=200)]
-    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    at: PastInstant
+    source: Name
+    text: Annotated[PgText, Field(min_length=1, max_length=2000)]
 
 
 class RecipientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    user_id: Annotated[str, Field(min_length=1, max_length=128)]
-    phone: str
-    time_zone: str | None = None
+    user_id: Annotated[PgText, Field(min_length=1, max_length=128)]
+    phone: PgText
+    time_zone: PgText | None = None
     interests: list[Interest] = Field(default_factory=list, max_length=100)
     consent: ConsentIn | None = None
 
@@ -216,24 +231,20 @@ class RecipientCreate(BaseModel):
 
 
 class RecipientUpdate(BaseModel):
-    """What may change on a recipient (``PATCH``); ``"consent": null`` withdraws consent."""
+    """What may change on a recipient (``PATCH``); ``"consent": null`` withdraws consent and
+    ``"time_zone": null`` removes the zone. ``phone`` and ``interests`` cannot be null (their
+    columns are NOT NULL; ``[]`` clears the interests): null is a 422 naming them. A field left
+    out keeps a placeholder default, never read (:meth:`columns` takes the fields named)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    phone: str | None = None
-    time_zone: str | None = None
-    interests: list[Interest] | None = Field(default=None, max_length=100)
+    phone: PgText = Field(default="", json_schema_extra=unset_default)
+    time_zone: PgText | None = None
+    interests: list[Interest] = Field(default_factory=list, max_length=100, json_schema_extra=unset_default)
     consent: ConsentIn | None = None
 
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_phone(value)
-
-    @field_validator("interests")
-    @classmethod
-    def _interests(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_interests(value)
+    _phone = field_validator("phone")(normalize_phone)
+    _interests = field_validator("interests")(_check_interests)
 
     @field_validator("time_zone")
     @classmethod
@@ -244,8 +255,6 @@ class RecipientUpdate(BaseModel):
     def _something(self) -> RecipientUpdate:
         if not self.model_fields_set:
             raise ValueError("nothing to change: give phone, time_zone, interests or consent")
-        if "phone" in self.model_fields_set and self.phone is None:
-            raise ValueError("phone cannot be removed")
         return self
 
     def columns(self) -> dict[str, Any]:
@@ -270,7 +279,7 @@ class RecipientPublic(BaseModel):
     interests: list[str]
     consent: bool
     opted_out: bool
-    created_at: datetime
+    created_at: AwareDatetime
 
 
 class StoreEntry(BaseModel):

@@ -22,6 +22,8 @@ import h3
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hexcast.errors import InvalidInput
+from hexcast.ids import DbId
+from hexcast.pgtext import PgText
 from targeting.geofence import MultiPolygonFence, PolygonFence, cover_cells, fence_geometry
 from targeting.models import validate_time_zone
 
@@ -48,13 +50,13 @@ CELL_MIN_RES = 3
 _MAX_SEGMENT_CELLS = 50_000
 MAX_USER_IDS = 10_000
 """Most user ids an explicit ``user_ids`` segment lists (e.g. one analysed cluster)."""
-Interest = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")]
+Interest = Annotated[PgText, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")]
 
 
 class NearStores(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    store_ids: Annotated[list[int], Field(min_length=1, max_length=500)]
+    store_ids: Annotated[list[DbId], Field(min_length=1, max_length=500)]
     radius_km: Annotated[float, Field(gt=0, le=500, allow_inf_nan=False)]
 
 
@@ -66,13 +68,13 @@ class SegmentCriteria(BaseModel):
 
     interests_any: list[Interest] = Field(default_factory=list, max_length=100)
     interests_all: list[Interest] = Field(default_factory=list, max_length=20)
-    time_zones: list[str] = Field(default_factory=list, max_length=600)
-    h3_cells: list[str] = Field(default_factory=list, max_length=10_000)
+    time_zones: list[PgText] = Field(default_factory=list, max_length=600)
+    h3_cells: list[PgText] = Field(default_factory=list, max_length=10_000)
     polygon: PolygonFence | MultiPolygonFence | None = None
     near_stores: NearStores | None = None
     visited_within_days: Annotated[int | None, Field(ge=1, le=3650)] = None
     not_visited_within_days: Annotated[int | None, Field(ge=1, le=3650)] = None
-    user_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    user_ids: list[Annotated[PgText, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=MAX_USER_IDS
     )
 

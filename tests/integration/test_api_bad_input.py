@@ -12,13 +12,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.broker import delete_topics
 from hexcast.procs import free_port, hexcast_process, wait_http
 from hexcast.settings import Settings
 from hexcast.tenants import create_tenant
 from hexcast.topics import create_topics, topic_specs
+from scheduler.models import MIN_RATE
+from tests.integration.apiproc import published
 from tests.integration.conftest import make_settings
 
 NOW = datetime.now(UTC).isoformat()
@@ -52,17 +53,6 @@ def api(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFac
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
-async def _published(settings: Settings) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
-    try:
-        topic = settings.topic("visits")
-        parts = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        return sum((await consumer.end_offsets(parts)).values())
-    finally:
-        await consumer.stop()
-
-
 def _event(**over: Any) -> dict[str, Any]:
     return {**GOOD, **over}
 
@@ -88,7 +78,7 @@ def test_invalid_events_rejected_with_field(
     response = client.post("/v1/visits", json=body)
     assert response.status_code == 422, response.text
     assert field in response.json()["message"]
-    assert asyncio.run(_published(settings)) == 0
+    assert published(settings) == 0
 
 
 def test_malformed_json_and_oversize_body(api: tuple[httpx.Client, Settings]) -> None:
@@ -100,7 +90,7 @@ def test_malformed_json_and_oversize_body(api: tuple[httpx.Client, Settings]) ->
     big = client.post("/v1/visits", content=b"x" * 300_000,
                       headers={"content-type": "application/json"})
     assert big.status_code == 413
-    assert asyncio.run(_published(settings)) == 0
+    assert published(settings) == 0
 
 
 _DEEP = b"[" * 100_000 + b"]" * 100_000  # 200 kB: under the body limit
@@ -122,14 +112,14 @@ def test_json_that_python_reads_but_json_has_not_is_a_4xx(
     """NaN, numbers beyond a double (read as infinity) and 100,000 nested arrays: a clear
     4xx, where the error answer itself (it echoes the input) or the parser's recursion failed."""
     client, settings = api
-    before = asyncio.run(_published(settings))
+    before = published(settings)
     content = body.replace(b"%s", NOW.encode()) if body is not _DEEP else body
     response = client.post(path, content=content, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
     assert says in response.json()["message"]
     after = client.post("/v1/stores", json={**_STORE, "geofence": {"type": "circle", "radius_m": 50}})
     assert after.status_code == 201, after.text  # the API goes on
-    assert asyncio.run(_published(settings)) == before
+    assert published(settings) == before
 
 
 _HUGE = 2**63  # one past PostgreSQL's bigint
@@ -185,11 +175,11 @@ def test_bad_catalog_input(api: tuple[httpx.Client, Settings]) -> None:
 
 def test_a_good_event_is_published_once(api: tuple[httpx.Client, Settings]) -> None:
     client, settings = api
-    before = asyncio.run(_published(settings))
+    before = published(settings)
     response = client.post("/v1/visits", json={"events": [GOOD, _event(event_id="e2", user_id="u2")]})
     assert response.status_code == 202
     assert response.json() == {"accepted": 2, "records": 2}
-    assert asyncio.run(_published(settings)) == before + 2
+    assert published(settings) == before + 2
 
 
 _STORE = {"name": "x", "lat": 41.88, "lng": -87.62, "time_zone": "America/Chicago"}
@@ -286,3 +276,113 @@ def test_an_otp_key_replays_its_first_answer_and_refuses_another_body(
     other = client.post("/v1/messages/otp", json={**otp, "body": "Your code is 9999"}, headers=key)
     assert other.status_code == 409
     assert "different request" in other.json()["message"]
+
+
+_CONSENT = {"at": "2026-01-01T00:00:00Z", "source": "app", "text": "Offers by SMS"}
+_FAR = {"user_id": "far", "phone": "+13125550177"}
+_CAMPAIGN = {"name": "c", "body": "Hi", "segment": {"everyone": True}, "run_at": "2030-11-26T09:00:00",
+             "time_zone": "America/Los_Angeles"}
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/stores", {**_STORE, "accuracy_max_m": 5e-324, "geofence": {"type": "circle", "radius_m": 50}},
+     "body.accuracy_max_m"),  # > 0, and 0 in the real column: its check failed (500)
+    ("/v1/promotions", {**_PROMO, "budget": 2**31}, "body.budget"),  # past the integer column
+    ("/v1/visits", _event(accuracy_m=5e-324), "body.accuracy_m"),  # 0 in the history's real
+    ("/v1/recipients", {**_FAR, "consent": {**_CONSENT, "at": "4810-01-01T00:00:00Z"}}, "body.consent.at"),
+    ("/v1/recipients", {**_FAR, "consent": {**_CONSENT, "at": "9999-12-31T23:59:59"}}, "body.consent.at"),
+    ("/v1/campaigns", {**_CAMPAIGN, "run_at": "9999-12-31T20:00:00"}, "body.run_at"),  # +8 h overflowed
+    ("/v1/campaigns", {**_CAMPAIGN, "time_zone": "America"}, "body.time_zone"),  # a directory: OSError
+    ("/v1/campaigns", {**_CAMPAIGN, "max_rate": 5e-324}, "body.max_rate"),  # preview: a finish past 9999
+    ("/v1/campaigns", {**_CAMPAIGN, "segment": {"time_zones": ["é" * 300]}}, "body.segment.time_zones"),
+    ("/v1/campaigns", {**_CAMPAIGN, "segment": {"near_stores": {"store_ids": [2**63], "radius_km": 1}}},
+     "body.segment.near_stores.store_ids.0"),
+])
+def test_values_the_tables_cannot_hold_or_that_cannot_be_are_422_naming_the_field(
+    api: tuple[httpx.Client, Settings], path: str, body: dict[str, Any], field: str
+) -> None:
+    client, settings = api
+    before = published(settings)
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(f"{field}: "), response.json()["message"]
+    assert published(settings) == before
+
+
+def _recipient(client: httpx.Client) -> str:
+    user = f"patch-{uuid.uuid4().hex[:6]}"
+    phone = f"+1312555{uuid.uuid4().int % 10_000:04d}"
+    made = client.post("/v1/recipients", json={"user_id": user, "phone": phone, "interests": ["garden"],
+                                                "time_zone": "America/Chicago", "consent": _CONSENT})
+    assert made.status_code == 201, made.text
+    return user
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"interests": None}, "body.interests"),  # the schema allowed null, the column does not (500)
+    ({"phone": None}, "body.phone"),
+    ({"consent": {**_CONSENT, "at": "4810-01-01T00:00:00Z"}}, "body.consent.at"),
+])
+def test_a_recipient_patch_refuses_null_for_not_null_columns_and_far_future_consent(
+    api: tuple[httpx.Client, Settings], body: dict[str, Any], field: str
+) -> None:
+    client, _ = api
+    user = _recipient(client)
+    before = client.get(f"/v1/recipients/{user}").json()
+    response = client.patch(f"/v1/recipients/{user}", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(f"{field}: ")
+    assert client.get(f"/v1/recipients/{user}").json() == before
+
+
+def test_null_clears_what_is_nullable(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    user = _recipient(client)
+    cleared = client.patch(f"/v1/recipients/{user}", json={"time_zone": None, "interests": []})
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["time_zone"], cleared.json()["interests"]) == (None, [])
+    made = client.post("/v1/campaigns", json={**_CAMPAIGN, "max_rate": 20})
+    assert made.status_code == 201, made.text
+    path = f"/v1/campaigns/{made.json()['id']}"
+    refused = client.patch(path, json={"name": None})
+    assert refused.status_code == 422, refused.text  # was a silent 200 that changed nothing
+    assert refused.json()["message"].startswith("body.name: ")
+    uncapped = client.patch(path, json={"max_rate": None})
+    assert uncapped.status_code == 200, uncapped.text
+    assert client.get(path).json()["max_rate"] is None
+
+
+def test_an_import_row_consented_in_the_far_future_is_rejected(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    csv = ("user_id,phone,consent_at,last_visit_at\n"
+           "imp-now,+13125550161,2026-01-01T00:00:00Z,\n"
+           "imp-far,+13125550162,9999-01-01T00:00:00Z,\n"
+           "imp-visit,+13125550163,,4810-01-01\n")
+    response = client.post("/v1/recipients/import", content=csv.encode(),
+                           headers={"content-type": "text/csv"})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["inserted"], report["rejected"]) == (1, 2)
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "consent_at"), (4, "last_visit_at")]
+
+
+def test_quiet_hours_with_an_offset_are_a_422(api: tuple[httpx.Client, Settings]) -> None:
+    """An aware time of day was taken (and, with an audience, compared with the naive times of
+    the forecast: a TypeError, a 500)."""
+    client, _ = api
+    made = client.post("/v1/campaigns", json=_CAMPAIGN)
+    assert made.status_code == 201, made.text
+    quiet = {"quiet_hours": {"start": "21:00+02:00", "end": "08:00"}}
+    response = client.post(f"/v1/campaigns/{made.json()['id']}/preview", json=quiet)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("body.quiet_hours.start: ")
+
+
+def test_the_slowest_campaign_allowed_previews_its_finish(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    _recipient(client)
+    made = client.post("/v1/campaigns", json={**_CAMPAIGN, "max_rate": MIN_RATE})
+    assert made.status_code == 201, made.text
+    preview = client.post(f"/v1/campaigns/{made.json()['id']}/preview", json={})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["rate_per_s"] <= MIN_RATE
