@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["PgText", "check_pg_text", "pg_text_problem"]
+__all__ = ["PgText", "check_pg_text", "pg_text_problem", "storable"]
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -28,6 +28,12 @@ def pg_text_problem(value: str) -> str | None:
     char = found.group()
     what = "NUL (\\u0000)" if char == "\x00" else f"a lone surrogate (\\u{ord(char):04x})"
     return f"contains {what} at position {found.start()}, which cannot be stored"
+
+
+def storable(value: str) -> str:
+    """``value`` with every code point PostgreSQL ``text`` cannot store replaced by U+FFFD: for
+    third-party text we keep rather than refuse (a provider's message id or error)."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def check_pg_text(value: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httpx
 
 from hexcast.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
+from hexcast.pgtext import storable
 from sender.models import ProviderSpec
 
 __all__ = [
@@ -65,6 +66,15 @@ class Provider(Protocol):
 
 _UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
 """What reading a provider's JSON answer raises when it is cut off or not of the agreed shape."""
+
+
+_TEXT_MAX = 500
+
+
+def _text(value: object) -> str | None:
+    """A provider's id or error as text we can store: a string (a number is read as one), without
+    the code points PostgreSQL refuses, at most 500 characters. None stays None."""
+    return None if value is None else storable(str(value))[:_TEXT_MAX]
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -123,7 +133,7 @@ class _HttpProvider:
         if response.status_code != 200:
             raise ProviderUnavailable(f"{self.name}: lookup HTTP {response.status_code}")
         try:
-            pmid = response.json().get("provider_message_id")
+            pmid = _text(response.json().get("provider_message_id"))
         except _UNREADABLE as exc:
             raise self._unreadable(exc) from exc
         return ProviderResult(client_ref=client_ref, accepted=True, provider_message_id=pmid)
@@ -142,7 +152,7 @@ class BatchProvider(_HttpProvider):
         except ProviderError as exc:
             return SendReport(failure=exc)
         if response.status_code != 200:
-            error = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
+            error = ProviderError(f"{self.name}: HTTP {response.status_code}: {_text(response.text)}")
             error.retryable = False
             return SendReport(failure=error)
         try:
@@ -150,8 +160,8 @@ class BatchProvider(_HttpProvider):
                 ProviderResult(
                     client_ref=item["client_ref"],
                     accepted=item.get("status") == "accepted",
-                    provider_message_id=item.get("provider_message_id"),
-                    error=item.get("error"),
+                    provider_message_id=_text(item.get("provider_message_id")),
+                    error=_text(item.get("error")),
                 )
                 for item in response.json()["results"]
             ])
@@ -193,7 +203,7 @@ class SingleProvider(_HttpProvider):
         taken = response.status_code in (200, 201)
         try:
             item = response.json()
-            pmid, error = item.get("provider_message_id"), str(item.get("error", "rejected"))
+            pmid, error = _text(item.get("provider_message_id")), _text(item.get("error", "rejected"))
         except _UNREADABLE as exc:
             if taken:
                 raise self._unreadable(exc) from exc
@@ -202,7 +212,7 @@ class SingleProvider(_HttpProvider):
             return ProviderResult(msg.client_ref, True, pmid)
         if response.status_code in (400, 422):
             return ProviderResult(msg.client_ref, False, None, error)
-        failure = ProviderError(f"{self.name}: HTTP {response.status_code}: {response.text}")
+        failure = ProviderError(f"{self.name}: HTTP {response.status_code}: {_text(response.text)}")
         failure.retryable = False
         raise failure
 
