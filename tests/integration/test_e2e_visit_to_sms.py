@@ -63,7 +63,8 @@ def world(stack: Stack, database_url: str) -> dict[str, Any]:
     promo_b = _post(api, "/v1/promotions", store_id=store_b["id"], name="Everyone",
                     body="Free coffee in Evanston", interests=[])
     consent = {"at": "2026-01-01T00:00:00Z", "source": "app", "text": "Offers by SMS"}
-    users = {"fan": ["electronics/phones"], "gardener": ["garden"], "far": ["electronics"]}
+    users = {"fan": ["electronics/phones"], "gardener": ["garden"], "far": ["electronics"],
+             "scoped": ["books"]}
     phones = {}
     for n, (user, interests) in enumerate(users.items()):
         phone = f"+1312200{n:04d}"
@@ -146,7 +147,12 @@ def test_api_keys_are_required_and_scoped(stack: Stack, world: dict[str, Any]) -
     assert other.get("/v1/stores").json() == []
     response = other.post("/v1/promotions", json={"store_id": store_id, "name": "x", "body": "y"})
     assert response.status_code == 404
-    assert other.get(f"/v1/messages/{world['promo_a']['id']}").status_code == 404
+    # A real message of tenant A (the promotion for everyone at store B): A reads it, B cannot.
+    _visit(world["api"], f"scoped-{world['tag']}", STORE_B, "ev-scoped-1")
+    sent = eventually(lambda: _ledger_for(stack, world["phones"]["scoped"]), timeout=90)
+    key = sent[0]["client_ref"]
+    eventually(lambda: world["api"].get(f"/v1/messages/{key}").status_code == 200 or None, timeout=30)
+    assert other.get(f"/v1/messages/{key}").status_code == 404
 
 
 def test_recipient_updates_reach_the_matcher_and_are_scoped(
