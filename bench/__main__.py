@@ -25,8 +25,8 @@ from bench.holiday import run_holiday
 from bench.limits import run_limits
 from bench.report import save, table, write_markdown
 from bench.visits import run_visits
-from hexcast.broker import EmbeddedBroker
-from hexcast.logging import configure_logging
+from hexcast.core.logging import configure_logging
+from hexcast.devstack.broker import EmbeddedBroker
 
 BENCHMARKS = Path("BENCHMARKS.md")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import asyncpg
 
-from hexcast.db import apply_migrations
-from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.settings import Settings, load_settings
+from hexcast.core.db import apply_migrations
+from hexcast.core.settings import Settings, load_settings
+from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
 
 __all__ = [
     "OUT",
@@ -132,7 +132,7 @@ _PREFIXES: dict[str, set[str]] = {}
 
 
 async def _clear(url: str, prefixes: set[str]) -> int:
-    from hexcast.cache import connect_redis
+    from hexcast.core.cache import connect_redis
 
     client = connect_redis(url)
     wanted = tuple(p.encode() for p in prefixes)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import asyncpg
 
+from hexcast.core.tenants import create_tenant
 from hexcast.synth import INTERESTS, METROS, Metro
-from hexcast.tenants import create_tenant
 from targeting.geofence import destination
 from targeting.models import StoreCreate
 from targeting.service import fence_cells

@@ -23,9 +23,9 @@ from bench.common import Procs, Timer, bench_settings, rss_mb
 from bench.cpu import snapshot
 from bench.otp import OtpLoad, OtpReport
 from bench.reference import reference_pipeline
-from hexcast.settings import Settings
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics
 
 __all__ = ["HolidayResult", "ZONES", "load_holiday_audience", "run_holiday"]
 

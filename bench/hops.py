@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import percentile
 from bench.kafka import assign_at_end
-from hexcast.broker import TopicSpec, delete_topics, ensure_topics
+from hexcast.core.kafka import TopicSpec, delete_topics, ensure_topics
 
 __all__ = ["HopLatency", "broker_hops"]
 

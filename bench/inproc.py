@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench.common import Timer
 from bench.loadgen import EVENTS_PER_POST, LoadPlan
-from hexcast.db import connect_pool
+from hexcast.core.db import connect_pool
 from streams.matcher import MatchState
 from streams.models import VisitEvent, VisitRecord
 from targeting import repo as targeting_repo

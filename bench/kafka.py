@@ -14,7 +14,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hexcast.errors import HexcastError
+from hexcast.core.errors import HexcastError
 
 __all__ = ["Ends", "Group", "GroupRun", "assign_at_end", "end_offsets", "partitions"]
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench import ui
 from bench.common import Procs, Timer, bench_settings
 from bench.hops import broker_hops
-from hexcast.broker import TopicSpec, delete_topics, ensure_topics
+from hexcast.core.kafka import TopicSpec, delete_topics, ensure_topics
 from sender.keys import bulk_key
 
 __all__ = ["BrokerLimit", "broker_limit", "copy_limit", "run_limits", "sim_limit"]

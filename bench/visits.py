@@ -31,11 +31,11 @@ from bench.kafka import Ends, Group
 from bench.latency import Collector, LatencyReport, latency_report, ledger_since
 from bench.loadgen import EVENTS_PER_POST, LoadPlan
 from bench.noop import OUT_TOPIC
-from hexcast.broker import TopicSpec, ensure_topics
+from hexcast.core.kafka import TopicSpec, ensure_topics
+from hexcast.core.settings import Settings
+from hexcast.core.topics import create_topics
+from hexcast.devstack.procs import wait_http
 from hexcast.ops import sync_catalog
-from hexcast.procs import wait_http
-from hexcast.settings import Settings
-from hexcast.topics import create_topics
 from sender.models import Lane
 from streams.service import visit_key
 

@@ -16,15 +16,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hexcast import __version__
-from hexcast.bodyguard import BodyGuard
-from hexcast.bus import Bus, BusUnavailable
-from hexcast.cache import connect_redis
-from hexcast.db import connect_pool
-from hexcast.echo import MESSAGE_LIMIT, clip_echo, clip_text
-from hexcast.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
-from hexcast.logging import configure_logging, get_logger
-from hexcast.settings import Settings
-from hexcast.watchdog import LoopWatchdog
+from hexcast.core.bodyguard import BodyGuard
+from hexcast.core.bus import Bus, BusUnavailable
+from hexcast.core.cache import connect_redis
+from hexcast.core.db import connect_pool
+from hexcast.core.echo import MESSAGE_LIMIT, clip_echo, clip_text
+from hexcast.core.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
+from hexcast.core.logging import configure_logging, get_logger
+from hexcast.core.settings import Settings
+from hexcast.core.watchdog import LoopWatchdog
 from scheduler.api import router as campaigns_router
 from sender.api import router as sender_router
 from streams.api import metrics_router as matcher_metrics_router

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hexcast import __version__
-from hexcast.wire import WireRecord
+from hexcast.core.wire import WireRecord
 from sender.models import DeadLetter, DeliveryBatch, SendBatch
 from streams.models import VisitRecord
 from targeting.models import CatalogRecord, ProfileRecord

@@ -9,9 +9,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from hexcast.errors import HexcastError
-from hexcast.logging import configure_logging
-from hexcast.settings import Settings, get_settings
+from hexcast.core.errors import HexcastError
+from hexcast.core.logging import configure_logging
+from hexcast.core.settings import Settings, get_settings
 from scheduler.cli import campaign_app, scheduler_command
 from sender.cli import deferred_app, dlq_app
 from sender.models import Lane
@@ -63,7 +63,7 @@ def tenant_create(name: Annotated[str, typer.Argument(help="Tenant (brand) name"
 @app.command("topics")
 def topics() -> None:
     """Create the topics on the broker (idempotent)."""
-    from hexcast.topics import create_topics
+    from hexcast.core.topics import create_topics
 
     _run(lambda: create_topics(_settings()))
     typer.echo("topics ready")

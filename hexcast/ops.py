@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from hexcast.bus import Bus
-from hexcast.db import apply_migrations, connect_pool
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.bus import Bus
+from hexcast.core.db import apply_migrations, connect_pool
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
 from hexcast.synth import SynthParams, generate
 from hexcast.synth_load import SynthSummary, load
-from hexcast.tenants import create_tenant
 from targeting import repo as targeting_repo
 from targeting.service import profile_record, promotion_record, store_record
 

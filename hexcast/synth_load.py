@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from hexcast.db import Conn
+from hexcast.core.db import Conn
+from hexcast.core.tenants import create_tenant
 from hexcast.synth import DEMO_TENANT, SynthData, SynthMessage, SynthVisit, geo_messages
 from hexcast.synth_campaign import (
     SEND_RATE,
@@ -21,7 +22,6 @@ from hexcast.synth_campaign import (
     campaign_values,
     generate_campaign,
 )
-from hexcast.tenants import create_tenant
 from scheduler import repo as scheduler_repo
 from targeting import repo as targeting_repo
 from targeting.models import StoreCreate

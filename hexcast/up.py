@@ -15,20 +15,20 @@ import asyncpg
 import httpx
 from rich.console import Console
 
-from hexcast.broker import EmbeddedBroker
-from hexcast.demo import DEMO_PREFIX, demo_visits, seed_demo
-from hexcast.localinfra import (
+from hexcast.core.logging import configure_logging
+from hexcast.core.settings import Settings, get_settings
+from hexcast.core.topics import create_topics
+from hexcast.devstack.broker import EmbeddedBroker
+from hexcast.devstack.demo import DEMO_PREFIX, demo_visits, seed_demo
+from hexcast.devstack.localinfra import (
     ThrowawayPostgres,
     ThrowawayRedis,
     ensure_database,
     postgres_reachable,
     redis_reachable,
 )
-from hexcast.logging import configure_logging
+from hexcast.devstack.procs import ChildProcess, hexcast_process, wait_http
 from hexcast.ops import migrate, new_tenant, sync_catalog
-from hexcast.procs import ChildProcess, hexcast_process, wait_http
-from hexcast.settings import Settings, get_settings
-from hexcast.topics import create_topics
 from sender import repo as sender_repo
 
 __all__ = ["run_stack"]

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, Request, status
 
-from hexcast.cache import Keys
-from hexcast.control import RunControl, RunState
-from hexcast.db import Conn
-from hexcast.errors import ConflictError, InvalidInput
-from hexcast.idempotency import IdempotencyKey, idempotent, request_hash
-from hexcast.settings import Settings
-from hexcast.web import AfterId, IdPath, Limit, PoolDep, SettingsDep, TenantDep
+from hexcast.core.cache import Keys
+from hexcast.core.control import RunControl, RunState
+from hexcast.core.db import Conn
+from hexcast.core.errors import ConflictError, InvalidInput
+from hexcast.core.idempotency import IdempotencyKey, idempotent, request_hash
+from hexcast.core.settings import Settings
+from hexcast.core.web import AfterId, IdPath, Limit, PoolDep, SettingsDep, TenantDep
 from scheduler import repo
 from scheduler.forecast import QuietHours
 from scheduler.models import (

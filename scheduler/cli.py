@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from hexcast.cache import Keys, connect_redis
-from hexcast.control import RunControl
-from hexcast.db import connect_pool
-from hexcast.ids import BIGINT_MAX
-from hexcast.logging import configure_logging
-from hexcast.settings import Settings, get_settings
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.control import RunControl
+from hexcast.core.db import connect_pool
+from hexcast.core.ids import BIGINT_MAX
+from hexcast.core.logging import configure_logging
+from hexcast.core.settings import Settings, get_settings
 from scheduler import repo
 from scheduler.service import Campaign
 from sender.stats import run_message_stats

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hexcast.errors import InvalidInput
-from hexcast.ids import DbId
-from hexcast.instants import WallClock, WallTime
-from hexcast.pgtext import PgText
+from hexcast.core.errors import InvalidInput
+from hexcast.core.ids import DbId
+from hexcast.core.instants import WallClock, WallTime
+from hexcast.core.pgtext import PgText
 from scheduler.timing import localize, next_cron_wall, validate_cron, wall_clock
 from sender.models import Lane
 from sender.text import validate_template

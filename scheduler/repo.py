@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from hexcast.db import Conn, one
-from hexcast.errors import NotFound
+from hexcast.core.db import Conn, one
+from hexcast.core.errors import NotFound
 from scheduler.forecast import WavePlan
 
 __all__ = [

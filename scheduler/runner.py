@@ -27,13 +27,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hexcast.bus import Bus
-from hexcast.cache import Keys, connect_redis
-from hexcast.control import RunControl, RunState
-from hexcast.db import connect_pool
-from hexcast.errors import HexcastError
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.bus import Bus
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.control import RunControl, RunState
+from hexcast.core.db import connect_pool
+from hexcast.core.errors import HexcastError
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
 from scheduler import repo
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, due_fire

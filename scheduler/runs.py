@@ -6,10 +6,10 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from hexcast.control import RunControl, RunState
-from hexcast.db import Conn, refresh_stats
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.control import RunControl, RunState
+from hexcast.core.db import Conn, refresh_stats
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
 from scheduler import repo
 from scheduler.forecast import forecast
 from scheduler.service import Campaign, Fire, ZoneCount, plan_waves, run_rate

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 
 __all__ = ["localize", "next_cron_wall", "next_fire", "validate_cron", "wall_clock"]
 

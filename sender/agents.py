@@ -9,18 +9,18 @@ from typing import Any
 import faust
 from redis.exceptions import RedisError
 
-from hexcast.bus import Bus
-from hexcast.cache import Keys, connect_redis
-from hexcast.control import RunControl
-from hexcast.db import connect_pool
-from hexcast.deadletter import Letter, dead_letter
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.bus import Bus
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.control import RunControl
+from hexcast.core.db import connect_pool
+from hexcast.core.deadletter import Letter, dead_letter
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
 from sender.dispatch import Dispatcher
 from sender.isolation import screen_records, send_isolated
 from sender.models import DeliveryEvent, Lane, delivery_records
 from sender.ratelimit import CapRule, RecipientCaps
-from sender.routing import Router, build_router
+from sender.routing import Router, build_router, provider_specs
 from streams.app import raw_topic
 
 __all__ = ["register_sender"]
@@ -101,6 +101,7 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
     unfinished one. Geo and otp keep one actor (a user's sends stay in order) and take the
     records that have arrived in groups sent as one batch.
     """
+    provider_specs(settings)  # a bad HEXCAST_SENDER_PROVIDERS stops the process here (ConfigError)
     source = raw_topic(app, settings, lane.topic)
     dlq = raw_topic(app, settings, "send.dlq")
     worker = _Worker(settings, lane)

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hexcast.bus import Bus
-from hexcast.cache import Keys, connect_redis
-from hexcast.errors import InvalidInput, NotFound, Unauthorized
-from hexcast.idempotency import idempotent, request_hash
-from hexcast.pgtext import PgText
-from hexcast.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
+from hexcast.core.bus import Bus
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.errors import InvalidInput, NotFound, Unauthorized
+from hexcast.core.idempotency import idempotent, request_hash
+from hexcast.core.pgtext import PgText
+from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
 from sender import dlr, inbound_repo, repo
 from sender.compliance import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key

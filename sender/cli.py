@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hexcast.settings import get_settings
+from hexcast.core.settings import get_settings
 
 __all__ = ["deferred_app", "dlq_app"]
 
@@ -19,8 +19,8 @@ deferred_app = typer.Typer(no_args_is_help=True, help="Messages deferred by quie
 @deferred_app.command("release")
 def deferred_release() -> None:
     """Requeue every deferred message whose time has come, once."""
-    from hexcast.bus import Bus
-    from hexcast.db import connect_pool
+    from hexcast.core.bus import Bus
+    from hexcast.core.db import connect_pool
     from sender.deferred import release_due
 
     settings = get_settings()

@@ -13,9 +13,9 @@ from datetime import datetime
 
 import asyncpg
 
-from hexcast.bus import Bus
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.bus import Bus
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
 from sender import repo
 from sender.models import MAX_CHUNK, Lane, MessageState, SendBatch, SendRequest
 

@@ -22,10 +22,10 @@ from functools import partial
 
 import asyncpg
 
-from hexcast.cache import Keys
-from hexcast.control import RunControl
-from hexcast.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
-from hexcast.logging import get_logger
+from hexcast.core.cache import Keys
+from hexcast.core.control import RunControl
+from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
+from hexcast.core.logging import get_logger
 from sender import repo
 from sender.gates import Gates
 from sender.journal import EventSink, Outcome, with_state

@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from hexcast.bus import Bus
-from hexcast.cache import Keys, connect_redis
-from hexcast.db import connect_pool
-from hexcast.errors import HexcastError, InvalidInput
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
-from hexcast.wire import describe
+from hexcast.core.bus import Bus
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.db import connect_pool
+from hexcast.core.errors import HexcastError, InvalidInput
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
+from hexcast.core.wire import describe
 from sender import repo
 from sender.metrics import replayed_key
 from sender.models import DeadLetter, SendBatch

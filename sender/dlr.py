@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from hexcast.bus import Bus
-from hexcast.deadletter import dead_letter
-from hexcast.isolation import isolate
-from hexcast.logging import get_logger
+from hexcast.core.bus import Bus
+from hexcast.core.deadletter import dead_letter
+from hexcast.core.isolation import isolate
+from hexcast.core.logging import get_logger
 from sender import repo
 
 __all__ = ["DLR_SOURCE", "apply_receipts", "dead_letter_receipts"]

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, time, timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
 
-from hexcast.cache import Keys
-from hexcast.control import RunControl, RunState
+from hexcast.core.cache import Keys
+from hexcast.core.control import RunControl, RunState
 from sender import inbound_repo, repo
 from sender.journal import Journal, Outcome
 from sender.links import shorten

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from hexcast.db import Conn
+from hexcast.core.db import Conn
 
 __all__ = [
     "record_click", "record_inbound", "save_links", "tenant_max_segments", "tenant_reply_info",

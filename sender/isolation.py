@@ -3,7 +3,7 @@
 Records are screened message by message (:meth:`SendBatch.screen`); a group of records goes
 through :meth:`Dispatcher.handle_many` as one, and if that raises (a foreign key, a number out
 of a column's range: what the screen cannot know), the group's messages are retried in halves
-(:func:`hexcast.isolation.isolate`). A retry is safe: the enqueue dedupes on the message key
+(:func:`hexcast.core.isolation.isolate`). A retry is safe: the enqueue dedupes on the message key
 and a row already past ``queued`` is not sent again (``sending`` rows go to reconciliation, as
 for any redelivery). Each dead letter holds a record of only the messages that failed, for one
 reason, so ``hexcast dlq replay`` replays just those.
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hexcast.deadletter import Letter, screen_all
-from hexcast.isolation import Failed, isolate
-from hexcast.logging import get_logger
+from hexcast.core.deadletter import Letter, screen_all
+from hexcast.core.isolation import Failed, isolate
+from hexcast.core.logging import get_logger
 from sender.dispatch import Dispatcher
 from sender.journal import Outcome
 from sender.models import SendBatch, SendRequest

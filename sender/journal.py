@@ -16,8 +16,8 @@ import asyncpg
 import redis.exceptions
 from pydantic import TypeAdapter
 
-from hexcast.logging import get_logger
-from hexcast.retry import until_available
+from hexcast.core.logging import get_logger
+from hexcast.core.retry import until_available
 from sender import repo
 from sender.models import DeliveryEvent, MessageState
 

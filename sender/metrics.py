@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from hexcast.cache import Keys
-from hexcast.db import Conn
+from hexcast.core.cache import Keys
+from hexcast.core.db import Conn
 
 __all__ = ["breaker_key", "counter_key", "render_metrics", "replayed_key"]
 

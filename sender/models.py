@@ -15,9 +15,9 @@ from pydantic import (
     model_validator,
 )
 
-from hexcast.deadletter import DeadLetter
-from hexcast.pgtext import PgText
-from hexcast.wire import WireRecord, validate_items
+from hexcast.core.deadletter import DeadLetter
+from hexcast.core.pgtext import PgText
+from hexcast.core.wire import WireRecord, validate_items
 
 __all__ = [
     "DeadLetter",

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from hexcast.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
-from hexcast.pgtext import storable
+from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
+from hexcast.core.pgtext import storable
 from sender.models import ProviderSpec
 
 __all__ = [

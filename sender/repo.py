@@ -17,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-from hexcast.db import Conn
+from hexcast.core.db import Conn
 from sender.models import Lane, MessageState, SendRequest
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hexcast.db import Conn
+from hexcast.core.db import Conn
 
 __all__ = ["RecipientOutcome", "run_holdout_users", "run_outcomes"]
 

@@ -12,11 +12,12 @@ import random
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
-from hexcast.cache import Keys
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.cache import Keys
+from hexcast.core.errors import ConfigError
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
 from sender.breaker import BreakerState, CircuitBreaker
 from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
@@ -44,7 +45,14 @@ class Route:
 def provider_specs(settings: Settings) -> list[ProviderSpec]:
     """The configured provider accounts; by default one batch account from provider_*."""
     if settings.sender_providers.strip():
-        return TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
+        try:
+            specs = TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid settings: HEXCAST_SENDER_PROVIDERS: {exc}") from None
+        if not specs or len({s.name for s in specs}) != len(specs):
+            raise ConfigError("invalid settings: HEXCAST_SENDER_PROVIDERS: must be a non-empty list"
+                              " of providers with unique names")
+        return specs
     return [ProviderSpec(name=settings.provider_name, url=settings.provider_url,
                          token=settings.provider_token)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hexcast.db import Conn
+from hexcast.core.db import Conn
 
 __all__ = ["RunMessageStats", "run_message_stats", "settled_count"]
 

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 
 __all__ = [
     "SegmentInfo", "placeholders", "render", "segment_count", "segment_info", "validate_template",

@@ -11,12 +11,12 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
-from hexcast.cache import Keys, connect_redis
-from hexcast.deadletter import dead_letter, screen_all
-from hexcast.isolation import isolate
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
-from hexcast.wire import describe
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.deadletter import dead_letter, screen_all
+from hexcast.core.isolation import isolate
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
+from hexcast.core.wire import describe
 from sender.models import DeliveryBatch, DeliveryEvent, Lane, SendBatch, SendRequest
 from streams.app import raw_topic
 from streams.feed import StateFeed

@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
-from hexcast import strictjson
-from hexcast.cache import Keys
-from hexcast.web import BusDep, RequireOperator, SettingsDep, TenantDep
+from hexcast.core import strictjson
+from hexcast.core.cache import Keys
+from hexcast.core.web import BusDep, RequireOperator, SettingsDep, TenantDep
 from streams.metrics import render_matcher_metrics
 from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
 from streams.service import group_visits, visit_key

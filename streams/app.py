@@ -8,8 +8,8 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from hexcast.settings import Settings
-from hexcast.watchdog import LoopWatchdog
+from hexcast.core.settings import Settings
+from hexcast.core.watchdog import LoopWatchdog
 
 __all__ = ["create_faust_app", "raw_topic", "run_worker"]
 

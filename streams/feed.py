@@ -12,9 +12,9 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hexcast.errors import HexcastError
-from hexcast.logging import get_logger
-from hexcast.settings import Settings
+from hexcast.core.errors import HexcastError
+from hexcast.core.logging import get_logger
+from hexcast.core.settings import Settings
 from streams.matcher import MatchState
 from targeting.models import CatalogRecord, ProfileRecord
 

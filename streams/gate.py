@@ -15,9 +15,9 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from hexcast.cache import Keys
-from hexcast.logging import get_logger
-from hexcast.retry import until_available
+from hexcast.core.cache import Keys
+from hexcast.core.logging import get_logger
+from hexcast.core.retry import until_available
 from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
 from streams.lua import GEO_GATE, RELEASE_BUDGET
 from streams.matcher import Candidate, MatchResult

@@ -13,7 +13,7 @@ from collections import Counter
 
 import redis.asyncio as aioredis
 
-from hexcast.cache import Keys
+from hexcast.core.cache import Keys
 
 __all__ = ["MatcherMetrics", "matcher_metrics_key", "render_matcher_metrics"]
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hexcast.pgtext import PgText
-from hexcast.wire import WireRecord
+from hexcast.core.pgtext import PgText
+from hexcast.core.wire import WireRecord
 
 __all__ = ["MAX_BATCH", "VisitBatchIn", "VisitEvent", "VisitIn", "VisitRecord", "VisitsAccepted"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from hexcast.errors import InvalidInput
-from hexcast.logging import get_logger
+from hexcast.core.errors import InvalidInput
+from hexcast.core.logging import get_logger
 from targeting.geofence import FenceGeometry, cover_cells, geometry_distances_m
 from targeting.index import CellIndex
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import h3
 
-from hexcast.db import Conn
+from hexcast.core.db import Conn
 from streams.models import VisitRecord
 
 __all__ = ["ARCHIVE_RESOLUTION", "insert_visits", "visit_cell_counts", "visit_count", "visit_points"]

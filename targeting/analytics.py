@@ -14,7 +14,7 @@ from typing import Any
 import h3
 from pydantic import TypeAdapter
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.geofence import Geofence, distance_m, fence_geometry
 from targeting.index import CellIndex
 

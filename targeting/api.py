@@ -10,9 +10,9 @@ from typing import IO, Literal
 import asyncpg
 from fastapi import APIRouter, Request, status
 
-from hexcast.bus import BusUnavailable
-from hexcast.errors import ConflictError, InvalidInput
-from hexcast.web import AfterId, BusDep, IdPath, Limit, PoolDep, SettingsDep, TenantDep, TextPath
+from hexcast.core.bus import BusUnavailable
+from hexcast.core.errors import ConflictError, InvalidInput
+from hexcast.core.web import AfterId, BusDep, IdPath, Limit, PoolDep, SettingsDep, TenantDep, TextPath
 from targeting import repo
 from targeting.imports import ImportReport, ImportRow, import_rows, parse_csv, parse_json
 from targeting.models import (
@@ -231,7 +231,7 @@ async def import_recipients(
     NDJSON or a JSON array. Bad rows are reported by line and skipped; good rows are upserted
     on user_id, so a retry imports each row once. Changed recipients are then published to
     the profiles topic (``profiles_published``; if false, run ``hexcast catalog sync``)."""
-    # A body of another type than _IMPORT_DOC's is a 415 from the body guard (hexcast/bodyguard.py).
+    # A body of another type than _IMPORT_DOC's is a 415 from the body guard (hexcast/core/bodyguard.py).
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await _spool(request, settings.import_max_bytes)
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")  # type: ignore[type-var]

@@ -18,7 +18,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.segments import MAX_USER_IDS, SegmentDefinition
 
 __all__ = [

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 
 __all__ = [
     "CIRCLE_VERTICES",

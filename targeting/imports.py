@@ -16,11 +16,11 @@ from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hexcast import strictjson
-from hexcast.db import Conn, refresh_stats
-from hexcast.errors import InvalidInput
-from hexcast.instants import PastInstant
-from hexcast.pgtext import PgText, pg_text_problem
+from hexcast.core import strictjson
+from hexcast.core.db import Conn, refresh_stats
+from hexcast.core.errors import InvalidInput
+from hexcast.core.instants import PastInstant
+from hexcast.core.pgtext import PgText, pg_text_problem
 from targeting.models import normalize_phone, validate_time_zone
 from targeting.segments import Interest, cell_ancestors
 

@@ -18,7 +18,7 @@ import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry import MultiPolygon, Polygon
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.geofence import FenceGeometry, distance_m, geometry_distances_m
 
 __all__ = ["CellIndex", "FenceEntry"]

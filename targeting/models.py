@@ -11,10 +11,10 @@ import phonenumbers
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from hexcast.ids import DbId
-from hexcast.instants import PastInstant, WallClock
-from hexcast.pgtext import PgText
-from hexcast.wire import WireRecord
+from hexcast.core.ids import DbId
+from hexcast.core.instants import PastInstant, WallClock
+from hexcast.core.pgtext import PgText
+from hexcast.core.wire import WireRecord
 from targeting.geofence import Geofence
 
 __all__ = [

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from hexcast.db import Conn, one
-from hexcast.errors import ConflictError, NotFound
+from hexcast.core.db import Conn, one
+from hexcast.core.errors import ConflictError, NotFound
 from targeting.segments import SegmentDefinition, audience_query
 
 __all__ = [

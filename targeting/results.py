@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from statistics import NormalDist
 from typing import Protocol
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.index import CellIndex
 
 __all__ = [

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 import h3
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hexcast.errors import InvalidInput
-from hexcast.ids import DbId
-from hexcast.pgtext import PgText
+from hexcast.core.errors import InvalidInput
+from hexcast.core.ids import DbId
+from hexcast.core.pgtext import PgText
 from targeting.geofence import MultiPolygonFence, PolygonFence, cover_cells, fence_geometry
 from targeting.models import validate_time_zone
 

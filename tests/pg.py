@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from hexcast.db import apply_migrations
+from hexcast.core.db import apply_migrations
 
 __all__ = ["SERVER_DSN", "create_database", "drop_database", "dsn"]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hexcast.broker import delete_topics
+from hexcast.core.kafka import delete_topics
+from hexcast.core.settings import Settings
+from hexcast.core.topics import create_topics, topic_specs
+from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
 from hexcast.ops import new_tenant
-from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.settings import Settings
-from hexcast.topics import create_topics, topic_specs
 from tests.integration.conftest import make_settings
 
 __all__ = ["RunningApi", "memory_kb", "published", "running_api"]

@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hexcast.broker import delete_topics
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.kafka import delete_topics
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics, topic_specs
 from tests.integration.conftest import make_settings
 from tests.integration.stack import Stack
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hexcast.broker import EmbeddedBroker, delete_topics
-from hexcast.settings import Settings, load_settings
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.kafka import delete_topics
+from hexcast.core.settings import Settings, load_settings
+from hexcast.core.topics import create_topics, topic_specs
+from hexcast.devstack.broker import EmbeddedBroker
 from tests.pg import SERVER_DSN, create_database, drop_database, dsn
 
 REDIS_URL = os.environ.get("HEXCAST_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -88,7 +89,7 @@ async def _clear_redis(s: Settings) -> None:
 
 
 async def _clear_prefixes(prefixes: list[str]) -> None:
-    from hexcast.cache import connect_redis
+    from hexcast.core.cache import connect_redis
 
     if not prefixes:
         return

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from hexcast.settings import Settings
+from hexcast.core.settings import Settings
 
 __all__ = ["NUL", "SURROGATE", "encode", "letters", "produce", "read_topic"]
 

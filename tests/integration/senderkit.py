@@ -16,14 +16,14 @@ from typing import Any
 import asyncpg
 import httpx
 
-from hexcast.broker import delete_topics
-from hexcast.bus import Bus
-from hexcast.cache import Keys, connect_redis
-from hexcast.db import connect_pool
-from hexcast.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.settings import Settings
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.bus import Bus
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.db import connect_pool
+from hexcast.core.kafka import delete_topics
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics, topic_specs
+from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
 from sender import repo as sender_repo
 from sender.deferred import release_due
 from sender.keys import bulk_key

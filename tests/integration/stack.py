@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from hexcast.procs import free_port, hexcast_process, wait_http
-from hexcast.settings import Settings
+from hexcast.core.settings import Settings
+from hexcast.devstack.procs import free_port, hexcast_process, wait_http
 from tests.integration.conftest import OPERATOR_TOKEN
 
 T = TypeVar("T")

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hexcast.db import Conn, connect_pool
-from hexcast.errors import NotFound
+from hexcast.core.db import Conn, connect_pool
+from hexcast.core.errors import NotFound
+from hexcast.core.tenants import create_tenant, find_tenant
 from hexcast.synth import DEMO_TENANT, SynthData, SynthParams, generate
 from hexcast.synth_load import SynthSummary, load
-from hexcast.tenants import create_tenant, find_tenant
 from sender import repo as sender_repo
 from sender import results_repo
 from streams import repo as streams_repo

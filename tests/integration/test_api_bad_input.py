@@ -13,11 +13,11 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.broker import delete_topics
-from hexcast.procs import free_port, hexcast_process, wait_http
-from hexcast.settings import Settings
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.kafka import delete_topics
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics, topic_specs
+from hexcast.devstack.procs import free_port, hexcast_process, wait_http
 from scheduler.models import MIN_RATE
 from tests.integration.apiproc import published
 from tests.integration.conftest import make_settings

@@ -11,10 +11,10 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from hexcast.bus import Bus
-from hexcast.procs import hexcast_process
-from hexcast.settings import Settings
-from hexcast.tenants import create_tenant
+from hexcast.core.bus import Bus
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
+from hexcast.devstack.procs import hexcast_process
 from sender.models import DeadLetter
 from streams.models import VisitEvent, VisitRecord
 

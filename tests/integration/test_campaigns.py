@@ -24,11 +24,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hexcast.broker import delete_topics
-from hexcast.cache import Keys, connect_redis
-from hexcast.control import RunControl, RunState
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.control import RunControl, RunState
+from hexcast.core.kafka import delete_topics
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics, topic_specs
 from sender.keys import bulk_key
 from tests.integration.conftest import make_settings
 from tests.integration.stack import Stack, eventually

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from hexcast.cache import connect_redis
+from hexcast.core.cache import connect_redis
 from sender.ratelimit import CapCheck, CapRule, RecipientCaps
 from tests.integration.conftest import REDIS_URL
 

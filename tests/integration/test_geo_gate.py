@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hexcast.cache import Keys, connect_redis
+from hexcast.core.cache import Keys, connect_redis
 from sender.models import DeliveryEvent, Lane, MessageState
 from streams.gate import SendGate
 from streams.matcher import MatchResult, MatchState

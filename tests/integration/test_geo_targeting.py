@@ -14,12 +14,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hexcast.broker import delete_topics
-from hexcast.bus import Bus
-from hexcast.cache import connect_redis
-from hexcast.settings import Settings
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.bus import Bus
+from hexcast.core.cache import connect_redis
+from hexcast.core.kafka import delete_topics
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics, topic_specs
 from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest, delivery_records
 from targeting.geofence import destination
 from tests.integration.conftest import REDIS_URL, make_settings

@@ -18,23 +18,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hexcast.broker import (
-    EmbeddedBroker,
-    TopicSpec,
-    bootstrap_servers,
-    delete_topics,
-    ensure_topics,
-    wait_for_broker,
-)
-from hexcast.errors import ConfigError
-from hexcast.localinfra import (
+from hexcast.core.errors import ConfigError
+from hexcast.core.kafka import TopicSpec, bootstrap_servers, delete_topics, ensure_topics, wait_for_broker
+from hexcast.devstack.broker import EmbeddedBroker
+from hexcast.devstack.localinfra import (
     ThrowawayPostgres,
     ThrowawayRedis,
     ensure_database,
     postgres_reachable,
     redis_reachable,
 )
-from hexcast.procs import free_port, port_in_use
+from hexcast.devstack.procs import free_port, port_in_use
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 

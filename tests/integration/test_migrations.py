@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from hexcast.db import apply_migrations, available_migrations, refresh_stats
+from hexcast.core.db import apply_migrations, available_migrations, refresh_stats
 from sender import repo
 from sender.models import Lane, SendRequest
 from tests.integration.conftest import _dsn, create_database, drop_database

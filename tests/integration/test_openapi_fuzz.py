@@ -33,10 +33,10 @@ from schemathesis.generation.meta import CoveragePhaseData
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from hexcast.api import create_app
-from hexcast.broker import delete_topics
-from hexcast.settings import load_settings
-from hexcast.tenants import create_tenant
-from hexcast.topics import create_topics, topic_specs
+from hexcast.core.kafka import delete_topics
+from hexcast.core.settings import load_settings
+from hexcast.core.tenants import create_tenant
+from hexcast.core.topics import create_topics, topic_specs
 from sender.inbound_repo import save_links
 from sender.links import shorten
 from tests.integration.conftest import OPERATOR_TOKEN, make_settings

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.tenants import create_tenant
+from hexcast.core.tenants import create_tenant
 from sender.models import Lane
 from tests.integration.poisonkit import NUL, SURROGATE, encode, letters, produce
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world

@@ -20,10 +20,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from hexcast.cache import Keys, connect_redis
-from hexcast.procs import hexcast_process
-from hexcast.settings import Settings
-from hexcast.tenants import create_tenant
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import create_tenant
+from hexcast.devstack.procs import hexcast_process
 from targeting.geofence import CircleFence, cover_cells, fence_geometry
 from tests.integration.poisonkit import NUL, SURROGATE, encode, letters, produce, read_topic
 from tests.integration.senderkit import sender_world

@@ -9,7 +9,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from hexcast.cache import connect_redis
+from hexcast.core.cache import connect_redis
 from sender.ratelimit import FairShare, TokenBucket
 from tests.integration.conftest import REDIS_URL
 

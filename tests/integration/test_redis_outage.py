@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hexcast.procs import free_port
+from hexcast.devstack.procs import free_port
 from tests.integration.senderkit import ledger, providers_json, sender_world
 from tests.integration.stack import eventually
 

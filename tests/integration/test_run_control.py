@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hexcast.cache import Keys, connect_redis
-from hexcast.control import RunControl, RunState
+from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.control import RunControl, RunState
 from sender.keys import bulk_key
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
 from tests.integration.stack import eventually

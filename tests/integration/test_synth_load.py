@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hexcast.db import Conn, connect_pool
+from hexcast.core.db import Conn, connect_pool
+from hexcast.core.tenants import authenticate
 from hexcast.synth import DEMO_TENANT, SynthParams, generate
 from hexcast.synth_load import load
-from hexcast.tenants import authenticate
 from scheduler import repo as scheduler_repo
 from sender import results_repo
 from sender.keys import bulk_key

@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from hexcast.broker import delete_topics
-from hexcast.demo import DEMO_PREFIX
-from hexcast.procs import free_port, hexcast_process, run_sync, wait_http
-from hexcast.topics import topic_specs
+from hexcast.core.kafka import delete_topics
+from hexcast.core.topics import topic_specs
+from hexcast.devstack.demo import DEMO_PREFIX
+from hexcast.devstack.procs import free_port, hexcast_process, run_sync, wait_http
 from tests.integration.conftest import make_settings
 
 

@@ -24,7 +24,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from hexcast.ops import demo_data
-from hexcast.settings import load_settings
+from hexcast.core.settings import load_settings
 from hexcast.synth import SynthParams
 from tests.pg import create_database, drop_database, dsn
 

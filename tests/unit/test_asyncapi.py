@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from hexcast.asyncapi import CHANNELS, asyncapi_document, render
-from hexcast.settings import load_settings
-from hexcast.topics import topic_specs
+from hexcast.core.settings import load_settings
+from hexcast.core.topics import topic_specs
 from streams.models import VisitRecord
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"

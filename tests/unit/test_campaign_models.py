@@ -98,7 +98,7 @@ def test_holdout_share_is_close_to_the_percentage() -> None:
 
 def test_openapi_lists_campaign_endpoints_with_the_api_key_scheme() -> None:
     from hexcast.api import create_app
-    from hexcast.settings import load_settings
+    from hexcast.core.settings import load_settings
 
     spec = create_app(load_settings()).openapi()
     ours = {path: ops for path, ops in spec["paths"].items()

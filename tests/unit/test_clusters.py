@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.clusters import BEHAVIOUR, cluster, cluster_segment, features, profiles
 from targeting.segments import MAX_USER_IDS, SegmentDefinition
 

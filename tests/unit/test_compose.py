@@ -9,7 +9,7 @@ import yaml
 from typer.main import get_command
 
 from hexcast.cli import app
-from hexcast.settings import Settings
+from hexcast.core.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 

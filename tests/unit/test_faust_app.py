@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hexcast.settings import load_settings
+from hexcast.core.settings import load_settings
 from streams.app import create_faust_app
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.geofence import (
     CIRCLE_VERTICES,
     EARTH_RADIUS_M,

@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
 from hexcast.api import create_app
-from hexcast.bodyguard import BodyGuard, accepts, declared_media_types
-from hexcast.echo import clip_echo, clip_text
-from hexcast.settings import Settings
-from hexcast.web import RequireOperator
+from hexcast.core.bodyguard import BodyGuard, accepts, declared_media_types
+from hexcast.core.echo import clip_echo, clip_text
+from hexcast.core.settings import Settings
+from hexcast.core.web import RequireOperator
 
 
 class _Thing(BaseModel):
@@ -177,7 +177,7 @@ def _metrics_app(token: str | None) -> FastAPI:
         return "every tenant"
 
     from hexcast.api import _hexcast_error
-    from hexcast.errors import HexcastError
+    from hexcast.core.errors import HexcastError
 
     app.add_exception_handler(HexcastError, _hexcast_error)
     return app

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from targeting.imports import parse_json
 
 _DEEP = "[" * 100_000 + "]" * 100_000

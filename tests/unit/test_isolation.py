@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from hexcast.deadletter import DeadLetter, dead_letter
-from hexcast.isolation import isolate
-from hexcast.logging import get_logger
+from hexcast.core.deadletter import DeadLetter, dead_letter
+from hexcast.core.isolation import isolate
+from hexcast.core.logging import get_logger
 from sender.isolation import send_isolated
 from sender.journal import Outcome
 from sender.models import MAX_CHUNK, ReceiptBatch, SendBatch

@@ -1,8 +1,8 @@
 """Request and response models keep their promises. Pure.
 
 Every text a request carries (bodies, path and query ids, text inside lists and dict keys) is
-:data:`~hexcast.pgtext.PgText`; every datetime an answer carries is an instant with an offset
-or a :data:`~hexcast.instants.WallTime`, documented as such; client-given past instants are
+:data:`~hexcast.core.pgtext.PgText`; every datetime an answer carries is an instant with an offset
+or a :data:`~hexcast.core.instants.WallTime`, documented as such; client-given past instants are
 plausible; PATCH fields whose columns are NOT NULL refuse null and say so in their schema.
 """
 
@@ -16,8 +16,8 @@ import pytest
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, NaiveDatetime, ValidationError, WithJsonSchema
 
-from hexcast.instants import check_past_instant
-from hexcast.pgtext import check_pg_text
+from hexcast.core.instants import check_past_instant
+from hexcast.core.pgtext import check_pg_text
 from scheduler.api import router as campaigns
 from scheduler.models import CampaignCreate, CampaignPublic, CampaignUpdate, QuietHoursIn
 from sender.api import router as sender
@@ -76,7 +76,7 @@ def test_every_request_text_is_pg_text() -> None:
 
 def test_every_answered_datetime_is_an_instant_or_a_wall_time() -> None:
     """A naive ``datetime`` in an answer was written without an offset under ``date-time``;
-    a wall time is a :data:`~hexcast.instants.WallTime`, whose schema says so."""
+    a wall time is a :data:`~hexcast.core.instants.WallTime`, whose schema says so."""
     seen: set[type] = set()
     leaves = [leaf for route in _ROUTES if route.response_field is not None
               for leaf in _walk(route.response_field.field_info.annotation, [], route.path, seen)]

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from hexcast.errors import ConfigError
-from hexcast.settings import load_settings
+from hexcast.core.errors import ConfigError
+from hexcast.core.settings import load_settings
 from sender.models import DeliveryBatch, DeliveryEvent, Lane, MessageState, SendBatch, delivery_records
 from streams.models import VisitBatchIn, VisitIn
 from targeting.models import PromotionCreate, RecipientCreate, StoreCreate

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from hexcast.api import create_app
-from hexcast.settings import load_settings
+from hexcast.core.settings import load_settings
 
 
 def _spec() -> dict[str, Any]:

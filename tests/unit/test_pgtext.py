@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from hexcast.pgtext import PgText, pg_text_problem, storable
+from hexcast.core.pgtext import PgText, pg_text_problem, storable
 
 
 class _Model(BaseModel):

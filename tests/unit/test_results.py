@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from scheduler.forecast import WavePlan, forecast
 from targeting.analytics import store_index
 from targeting.geofence import destination

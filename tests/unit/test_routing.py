@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import redis.asyncio as aioredis
 
+from hexcast.core.errors import ConfigError
+from hexcast.core.settings import load_settings
 from sender.breaker import CircuitBreaker
 from sender.models import Lane, ProviderSpec
 from sender.provider import build_provider
 from sender.ratelimit import TokenBucket
-from sender.routing import Route, Router, serves
+from sender.routing import Route, Router, provider_specs, serves
 
 
 def _route(name: str, **spec: object) -> Route:
@@ -41,3 +44,19 @@ def test_primary_is_drawn_in_proportion_to_weights_among_the_tenants_accounts() 
     assert sorted(order) == ["big", "small"]  # the other account is the fallback
     assert {r.spec.name for r in router.for_lane(Lane.BULK, 99)} == {"big", "small", "theirs"}
     assert {r.spec.name for r in router.for_lane(Lane.OTP, 1)} == {"big", "small", "otp-only"}
+
+
+@pytest.mark.parametrize("value", [
+    "[{\"name\": \"a\"}]",  # no url, no token
+    "[]",
+    '[{"name": "a", "url": "http://x", "token": "t"}, {"name": "a", "url": "http://y", "token": "t"}]',
+    "not json",
+])
+def test_a_bad_provider_list_is_a_config_error_naming_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="HEXCAST_SENDER_PROVIDERS"):
+        provider_specs(load_settings(sender_providers=value))
+
+
+def test_no_provider_list_is_one_account_from_the_provider_settings() -> None:
+    [spec] = provider_specs(load_settings(sender_providers="", provider_name="acct"))
+    assert (spec.name, spec.mode) == ("acct", "batch")

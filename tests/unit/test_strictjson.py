@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hexcast import strictjson
+from hexcast.core import strictjson
 
 
 @pytest.mark.parametrize(("raw", "says"), [

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 from sender.text import placeholders, render, segment_count, segment_info, validate_template
 
 

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import time
 
-from hexcast.watchdog import LoopWatchdog, Stall
+from hexcast.core.watchdog import LoopWatchdog, Stall
 
 
 def hold_the_loop(seconds: float) -> None:

@@ -14,7 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from hexcast.errors import ConflictError
+from hexcast.core.errors import ConflictError
 
 __all__ = ["IdempotencyKey", "idempotent", "request_hash"]
 

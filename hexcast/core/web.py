@@ -9,12 +9,12 @@ import asyncpg
 from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from hexcast.bus import Bus
-from hexcast.errors import Unauthorized
-from hexcast.ids import BIGINT_MAX
-from hexcast.pgtext import PgText
-from hexcast.settings import Settings
-from hexcast.tenants import Tenant, authenticate
+from hexcast.core.bus import Bus
+from hexcast.core.errors import Unauthorized
+from hexcast.core.ids import BIGINT_MAX
+from hexcast.core.pgtext import PgText
+from hexcast.core.settings import Settings
+from hexcast.core.tenants import Tenant, authenticate
 
 __all__ = ["AfterId", "BusDep", "IdPath", "Limit", "PoolDep", "SettingsDep", "TenantDep", "TextPath",
            "RequireOperator"]

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import redis.asyncio as aioredis
 
-from hexcast.cache import Keys
+from hexcast.core.cache import Keys
 
 __all__ = ["RunControl", "RunState"]
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, TypeVar
 
-from hexcast.wire import WireRecord
+from hexcast.core.wire import WireRecord
 
 __all__ = ["DeadLetter", "Letter", "dead_letter", "screen_all"]
 
@@ -52,7 +52,7 @@ def dead_letter(source: str, key: bytes | None, reason: str, payload: bytes) -> 
 def screen_all(
     model: type[W], records: Sequence[tuple[bytes | None, bytes]], *, what: str
 ) -> tuple[list[tuple[bytes | None, W]], list[Letter]]:
-    """Each record read with :meth:`~hexcast.wire.WireRecord.screen`: the valid part of each
+    """Each record read with :meth:`~hexcast.core.wire.WireRecord.screen`: the valid part of each
     (with its key), and a letter per item or record refused, its reason starting with ``what``."""
     valid: list[tuple[bytes | None, W]] = []
     letters: list[Letter] = []

@@ -1,6 +1,6 @@
 """Poison isolation's fallback: a group that fails is retried in halves, down to single items.
 
-Records are screened item by item when they are read (:meth:`hexcast.wire.WireRecord.screen`);
+Records are screened item by item when they are read (:meth:`hexcast.core.wire.WireRecord.screen`);
 what the screen cannot know (a foreign key, a number out of a column's range, a script error)
 fails a whole multi-row statement or call. :func:`isolate` then runs the halves of the group,
 and their halves, until the items that fail on their own are found: the others commit, and the

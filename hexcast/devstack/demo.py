@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from hexcast.errors import HexcastError
+from hexcast.core.errors import HexcastError
 
 __all__ = ["DEMO_PREFIX", "DemoStore", "demo_stores", "demo_visits", "seed_demo"]
 

@@ -25,9 +25,9 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from hexcast.errors import ConfigError
-from hexcast.logging import get_logger
-from hexcast.procs import ChildProcess, Service, free_port, port_in_use, run_sync, wait_tcp
+from hexcast.core.errors import ConfigError
+from hexcast.core.logging import get_logger
+from hexcast.devstack.procs import ChildProcess, Service, free_port, port_in_use, run_sync, wait_tcp
 
 __all__ = [
     "ThrowawayPostgres",

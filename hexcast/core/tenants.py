@@ -11,8 +11,8 @@ from typing import Annotated
 import asyncpg
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-from hexcast.db import Conn, one
-from hexcast.errors import ConflictError, InvalidInput, NotFound, Unauthorized
+from hexcast.core.db import Conn, one
+from hexcast.core.errors import ConflictError, InvalidInput, NotFound, Unauthorized
 
 __all__ = ["Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hexcast.errors import ConfigError
+from hexcast.core.errors import ConfigError
 
 __all__ = ["Settings", "get_settings", "load_settings"]
 
@@ -165,17 +165,6 @@ class Settings(BaseSettings):
     sim_mode: Literal["batch", "single"] = "batch"
     sim_lookup: bool = True
     sim_retry_after_s: int = Field(default=0, ge=0, description="Fixed 429 Retry-After; 0 = computed.")
-
-    @field_validator("sender_providers")
-    @classmethod
-    def _providers_json(cls, value: str) -> str:
-        if value.strip():
-            from sender.models import ProviderSpec  # settings must not import domains at load
-
-            specs = TypeAdapter(list[ProviderSpec]).validate_json(value)
-            if not specs or len({s.name for s in specs}) != len(specs):
-                raise ValueError("must be a non-empty list of providers with unique names")
-        return value
 
     @field_validator("operator_token", mode="before")
     @classmethod

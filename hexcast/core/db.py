@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from hexcast.errors import ConfigError, HexcastError
+from hexcast.core.errors import ConfigError, HexcastError
 
 __all__ = ["Conn", "one", "Migration", "apply_migrations", "available_migrations", "connect_pool",
            "refresh_stats"]
@@ -91,7 +91,7 @@ def _redact(dsn: str) -> str:
 
 
 class Migration:
-    """One numbered SQL file from ``hexcast/migrations``."""
+    """One numbered SQL file from ``hexcast/core/migrations``."""
 
     def __init__(self, version: int, name: str, sql: str) -> None:
         self.version = version
@@ -102,7 +102,7 @@ class Migration:
 def available_migrations() -> list[Migration]:
     """The packaged migrations in version order."""
     found: list[Migration] = []
-    for entry in resources.files("hexcast.migrations").iterdir():
+    for entry in resources.files("hexcast.core.migrations").iterdir():
         if entry.name.endswith(".sql"):
             version = int(entry.name.split("_", 1)[0])
             found.append(Migration(version, entry.name, entry.read_text(encoding="utf-8")))

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from hexcast.errors import HexcastError
-from hexcast.settings import Settings
+from hexcast.core.errors import HexcastError
+from hexcast.core.settings import Settings
 
 __all__ = ["Bus", "BusUnavailable"]
 

@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Any
 
-from hexcast.errors import InvalidInput
+from hexcast.core.errors import InvalidInput
 
 __all__ = ["MalformedJSON", "loads"]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hexcast.logging import get_logger
+from hexcast.core.logging import get_logger
 
 __all__ = ["LoopWatchdog", "Stall"]
 

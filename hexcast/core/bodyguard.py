@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hexcast.echo import clip_text
-from hexcast.logging import get_logger
+from hexcast.core.echo import clip_text
+from hexcast.core.logging import get_logger
 
 __all__ = ["BodyGuard", "accepts", "declared_media_types"]
 
-log = get_logger("hexcast.bodyguard")
+log = get_logger("hexcast.core.bodyguard")
 _UTF8 = frozenset({"utf-8", "utf8"})
 
 
