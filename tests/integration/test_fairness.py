@@ -1,11 +1,38 @@
 """Per-tenant fair share on the bulk lane: a big tenant's run cannot starve a small one's.
 
 Real api, scheduler, bulk sender and provider-sim. Tenant A's 20,000-recipient campaign is
-sending at the bulk lane's capped rate when tenant B starts a 1,000-recipient one; B must
-finish while A still has much to send, and both end complete and without duplicates. (The
-issue names 50k vs 1k; 50k took 107 s here, CPU-bound on the shared machine, so the test uses
-20k. The property does not depend on how much more A has: the scheduler keeps A's run only
-two chunks ahead of the sender, and the sender holds each active tenant to its share.)
+sending at the bulk lane's capped rate when tenant B starts a 1,000-recipient one. The
+provider-sim's ledger numbers every accepted message (``seq``, 1, 2, ... in acceptance order),
+and the test reads who was served when from that order alone, not from clocks:
+
+- the *contended window* runs from B's first accepted message to its last one, and A still
+  has messages to send after it (A's last ``seq`` is later), so both tenants had work waiting
+  throughout it;
+- in that window B gets at least half of its fair share of the accepted messages;
+- in the end both are complete, nothing sent twice, nothing lost.
+
+Why B's share holds (docs/DESIGN.md, "Per-tenant fair share (bulk lane)"):
+
+1. *Short topic.* The scheduler releases each due wave in its own task and keeps a wave at
+   most ``scheduler_backlog_chunks`` (2) chunks ahead of what the senders have settled, so
+   send.bulk holds only a couple of A's chunks when B's chunk is published: B queues behind
+   those, not behind A's whole run.
+2. *Fair share in the Lua call* (``sender/lua.py`` ``TOKEN_BUCKET``, ``FairShare`` in
+   ``sender/ratelimit.py``, built per provider in ``sender/routing.py``): every bulk provider
+   call also takes from its tenant's bucket; the script records the tenant in a set of
+   requesters pruned to ``sender_fair_window_s`` (3 s) and, with k tenants in it, refills each
+   tenant's bucket at 1/k of the bulk capacity (``provider_rate_per_s`` x ``sender_bulk_share``),
+   burst 1/k too. With two tenants wanting the lane, k <= 2, so B's fair share is at least 1/2
+   and the test asks for at least 1/4 of the window's acceptances (half of it).
+3. The bulk sender works on a chunk (one record, one tenant: ``_flow`` keeps a provider call to
+   one tenant and run) in ``sender_bulk_parts`` slices; with the default single actor a chunk
+   is done before the next is taken, so A's messages can only enter B's window through
+   chunks worked on alongside B's (more actors or sender processes), and those are held to
+   A's own 1/k bucket. Either way B's share of the window cannot fall to A's bulk rate.
+
+(The issue names 50k vs 1k; 50k took 107 s here, CPU-bound on the shared machine, so the test
+uses 20k. The property does not depend on how much more A has: the scheduler keeps A's run
+only two chunks ahead of the sender, and the sender holds each active tenant to its share.)
 """
 
 from __future__ import annotations
@@ -13,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +48,7 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.tenants import create_tenant
+from hexcast.core.tenants import create_tenant
 from tests.integration.senderkit import SenderWorld, ledger, sender_world, sim_stats
 from tests.integration.stack import eventually
 
@@ -69,15 +97,15 @@ def _start(api: httpx.Client) -> int:
     return campaign_id
 
 
-def _at(item: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(item["accepted_at"]))
-
-
 def _mine(items: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     return [i for i in items if str(i["to"]).startswith(prefix)]
 
 
-def test_small_tenant_finishes_while_big_one_is_still_sending(
+def _seqs(items: list[dict[str, Any]]) -> list[int]:
+    return sorted(int(i["seq"]) for i in items)
+
+
+def test_small_tenant_gets_its_fair_share_while_big_one_is_still_sending(
     broker_url: str, tmp_path: Path
 ) -> None:
     with sender_world(broker_url, tmp_path, provider_rate_per_s=RATE, provider_burst=RATE,
@@ -96,19 +124,31 @@ def test_small_tenant_finishes_while_big_one_is_still_sending(
         _start(big)
         eventually(lambda: sim_stats(sim)["total"] >= 2_000 or None, timeout=90)  # A is under way
         _start(small)
+        small_started = int(sim_stats(sim)["total"])  # a ledger position, for the messages below
 
-        items = eventually(
-            lambda: (got := ledger(sim)) and len(_mine(got, SMALL_PREFIX)) == SMALL and got or None,
-            timeout=90)
-        small_last = max(_at(i) for i in _mine(items, SMALL_PREFIX))
-        big_then = sum(1 for i in _mine(items, BIG_PREFIX) if _at(i) <= small_last)
-        print(f"\nsmall tenant done with {BIG - big_then} of the big tenant's {BIG} unsent")
-        assert big_then < BIG  # A still had messages to send when B's last one went out
-
-        eventually(lambda: sim_stats(sim)["total"] >= BIG + SMALL or None, timeout=120, every=1.0)
+        eventually(lambda: sim_stats(sim)["total"] >= BIG + SMALL or None, timeout=240, every=1.0)
         items = ledger(sim)
+        assert _seqs(items) == list(range(1, len(items) + 1))  # the ledger's order, gap-free
         big_items, small_items = _mine(items, BIG_PREFIX), _mine(items, SMALL_PREFIX)
-        assert small_last < max(_at(i) for i in big_items)
+
+        # The contended window, from the ledger's order alone.
+        big_seqs, small_seqs = _seqs(big_items), _seqs(small_items)
+        first, last = small_seqs[0], small_seqs[-1]
+        window = last - first + 1  # every acceptance in [first, last]: seq is gap-free
+        big_in_window = sum(1 for s in big_seqs if first <= s <= last)
+        big_after = sum(1 for s in big_seqs if s > last)
+        facts = (f"small tenant's run started at ledger position {small_started}; its messages"
+                 f" took seq {first}..{last}; {big_in_window} of the big tenant's in that window,"
+                 f" {sum(1 for s in big_seqs if s < first)} before it, {big_after} after it")
+        assert big_after > 0, facts  # A still had messages to send when B's last one went out
+        # The script gives each of the k tenants asking for the lane 1/k of it; k is at most
+        # the number of tenants sending on it, so B's fair share is never below 1 / tenants.
+        tenants = len({str(i["to"])[: len(BIG_PREFIX)] for i in items})
+        assert tenants == 2
+        fair_share = Fraction(1, tenants)
+        small_share = Fraction(len(small_seqs), window)
+        assert small_share >= fair_share / 2, f"small share {float(small_share):.3f}; {facts}"
+
         for mine, n, prefix in ((big_items, BIG, BIG_PREFIX), (small_items, SMALL, SMALL_PREFIX)):
             refs = [i["client_ref"] for i in mine]
             assert len(refs) == len(set(refs)) == n  # no duplicates
