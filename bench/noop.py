@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hexcast.core.faustapp import create_faust_app, raw_topic, run_worker
 from hexcast.core.logging import configure_logging
 from hexcast.core.settings import load_settings
-from streams.app import create_faust_app, raw_topic, run_worker
 
 __all__ = ["OUT_TOPIC", "main"]
 

@@ -93,8 +93,8 @@ def api() -> None:
 @app.command("matcher")
 def matcher() -> None:
     """Run a matcher worker: visits → geo send requests."""
+    from hexcast.core.faustapp import create_faust_app, run_worker
     from streams.agents import register_matcher
-    from streams.app import create_faust_app, run_worker
 
     settings = _settings()
     faust_app = create_faust_app(settings, role="matcher")
@@ -105,7 +105,7 @@ def matcher() -> None:
 @app.command("archiver")
 def archiver() -> None:
     """Run an archiver worker: visits → the PostgreSQL visit history."""
-    from streams.app import create_faust_app, run_worker
+    from hexcast.core.faustapp import create_faust_app, run_worker
     from streams.archive import register_archiver
 
     settings = _settings()
@@ -117,8 +117,8 @@ def archiver() -> None:
 @app.command("sender")
 def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serves")] = Lane.GEO) -> None:
     """Run a sender worker for one lane."""
+    from hexcast.core.faustapp import create_faust_app, run_worker
     from sender.agents import register_sender
-    from streams.app import create_faust_app, run_worker
 
     settings = _settings()
     faust_app = create_faust_app(settings, role=f"sender-{lane.value}")

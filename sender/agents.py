@@ -14,6 +14,7 @@ from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.control import RunControl
 from hexcast.core.db import connect_pool
 from hexcast.core.deadletter import Letter, dead_letter
+from hexcast.core.faustapp import raw_topic
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from sender.dispatch import Dispatcher
@@ -21,7 +22,6 @@ from sender.isolation import screen_records, send_isolated
 from sender.models import DeliveryEvent, Lane, delivery_records
 from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Router, build_router, provider_specs
-from streams.app import raw_topic
 
 __all__ = ["register_sender"]
 

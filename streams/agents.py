@@ -13,12 +13,12 @@ from pydantic import ValidationError
 
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.deadletter import dead_letter, screen_all
+from hexcast.core.faustapp import raw_topic
 from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.wire import describe
 from sender.models import DeliveryBatch, DeliveryEvent, Lane, SendBatch, SendRequest
-from streams.app import raw_topic
 from streams.feed import StateFeed
 from streams.gate import SendGate
 from streams.matcher import MatchResult, MatchState

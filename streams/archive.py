@@ -16,11 +16,11 @@ import faust
 
 from hexcast.core.db import connect_pool
 from hexcast.core.deadletter import Letter, dead_letter, screen_all
+from hexcast.core.faustapp import raw_topic
 from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
 from hexcast.core.settings import Settings
-from streams.app import raw_topic
 from streams.models import VisitEvent, VisitRecord
 from streams.repo import insert_visits
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hexcast.core.faustapp import create_faust_app
 from hexcast.core.settings import load_settings
-from streams.app import create_faust_app
 
 
 @pytest.mark.parametrize("wait_ms", [100, 2500])

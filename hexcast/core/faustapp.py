@@ -1,4 +1,7 @@
-"""The one faust application factory. Agents register with it in each domain's agents.py."""
+"""The one faust application factory. Agents register with it in each domain's agents.py.
+
+In the core, not the app layer: every domain's agents declare their topics with
+:func:`raw_topic`, and the sender took it from ``streams`` (a cycle between domains)."""
 
 from __future__ import annotations
 
