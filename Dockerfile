@@ -13,6 +13,7 @@ COPY streams ./streams
 COPY targeting ./targeting
 COPY scheduler ./scheduler
 COPY sender ./sender
+COPY providersim ./providersim
 RUN pip install . && rm -rf /src
 
 RUN useradd --system --create-home --home-dir /home/hexcast --uid 10001 hexcast

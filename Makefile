@@ -18,7 +18,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy hexcast streams targeting scheduler sender
+	$(BIN)/mypy hexcast streams targeting scheduler sender providersim
 	$(BIN)/lint-imports
 
 unit: $(STAMP)

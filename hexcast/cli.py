@@ -129,7 +129,7 @@ def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serve
 @app.command("provider-sim")
 def provider_sim() -> None:
     """Run the SMS provider simulator (a real HTTP server)."""
-    from sender.simulator import SimConfig, run_sim
+    from providersim.server import SimConfig, run_sim
 
     s = _settings()
     hook = "status" if s.sim_mode == "single" else "dlr"  # Twilio-like callbacks, or batches

@@ -13,11 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["UNDELIVERABLE_CODE", "StatusCallback", "callback_form"]
+__all__ = ["StatusCallback"]
 
 _FINAL = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
-UNDELIVERABLE_CODE = "30003"
-"""Twilio's 'unreachable destination handset', what provider-sim reports for a failed one."""
 
 
 class StatusCallback(BaseModel):
@@ -39,12 +37,3 @@ class StatusCallback(BaseModel):
             return None
         error = None if status == "delivered" else f"provider error {self.ErrorCode or 'unknown'}"
         return status, error
-
-
-def callback_form(*, provider_message_id: str, status: str, to: str) -> dict[str, str]:
-    """The form a single-message provider posts for one of our receipt states."""
-    form = {"MessageSid": provider_message_id, "To": to,
-            "MessageStatus": "delivered" if status == "delivered" else "undelivered"}
-    if status != "delivered":
-        form["ErrorCode"] = UNDELIVERABLE_CODE
-    return form

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from sender.simulator import SimConfig
+from providersim.server import SimConfig
 
 __all__ = ["SimStartError", "free_port", "running_sim"]
 
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _LAUNCH = (
     "import sys\n"
-    "from sender.simulator import SimConfig, run_sim\n"
+    "from providersim.server import SimConfig, run_sim\n"
     "run_sim(SimConfig.model_validate_json(sys.argv[1]), sys.argv[2], int(sys.argv[3]))\n"
 )
 

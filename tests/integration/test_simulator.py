@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sender.simulator import SimConfig
+from providersim.server import SimConfig
 from tests.simproc import running_sim
 
 AUTH = {"Authorization": "Bearer sim-token"}

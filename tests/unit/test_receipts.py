@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sender.receipts import UNDELIVERABLE_CODE, StatusCallback, callback_form
+from providersim.server import UNDELIVERABLE_CODE, callback_form
+from sender.receipts import StatusCallback
 
 
 @pytest.mark.parametrize(

@@ -27,9 +27,19 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from sender.receipts import callback_form
+__all__ = ["UNDELIVERABLE_CODE", "SimConfig", "callback_form", "create_sim_app", "run_sim"]
 
-__all__ = ["SimConfig", "create_sim_app", "run_sim"]
+UNDELIVERABLE_CODE = "30003"
+"""Twilio's 'unreachable destination handset', what the simulator reports for a failed one."""
+
+
+def callback_form(*, provider_message_id: str, status: str, to: str) -> dict[str, str]:
+    """The form a single-message (Twilio-like) provider posts for a message's final state."""
+    form = {"MessageSid": provider_message_id, "To": to,
+            "MessageStatus": "delivered" if status == "delivered" else "undelivered"}
+    if status != "delivered":
+        form["ErrorCode"] = UNDELIVERABLE_CODE
+    return form
 
 _log = structlog.get_logger("sender.simulator")
 
