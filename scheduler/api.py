@@ -31,8 +31,7 @@ from scheduler.models import (
 from scheduler.runs import create_run, zone_counts
 from scheduler.service import Campaign, Fire, build_preview, max_segments, upcoming_fire
 from scheduler.views import campaign_public, run_public, run_stats, template_public
-from sender.inbound_repo import tenant_max_segments
-from sender.stats import run_message_stats
+from sender import run_message_stats, tenant_max_segments
 
 __all__ = ["router"]
 

@@ -18,7 +18,7 @@ from hexcast.core.logging import configure_logging
 from hexcast.core.settings import Settings, get_settings
 from scheduler import repo
 from scheduler.service import Campaign
-from sender.stats import run_message_stats
+from sender import run_message_stats
 
 __all__ = ["campaign_app", "scheduler_command"]
 

@@ -13,10 +13,8 @@ from hexcast.core.ids import DbId
 from hexcast.core.instants import WallClock, WallTime
 from hexcast.core.pgtext import PgText
 from scheduler.timing import localize, next_cron_wall, validate_cron, wall_clock
-from sender.models import Lane
-from sender.text import validate_template
-from targeting.models import Name, unset_default, validate_time_zone
-from targeting.segments import SegmentDefinition
+from sender import Lane, validate_template
+from targeting import Name, SegmentDefinition, unset_default, validate_time_zone
 
 __all__ = [
     "MIN_RATE",

@@ -37,8 +37,7 @@ from hexcast.core.settings import Settings
 from scheduler import repo
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, due_fire
-from sender.deferred import release_due
-from sender.stats import settled_count
+from sender import release_due, settled_count
 
 __all__ = ["Scheduler", "run_scheduler"]
 

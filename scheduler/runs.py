@@ -13,7 +13,7 @@ from hexcast.core.settings import Settings
 from scheduler import repo
 from scheduler.forecast import forecast
 from scheduler.service import Campaign, Fire, ZoneCount, plan_waves, run_rate
-from targeting.segments import audience_query, zone_counts_query
+from targeting import audience_query, zone_counts_query
 
 __all__ = ["audience_page", "create_run", "zone_counts"]
 

@@ -17,10 +17,8 @@ from scheduler.forecast import (
 )
 from scheduler.models import PreviewPublic, ZonePreview, run_clock
 from scheduler.timing import localize, next_fire, wall_clock
-from sender.keys import bulk_key
-from sender.models import Lane, SendBatch, SendRequest
-from sender.text import render, segment_info
-from targeting.segments import SegmentDefinition
+from sender import Lane, SendBatch, SendRequest, bulk_key, render, segment_info
+from targeting import SegmentDefinition
 
 __all__ = [
     "Campaign",

@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 
 from scheduler.models import CampaignPublic, RunPublic, RunStats, TemplatePublic, WavePublic, run_clock
 from scheduler.timing import localize
-from sender.stats import RunMessageStats
-from sender.text import placeholders, segment_info
+from sender import RunMessageStats, placeholders, segment_info
 
 __all__ = ["campaign_public", "run_public", "run_stats", "template_public"]
 

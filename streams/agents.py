@@ -18,7 +18,7 @@ from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.wire import describe
-from sender.models import DeliveryBatch, DeliveryEvent, Lane, SendBatch, SendRequest
+from sender import DeliveryBatch, DeliveryEvent, Lane, SendBatch, SendRequest
 from streams.feed import StateFeed
 from streams.gate import SendGate
 from streams.matcher import MatchResult, MatchState

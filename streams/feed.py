@@ -16,7 +16,7 @@ from hexcast.core.errors import HexcastError
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from streams.matcher import MatchState
-from targeting.models import CatalogRecord, ProfileRecord
+from targeting import CatalogRecord, ProfileRecord
 
 __all__ = ["StateFeed"]
 

@@ -18,7 +18,7 @@ import redis.exceptions
 from hexcast.core.cache import Keys
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
-from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
+from sender import DeliveryEvent, Lane, MessageState, SendRequest
 from streams.lua import GEO_GATE, RELEASE_BUDGET
 from streams.matcher import Candidate, MatchResult
 

@@ -21,15 +21,21 @@ from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
 
-from sender.keys import geo_key
-from sender.models import SendRequest
+from sender import SendRequest, geo_key
 from streams.models import VisitEvent, VisitRecord
 from streams.nearby import NearIndex
 from streams.presence import Presence, UserPresence
-from targeting.geofence import Geofence, fence_geometry
-from targeting.index import CellIndex
-from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry
-from targeting.service import InterestFit, Wanted, fit_score
+from targeting import (
+    CatalogRecord,
+    CellIndex,
+    Geofence,
+    InterestFit,
+    ProfileRecord,
+    PromotionEntry,
+    Wanted,
+    fence_geometry,
+    fit_score,
+)
 
 __all__ = ["DECAY_M", "FALLBACKS", "Candidate", "MatchResult", "MatchState", "VisitMatch"]
 

@@ -13,8 +13,7 @@ import math
 
 from hexcast.core.errors import InvalidInput
 from hexcast.core.logging import get_logger
-from targeting.geofence import FenceGeometry, cover_cells, geometry_distances_m
-from targeting.index import CellIndex
+from targeting import CellIndex, FenceGeometry, cover_cells, geometry_distances_m
 
 __all__ = ["NearIndex"]
 
