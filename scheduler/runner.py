@@ -23,14 +23,12 @@ from functools import partial
 from typing import Any
 
 import asyncpg
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hexcast.core.bus import Bus
-from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.cache import REDIS_OUTAGES, Keys, connect_redis
 from hexcast.core.control import RunControl, RunState
-from hexcast.core.db import connect_pool
+from hexcast.core.db import PG_OUTAGES, connect_pool
 from hexcast.core.errors import HexcastError
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
@@ -46,8 +44,7 @@ _LEAD_S = 2.0  # how far release may run ahead of the paced rate
 _MAX_WAVES = 32  # waves one scheduler releases side by side
 _STEP_S = 0.2  # how often a waiting wave looks at the senders' progress
 _BACKLOG_WAIT_S = 30.0  # a chunk the senders do not settle by then no longer holds its wave
-_INFRA = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-          asyncpg.CannotConnectNowError, RedisConnectionError, RedisTimeoutError)
+_INFRA = PG_OUTAGES + REDIS_OUTAGES
 """Outages: they end a tick instead of skipping a campaign."""
 _SETTLE_SAMPLE = 16  # message keys of a chunk probed to tell whether the senders settled it
 

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from hexcast.core.bus import Bus
+from hexcast.core.db import PG_OUTAGES
 from hexcast.core.deadletter import dead_letter
 from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
@@ -26,8 +27,6 @@ __all__ = ["DLR_SOURCE", "apply_receipts", "dead_letter_receipts"]
 log = get_logger("hexcast.sender")
 DLR_SOURCE = "POST /v1/webhooks/dlr"
 """The ``source_topic`` of a receipt's dead letter."""
-_INFRA = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-          asyncpg.CannotConnectNowError)
 Receipt = tuple[str, str, str | None]
 
 
@@ -41,7 +40,7 @@ async def apply_receipts(
             return await repo.apply_receipts(conn, receipts=group, actor=actor)
 
     changed, failed = await isolate(receipts, run, log=log, event="receipts_failed",
-                                    passthrough=_INFRA)
+                                    passthrough=PG_OUTAGES)
     await dead_letter_receipts(bus, [({"client_ref": ref, "status": status, "error": error},
                                       f"receipt for {ref!r} not applied: {why}")
                                      for (ref, status, error), why in failed])

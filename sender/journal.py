@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
-import redis.exceptions
 from pydantic import TypeAdapter
 
+from hexcast.core.cache import REDIS_OUTAGES
+from hexcast.core.db import PG_OUTAGES
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
 from sender import repo
@@ -27,14 +28,7 @@ log = get_logger("hexcast.sender")
 T = TypeVar("T")
 EventSink = Callable[[list[DeliveryEvent]], Awaitable[None]]
 
-_INFRA_ERRORS = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
+_INFRA_ERRORS = PG_OUTAGES + REDIS_OUTAGES
 Q, S = MessageState.QUEUED, MessageState.SENDING
 _EVENTS = TypeAdapter(list[DeliveryEvent])
 

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import faust
 
-from hexcast.core.db import connect_pool
+from hexcast.core.db import PG_OUTAGES, connect_pool
 from hexcast.core.deadletter import Letter, dead_letter, screen_all
 from hexcast.core.faustapp import raw_topic
 from hexcast.core.isolation import isolate
@@ -27,8 +27,6 @@ from streams.repo import insert_visits
 __all__ = ["register_archiver"]
 
 log = get_logger("hexcast.archiver")
-_INFRA = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-          asyncpg.CannotConnectNowError)
 Event = tuple[VisitRecord, VisitEvent]
 
 
@@ -91,7 +89,7 @@ async def _insert(pool: asyncpg.Pool, records: list[VisitRecord]) -> int:
         async with pool.acquire() as conn:
             return await insert_visits(conn, records=records)
 
-    return await until_available(insert, errors=_INFRA, log=log, event="archiving_paused")
+    return await until_available(insert, errors=PG_OUTAGES, log=log, event="archiving_paused")
 
 
 def _records(group: list[tuple[bytes | None, Event]]) -> list[VisitRecord]:

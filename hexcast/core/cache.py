@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
-__all__ = ["Keys", "connect_redis"]
+__all__ = ["REDIS_OUTAGES", "Keys", "connect_redis"]
+
+REDIS_OUTAGES: tuple[type[Exception], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""Redis is unreachable: no item's fault, so the work pauses instead of dead-lettering."""
 
 
 def connect_redis(url: str) -> aioredis.Redis:

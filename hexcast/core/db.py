@@ -11,8 +11,14 @@ from asyncpg.pool import PoolConnectionProxy
 
 from hexcast.core.errors import ConfigError, HexcastError
 
-__all__ = ["Conn", "one", "Migration", "apply_migrations", "available_migrations", "connect_pool",
-           "refresh_stats"]
+__all__ = ["PG_OUTAGES", "Conn", "one", "Migration", "apply_migrations", "available_migrations",
+           "connect_pool", "refresh_stats"]
+
+PG_OUTAGES: tuple[type[Exception], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+)
+"""PostgreSQL is unreachable: no item's fault, so a loop waits (or a request fails) instead of
+dead-lettering."""
 
 #: A connection, whether direct or borrowed from a pool; every repo function takes one.
 Conn = asyncpg.Connection | PoolConnectionProxy
