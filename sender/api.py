@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import asyncpg
-from fastapi import APIRouter, Header, Path, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Request, status
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -136,22 +136,26 @@ async def post_otp(
                             digest=request_hash("/v1/messages/otp", body), create=queue)
 
 
-def _check_webhook(settings: SettingsDep, authorization: str) -> None:
+async def _webhook_token(settings: SettingsDep, authorization: Annotated[str, Header()] = "") -> None:
+    """The provider's webhook token, checked before the body is validated: a caller without it
+    learns nothing of what a valid body looks like."""
     expected = f"Bearer {settings.dlr_webhook_token}"
     if not hmac.compare_digest(authorization.encode(), expected.encode()):
-        raise Unauthorized("bad webhook token")
+        raise Unauthorized("bad webhook token", scheme="Bearer")
 
 
-@router.post("/v1/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"])
+WebhookAuth = Depends(_webhook_token)
+
+
+@router.post("/v1/webhooks/inbound/{tenant_id}", response_model=InboundApplied, tags=["webhooks"],
+             dependencies=[WebhookAuth])
 async def inbound_reply(
-    tenant_id: IdPath, body: InboundIn, pool: PoolDep, settings: SettingsDep, bus: BusDep,
-    authorization: Annotated[str, Header()] = "",
+    tenant_id: IdPath, body: InboundIn, pool: PoolDep, bus: BusDep,
 ) -> InboundApplied:
     """A reply from a handset: STOP-words opt out at once, START-words opt in, HELP answers.
 
     Each keyword gets exactly one confirmation, also when the provider retries the webhook.
     """
-    _check_webhook(settings, authorization)
     kind = classify(body.body)
     flagged = needs_review(body.body, kind)
     async with pool.acquire() as conn:
@@ -178,16 +182,10 @@ async def inbound_reply(
                           confirmation_key=key)
 
 
-@router.post("/v1/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"])
-async def delivery_receipts(
-    body: ReceiptBatch,
-    pool: PoolDep,
-    settings: SettingsDep,
-    bus: BusDep,
-    authorization: Annotated[str, Header()] = "",
-) -> ReceiptsApplied:
+@router.post("/v1/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"],
+             dependencies=[WebhookAuth])
+async def delivery_receipts(body: ReceiptBatch, pool: PoolDep, bus: BusDep) -> ReceiptsApplied:
     """Receipts from a batch provider; duplicates and late receipts are applied at most once."""
-    _check_webhook(settings, authorization)
     await dlr.dead_letter_receipts(bus, body.refused)  # the others are applied
     receipts = [(r.client_ref, r.status, r.error) for r in body.receipts]
     applied = await _apply_receipts(pool, bus, receipts)
@@ -195,18 +193,14 @@ async def delivery_receipts(
 
 
 @router.post("/v1/webhooks/status", response_model=ReceiptsApplied, tags=["webhooks"],
-             openapi_extra={"requestBody": {"required": True, "content": {
+             dependencies=[WebhookAuth], openapi_extra={"requestBody": {"required": True, "content": {
                  "application/x-www-form-urlencoded": {
                      "schema": StatusCallback.model_json_schema()}}}})
-async def status_callback(
-    request: Request, pool: PoolDep, settings: SettingsDep, bus: BusDep,
-    authorization: Annotated[str, Header()] = "",
-) -> ReceiptsApplied:
+async def status_callback(request: Request, pool: PoolDep, bus: BusDep) -> ReceiptsApplied:
     """A single-message provider's (Twilio-like) form-encoded status callback, one message each.
 
     Found by the provider's message id; intermediate statuses (queued, sent...) change nothing.
     """
-    _check_webhook(settings, authorization)
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
     try:
         callback = StatusCallback.model_validate(form)
