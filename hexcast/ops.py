@@ -7,8 +7,7 @@ from hexcast.core.db import apply_migrations, connect_pool
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.tenants import create_tenant
-from hexcast.synth import SynthParams, generate
-from hexcast.synth_load import SynthSummary, load
+from hexcast.synth import SynthParams, SynthSummary, generate, load
 from targeting import repo as targeting_repo
 from targeting.service import profile_record, promotion_record, store_record
 

@@ -9,7 +9,7 @@ import h3
 from hexcast.core.db import Conn
 from streams.models import VisitRecord
 
-__all__ = ["ARCHIVE_RESOLUTION", "insert_visits", "visit_cell_counts", "visit_count", "visit_points"]
+__all__ = ["ARCHIVE_RESOLUTION", "insert_visits"]
 
 #: Resolution of the stored cell: about 0.1 km² hexagons, a city block or two.
 ARCHIVE_RESOLUTION = 9
@@ -36,24 +36,3 @@ async def insert_visits(conn: Conn, *, records: Sequence[VisitRecord]) -> int:
         *[list(c) for c in columns],
     )
     return int(result.rsplit(" ", 1)[-1])
-
-
-async def visit_count(conn: Conn, *, tenant_id: int) -> int:
-    """How many visits a tenant has in the history."""
-    return int(await conn.fetchval("SELECT count(*) FROM visits WHERE tenant_id = $1", tenant_id))
-
-
-async def visit_cell_counts(conn: Conn, *, tenant_id: int) -> dict[str, int]:
-    """Visits per stored cell (H3 resolution :data:`ARCHIVE_RESOLUTION`)."""
-    rows = await conn.fetch(
-        "SELECT cell, count(*) AS n FROM visits WHERE tenant_id = $1 GROUP BY cell", tenant_id
-    )
-    return {r["cell"]: r["n"] for r in rows}
-
-
-async def visit_points(conn: Conn, *, tenant_id: int) -> list[tuple[str, float, float]]:
-    """Every visit of a tenant as (user id, lat, lng), in time order."""
-    rows = await conn.fetch(
-        "SELECT user_id, lat, lng FROM visits WHERE tenant_id = $1 ORDER BY ts, event_id", tenant_id
-    )
-    return [(r["user_id"], r["lat"], r["lng"]) for r in rows]

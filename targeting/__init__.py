@@ -3,7 +3,14 @@
 What other domains may use is exported here (``__all__``); they import nothing else of
 targeting (``tests/unit/test_layers.py`` checks it)."""
 
-from targeting.geofence import FenceGeometry, Geofence, cover_cells, fence_geometry, geometry_distances_m
+from targeting.geofence import (
+    FenceGeometry,
+    Geofence,
+    cover_cells,
+    distance_m,
+    fence_geometry,
+    geometry_distances_m,
+)
 from targeting.index import CellIndex
 from targeting.models import (
     CatalogRecord,
@@ -13,10 +20,11 @@ from targeting.models import (
     unset_default,
     validate_time_zone,
 )
-from targeting.segments import SegmentDefinition, audience_query, zone_counts_query
+from targeting.segments import MAX_USER_IDS, SegmentDefinition, audience_query, zone_counts_query
 from targeting.service import InterestFit, Wanted, fit_score
 
 __all__ = [
+    "MAX_USER_IDS",
     "CatalogRecord",
     "CellIndex",
     "FenceGeometry",
@@ -29,6 +37,7 @@ __all__ = [
     "Wanted",
     "audience_query",
     "cover_cells",
+    "distance_m",
     "fence_geometry",
     "fit_score",
     "geometry_distances_m",

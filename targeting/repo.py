@@ -9,7 +9,6 @@ import asyncpg
 
 from hexcast.core.db import Conn, one
 from hexcast.core.errors import ConflictError, NotFound
-from targeting.segments import SegmentDefinition, audience_query
 
 __all__ = [
     "all_promotions",
@@ -17,11 +16,7 @@ __all__ = [
     "all_stores",
     "get_recipient",
     "list_recipients",
-    "recipient_ids",
     "recipients_by_ids",
-    "reachable_behaviour",
-    "segment_user_ids",
-    "visits_between",
     "get_store",
     "insert_promotion",
     "insert_recipient",
@@ -326,61 +321,3 @@ async def get_recipient(conn: Conn, *, tenant_id: int, user_id: str) -> Row:
         tenant_id, user_id,
     )
     return _found(row, f"recipient {user_id!r} not found")
-
-
-# --- analytics reads (notebooks, synthetic data) ---
-async def recipient_ids(conn: Conn, *, tenant_id: int) -> dict[str, int]:
-    """Every recipient's database id by user id."""
-    rows = await conn.fetch("SELECT user_id, id FROM recipients WHERE tenant_id = $1", tenant_id)
-    return {r["user_id"]: r["id"] for r in rows}
-
-
-async def reachable_behaviour(conn: Conn, *, tenant_id: int, as_of: datetime) -> list[Row]:
-    """Recipients a segment could reach at ``as_of`` (consent, not opted out by then) with their
-    visit behaviour before it: visits, active days, evening (17-22 h in the recipient's zone, UTC
-    without one) visits, days since the last visit (None without visits)."""
-    return list(await conn.fetch(
-        "SELECT r.user_id, r.time_zone, r.interests, COALESCE(v.visits, 0) AS visits,"
-        " COALESCE(v.active_days, 0) AS active_days, COALESCE(v.evening, 0) AS evening,"
-        " EXTRACT(EPOCH FROM ($2::timestamptz - v.last_ts)) / 86400 AS days_since_last"
-        " FROM recipients r LEFT JOIN LATERAL ("
-        "   SELECT count(*) AS visits, count(DISTINCT (x.ts AT TIME ZONE z.tz)::date) AS active_days,"
-        "   count(*) FILTER (WHERE extract(hour FROM x.ts AT TIME ZONE z.tz) BETWEEN 17 AND 21)"
-        "   AS evening, max(x.ts) AS last_ts"
-        "   FROM visits x, (SELECT COALESCE(r.time_zone, 'UTC') AS tz) z"
-        "   WHERE x.tenant_id = r.tenant_id AND x.user_id = r.user_id AND x.ts < $2) v ON true"
-        " WHERE r.tenant_id = $1 AND r.consent_at IS NOT NULL"
-        " AND (r.opted_out_at IS NULL OR r.opted_out_at > $2)"
-        " ORDER BY r.id",
-        tenant_id, as_of,
-    ))
-
-
-async def segment_user_ids(
-    conn: Conn, *, segment: SegmentDefinition, tenant_id: int, fallback_zone: str,
-    as_of: datetime, resolution: int, page: int = 5000,
-) -> list[str]:
-    """The user ids a segment selects (its control group included), by the segment SQL."""
-    out: list[str] = []
-    after = 0
-    while True:
-        sql, args = audience_query(
-            segment, tenant_id=tenant_id, campaign_id=0, fallback_zone=fallback_zone, as_of=as_of,
-            resolution=resolution, zone=None, after_id=after, limit=page,
-        )
-        rows = await conn.fetch(sql, *args)
-        out.extend(r["user_id"] for r in rows)
-        if len(rows) < page:
-            return out
-        after = rows[-1]["id"]
-
-
-async def visits_between(
-    conn: Conn, *, tenant_id: int, since: datetime, until: datetime
-) -> list[tuple[str, float, float, datetime]]:
-    """(user id, lat, lng, ts) of the visits in [since, until)."""
-    rows = await conn.fetch(
-        "SELECT user_id, lat, lng, ts FROM visits WHERE tenant_id = $1 AND ts >= $2 AND ts < $3",
-        tenant_id, since, until,
-    )
-    return [(r["user_id"], r["lat"], r["lng"], r["ts"]) for r in rows]

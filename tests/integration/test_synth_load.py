@@ -11,16 +11,14 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from analysis import queries
 from hexcast.core.db import Conn, connect_pool
 from hexcast.core.tenants import authenticate
-from hexcast.synth import DEMO_TENANT, SynthParams, generate
-from hexcast.synth_load import load
+from hexcast.synth import DEMO_TENANT, SynthParams, generate, load, recipient_ids
+from hexcast.testing import create_database, drop_database, dsn
 from scheduler import repo as scheduler_repo
-from sender import results_repo
 from sender.keys import bulk_key
-from targeting import repo as targeting_repo
 from targeting.segments import SegmentDefinition, is_holdout
-from tests.pg import create_database, drop_database, dsn
 
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -136,12 +134,12 @@ async def _check_campaign(conn: Conn, tenant_id: int) -> None:
     [wave] = await scheduler_repo.waves_of(conn, run_ids=[run["id"]])
     assert run["released_at"] is not None
     assert wave["state"] == "done"
-    outcomes = await results_repo.run_outcomes(conn, tenant_id=tenant_id, run_id=run["id"])
-    control = await results_repo.run_holdout_users(conn, tenant_id=tenant_id, run_id=run["id"])
+    outcomes = await queries.run_outcomes(conn, tenant_id=tenant_id, run_id=run["id"])
+    control = await queries.run_holdout_users(conn, tenant_id=tenant_id, run_id=run["id"])
     assert (wave["released"], wave["held_out"]) == (len(outcomes), len(control))
     # the audience the segment SQL selects now, plus those who replied STOP to this campaign
     segment = SegmentDefinition.model_validate(campaign["segment"])
-    now = await targeting_repo.segment_user_ids(
+    now = await queries.segment_user_ids(
         conn, segment=segment, tenant_id=tenant_id, fallback_zone=campaign["time_zone"],
         as_of=UNTIL, resolution=10)
     stopped = {o.user_id for o in outcomes if o.opted_out}
@@ -149,7 +147,7 @@ async def _check_campaign(conn: Conn, tenant_id: int) -> None:
     assert stopped
     assert set(now) | stopped == messaged | set(control)
     assert not messaged & set(control)
-    ids = await targeting_repo.recipient_ids(conn, tenant_id=tenant_id)
+    ids = await recipient_ids(conn, tenant_id=tenant_id)
     held = {u for u in messaged | set(control)
             if is_holdout(campaign_id=campaign["id"], recipient_id=ids[u], pct=segment.holdout_pct)}
     assert held == set(control)

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hexcast.core.errors import InvalidInput
-from targeting.analytics import (
+from analysis.footfall import (
     StoreVisits,
     cells_geojson,
     group_by_nearest,
@@ -19,6 +18,7 @@ from targeting.analytics import (
     store_index,
     store_visits,
 )
+from hexcast.core.errors import InvalidInput
 from targeting.geofence import destination
 from targeting.models import StoreCreate
 from targeting.service import fence_cells

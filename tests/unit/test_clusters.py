@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from analysis.clusters import BEHAVIOUR, cluster, cluster_segment, features, profiles
 from hexcast.core.errors import InvalidInput
-from targeting.clusters import BEHAVIOUR, cluster, cluster_segment, features, profiles
 from targeting.segments import MAX_USER_IDS, SegmentDefinition
 
 INTERESTS = ["a/x", "a/y", "b/x", "b/y", "c/x"]

@@ -10,12 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hexcast.core.errors import InvalidInput
-from scheduler.forecast import WavePlan, forecast
-from targeting.analytics import store_index
-from targeting.geofence import destination
-from targeting.models import StoreCreate
-from targeting.results import (
+from analysis.footfall import store_index
+from analysis.results import (
     black_friday,
     converted_users,
     group_rates,
@@ -23,6 +19,10 @@ from targeting.results import (
     interest_segments,
     send_rate_series,
 )
+from hexcast.core.errors import InvalidInput
+from scheduler.forecast import WavePlan, forecast
+from targeting.geofence import destination
+from targeting.models import StoreCreate
 from targeting.service import fence_cells
 
 T0 = datetime(2026, 11, 27, 23, tzinfo=UTC)

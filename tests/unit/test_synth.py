@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hexcast.synth import (
+from hexcast.synth.population import (
     INTERESTS,
     METROS,
     PERSONAS,
@@ -21,7 +21,7 @@ from hexcast.synth import (
     generate,
     geo_messages,
 )
-from streams.repo import ARCHIVE_RESOLUTION
+from streams import ARCHIVE_RESOLUTION
 from targeting.geofence import distance_m
 from targeting.models import RecipientCreate, StoreCreate
 from targeting.service import fence_cells, interest_match

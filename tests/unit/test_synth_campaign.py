@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hexcast.synth import SynthData, SynthParams, generate
-from hexcast.synth_campaign import (
+from hexcast.synth.campaign import (
     CONVERSION_WINDOW,
     HOLDOUT_PCT,
     SynthCampaign,

@@ -15,7 +15,7 @@ from statistics import NormalDist
 from typing import Protocol
 
 from hexcast.core.errors import InvalidInput
-from targeting.index import CellIndex
+from targeting import CellIndex
 
 __all__ = [
     "GroupRates",

@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 import h3
 
-from hexcast.synth import SynthData, SynthRecipient, SynthStore, SynthVisit
+from hexcast.synth.population import SynthData, SynthRecipient, SynthStore, SynthVisit
 from sender.keys import bulk_key
 from sender.links import shorten
-from streams.repo import ARCHIVE_RESOLUTION
+from streams import ARCHIVE_RESOLUTION
 from targeting.geofence import destination
 from targeting.segments import SegmentDefinition, is_holdout
 

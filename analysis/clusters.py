@@ -19,7 +19,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from hexcast.core.errors import InvalidInput
-from targeting.segments import MAX_USER_IDS, SegmentDefinition
+from targeting import MAX_USER_IDS, SegmentDefinition
 
 __all__ = [
     "BEHAVIOUR",

@@ -1,8 +1,8 @@
-"""Loading the synthetic demo dataset (:mod:`hexcast.synth`) into a migrated database.
+"""Loading the synthetic demo dataset (:mod:`hexcast.synth.population`) into a migrated database.
 
 Stores and promotions go through the catalog repo, the campaign and its run through the
 scheduler repo; the bulk tables (recipients, visits, messages, waves, holdouts, links, clicks,
-opt-outs) through COPY. The finished campaign (:mod:`hexcast.synth_campaign`) needs database ids
+opt-outs) through COPY. The finished campaign (:mod:`hexcast.synth.campaign`) needs database ids
 (its control group is chosen from campaign and recipient ids), so it is generated mid-load.
 """
 
@@ -14,20 +14,20 @@ from datetime import timedelta
 
 from hexcast.core.db import Conn
 from hexcast.core.tenants import create_tenant
-from hexcast.synth import DEMO_TENANT, SynthData, SynthMessage, SynthVisit, geo_messages
-from hexcast.synth_campaign import (
+from hexcast.synth.campaign import (
     SEND_RATE,
     SynthCampaign,
     campaign_fire,
     campaign_values,
     generate_campaign,
 )
+from hexcast.synth.population import DEMO_TENANT, SynthData, SynthMessage, SynthVisit, geo_messages
 from scheduler import repo as scheduler_repo
 from targeting import repo as targeting_repo
 from targeting.models import StoreCreate
 from targeting.service import fence_cells
 
-__all__ = ["SynthSummary", "load"]
+__all__ = ["SynthSummary", "load", "recipient_ids"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,7 @@ async def _load_campaign(conn: Conn, data: SynthData, tenant_id: int) -> SynthCa
     """The campaign and its run (scheduler repo), then the run's rows (COPY)."""
     values = campaign_values(data.params.until)
     row = await scheduler_repo.insert_campaign(conn, tenant_id=tenant_id, values=values)
-    ids = await targeting_repo.recipient_ids(conn, tenant_id=tenant_id)
+    ids = await recipient_ids(conn, tenant_id=tenant_id)
     fire = campaign_fire(data.params.until)
     run_id = await scheduler_repo.insert_run(
         conn, campaign_id=row["id"], tenant_id=tenant_id, scheduled_for=fire.replace(tzinfo=None),
@@ -145,6 +145,12 @@ async def _load_campaign(conn: Conn, data: SynthData, tenant_id: int) -> SynthCa
     await _copy_run(conn, campaign, tenant_id, run_id)
     await _copy_run_outcomes(conn, campaign, tenant_id, run_id)
     return campaign
+
+
+async def recipient_ids(conn: Conn, *, tenant_id: int) -> dict[str, int]:
+    """Every recipient's database id by user id: the control group hangs on these ids."""
+    rows = await conn.fetch("SELECT user_id, id FROM recipients WHERE tenant_id = $1", tenant_id)
+    return {r["user_id"]: r["id"] for r in rows}
 
 
 async def _copy_run(conn: Conn, c: SynthCampaign, tenant_id: int, run_id: int) -> None:

@@ -1,8 +1,8 @@
 """A synthetic demo dataset for analysts: stores in three real metros, personas, visits, geo SMS.
 
-Pure generation (deterministic from a seed and an end time); :mod:`hexcast.synth_load`
+Pure generation (deterministic from a seed and an end time); :mod:`hexcast.synth.loader`
 bulk-loads it with COPY into a migrated database, with a finished campaign
-(:mod:`hexcast.synth_campaign`). Recipients draw their interests from a few latent
+(:mod:`hexcast.synth.campaign`). Recipients draw their interests from a few latent
 personas, so clustering finds structure; visits favour stores that fit the visitor's persona;
 the geo messages are exactly what the matcher would send for the visits inside store fences.
 """
@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 import h3
 from pydantic import BaseModel, Field
 
+from streams import ARCHIVE_RESOLUTION
 from streams.matcher import MatchState
 from streams.models import VisitEvent, VisitRecord
-from streams.repo import ARCHIVE_RESOLUTION
 from targeting.geofence import destination
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry, StoreEntry
 

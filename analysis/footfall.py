@@ -1,4 +1,4 @@
-"""Pure analytics over the visit history and the message log, for notebooks. No I/O.
+"""Footfall: visits per H3 cell (roll-ups, GeoJSON, areas) and per store, and store funnels. No I/O.
 
 Visits are placed in stores with the matcher's own index and geofence geometry, so "a visit to
 this store" means what it means when the matcher decides to send.
@@ -15,8 +15,7 @@ import h3
 from pydantic import TypeAdapter
 
 from hexcast.core.errors import InvalidInput
-from targeting.geofence import Geofence, distance_m, fence_geometry
-from targeting.index import CellIndex
+from targeting import CellIndex, Geofence, distance_m, fence_geometry
 
 __all__ = [
     "StoreFunnel",
