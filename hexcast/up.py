@@ -29,7 +29,7 @@ from hexcast.devstack.localinfra import (
 )
 from hexcast.devstack.procs import ChildProcess, hexcast_process, wait_http
 from hexcast.ops import migrate, new_tenant, sync_catalog
-from sender import repo as sender_repo
+from sender import queries as sender_queries
 
 __all__ = ["run_stack"]
 
@@ -109,12 +109,12 @@ async def _watch(settings: Settings, tenant_id: int, until: float) -> None:
     last_id, shown = 0, 0
     try:
         while time.monotonic() < until:
-            for row in await sender_repo.delivered_since(conn, tenant_id=tenant_id, after_id=last_id):
+            for row in await sender_queries.delivered_since(conn, tenant_id=tenant_id, after_id=last_id):
                 last_id = row["id"]
                 shown += 1
                 console.print(f"[bold green]✓ delivered[/] {row['phone']}  “{row['body']}”")
             if shown and shown % 25 == 0:
-                counts = await sender_repo.state_counts(conn, tenant_id=tenant_id)
+                counts = await sender_queries.state_counts(conn, tenant_id=tenant_id)
                 console.print(f"[dim]messages by state: {counts}[/]")
             await asyncio.sleep(0.5)
     finally:

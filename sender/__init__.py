@@ -1,4 +1,4 @@
-"""Sending: the send pipeline, compliance, rate limits and provider adapters.
+"""Sending: the send pipeline, consent, quiet hours, limits, routing and provider adapters.
 
 What other domains may use is exported here (``__all__``); they import nothing else of the
 sender (``tests/unit/test_layers.py`` checks it)."""

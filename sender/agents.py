@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 import faust
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hexcast.core.bus import Bus
@@ -17,11 +18,15 @@ from hexcast.core.deadletter import Letter, dead_letter
 from hexcast.core.faustapp import raw_topic
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
-from sender.dispatch import Dispatcher
+from sender.dispatch import Dispatcher, Policy
+from sender.holds import Holds
 from sender.isolation import screen_records, send_isolated
+from sender.journal import Journal, Store
+from sender.limits import CapRule, RecipientCaps
 from sender.models import DeliveryEvent, Lane, delivery_records
-from sender.ratelimit import CapRule, RecipientCaps
 from sender.routing import Router, build_router, provider_specs
+from sender.run_gate import RunGate
+from sender.shortener import LinkShortener
 
 __all__ = ["register_sender"]
 
@@ -66,17 +71,8 @@ class _Worker:
         async def publish(events: list[DeliveryEvent]) -> None:
             await bus.publish_many("delivery", delivery_records(events))
 
-        self.dispatcher = Dispatcher(
-            pool=pool, router=router, lane=lane, max_attempts=settings.provider_max_attempts,
-            actor=f"sender-{lane.value}", publish=publish,
-            reconcile_grace_s=settings.sender_reconcile_grace_s,
-            geo_ttl_s=settings.geo_ttl_s, quiet_hours=settings.sender_quiet_hours,
-            link_base=settings.api_public_url if settings.sender_shorten_links else None,
-            control=RunControl(redis, Keys(settings.redis_prefix)), keys=Keys(settings.redis_prefix),
-            caps=RecipientCaps(redis), cap_rules=_cap_rules(settings),
-            fault_kill_after_calls=settings.sender_fault_kill_after_calls,
-            bulk_parts=settings.sender_bulk_parts,
-        )
+        self.dispatcher = build_dispatcher(settings, lane, Journal(
+            pool=pool, actor=f"sender-{lane.value}", publish=publish), router, redis)
         sweeper = asyncio.create_task(_sweep_forever(self.dispatcher, settings, lane))
 
         async def stop_sweeper() -> None:
@@ -129,6 +125,27 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
 
     concurrency = settings.sender_bulk_concurrency if lane is Lane.BULK else 1
     app.agent(source, name=f"send_{lane.value}", concurrency=concurrency)(send_agent)
+
+
+def build_dispatcher(
+    settings: Settings, lane: Lane, store: Store, router: Router, redis: aioredis.Redis
+) -> Dispatcher:
+    """A lane's dispatcher with the steps its settings ask for."""
+    keys = Keys(settings.redis_prefix)
+    links = None
+    if settings.sender_shorten_links:
+        links = LinkShortener(store=store, base_url=settings.api_public_url)
+    return Dispatcher(
+        lane=lane, store=store, router=router,
+        policy=Policy(max_attempts=settings.provider_max_attempts,
+                      reconcile_grace_s=settings.sender_reconcile_grace_s,
+                      geo_ttl_s=settings.geo_ttl_s, bulk_parts=settings.sender_bulk_parts,
+                      fault_kill_after_calls=settings.sender_fault_kill_after_calls),
+        holds=Holds(store=store, quiet_hours=settings.sender_quiet_hours,
+                    caps=RecipientCaps(redis), cap_rules=_cap_rules(settings), keys=keys),
+        runs=RunGate(store=store, control=RunControl(redis, keys), keys=keys),
+        links=links,
+    )
 
 
 def _cap_rules(settings: Settings) -> tuple[CapRule, CapRule]:

@@ -18,8 +18,8 @@ from hexcast.core.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.core.idempotency import idempotent, request_hash
 from hexcast.core.pgtext import PgText
 from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
-from sender import dlr, inbound_repo, repo
-from sender.compliance import classify, confirmation_text, needs_review
+from sender import dlr, inbound_repo, links_repo, queries
+from sender.inbound import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
 from sender.links import is_bot
 from sender.metrics import render_metrics
@@ -32,7 +32,7 @@ from sender.models import (
     SendRequest,
     delivery_records,
 )
-from sender.receipts import StatusCallback
+from sender.providers.status import StatusCallback
 from sender.text import segment_info
 
 __all__ = ["router"]
@@ -211,7 +211,7 @@ async def status_callback(request: Request, pool: PoolDep, bus: BusDep) -> Recei
     if final is None:
         return ReceiptsApplied(received=1, applied=0)
     async with pool.acquire() as conn:
-        refs = await repo.client_refs_by_provider_id(conn, provider_message_ids=[callback.MessageSid])
+        refs = await queries.client_refs_by_provider_id(conn, provider_message_ids=[callback.MessageSid])
     ref = refs.get(callback.MessageSid)
     if ref is None:
         return ReceiptsApplied(received=1, applied=0)
@@ -244,7 +244,7 @@ async def follow_link(
     """Redirect a short link; a click by a person (not a bot or prefetcher) is recorded."""
     bot = is_bot(user_agent)
     async with pool.acquire() as conn:
-        link = await inbound_repo.record_click(conn, code=code, user_agent=user_agent, bot=bot)
+        link = await links_repo.record_click(conn, code=code, user_agent=user_agent, bot=bot)
     if link is None:
         raise NotFound(f"link {code} not found")
     if not bot and link["lane"] is not None:
@@ -273,7 +273,7 @@ async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
 async def get_message(message_key: TextPath, tenant: TenantDep, pool: PoolDep) -> MessagePublic:
     """A message and its whole history, from the append-only audit trail."""
     async with pool.acquire() as conn:
-        msg, events = await repo.message_history(
+        msg, events = await queries.message_history(
             conn, tenant_id=tenant.id, message_key=message_key
         )
     if msg is None:

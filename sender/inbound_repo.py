@@ -1,16 +1,10 @@
-"""SQL of inbound replies, opt-outs, short links and clicks, and the tenant send policy."""
+"""SQL of inbound replies and the opt-outs/opt-ins they apply, and the tenant reply and send policy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import asyncpg
-
 from hexcast.core.db import Conn
 
-__all__ = [
-    "record_click", "record_inbound", "save_links", "tenant_max_segments", "tenant_reply_info",
-]
+__all__ = ["record_inbound", "tenant_max_segments", "tenant_reply_info"]
 
 
 
@@ -60,35 +54,3 @@ async def tenant_reply_info(conn: Conn, *, tenant_id: int) -> tuple[str, str] | 
     """A tenant's (name, help text), or None if there is no such tenant."""
     row = await conn.fetchrow("SELECT name, help_text FROM tenants WHERE id = $1", tenant_id)
     return (row["name"], row["help_text"]) if row is not None else None
-
-
-async def save_links(
-    conn: Conn, *, links: Sequence[tuple[str, int, str, str]]
-) -> None:
-    """Store (code, tenant, message key, url) short links; codes are deterministic."""
-    if links:
-        await conn.execute(
-            "INSERT INTO short_links (code, tenant_id, message_key, url)"
-            " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])"
-            " ON CONFLICT (code) DO NOTHING",
-            [x[0] for x in links], [x[1] for x in links], [x[2] for x in links],
-            [x[3] for x in links],
-        )
-
-
-async def record_click(
-    conn: Conn, *, code: str, user_agent: str | None, bot: bool
-) -> asyncpg.Record | None:
-    """Log a click on a short link: its url, tenant, message key and lane; None if unknown."""
-    link = await conn.fetchrow(
-        "SELECT l.url, l.tenant_id, l.message_key, m.lane::text AS lane, m.user_id, m.phone,"
-        " m.promotion_id, m.campaign_run_id FROM short_links l"
-        " LEFT JOIN messages m ON m.message_key = l.message_key WHERE l.code = $1",
-        code,
-    )
-    if link is not None:
-        await conn.execute(
-            "INSERT INTO link_clicks (code, user_agent, bot) VALUES ($1, $2, $3)",
-            code, (user_agent or "")[:512], bot,
-        )
-    return link

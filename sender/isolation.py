@@ -17,8 +17,8 @@ from hexcast.core.deadletter import Letter, screen_all
 from hexcast.core.isolation import Failed, isolate
 from hexcast.core.logging import get_logger
 from sender.dispatch import Dispatcher
-from sender.journal import Outcome
 from sender.models import SendBatch, SendRequest
+from sender.outcome import Outcome
 
 __all__ = ["Taken", "screen_records", "send_isolated"]
 

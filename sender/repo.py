@@ -1,4 +1,5 @@
-"""SQL of the message log. Every state change is audited in the same statement: the three moves
+"""SQL of the message log's state moves (reads are in ``sender.queries``, the consent rule in
+``sender.consent``). Every state change is audited in the same statement: the three moves
 of every send (enqueue, claim, acceptance) append one ``message_statement_events`` row with
 the ids they moved, the others one ``message_events`` row per message (migration 0011).
 
@@ -18,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from hexcast.core.db import Conn
+from sender.consent import NO_CONSENT, OPTED_OUT
 from sender.models import Lane, MessageState, SendRequest
 
 __all__ = [
@@ -25,21 +27,14 @@ __all__ = [
     "PendingPage",
     "Screened",
     "apply_receipts",
-    "click_counts_by_promotion",
-    "client_refs_by_provider_id",
     "claim_for_sending",
-    "suppress_blocked",
     "defer",
-    "delivered_since",
     "due_deferred",
     "enqueue",
-    "geo_outcomes_by_promotion",
     "mark_accepted",
-    "message_history",
     "profile_zones",
     "requeue_failed",
     "stale_rows",
-    "state_counts",
     "transition",
 ]
 
@@ -117,21 +112,11 @@ SELECT message_key, tenant_id, lane, to_state::text AS state, error, promotion_i
     campaign_run_id, user_id, phone FROM upd
 """
 
-# A message may not go out to an opted-out number (confirmations excepted), and marketing
-# lanes need a consent record of a recipient who has not opted out.
-_OPTED_OUT = (
-    "EXISTS (SELECT 1 FROM opt_outs o WHERE o.tenant_id = m.tenant_id AND o.phone = m.phone)"
-)
-_NO_CONSENT = (
-    "(m.lane <> 'otp' AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.tenant_id = m.tenant_id"
-    " AND r.phone = m.phone AND r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))"
-)
-
 # queued → sending (+1 attempt, provider $2) for rows still allowed at this very statement.
 _CLAIM = f"""
 WITH old AS (
     SELECT m.id FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state::text = 'queued'
-    AND (m.confirmation OR NOT ({_OPTED_OUT} OR {_NO_CONSENT}))
+    AND (m.confirmation OR NOT ({OPTED_OUT} OR {NO_CONSENT}))
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = 'sending', reason = $4, updated_at = now(),
@@ -142,24 +127,6 @@ WITH old AS (
                      reason="$4")}
 SELECT id AS message_id FROM upd
 """
-
-_SUPPRESS = f"""
-WITH old AS (
-    SELECT m.id, m.state,
-        CASE WHEN {_OPTED_OUT} THEN 'opted out' ELSE 'no marketing consent' END AS why
-    FROM messages m WHERE m.id = ANY($1::bigint[]) AND m.state::text = 'queued'
-    AND NOT m.confirmation AND ({_OPTED_OUT} OR {_NO_CONSENT})
-    FOR UPDATE OF m
-), upd AS (
-    UPDATE messages m SET state = 'suppressed', reason = old.why, updated_at = now()
-    FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state, old.why
-)
-INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, 'suppressed', $2, why FROM upd
-RETURNING message_id, reason
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class MessageRow:
@@ -222,7 +189,7 @@ WITH ins AS (
 ), {_statement_event(rows="ins", from_state="NULL", to_state="'queued'", actor="$10",
                      reason="'enqueued'")}
 SELECT m.id, m.message_key, m.updated_at, r.time_zone AS profile_zone,
-    NOT m.confirmation AND ({_OPTED_OUT} OR (m.lane <> 'otp'
+    NOT m.confirmation AND ({OPTED_OUT} OR (m.lane <> 'otp'
         AND NOT (r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))) AS blocked
 FROM ins m LEFT JOIN recipients r ON r.tenant_id = m.tenant_id AND r.phone = m.phone
 """
@@ -312,14 +279,6 @@ async def claim_for_sending(
     return {r["message_id"] for r in rows}
 
 
-async def suppress_blocked(conn: Conn, *, ids: Sequence[int], actor: str) -> dict[int, str]:
-    """``queued → suppressed`` for opted-out numbers and marketing without consent: id → why."""
-    if not ids:
-        return {}
-    rows = await conn.fetch(_SUPPRESS, list(ids), actor)
-    return {r["message_id"]: r["reason"] for r in rows}
-
-
 async def defer(
     conn: Conn, *, deferrals: Sequence[tuple[int, datetime]], reason: str, actor: str
 ) -> set[int]:
@@ -391,15 +350,17 @@ async def transition(
     from_states: Sequence[MessageState],
     reason: str | None,
     actor: str,
-    count_attempt: bool = False,
+    attempts: int = 0,
     provider: str | None = None,
 ) -> set[int]:
-    """Move the rows still in ``from_states`` to ``to``; returns the ids actually moved."""
+    """Move the rows still in ``from_states`` to ``to``; returns the ids actually moved.
+    ``attempts`` is added to their attempt count (-1 gives back the attempt of a claim whose
+    call the provider did not process: a 429)."""
     if not ids:
         return set()
     rows = await conn.fetch(
         _TRANSITION, list(ids), to.value, reason, [s.value for s in from_states], actor,
-        1 if count_attempt else 0, provider,
+        attempts, provider,
     )
     return {r["message_id"] for r in rows}
 
@@ -418,18 +379,6 @@ async def mark_accepted(
     return {r["message_id"] for r in rows}
 
 
-async def client_refs_by_provider_id(
-    conn: Conn, *, provider_message_ids: Sequence[str]
-) -> dict[str, str]:
-    """Our client reference of each known provider message id (unknown ids are left out)."""
-    rows = await conn.fetch(
-        "SELECT provider_message_id, client_ref FROM messages"
-        " WHERE provider_message_id = ANY($1::text[]) AND client_ref IS NOT NULL",
-        list(provider_message_ids),
-    )
-    return {r["provider_message_id"]: r["client_ref"] for r in rows}
-
-
 async def apply_receipts(
     conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
 ) -> list[asyncpg.Record]:
@@ -444,76 +393,3 @@ async def apply_receipts(
     return list(await conn.fetch(
         _RECEIPTS, [r[0] for r in valid], [r[1] for r in valid], [r[2] for r in valid], actor
     ))
-
-
-# Both audit tables draw their ids from one sequence, so their rows merge in order.
-_HISTORY = """
-SELECT from_state::text, to_state::text, actor, reason, at FROM (
-    SELECT id, from_state, to_state, actor, reason, at FROM message_events WHERE message_id = $1
-    UNION ALL
-    SELECT id, from_state, to_state, actor, reason, at FROM message_statement_events
-    WHERE span @> $1::bigint AND $1 = ANY(message_ids)
-) e ORDER BY id
-"""
-
-
-async def message_history(
-    conn: Conn, *, tenant_id: int, message_key: str
-) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
-    """A tenant's message and its events, oldest first."""
-    msg = await conn.fetchrow(
-        "SELECT id, message_key, lane::text, state::text, reason, phone, body, provider,"
-        " client_ref, provider_message_id, attempts, created_at, sent_at, delivered_at"
-        " FROM messages WHERE tenant_id = $1 AND message_key = $2",
-        tenant_id, message_key,
-    )
-    if msg is None:
-        return None, []
-    events = await conn.fetch(_HISTORY, msg["id"])
-    return msg, list(events)
-
-
-async def state_counts(conn: Conn, *, tenant_id: int) -> dict[str, int]:
-    """How many of a tenant's messages are in each state."""
-    rows = await conn.fetch(
-        "SELECT state::text, count(*) AS n FROM messages WHERE tenant_id = $1 GROUP BY 1",
-        tenant_id,
-    )
-    return {r["state"]: r["n"] for r in rows}
-
-
-async def delivered_since(
-    conn: Conn, *, tenant_id: int, after_id: int, limit: int = 50
-) -> list[asyncpg.Record]:
-    """A tenant's delivered messages with id above ``after_id``, oldest first."""
-    return list(await conn.fetch(
-        "SELECT id, phone, body, delivered_at FROM messages"
-        " WHERE tenant_id = $1 AND state = 'delivered' AND id > $2 ORDER BY id LIMIT $3",
-        tenant_id, after_id, limit,
-    ))
-
-
-async def geo_outcomes_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, dict[str, int]]:
-    """A tenant's geo messages per promotion, counted per state."""
-    rows = await conn.fetch(
-        "SELECT promotion_id, state::text, count(*) AS n FROM messages"
-        " WHERE tenant_id = $1 AND lane = 'geo' AND promotion_id IS NOT NULL GROUP BY 1, 2",
-        tenant_id,
-    )
-    out: dict[int, dict[str, int]] = {}
-    for r in rows:
-        out.setdefault(r["promotion_id"], {})[r["state"]] = r["n"]
-    return out
-
-
-async def click_counts_by_promotion(conn: Conn, *, tenant_id: int) -> dict[int, int]:
-    """Geo messages clicked at least once by a person (bots and prefetchers excluded), per
-    promotion, from the tracked short links."""
-    rows = await conn.fetch(
-        "SELECT m.promotion_id, count(DISTINCT m.id) AS n FROM messages m"
-        " JOIN short_links l ON l.message_key = m.message_key"
-        " JOIN link_clicks c ON c.code = l.code AND NOT c.bot"
-        " WHERE m.tenant_id = $1 AND m.lane = 'geo' AND m.promotion_id IS NOT NULL GROUP BY 1",
-        tenant_id,
-    )
-    return {r["promotion_id"]: r["n"] for r in rows}

@@ -19,10 +19,10 @@ from hexcast.core.errors import ConfigError
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from sender.breaker import BreakerState, CircuitBreaker
+from sender.limits import FairShare, TokenBucket
 from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
-from sender.provider import Provider, build_provider
-from sender.ratelimit import FairShare, TokenBucket
+from sender.providers import Provider, build_provider
 
 __all__ = ["Route", "Router", "build_router", "provider_specs", "serves", "weighted_order"]
 

@@ -6,8 +6,8 @@ import time
 import uuid
 
 from hexcast.core.cache import connect_redis
-from sender.ratelimit import CapCheck, CapRule, RecipientCaps
-from tests.integration.conftest import REDIS_URL
+from hexcast.testing import REDIS_URL
+from sender.limits import CapCheck, CapRule, RecipientCaps
 
 DAY_MS = 86_400_000
 

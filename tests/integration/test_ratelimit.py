@@ -10,8 +10,8 @@ import uuid
 from redis.asyncio import Redis
 
 from hexcast.core.cache import connect_redis
-from sender.ratelimit import FairShare, TokenBucket
-from tests.integration.conftest import REDIS_URL
+from hexcast.testing import REDIS_URL
+from sender.limits import FairShare, TokenBucket
 
 
 async def _worker(key: str, stop_at: float, rate: float, burst: float) -> int:

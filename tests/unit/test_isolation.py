@@ -14,8 +14,8 @@ from hexcast.core.deadletter import DeadLetter, dead_letter
 from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
 from sender.isolation import send_isolated
-from sender.journal import Outcome
 from sender.models import MAX_CHUNK, ReceiptBatch, SendBatch
+from sender.outcome import Outcome
 from streams.models import VisitRecord
 
 log = get_logger("test")

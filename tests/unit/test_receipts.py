@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from providersim.server import UNDELIVERABLE_CODE, callback_form
-from sender.receipts import StatusCallback
+from sender.providers.status import StatusCallback
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from hexcast.core.errors import ConfigError
 from hexcast.core.settings import load_settings
 from sender.breaker import CircuitBreaker
+from sender.limits import TokenBucket
 from sender.models import Lane, ProviderSpec
-from sender.provider import build_provider
-from sender.ratelimit import TokenBucket
+from sender.providers import build_provider
 from sender.routing import Route, Router, provider_specs, serves
 
 

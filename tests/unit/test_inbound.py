@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sender.compliance import InboundKind, classify, confirmation_text, needs_review
+from sender.inbound import InboundKind, classify, confirmation_text, needs_review
 
 
 @pytest.mark.parametrize("word", ["STOP", "stopall", " Unsubscribe ", "cancel", "END\n", "quit",

@@ -1,4 +1,4 @@
-"""Delivery receipts of the two provider API shapes, normalised to one form. Pure: no I/O.
+"""The status model: delivery receipts of every provider API, normalised to one form. Pure: no I/O.
 
 The batch API (Sinch/Plivo-like) posts JSON batches that carry our client reference; the
 single-message API (Twilio-like) posts one form-encoded status callback per message that

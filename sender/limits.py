@@ -110,6 +110,8 @@ class TokenBucket:
 
 @dataclass(frozen=True, slots=True)
 class CapRule:
+    """At most ``per_day`` per local day and ``per_24h`` per rolling day, ``min_spacing_s`` apart."""
+
     per_day: int
     per_24h: int
     min_spacing_s: float
@@ -117,6 +119,8 @@ class CapRule:
 
 @dataclass(frozen=True, slots=True)
 class CapCheck:
+    """One message against its recipient's caps (``key``: the recipient's sorted set)."""
+
     key: str
     message_key: str
     day_start_ms: int

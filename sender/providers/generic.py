@@ -1,4 +1,5 @@
-"""SMS provider adapters. httpx errors are translated into hexcast's provider errors here.
+"""The generic JSON API (the provider simulator's own dialect), over httpx; httpx errors are
+translated into hexcast's provider errors here.
 
 Two API shapes: :class:`BatchProvider` (Sinch/Plivo-like, up to 1,000 destinations per request)
 and :class:`SingleProvider` (Twilio-like, one message per request, sent concurrently). Both
@@ -9,80 +10,22 @@ error that applies to every other message of the call (none of them was answered
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
-from hexcast.core.pgtext import storable
 from sender.models import ProviderSpec
+from sender.providers.base import (
+    UNREADABLE,
+    Outgoing,
+    ProviderResult,
+    SendReport,
+    provider_text,
+    retry_after,
+)
 
-__all__ = [
-    "BatchProvider",
-    "Outgoing",
-    "Provider",
-    "ProviderResult",
-    "SendReport",
-    "SingleProvider",
-    "build_provider",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    client_ref: str
-    to: str
-    body: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderResult:
-    client_ref: str
-    accepted: bool
-    provider_message_id: str | None
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class SendReport:
-    """Answers for some messages; ``failure`` applies to the messages without an answer."""
-
-    results: list[ProviderResult] = field(default_factory=list)
-    failure: ProviderError | None = None
-
-
-class Provider(Protocol):
-    name: str
-    max_batch: int
-    supports_lookup: bool
-
-    async def send(self, messages: list[Outgoing]) -> SendReport: ...
-
-    async def lookup(self, client_ref: str) -> ProviderResult | None: ...
-
-    async def aclose(self) -> None: ...
-
-
-_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
-"""What reading a provider's JSON answer raises when it is cut off or not of the agreed shape."""
-
-
-_TEXT_MAX = 500
-
-
-def _text(value: object) -> str | None:
-    """A provider's id or error as text we can store: a string (a number is read as one), without
-    the code points PostgreSQL refuses, at most 500 characters. None stays None."""
-    return None if value is None else storable(str(value))[:_TEXT_MAX]
-
-
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "1")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return 1.0
+__all__ = ["BatchProvider", "SingleProvider"]
 
 
 class _HttpProvider:
@@ -114,7 +57,7 @@ class _HttpProvider:
             ) from exc
         if response.status_code == 429:
             raise ProviderRateLimited(
-                f"{self.name}: rate limited", retry_after=_retry_after(response)
+                f"{self.name}: rate limited", retry_after=retry_after(response)
             )
         if response.status_code >= 500:
             raise ProviderUnavailable(f"{self.name}: HTTP {response.status_code} on {url}")
@@ -133,8 +76,8 @@ class _HttpProvider:
         if response.status_code != 200:
             raise ProviderUnavailable(f"{self.name}: lookup HTTP {response.status_code}")
         try:
-            pmid = _text(response.json().get("provider_message_id"))
-        except _UNREADABLE as exc:
+            pmid = provider_text(response.json().get("provider_message_id"))
+        except UNREADABLE as exc:
             raise self._unreadable(exc) from exc
         return ProviderResult(client_ref=client_ref, accepted=True, provider_message_id=pmid)
 
@@ -152,7 +95,7 @@ class BatchProvider(_HttpProvider):
         except ProviderError as exc:
             return SendReport(failure=exc)
         if response.status_code != 200:
-            error = ProviderError(f"{self.name}: HTTP {response.status_code}: {_text(response.text)}")
+            error = ProviderError(f"{self.name}: HTTP {response.status_code}: {provider_text(response.text)}")
             error.retryable = False
             return SendReport(failure=error)
         try:
@@ -160,12 +103,12 @@ class BatchProvider(_HttpProvider):
                 ProviderResult(
                     client_ref=item["client_ref"],
                     accepted=item.get("status") == "accepted",
-                    provider_message_id=_text(item.get("provider_message_id")),
-                    error=_text(item.get("error")),
+                    provider_message_id=provider_text(item.get("provider_message_id")),
+                    error=provider_text(item.get("error")),
                 )
                 for item in response.json()["results"]
             ])
-        except _UNREADABLE as exc:  # it answered 200: it may have taken every message
+        except UNREADABLE as exc:  # it answered 200: it may have taken every message
             return SendReport(failure=self._unreadable(exc))
 
 
@@ -203,8 +146,9 @@ class SingleProvider(_HttpProvider):
         taken = response.status_code in (200, 201)
         try:
             item = response.json()
-            pmid, error = _text(item.get("provider_message_id")), _text(item.get("error", "rejected"))
-        except _UNREADABLE as exc:
+            pmid = provider_text(item.get("provider_message_id"))
+            error = provider_text(item.get("error", "rejected"))
+        except UNREADABLE as exc:
             if taken:
                 raise self._unreadable(exc) from exc
             pmid, error = None, "rejected"
@@ -212,13 +156,7 @@ class SingleProvider(_HttpProvider):
             return ProviderResult(msg.client_ref, True, pmid)
         if response.status_code in (400, 422):
             return ProviderResult(msg.client_ref, False, None, error)
-        failure = ProviderError(f"{self.name}: HTTP {response.status_code}: {_text(response.text)}")
+        failure = ProviderError(f"{self.name}: HTTP {response.status_code}: {provider_text(response.text)}")
         failure.retryable = False
         raise failure
 
-
-def build_provider(spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> Provider:
-    """The adapter for ``spec.mode``."""
-    if spec.mode == "single":
-        return SingleProvider(spec, timeout_s=timeout_s, concurrency=concurrency)
-    return BatchProvider(spec, timeout_s=timeout_s, connections=32)

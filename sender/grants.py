@@ -1,0 +1,79 @@
+"""Capacity before a provider call: which account of the lane may take the next messages now.
+
+An account grants when its circuit breaker lets calls through and its shared limits have room:
+its requests/s (one request per batch call, one per message for a single-message API), its
+segments/s, the campaign run's pace and, on the bulk lane, the tenant's fair share. Accounts
+that just failed this chunk come last; while none can grant, :meth:`Grants.take` waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import partial
+
+from sender.journal import until_up
+from sender.models import Lane
+from sender.routing import Route, Router
+from sender.run_gate import Pace
+
+__all__ = ["Grant", "Grants"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    route: Route
+    segments: int  # segments granted for a head of the messages (at least the first)
+    requests: int  # requests taken from the account's requests/s (0 without such a limit)
+
+
+class Grants:
+    def __init__(self, *, router: Router, lane: Lane) -> None:
+        self._router = router
+        self._lane = lane
+
+    async def take(self, sizes: list[int], avoid: set[str], pace: Pace | None, tenant: int) -> Grant:
+        """A grant for messages of ``sizes`` segments of ``tenant``; waits until one is made."""
+        while True:
+            routes = self._router.for_lane(self._lane, tenant)
+            routes.sort(key=lambda r: r.spec.name in avoid)
+            wait = 1.0
+            for route in routes:
+                if route.breaker.retry_in() > 0:
+                    wait = min(wait, route.breaker.retry_in())
+                    continue
+                granted, requests, wait_s = await self._try(route, sizes, pace, tenant)
+                if granted and route.breaker.allow():
+                    return Grant(route, granted, requests)
+                wait = min(wait, wait_s or 0.05)
+            await asyncio.sleep(max(wait, 0.005))
+
+    async def _try(
+        self, route: Route, sizes: list[int], pace: Pace | None, tenant: int
+    ) -> tuple[int, int, float]:
+        """Requests first, then the segments of the messages those requests can carry; unused
+        requests go back. Returns (segments, requests, seconds to wait when none)."""
+        requests = 0
+        if route.requests is not None:
+            wanted = 1 if route.spec.mode == "batch" else len(sizes)
+            got = await until_up(partial(route.requests.try_acquire, wanted))
+            if not got.granted:
+                return 0, 0, got.wait_s
+            requests = got.granted
+            sizes = sizes if route.spec.mode == "batch" else sizes[:requests]
+        bucket = route.bucket
+        if pace is not None:
+            bucket = bucket.capped(pace[0], rate=pace[1], burst=max(pace[1], 1.0))
+        if route.fair is not None:
+            bucket = bucket.shared_by(route.fair, str(tenant))
+        grant = await until_up(partial(bucket.try_acquire, sum(sizes), sizes[0]))
+        if not grant.granted and requests and route.requests is not None:
+            await until_up(partial(route.requests.refund, requests))
+            requests = 0
+        return grant.granted, requests, grant.wait_s
+
+    async def refund_requests(self, grant: Grant, used: int) -> None:
+        """A single-message account granted more requests than messages fit the segments."""
+        route = grant.route
+        if route.requests is not None and route.spec.mode == "single" and grant.requests > used:
+            await until_up(partial(route.requests.refund, grant.requests - used))
