@@ -13,15 +13,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
-
-from hexcast.core.db import apply_migrations
 from hexcast.core.settings import Settings, load_settings
 from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
+from hexcast.testing import clear_prefixes, throwaway_database_sync
 
 __all__ = [
     "OUT",
@@ -34,10 +32,10 @@ __all__ = [
     "loadavg",
     "machine",
     "percentile",
-    "throwaway_database",
 ]
 
 SERVER_DSN = os.environ.get("HEXCAST_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""The PostgreSQL server the benchmarks make their databases on."""
 OUT = Path(os.environ.get("HEXCAST_BENCH_OUT", "bench/out"))
 
 
@@ -85,76 +83,21 @@ class Timer:
         return count / max(self.seconds, 1e-9)
 
 
-async def _create_database() -> str:
-    name = f"hexcast_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(SERVER_DSN)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = SERVER_DSN.rsplit("/", 1)[0] + f"/{name}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-    return dsn
-
-
-async def _drop_database(dsn: str) -> None:
-    conn = await asyncpg.connect(SERVER_DSN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def throwaway_database() -> AsyncIterator[str]:
-    """A migrated database for one benchmark run, dropped afterwards."""
-    dsn = await _create_database()
-    try:
-        yield dsn
-    finally:
-        await _drop_database(dsn)
-
-
 @contextlib.contextmanager
 def database() -> Iterator[str]:
-    """:func:`throwaway_database` for synchronous scenario code."""
-    dsn = asyncio.run(_create_database())
-    try:
+    """A migrated database on :data:`SERVER_DSN` for one benchmark run, dropped afterwards."""
+    with throwaway_database_sync("hexcast_bench_", server=SERVER_DSN) as dsn:
         yield dsn
-    finally:
-        asyncio.run(_drop_database(dsn))
 
 
 _PREFIXES: dict[str, set[str]] = {}
 """Redis URL → the key prefixes this process's scenarios used; cleared by :func:`clear_redis`."""
 
 
-async def _clear(url: str, prefixes: set[str]) -> int:
-    from hexcast.core.cache import connect_redis
-
-    client = connect_redis(url)
-    wanted = tuple(p.encode() for p in prefixes)
-    batch: list[bytes] = []
-    removed = 0
-    try:
-        async for key in client.scan_iter(match="hxbench:*", count=5000):
-            if key.startswith(wanted):
-                batch.append(key)
-            if len(batch) >= 5000:
-                removed += await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += await client.unlink(*batch)
-    finally:
-        await client.aclose()
-    return removed
-
-
 def clear_redis() -> int:
     """Delete every key under the prefixes the scenarios of this run used; how many."""
-    removed = sum(asyncio.run(_clear(url, prefixes)) for url, prefixes in _PREFIXES.items())
+    removed = sum(asyncio.run(clear_prefixes(sorted(prefixes), url=url, root="hxbench:"))
+                  for url, prefixes in _PREFIXES.items())
     _PREFIXES.clear()
     return removed
 

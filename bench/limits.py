@@ -17,6 +17,7 @@ from bench import ui
 from bench.common import Procs, Timer, bench_settings
 from bench.hops import broker_hops
 from hexcast.core.kafka import TopicSpec, delete_topics, ensure_topics
+from hexcast.testing import make_tenant
 from sender.keys import bulk_key
 
 __all__ = ["BrokerLimit", "broker_limit", "copy_limit", "run_limits", "sim_limit"]
@@ -119,7 +120,7 @@ def run_limits(broker_url: str, dsn: str, *, recipients: int, chunk: int = 1000)
     settings = bench_settings(broker_url, dsn)
     out: dict[str, Any] = {"chunk": chunk, "rows": size}
     bar = ui.task("limits: COPY, broker, broker hops, provider-sim", 4)
-    tenant = asyncio.run(_tenant(dsn))
+    tenant = asyncio.run(make_tenant(dsn, prefix="limits")).id
     out["copy_rows_per_s"] = asyncio.run(copy_limit(dsn, tenant_id=tenant, rows=size))
     ui.step(bar, 1)
     records = max(50, size // chunk)
@@ -136,13 +137,3 @@ def run_limits(broker_url: str, dsn: str, *, recipients: int, chunk: int = 1000)
             settings.provider_url, settings.provider_token, requests=max(50, size // 1000), batch=1000))
     ui.step(bar, 4)
     return out
-
-
-async def _tenant(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        tenant: int = await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id",
-                                          f"limits-{uuid.uuid4().hex[:6]}")
-        return tenant
-    finally:
-        await conn.close()

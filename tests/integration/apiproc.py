@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,7 @@ from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
 from hexcast.core.topics import create_topics, topic_specs
 from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.ops import new_tenant
-from tests.integration.conftest import make_settings
+from hexcast.testing import make_settings, make_tenant
 
 __all__ = ["RunningApi", "memory_kb", "published", "running_api"]
 
@@ -41,8 +39,8 @@ def running_api(broker_url: str, database_url: str, log_dir: Path, **extra: obje
     child.spawn()
     try:
         wait_http(f"{url}/health", child=child)
-        tenant_id, key = asyncio.run(new_tenant(settings, f"boundary-{uuid.uuid4().hex[:8]}"))
-        yield RunningApi(url=url, settings=settings, child=child, tenant_id=tenant_id, key=key)
+        tenant = asyncio.run(make_tenant(database_url, prefix="boundary"))
+        yield RunningApi(url=url, settings=settings, child=child, tenant_id=tenant.id, key=tenant.api_key)
     finally:
         child.terminate()
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))

@@ -1,5 +1,5 @@
-"""One tenant of a running api, seeded with a store, a promotion, a recipient and a campaign,
-with what it has stored and what the api published, to compare before and after a request."""
+"""One tenant of a running api, seeded with one object of each kind (:func:`seed_objects`), with
+what it has stored and what the api published, to compare before and after a request."""
 
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.core.kafka import delete_topics
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
-from tests.integration.conftest import make_settings
-from tests.integration.stack import Stack
+from hexcast.testing import CONSENT, Stack, make_settings, make_tenant, seed_objects
 
 __all__ = ["CAMPAIGN", "CONSENT", "MARK", "PROMO", "STORE", "World", "api_world"]
 
@@ -29,7 +27,6 @@ MARK = "@@"
 STORE = {"name": "s", "lat": 41.88, "lng": -87.62, "time_zone": "America/Chicago",
          "geofence": {"type": "circle", "radius_m": 50}}
 PROMO = {"store_id": "$store", "name": "p", "body": "20% off"}
-CONSENT = {"at": "2026-01-01T00:00:00Z", "source": "app", "text": "Offers by SMS"}
 CAMPAIGN = {"name": "c", "body": "Hi", "segment": {"everyone": True}, "run_at": "2030-11-26T09:00:00",
             "time_zone": "America/Chicago"}
 _TABLES = ("stores", "promotions", "recipients", "templates", "campaigns", "inbound_messages",
@@ -43,37 +40,32 @@ async def _consumer(servers: str) -> AIOKafkaConsumer:
 
 
 class World:
-    """One tenant with a store, a promotion, a recipient and a campaign; what it has stored
-    and what the api published, to compare before and after a request."""
+    """One tenant with one object of each kind; what it has stored and what the api
+    published, to compare before and after a request. Request paths and bodies name the
+    objects by placeholder: ``$tenant``, ``$store``, ``$promotion``, ``$campaign``, ``$user``
+    (ids), ``$now`` (an instant)."""
 
     def __init__(self, stack: Stack, database_url: str) -> None:
         self.settings = stack.settings
         self.loop = asyncio.new_event_loop()
         self.conn: asyncpg.Connection = self.run(asyncpg.connect(database_url))
-        tenant, key = self.run(create_tenant(self.conn, name=f"text-{uuid.uuid4().hex[:6]}"))
+        tenant = self.run(make_tenant(self.conn, prefix="text"))
         self.tenant_id: int = tenant.id
         self.consumer: AIOKafkaConsumer = self.run(_consumer(self.settings.bootstrap_servers))
-        self.api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key}, timeout=30)
-        self.ids = {"$tenant": str(self.tenant_id), "$now": datetime.now(UTC).isoformat()}
-        self.ids["$store"] = str(self._made("/v1/stores", STORE)["id"])
-        self.ids["$promotion"] = str(self._made("/v1/promotions", PROMO)["id"])
-        self.ids["$campaign"] = str(self._made("/v1/campaigns", CAMPAIGN)["id"])
-        self._made("/v1/recipients", {"user_id": "r1", "phone": "+13125550101", "consent": CONSENT})
+        self.api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": tenant.api_key}, timeout=30)
+        seeded = seed_objects(self.api, tag="text").first()
+        self.ids = {"$tenant": str(self.tenant_id), "$now": datetime.now(UTC).isoformat(),
+                    "$store": seeded["store_id"], "$promotion": seeded["promotion_id"],
+                    "$campaign": seeded["campaign_id"], "$user": seeded["user_id"]}
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def _made(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.send("POST", path, body, "")
-        assert response.status_code == 201, response.text
-        made: dict[str, Any] = response.json()
-        return made
-
     def send(self, method: str, path: str, body: dict[str, Any], poison: str) -> httpx.Response:
         """``body`` as JSON text, each ``@@`` replaced by ``poison`` (a JSON escape)."""
         text = json.dumps(body).replace(MARK, poison)
-        for name, value in self.ids.items():  # placeholders: ids are numbers, "$now" a string
-            text = text.replace(f'"{name}"', json.dumps(value) if name == "$now" else value)
+        for name, value in self.ids.items():  # placeholders: numeric ids as numbers
+            text = text.replace(f'"{name}"', value if value.isdigit() else json.dumps(value))
             path = path.replace(name, value)
         headers = {"content-type": "application/json", "Idempotency-Key": uuid.uuid4().hex,
                    "Authorization": f"Bearer {self.settings.dlr_webhook_token}"}

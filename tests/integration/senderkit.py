@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,21 +20,22 @@ from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.db import connect_pool
 from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
 from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
-from sender import repo as sender_repo
+from hexcast.testing import (
+    add_consenting_recipients,
+    clear_prefixes,
+    create_database,
+    drop_database,
+    dsn,
+    make_settings,
+    make_tenant,
+)
+from sender import queries as sender_queries
 from sender.deferred import release_due
 from sender.keys import bulk_key
 from sender.metrics import render_metrics
 from sender.models import Lane, SendBatch, SendRequest
-from tests.integration.conftest import (
-    _clear_redis,
-    _dsn,
-    create_database,
-    drop_database,
-    make_settings,
-)
 
 __all__ = ["SenderWorld", "ledger", "providers_json", "sender_world", "sim_stats"]
 
@@ -86,19 +86,8 @@ class SenderWorld:
     def consent(self, phones: list[str], *, tenant_id: int | None = None) -> None:
         """Recipients with a marketing consent record for ``phones`` (of this world's tenant,
         or of ``tenant_id``)."""
-        async def run() -> None:
-            conn = await asyncpg.connect(self.settings.database_url)
-            try:
-                await conn.execute(
-                    "INSERT INTO recipients (tenant_id, user_id, phone, consent_at, consent_source,"
-                    " consent_text) SELECT $1, 'u' || p, p, now(), 'test', 'Offers by SMS'"
-                    " FROM unnest($2::text[]) AS p ON CONFLICT DO NOTHING",
-                    tenant_id or self.tenant_id, phones,
-                )
-            finally:
-                await conn.close()
-
-        asyncio.run(run())
+        asyncio.run(add_consenting_recipients(
+            self.settings.database_url, tenant_id=tenant_id or self.tenant_id, phones=phones))
 
     def cli(self, *args: str) -> str:
         """``hexcast <args>`` with this world's settings; its output (it must succeed)."""
@@ -155,7 +144,7 @@ class SenderWorld:
                     " WHERE message_key = $1", key)
                 if row is None:
                     return None
-                _, events = await sender_repo.message_history(
+                _, events = await sender_queries.message_history(
                     conn, tenant_id=row["tenant_id"], message_key=key)
             finally:
                 await conn.close()
@@ -237,18 +226,10 @@ def providers_json(*specs: dict[str, Any]) -> str:
 def sender_world(broker_url: str, log_dir: Path, **extra: object) -> Iterator[SenderWorld]:
     """A fresh database (the sweeper looks at a whole lane), topics and Redis prefix."""
     name = asyncio.run(create_database())
-    settings = make_settings(broker_url, _dsn(name), **extra)
+    settings = make_settings(broker_url, dsn(name), **extra)
     asyncio.run(create_topics(settings))
-
-    async def tenant() -> tuple[int, str]:
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            row, key = await create_tenant(conn, name=f"sender-{uuid.uuid4().hex[:6]}")
-        finally:
-            await conn.close()
-        return row.id, key
-
-    world = SenderWorld(settings, log_dir, asyncio.run(tenant()))
+    tenant = asyncio.run(make_tenant(settings.database_url, prefix="sender"))
+    world = SenderWorld(settings, log_dir, (tenant.id, tenant.api_key))
     try:
         yield world
     finally:
@@ -256,4 +237,4 @@ def sender_world(broker_url: str, log_dir: Path, **extra: object) -> Iterator[Se
             child.terminate(grace_s=5)
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
         asyncio.run(drop_database(name))
-        asyncio.run(_clear_redis(settings))
+        asyncio.run(clear_prefixes([settings.redis_prefix]))

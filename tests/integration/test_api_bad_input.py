@@ -9,29 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
 from hexcast.devstack.procs import free_port, hexcast_process, wait_http
+from hexcast.testing import make_settings, make_tenant
 from scheduler.models import MIN_RATE
 from tests.integration.apiproc import published
-from tests.integration.conftest import make_settings
 
 NOW = datetime.now(UTC).isoformat()
 GOOD = {"event_id": "e1", "user_id": "u1", "lat": 41.88, "lng": -87.62, "ts": NOW}
-
-
-async def _key(dsn: str) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return (await create_tenant(conn, name=f"bad-input-{uuid.uuid4().hex[:6]}"))[1]
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +35,7 @@ def api(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFac
     child.spawn()
     try:
         wait_http(f"http://127.0.0.1:{port}/health", child=child)
-        key = asyncio.run(_key(database_url))
+        key = asyncio.run(make_tenant(database_url, prefix="bad-input")).api_key
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as client:
             yield client, settings
     finally:

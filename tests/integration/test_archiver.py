@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from aiokafka import AIOKafkaConsumer
 
 from hexcast.core.bus import Bus
 from hexcast.core.settings import Settings
-from hexcast.core.tenants import create_tenant
 from hexcast.devstack.procs import hexcast_process
+from hexcast.testing import make_tenant
 from sender.models import DeadLetter
 from streams.models import VisitEvent, VisitRecord
 
@@ -46,11 +45,7 @@ async def _dead_letters(settings: Settings) -> list[DeadLetter]:
 
 
 async def test_archiver_stores_each_event_once(settings: Settings, tmp_path: Path) -> None:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        tenant, _ = await create_tenant(conn, name=f"archive-{uuid.uuid4().hex[:6]}")
-    finally:
-        await conn.close()
+    tenant = await make_tenant(settings.database_url, prefix="archive")
     now = datetime.now(UTC)
     records = [
         VisitRecord(tenant_id=tenant.id, user_id=f"u{n}", received_at=now, events=[

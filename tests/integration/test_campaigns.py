@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,11 +26,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.control import RunControl, RunState
 from hexcast.core.kafka import delete_topics
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
+from hexcast.testing import Stack, TenantRef, eventually, make_settings, make_tenant
 from sender.keys import bulk_key
-from tests.integration.conftest import make_settings
-from tests.integration.stack import Stack, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -61,13 +58,8 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
-async def _tenant(dsn: str) -> tuple[int, str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        tenant, key = await create_tenant(conn, name=f"camp-{uuid.uuid4().hex[:8]}")
-    finally:
-        await conn.close()
-    return tenant.id, key
+def _tenant(dsn: str) -> TenantRef:
+    return asyncio.run(make_tenant(dsn, prefix="camp"))
 
 
 def _client(stack: Stack, key: str) -> httpx.Client:
@@ -143,7 +135,7 @@ BAD_CAMPAIGNS = [
 
 
 def test_bad_campaigns_are_422_naming_the_field(stack: Stack, database_url: str) -> None:
-    _, key = asyncio.run(_tenant(database_url))
+    key = _tenant(database_url).api_key
     with _client(stack, key) as api:
         for change, field in BAD_CAMPAIGNS:
             body = {"name": "x", "body": "Hi", "segment": {"everyone": True},
@@ -161,7 +153,7 @@ def test_bad_campaigns_are_422_naming_the_field(stack: Stack, database_url: str)
 
 
 def test_idempotency_key_replays_or_conflicts(stack: Stack, database_url: str) -> None:
-    _, key = asyncio.run(_tenant(database_url))
+    key = _tenant(database_url).api_key
     with _client(stack, key) as api:
         body = {"name": "Welcome", "body": "Hello {first_name}"}
         first = api.post("/v1/templates", json=body, headers={"Idempotency-Key": "k1"})
@@ -182,7 +174,7 @@ def test_idempotency_key_replays_or_conflicts(stack: Stack, database_url: str) -
         bad = api.patch(f"/v1/campaigns/{made['id']}", json={"body": "Hi {nickname}"})
         assert bad.status_code == 422
         assert "nickname" in bad.text
-        other = _client(stack, asyncio.run(_tenant(database_url))[1])
+        other = _client(stack, _tenant(database_url).api_key)
         assert other.delete(f"/v1/templates/{template['id']}").status_code == 404
         assert other.patch(f"/v1/campaigns/{made['id']}", json={"name": "x"}).status_code == 404
         assert other.get(f"/v1/campaigns/{made['id']}").status_code == 404
@@ -205,7 +197,8 @@ CSV_FIXED = CSV_BAD.replace("not-a-phone", "+13125550102").replace("Mars/Base", 
 
 
 def test_import_reports_bad_lines_and_retry_imports_once(stack: Stack, database_url: str) -> None:
-    tenant_id, key = asyncio.run(_tenant(database_url))
+    tenant = _tenant(database_url)
+    tenant_id, key = tenant.id, tenant.api_key
     with _client(stack, key) as api:
         csv_headers = {"content-type": "text/csv"}
         report = api.post("/v1/recipients/import", content=CSV_BAD.encode(), headers=csv_headers).json()
@@ -268,7 +261,8 @@ async def _fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 # ------------------------------------------------------------------------------ runs
 def test_preview_equals_what_the_run_releases(stack: Stack, database_url: str) -> None:
-    tenant_id, key = asyncio.run(_tenant(database_url))
+    tenant = _tenant(database_url)
+    tenant_id, key = tenant.id, tenant.api_key
     asyncio.run(_copy_audience(database_url, tenant_id, 3000, "+4477001", ZONES))
     with _client(stack, key) as api:
         segment = {"time_zones": ZONES[1:], "holdout_pct": 10, "exclude": {"user_ids": ["u1", "u2"]}}
@@ -345,7 +339,8 @@ def _stats_sent(api: httpx.Client, campaign_id: int, expected: int) -> dict[str,
 
 
 def test_pause_resume_and_cancel(stack: Stack, database_url: str) -> None:
-    tenant_id, key = asyncio.run(_tenant(database_url))
+    tenant = _tenant(database_url)
+    tenant_id, key = tenant.id, tenant.api_key
     asyncio.run(_copy_audience(database_url, tenant_id, 6000, "+4477002", ["Europe/London"]))
     with _client(stack, key) as api:
         c = _campaign(api, max_rate=500)  # ~12 s to release at 500/s
@@ -376,7 +371,7 @@ def test_pause_resume_and_cancel(stack: Stack, database_url: str) -> None:
         assert cancelled["waves"][0]["released"] < 6000
         assert api.post(f"/v1/campaigns/{c2['id']}/run-now").status_code == 409
         assert api.post(f"/v1/campaigns/{c2['id']}/resume").status_code == 409
-        other = _client(stack, asyncio.run(_tenant(database_url))[1])
+        other = _client(stack, _tenant(database_url).api_key)
         assert other.post(f"/v1/campaigns/{c['id']}/pause").status_code == 404
         assert other.get(f"/v1/campaigns/{c['id']}/stats").status_code == 404
 
@@ -417,7 +412,8 @@ def test_fifty_thousand_two_schedulers_and_a_kill(stack: Stack, database_url: st
     """Five zone waves of 10,000 shared by two schedulers; the one holding a wave mid-release
     is killed with SIGKILL; the other finishes every wave from the checkpoints."""
     n, prefix = 50_000, "+4477003"
-    tenant_id, key = asyncio.run(_tenant(database_url))
+    tenant = _tenant(database_url)
+    tenant_id, key = tenant.id, tenant.api_key
     asyncio.run(_copy_audience(database_url, tenant_id, n, prefix, ZONES))
     with _client(stack, key) as api:
         c = _campaign(api, name="Big", time_mode="recipient_local", max_rate=4000)
@@ -446,7 +442,8 @@ def test_one_shot_recipient_local_run_is_created_once_with_a_wave_per_zone(
 ) -> None:
     """No run-now: the schedulers find the due one-shot run themselves (created once although
     two are running); the UTC+14 wave fires in seconds, the Kolkata one at 09:00 Kolkata time."""
-    tenant_id, key = asyncio.run(_tenant(database_url))
+    tenant = _tenant(database_url)
+    tenant_id, key = tenant.id, tenant.api_key
     zones = ["Pacific/Kiritimati", "Asia/Kolkata"]
     asyncio.run(_copy_audience(database_url, tenant_id, 40, "+4477004", zones))
     soon = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(ZoneInfo(zones[0]))
@@ -474,7 +471,8 @@ def _wave_done(api: httpx.Client, campaign_id: int, zone: str) -> dict[str, Any]
 
 
 def test_operator_cli_run_now_and_status(stack: Stack, database_url: str) -> None:
-    tenant_id, key = asyncio.run(_tenant(database_url))
+    tenant = _tenant(database_url)
+    tenant_id, key = tenant.id, tenant.api_key
     asyncio.run(_copy_audience(database_url, tenant_id, 30, "+4477005", ["Europe/Berlin"]))
     env = {**os.environ, **stack.settings.to_env(), "NO_COLOR": "1"}
     with _client(stack, key) as api:

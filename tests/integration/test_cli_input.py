@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from tests.pg import create_database, drop_database, dsn
+from hexcast.testing import create_database, drop_database, dsn
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from hexcast.testing import eventually
 from sender.keys import bulk_key
 from sender.models import Lane, SendBatch, SendRequest
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from hexcast.testing import eventually
 from sender.keys import bulk_key
 from sender.models import Lane
 from sender.quiet import is_allowed, window_for, zones_for
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ import asyncpg
 import httpx
 import pytest
 
+from hexcast.testing import eventually
 from sender.keys import bulk_key
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -8,15 +8,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from hexcast.core.kafka import delete_topics
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
-from tests.integration.conftest import make_settings
-from tests.integration.stack import Stack, eventually, wait_matcher_knows
+from hexcast.testing import Stack, eventually, make_settings, make_tenant, wait_matcher_knows
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +21,6 @@ STORE_A = (41.8827, -87.6233)  # Millennium Park area, Chicago
 STORE_B = (42.0451, -87.6877)  # Evanston, ~19 km north
 FIVE_KM_AWAY = (41.8827 + 0.045, -87.6233)
 NOWHERE = (41.8827, -87.0)  # Lake Michigan: no store near
-
-
-async def _tenant(dsn: str, name: str) -> tuple[int, str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        tenant, key = await create_tenant(conn, name=name)
-    finally:
-        await conn.close()
-    return tenant.id, key
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +39,9 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
 def world(stack: Stack, database_url: str) -> dict[str, Any]:
     """Two tenants; tenant A has stores A and B, a promotion each, and four recipients."""
     tag = uuid.uuid4().hex[:6]
-    tenant_a, key_a = asyncio.run(_tenant(database_url, f"brand-a-{tag}"))
-    _, key_b = asyncio.run(_tenant(database_url, f"brand-b-{tag}"))
+    brand_a = asyncio.run(make_tenant(database_url, name=f"brand-a-{tag}"))
+    tenant_a, key_a = brand_a.id, brand_a.api_key
+    key_b = asyncio.run(make_tenant(database_url, name=f"brand-b-{tag}")).api_key
     api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key_a}, timeout=10)
     store_a = _post(api, "/v1/stores", name="State St", lat=STORE_A[0], lng=STORE_A[1],
                     time_zone="America/Chicago", geofence={"type": "circle", "radius_m": 150})

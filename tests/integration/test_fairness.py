@@ -38,7 +38,6 @@ only two chunks ahead of the sender, and the sender holds each active tenant to 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -48,27 +47,14 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.core.tenants import create_tenant
+from hexcast.testing import eventually, make_tenant
 from tests.integration.senderkit import SenderWorld, ledger, sender_world, sim_stats
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 
 BIG, SMALL = 20_000, 1_000
 BIG_PREFIX, SMALL_PREFIX = "+1312", "+1773"
 RATE = 1_000.0  # the account's rate; the bulk lane gets 70 % of it
-
-
-def _tenant(world: SenderWorld) -> tuple[int, str]:
-    async def run() -> tuple[int, str]:
-        conn = await asyncpg.connect(world.settings.database_url)
-        try:
-            row, key = await create_tenant(conn, name=f"small-{uuid.uuid4().hex[:6]}")
-        finally:
-            await conn.close()
-        return row.id, key
-
-    return asyncio.run(run())
 
 
 def _audience(world: SenderWorld, tenant_id: int, n: int, prefix: str) -> None:
@@ -113,9 +99,10 @@ def test_small_tenant_gets_its_fair_share_while_big_one_is_still_sending(
         sim = world.sim("provider-sim")
         world.settings = world.settings.model_copy(update={"provider_url": sim})
         big = httpx.Client(base_url=world.api(), headers={"X-API-Key": world.api_key}, timeout=30)
-        small_id, small_key = _tenant(world)
+        small_tenant = asyncio.run(make_tenant(world.settings.database_url, prefix="small"))
+        small_id = small_tenant.id
         small = httpx.Client(base_url=world.settings.api_public_url,
-                             headers={"X-API-Key": small_key}, timeout=30)
+                             headers={"X-API-Key": small_tenant.api_key}, timeout=30)
         _audience(world, world.tenant_id, BIG, BIG_PREFIX)
         _audience(world, small_id, SMALL, SMALL_PREFIX)
         world.sender("sender-bulk")

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from hexcast.core.cache import Keys, connect_redis
+from hexcast.testing import REDIS_URL
 from sender.models import DeliveryEvent, Lane, MessageState
 from streams.gate import SendGate
 from streams.matcher import MatchResult, MatchState
 from streams.models import VisitEvent, VisitRecord
 from targeting.geofence import CircleFence, cover_cells, fence_geometry
 from targeting.models import CatalogRecord, ProfileRecord, PromotionEntry, StoreEntry
-from tests.integration.conftest import REDIS_URL
 
 SHOP = (41.8827, -87.6233)
 SHOP2 = (41.9000, -87.6233)

@@ -9,21 +9,25 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.core.bus import Bus
-from hexcast.core.cache import connect_redis
 from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
+from hexcast.testing import (
+    Stack,
+    clear_prefixes,
+    eventually,
+    make_settings,
+    make_tenant,
+    matcher_metrics,
+    wait_matcher_knows,
+)
 from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest, delivery_records
 from targeting.geofence import destination
-from tests.integration.conftest import REDIS_URL, make_settings
-from tests.integration.stack import Stack, eventually, matcher_metrics, wait_matcher_knows
 
 pytestmark = pytest.mark.e2e
 
@@ -46,16 +50,7 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
     finally:
         running.stop()
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
-        asyncio.run(_clear_redis(settings.redis_prefix))
-
-
-async def _clear_redis(prefix: str) -> None:
-    client = connect_redis(REDIS_URL)
-    try:
-        async for key in client.scan_iter(match=f"{prefix}*", count=10_000):
-            await client.delete(key)
-    finally:
-        await client.aclose()
+        asyncio.run(clear_prefixes([settings.redis_prefix]))
 
 
 class Tenant:
@@ -64,8 +59,9 @@ class Tenant:
     def __init__(self, stack: Stack, database_url: str) -> None:
         self.stack = stack
         self.tag = uuid.uuid4().hex[:6]
-        self.id, key = asyncio.run(_tenant(database_url, f"geo-{self.tag}"))
-        self.api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key}, timeout=10)
+        tenant = asyncio.run(make_tenant(database_url, name=f"geo-{self.tag}"))
+        self.id = tenant.id
+        self.api = httpx.Client(base_url=stack.api_url, headers={"X-API-Key": tenant.api_key}, timeout=10)
         self.posted = 0
         self.seq = 0
 
@@ -125,15 +121,6 @@ class Tenant:
             if item.tenant_id == self.id and item.user_id is not None:
                 by_user.setdefault(item.user_id, []).append(item)
         return by_user
-
-
-async def _tenant(dsn: str, name: str) -> tuple[int, str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        tenant, key = await create_tenant(conn, name=name)
-    finally:
-        await conn.close()
-    return tenant.id, key
 
 
 async def _send_requests(settings: Settings) -> list[SendRequest]:

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from sender import repo
+from hexcast.testing import make_tenant
+from sender import queries, repo
 from sender.models import Lane, MessageState, SendRequest
 
 
 @pytest.fixture
 async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection; the tenants a test made (named ``audit-*``) and their messages go after."""
+    """A connection; the tenants a test made (prefix ``audit``) and their messages go after."""
     connection = await asyncpg.connect(database_url)
     try:
         yield connection
@@ -24,32 +25,19 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def _tenant(conn: asyncpg.Connection, name: str) -> int:
-    tenant: int = await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", name)
-    return tenant
-
-
-async def _tenant_with_consent(conn: asyncpg.Connection, name: str, phones: list[str]) -> int:
-    tenant = await _tenant(conn, name)
-    await conn.execute("INSERT INTO recipients (tenant_id, user_id, phone, consent_at)"
-                       " SELECT $1, 'u' || p, p, now() FROM unnest($2::text[]) AS p",
-                       tenant, phones)
-    return tenant
-
-
 def _items(tenant: int, phones: list[str], prefix: str) -> list[SendRequest]:
     return [SendRequest(message_key=f"{prefix}-{n:04d}", tenant_id=tenant, phone=p, body="Sale")
             for n, p in enumerate(phones)]
 
 
 async def _history(conn: asyncpg.Connection, tenant: int, key: str) -> list[tuple[str, str]]:
-    _, events = await repo.message_history(conn, tenant_id=tenant, message_key=key)
+    _, events = await queries.message_history(conn, tenant_id=tenant, message_key=key)
     return [(e["to_state"], e["actor"]) for e in events]
 
 
 async def test_history_merges_statement_and_message_events_in_order(conn: asyncpg.Connection) -> None:
     phones = [f"+1312410{n:04d}" for n in range(30)]
-    tenant = await _tenant_with_consent(conn, "audit-merge", phones)
+    tenant = (await make_tenant(conn, prefix="audit", consenting=phones)).id
     items = _items(tenant, phones, "bulk-audit")
     rows, _ = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="enq")
     ids = [r.id for r in rows]
@@ -77,7 +65,7 @@ async def test_history_merges_statement_and_message_events_in_order(conn: asyncp
 
 
 async def test_a_statement_that_moves_nothing_writes_no_row(conn: asyncpg.Connection) -> None:
-    tenant = await _tenant(conn, "audit-none")
+    tenant = (await make_tenant(conn, prefix="audit")).id
     rows, _ = await repo.enqueue(conn, lane=Lane.BULK, items=_items(
         tenant, ["+13124200001"], "bulk-none"), actor="enq")
     before = await conn.fetchval("SELECT count(*) FROM message_statement_events")
@@ -89,7 +77,7 @@ async def test_a_statement_that_moves_nothing_writes_no_row(conn: asyncpg.Connec
 
 
 async def test_statement_events_refuse_updates(conn: asyncpg.Connection) -> None:
-    tenant = await _tenant(conn, "audit-ro")
+    tenant = (await make_tenant(conn, prefix="audit")).id
     await repo.enqueue(conn, lane=Lane.GEO, items=_items(tenant, ["+13124300001"], "geo-ro"),
                        actor="enq-ro")
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
@@ -100,7 +88,7 @@ async def test_statement_events_refuse_updates(conn: asyncpg.Connection) -> None
 async def test_deleting_messages_keeps_statement_rows_of_messages_left(conn: asyncpg.Connection) -> None:
     """One enqueue over two tenants' messages is one row: deleting one tenant keeps it for the
     other's history; deleting the other too removes it."""
-    gone, kept = [await _tenant(conn, n) for n in ("audit-gone", "audit-kept")]
+    gone, kept = [(await make_tenant(conn, prefix="audit")).id for _ in range(2)]
     items = [*_items(gone, ["+13124400001", "+13124400002"], "geo-gone"),
              *_items(kept, ["+13124400003"], "geo-kept")]
     await repo.enqueue(conn, lane=Lane.GEO, items=items, actor="enq-del")

@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 
 from hexcast.core.db import apply_migrations, available_migrations, refresh_stats
+from hexcast.testing import add_consenting_recipients, create_database, drop_database, dsn, make_tenant
 from sender import repo
 from sender.models import Lane, SendRequest
-from tests.integration.conftest import _dsn, create_database, drop_database
 
 
 async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
@@ -25,7 +25,7 @@ async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
 async def test_apply_twice_is_a_no_op() -> None:
     name = await create_database()  # applies every migration once
     try:
-        conn = await asyncpg.connect(_dsn(name))
+        conn = await asyncpg.connect(dsn(name))
         try:
             before = await _schema(conn)
             assert await apply_migrations(conn) == []
@@ -41,7 +41,7 @@ async def test_apply_twice_is_a_no_op() -> None:
 async def test_message_events_refuse_updates(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('audit-t') RETURNING id")
+        tenant = (await make_tenant(conn, name="audit-t")).id
         msg = await conn.fetchval(
             "INSERT INTO messages (message_key, tenant_id, lane, phone, body)"
             " VALUES ('geo-audit-1', $1, 'geo', '+13122000001', 'hi') RETURNING id", tenant)
@@ -59,8 +59,7 @@ async def test_deleting_a_tenant_deletes_its_message_events(database_url: str) -
     removes the events of deleted messages, also when a tenant's deletion cascades."""
     conn = await asyncpg.connect(database_url)
     try:
-        tenants = [await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", name)
-                   for name in ("events-gone", "events-kept")]
+        tenants = [(await make_tenant(conn, name=name)).id for name in ("events-gone", "events-kept")]
         for n, tenant in enumerate(tenants):
             msg = await conn.fetchval(
                 "INSERT INTO messages (message_key, tenant_id, lane, phone, body)"
@@ -83,9 +82,9 @@ async def test_refresh_stats_analyzes_a_fresh_bulk_load_once() -> None:
     then, and not again until enough of it changed; other tables are refused."""
     name = await create_database()
     try:
-        conn = await asyncpg.connect(_dsn(name))
+        conn = await asyncpg.connect(dsn(name))
         try:
-            tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('stats-t') RETURNING id")
+            tenant = (await make_tenant(conn, name="stats-t")).id
             await conn.copy_records_to_table(
                 "recipients", records=[(tenant, f"u{n}", f"+1312{n:07d}") for n in range(5_000)],
                 columns=["tenant_id", "user_id", "phone"])
@@ -111,7 +110,7 @@ async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
     sweeper's and the deferral's indexes follow the state through generated columns."""
     conn = await asyncpg.connect(database_url)
     try:
-        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('hot-t') RETURNING id")
+        tenant = (await make_tenant(conn, name="hot-t")).id
         items = [SendRequest(message_key=f"bulk-hot-{n:04d}", tenant_id=tenant,
                              phone=f"+1312300{n:04d}", body="Sale today") for n in range(200)]
         rows, screened = await repo.enqueue(conn, lane=Lane.BULK, items=items, actor="t")
@@ -124,9 +123,7 @@ async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
                                                    reason="claimed")
             # consent is required on the bulk lane: no recipient rows, so nothing is claimed
             assert claimed == set()
-            await conn.execute("INSERT INTO recipients (tenant_id, user_id, phone, consent_at)"
-                               " SELECT $1, 'u' || p, p, now() FROM unnest($2::text[]) AS p",
-                               tenant, [i.phone for i in items])
+            await add_consenting_recipients(conn, tenant_id=tenant, phones=[i.phone for i in items])
             claimed = await repo.claim_for_sending(conn, ids=ids[:100], provider="p1", actor="t",
                                                    reason="claimed")
             hot = await conn.fetchval(
@@ -175,7 +172,7 @@ async def test_enqueue_returns_the_rows_as_stored(database_url: str) -> None:
     already there comes back as stored, not as requested."""
     conn = await asyncpg.connect(database_url)
     try:
-        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('enq-t') RETURNING id")
+        tenant = (await make_tenant(conn, name="enq-t")).id
         soon = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
         first = [SendRequest(message_key=f"enqueue-{n}", tenant_id=tenant, user_id=f"u{n}",
                              phone=f"+1312555{n:04d}", body=f"Hi {n}", expires_at=soon,

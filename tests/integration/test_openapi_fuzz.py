@@ -35,12 +35,19 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from hexcast.api import create_app
 from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import load_settings
-from hexcast.core.tenants import create_tenant
 from hexcast.core.topics import create_topics, topic_specs
-from sender.inbound_repo import save_links
+from hexcast.testing import (
+    OPERATOR_TOKEN,
+    Stack,
+    created,
+    eventually,
+    make_settings,
+    make_tenant,
+    recipient_body,
+    seed_objects,
+)
 from sender.links import shorten
-from tests.integration.conftest import OPERATOR_TOKEN, make_settings
-from tests.integration.stack import Stack, eventually
+from sender.links_repo import save_links
 
 T = TypeVar("T")
 SEED = 17
@@ -213,18 +220,6 @@ def _seed_link(dsn: str, tenant_id: int, message_key: str, url: str) -> str:
     return link.code
 
 
-def _created(client: httpx.Client, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
-    response = client.post(path, json=body, headers=headers)
-    assert response.status_code in (201, 202), (path, response.text)
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def _recipient(user_id: str, phone: str) -> dict[str, Any]:
-    return {"user_id": user_id, "phone": phone, "time_zone": "America/Chicago", "interests": ["electronics"],
-            "consent": {"at": "2026-01-05T10:00:00Z", "source": "fuzz", "text": "Yes, texts"}}
-
-
 def _provider_id(client: httpx.Client, message_key: str) -> str | None:
     response = client.get(f"/v1/messages/{message_key}")
     provider_id: str | None = response.json()["provider_message_id"] if response.status_code == 200 else None
@@ -233,30 +228,11 @@ def _provider_id(client: httpx.Client, message_key: str) -> str | None:
 
 def _seed(client: httpx.Client) -> dict[str, list[Any]]:
     """Two of each object through the API, and an OTP that the sender sends."""
-    ids: dict[str, list[Any]] = {}
-    for n in range(2):
-        store = _created(client, "/v1/stores", {
-            "name": f"Store {n}", "lat": 41.88 + n / 100, "lng": -87.62, "time_zone": "America/Chicago",
-            "geofence": {"type": "circle", "radius_m": 80}})
-        promotion = _created(client, "/v1/promotions", {
-            "store_id": store["id"], "name": f"Promo {n}", "body": "20% off today",
-            "interests": ["electronics"]})
-        recipient = _created(client, "/v1/recipients", _recipient(f"fuzz-user-{n}", f"+1312555010{n}"))
-        template = _created(client, "/v1/templates", {"name": f"T{n}", "body": "Hi {first_name}"},
-                            **{"Idempotency-Key": f"seed-template-{n}"})
-        campaign = _created(client, "/v1/campaigns", {
-            "name": f"C{n}", "template_id": template["id"], "segment": {"everyone": True},
-            "run_at": "2030-11-26T09:00:00", "time_zone": "America/Chicago"},
-            **{"Idempotency-Key": f"seed-campaign-{n}"})
-        for name, value in (("store_id", store["id"]), ("promotion_id", promotion["id"]),
-                            ("user_id", recipient["user_id"]), ("template_id", template["id"]),
-                            ("campaign_id", campaign["id"])):
-            ids.setdefault(name, []).append(value)
+    seeded = seed_objects(client, copies=2, tag="fuzz", otp_phone="+13125550199")
     # Not offered as an id, so no generated DELETE or PATCH takes it out of campaign audiences.
-    _created(client, "/v1/recipients", _recipient("fuzz-audience", "+13125550120"))
-    otp = _created(client, "/v1/messages/otp", {"phone": "+13125550199", "body": "Your code is 123456"},
-                   **{"Idempotency-Key": "seed-otp"})
-    key = otp["message_key"]
+    created(client, "/v1/recipients", recipient_body("fuzz-audience", "+13125550120"))
+    ids = seeded.by_name()
+    key = ids["message_key"][0]
     sent = eventually(lambda: _provider_id(client, key), timeout=60)
     ids.update(message_key=[key], client_ref=[key], provider_message_id=[sent], MessageSid=[sent])
     return ids
@@ -269,7 +245,8 @@ def seeded(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPath
     stack = Stack(settings, Path(tmp_path_factory.mktemp("fuzz")), processes=PROCESSES)
     try:
         stack.start()
-        tenant, key = asyncio.run(_with_conn(database_url, lambda c: create_tenant(c, name="openapi-fuzz")))
+        tenant = asyncio.run(make_tenant(database_url, prefix="openapi-fuzz"))
+        key = tenant.api_key
         with httpx.Client(base_url=stack.api_url, headers={"X-API-Key": key}, timeout=30) as client:
             _SEEDED.update(_seed(client), tenant_id=[tenant.id])
         landing = f"{stack.api_url}/health"

@@ -16,15 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from hexcast.core.tenants import create_tenant
+from hexcast.testing import eventually, make_tenant
 from sender.models import Lane
 from tests.integration.poisonkit import NUL, SURROGATE, encode, letters, produce
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +30,7 @@ GHOST_TENANT = 2**40  # no such tenant
 
 
 def _second_tenant(world: SenderWorld) -> int:
-    async def run() -> int:
-        conn = await asyncpg.connect(world.settings.database_url)
-        try:
-            tenant, _ = await create_tenant(conn, name=f"poison-b-{uuid.uuid4().hex[:6]}")
-        finally:
-            await conn.close()
-        return tenant.id
-
-    return asyncio.run(run())
+    return asyncio.run(make_tenant(world.settings.database_url, prefix="poison-b")).id
 
 
 def _item(key: str, tenant_id: int, phone: str, body: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,11 @@ import pytest
 
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.settings import Settings
-from hexcast.core.tenants import create_tenant
 from hexcast.devstack.procs import hexcast_process
+from hexcast.testing import eventually, make_tenant
 from targeting.geofence import CircleFence, cover_cells, fence_geometry
 from tests.integration.poisonkit import NUL, SURROGATE, encode, letters, produce, read_topic
 from tests.integration.senderkit import sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -46,16 +44,6 @@ def _visits(tenant_id: int, user_id: str, *events: dict[str, Any]) -> tuple[str,
         "received_at": datetime.now(UTC).isoformat()})
 
 
-async def _tenants(dsn: str) -> tuple[int, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        a, _ = await create_tenant(conn, name=f"poison-a-{uuid.uuid4().hex[:6]}")
-        b, _ = await create_tenant(conn, name=f"poison-b-{uuid.uuid4().hex[:6]}")
-    finally:
-        await conn.close()
-    return a.id, b.id
-
-
 async def _stored(dsn: str, tenants: tuple[int, int]) -> set[tuple[int, str]]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -67,7 +55,7 @@ async def _stored(dsn: str, tenants: tuple[int, int]) -> set[tuple[int, str]]:
 
 
 async def test_the_archiver_stores_every_good_event(settings: Settings, tmp_path: Path) -> None:
-    a, b = await _tenants(settings.database_url)
+    a, b = [(await make_tenant(settings.database_url, prefix=f"poison-{n}")).id for n in "ab"]
     await asyncio.to_thread(produce, settings, "visits", [
         _visits(a, f"u{NUL}x", _event("nul-user-1")),  # the user id belongs to every event
         _visits(a, "ua", _event("a-1"), _event(f"a-{SURROGATE}"), _event("a-2")),
@@ -191,7 +179,7 @@ def test_the_scheduler_plans_every_campaign_it_can(broker_url: str, tmp_path: Pa
         async def campaigns() -> dict[str, int]:
             conn = await asyncpg.connect(world.settings.database_url)
             try:
-                b = (await create_tenant(conn, name=f"poison-b-{uuid.uuid4().hex[:6]}"))[0].id
+                b = (await make_tenant(conn, prefix="poison-b")).id
                 due = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=5)
                 made = {}
                 for name, tenant, segment, zone in (

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hexcast.testing import eventually
 from tests.integration.senderkit import ledger, providers_json, sender_world, sim_stats
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hexcast.devstack.procs import free_port
+from hexcast.testing import eventually
 from tests.integration.senderkit import ledger, providers_json, sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ import pytest
 
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.control import RunControl, RunState
+from hexcast.testing import eventually
 from sender.keys import bulk_key
 from tests.integration.senderkit import SenderWorld, ledger, providers_json, sender_world
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ import h3
 import pytest
 from pydantic import ValidationError
 
+from hexcast.testing import make_recipient, make_store, make_tenant
 from targeting.segments import (
     MAX_USER_IDS,
     SegmentDefinition,
@@ -37,20 +37,15 @@ PEOPLE = [
 @pytest.fixture
 async def world(database_url: str) -> Any:
     conn = await asyncpg.connect(database_url)
-    tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id",
-                                 f"seg-{uuid.uuid4().hex[:8]}")
-    store = await conn.fetchval(
-        "INSERT INTO stores (tenant_id, name, lat, lng, time_zone, geofence, cells, h3_resolution)"
-        " VALUES ($1, 'Loop', $2, $3, 'America/Chicago', '{}'::jsonb, '{}', 10) RETURNING id",
-        tenant, *LOOP)
+    tenant = (await make_tenant(conn, prefix="seg")).id
+    store = await make_store(conn, tenant_id=tenant, name="Loop", lat=LOOP[0], lng=LOOP[1])
     for n, (user, interests, zone, where, days, consent, stopped) in enumerate(PEOPLE):
-        await conn.execute(
-            "INSERT INTO recipients (tenant_id, user_id, phone, time_zone, interests, consent_at,"
-            " opted_out_at, lat, lng, h3_cells, last_visit_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            tenant, user, f"+1312555{n:04d}", zone, interests, NOW if consent else None,
-            NOW if stopped else None, where[0] if where else None, where[1] if where else None,
-            cell_ancestors(*where, 10) if where else [], NOW - timedelta(days=days) if days else None)
+        await make_recipient(
+            conn, tenant_id=tenant, user_id=user, phone=f"+1312555{n:04d}", time_zone=zone,
+            interests=interests, consent_at=NOW if consent else None,
+            opted_out_at=NOW if stopped else None, lat=where[0] if where else None,
+            lng=where[1] if where else None, h3_cells=cell_ancestors(*where, 10) if where else [],
+            last_visit_at=NOW - timedelta(days=days) if days else None)
     # an archived visit (the archiver's table) counts for recency too: "both" visited 3 days ago
     await conn.execute(
         "INSERT INTO visits (tenant_id, event_id, user_id, lat, lng, accuracy_m, cell, ts, received_at)"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from hexcast.testing import eventually
 from sender.models import Lane
 from tests.integration.senderkit import ledger, providers_json, sender_world, sim_stats
-from tests.integration.stack import eventually
 
 pytestmark = pytest.mark.e2e
 

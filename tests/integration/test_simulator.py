@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hexcast.testing import running_sim
 from providersim.server import SimConfig
-from tests.simproc import running_sim
 
 AUTH = {"Authorization": "Bearer sim-token"}
 DEFAULTS: dict[str, Any] = {

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hexcast.testing import seed_objects
 from tests.integration.apiproc import RunningApi, running_api
 
 PUBLIC = {("get", "/health"), ("get", "/r/{code}")}
@@ -31,32 +32,8 @@ def seeded(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPath
     with running_api(broker_url, database_url, tmp_path_factory.mktemp("api"),
                      dlr_webhook_token="sweep-webhook-token") as api, \
             httpx.Client(base_url=api.url, headers={"X-API-Key": api.key}, timeout=30) as client:
-        yield api, _seed(client, api.tenant_id)
-
-
-def _made(client: httpx.Client, path: str, body: dict[str, Any], idempotent: bool = False) -> Any:
-    headers = {"Idempotency-Key": f"sweep-seed-{next(_idempotency)}"} if idempotent else {}
-    response = client.post(path, json=body, headers=headers)
-    assert response.status_code in (201, 202), (path, response.text)
-    return response.json()
-
-
-def _seed(client: httpx.Client, tenant_id: int) -> dict[str, str]:
-    """One object of each kind through the API; path parameter name → a real value."""
-    store = _made(client, "/v1/stores", {"name": "Sweep", "lat": 40.71, "lng": -74.0,
-                                         "time_zone": "America/New_York",
-                                         "geofence": {"type": "circle", "radius_m": 60}})
-    promotion = _made(client, "/v1/promotions", {"store_id": store["id"], "name": "P", "body": "Hi"})
-    recipient = _made(client, "/v1/recipients", {"user_id": "sweep-user", "phone": "+12125550111",
-                                                 "time_zone": "America/New_York"})
-    template = _made(client, "/v1/templates", {"name": "T", "body": "Hello"}, idempotent=True)
-    campaign = _made(client, "/v1/campaigns", {
-        "name": "C", "template_id": template["id"], "segment": {"everyone": True},
-        "cron": "0 10 * * 1", "time_zone": "America/New_York"}, idempotent=True)
-    otp = _made(client, "/v1/messages/otp", {"phone": "+12125550111", "body": "code 1"}, idempotent=True)
-    return {"store_id": store["id"], "promotion_id": promotion["id"], "user_id": recipient["user_id"],
-            "template_id": template["id"], "campaign_id": campaign["id"],
-            "message_key": otp["message_key"], "tenant_id": str(tenant_id), "code": "Ab3dEf9h"}
+        seeded = seed_objects(client, tag="sweep", otp_phone="+12125550111")
+        yield api, {**seeded.first(), "tenant_id": str(api.tenant_id), "code": "Ab3dEf9h"}
 
 
 def _values(param: dict[str, Any], ids: dict[str, str]) -> list[str]:

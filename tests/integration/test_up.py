@@ -14,7 +14,7 @@ from hexcast.core.kafka import delete_topics
 from hexcast.core.topics import topic_specs
 from hexcast.devstack.demo import DEMO_PREFIX
 from hexcast.devstack.procs import free_port, hexcast_process, run_sync, wait_http
-from tests.integration.conftest import make_settings
+from hexcast.testing import make_settings
 
 
 async def _demo_tenants(dsn: str) -> int:

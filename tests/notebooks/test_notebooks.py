@@ -23,10 +23,10 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from hexcast.ops import demo_data
 from hexcast.core.settings import load_settings
+from hexcast.ops import demo_data
 from hexcast.synth import SynthParams
-from tests.pg import create_database, drop_database, dsn
+from hexcast.testing import create_database, drop_database, dsn
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 BUDGET_S = 60.0

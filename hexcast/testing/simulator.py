@@ -1,9 +1,13 @@
-"""Run the provider simulator as a real subprocess for tests and benchmarks."""
+"""The provider simulator as a real subprocess, configured by a :class:`SimConfig` object.
+
+:func:`running_sim` is for tests of the simulator itself or of a client against a simulator
+whose configuration a test picks (modes, faults, rates) without the hexcast settings; a
+:class:`~hexcast.testing.stack.Stack` starts ``hexcast provider-sim`` from settings instead.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,11 +18,13 @@ from pathlib import Path
 
 import httpx
 
-from providersim.server import SimConfig
+from hexcast.devstack.procs import free_port
+from providersim import SimConfig
 
-__all__ = ["SimStartError", "free_port", "running_sim"]
+__all__ = ["SimStartError", "running_sim"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout holding ``providersim`` (put on the child's ``PYTHONPATH``)."""
 
 _LAUNCH = (
     "import sys\n"
@@ -29,14 +35,6 @@ _LAUNCH = (
 
 class SimStartError(RuntimeError):
     """The simulator process did not become healthy."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _env() -> dict[str, str]:

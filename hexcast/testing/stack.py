@@ -1,20 +1,35 @@
-"""The hexcast processes as real subprocesses, for end-to-end tests."""
+"""The hexcast processes as real subprocesses, for end-to-end tests, and the broker they use.
+
+A :class:`Stack` starts ``hexcast <command>`` children (provider-sim, api and workers by
+default) with one settings object, on free ports, and waits for the HTTP ones to answer;
+``stop()`` ends them and ``logs()`` tells what they said when a test fails::
+
+    settings = make_settings(broker_url, database_url)
+    stack = Stack(settings, tmp_path).start()
+    try:
+        ...  # post to stack.api_url, read stack.ledger()
+    finally:
+        stack.stop()
+"""
 
 from __future__ import annotations
 
+import os
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from hexcast.core.settings import Settings
+from hexcast.devstack.broker import EmbeddedBroker
 from hexcast.devstack.procs import free_port, hexcast_process, wait_http
-from tests.integration.conftest import OPERATOR_TOKEN
+from hexcast.testing.settings import OPERATOR_TOKEN
+from hexcast.testing.waiting import eventually
 
-T = TypeVar("T")
+__all__ = ["DEFAULT_PROCESSES", "Stack", "matcher_metrics", "running_broker", "wait_matcher_knows"]
 
 
 DEFAULT_PROCESSES: dict[str, list[str]] = {
@@ -71,16 +86,16 @@ class Stack:
         return items
 
 
-def eventually(check: Callable[[], T | None], *, timeout: float = 60.0, every: float = 0.2) -> T:
-    """Poll ``check`` until it returns something truthy; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+@contextmanager
+def running_broker() -> Iterator[str]:
+    """A Kafka broker's URL: ``HEXCAST_TEST_BROKER_URL`` if set, else an embedded broker
+    started for the ``with`` block."""
+    external = os.environ.get("HEXCAST_TEST_BROKER_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.url
 
 
 def matcher_metrics(api_url: str, tenant_id: int) -> dict[str, int]:
