@@ -1,4 +1,4 @@
-"""hexcast core: settings, errors, database and Redis clients, logging and the CLI."""
+"""hexcast's app layer: the CLI, the API assembly, `up` and operator tasks (the core is ``hexcast.core``)."""
 
 __all__ = ["__version__"]
 
