@@ -26,6 +26,8 @@ __all__ = [
     "Lane",
     "MAX_CHUNK",
     "MessageState",
+    "DEFAULT_URLS",
+    "ProviderKind",
     "ProviderSpec",
     "Receipt",
     "ReceiptBatch",
@@ -59,14 +61,47 @@ class MessageState(StrEnum):
     UNKNOWN = "unknown"
 
 
+ProviderKind = Literal["generic", "twilio", "vonage", "plivo", "sinch", "telnyx", "dryrun"]
+"""The provider APIs hexcast speaks; each has its adapter in ``sender/providers/<kind>.py``."""
+
+DEFAULT_URLS: dict[str, str] = {
+    "twilio": "https://api.twilio.com",
+    "vonage": "https://rest.nexmo.com",
+    "plivo": "https://api.plivo.com",
+    "sinch": "https://us.sms.api.sinch.com",
+    "telnyx": "https://api.telnyx.com",
+}
+"""Each provider's production API, used when a route names no ``url``."""
+
+
+_NEEDS_ACCOUNT = {"twilio": "Account SID", "vonage": "API key", "plivo": "Auth ID",
+                  "sinch": "service plan id"}
+_NEEDS_SENDER = frozenset({"twilio", "vonage", "plivo", "sinch", "telnyx"})
+
+
 class ProviderSpec(BaseModel):
-    """One provider account the sender may route to (``HEXCAST_SENDER_PROVIDERS`` JSON list)."""
+    """One provider account the sender may route to (``HEXCAST_SENDER_PROVIDERS`` JSON list).
+
+    ``kind`` picks the API. Its credentials: ``account`` (Twilio's Account SID, Vonage's API
+    key, Plivo's Auth ID, Sinch's service plan id) and ``token`` (the auth token, API secret
+    or bearer token); ``sender_id`` is the number or alphanumeric id messages come from,
+    ``messaging_service`` a Twilio Messaging Service SID or Telnyx messaging profile id,
+    ``webhook_key`` what checks its callbacks where that is not the token (Telnyx's Ed25519
+    public key, base64; Vonage's signature secret), ``callback_url`` the public URL it posts
+    receipts to (behind a TLS-terminating proxy, the URL the provider signs).
+    ``mode`` and ``lookup`` apply to the generic JSON API."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    url: Annotated[str, Field(pattern=r"^https?://")]
-    token: str
+    kind: ProviderKind = "generic"
+    url: Annotated[str, Field(pattern=r"^https?://")] = ""
+    token: str = Field(repr=False)
+    account: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    sender_id: Annotated[str | None, Field(min_length=1, max_length=32)] = None
+    messaging_service: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    webhook_key: Annotated[str | None, Field(min_length=1, repr=False)] = None
+    callback_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
     mode: Literal["batch", "single"] = "batch"
     lookup: bool = True
     weight: Annotated[int, Field(ge=1, le=1000)] = 1
@@ -74,6 +109,22 @@ class ProviderSpec(BaseModel):
     rate_per_s: Annotated[float | None, Field(gt=0)] = None  # segments/s; None = provider_*
     requests_per_s: Annotated[float | None, Field(gt=0)] = None  # API calls/s; None = no limit
     tenants: list[int] | None = None  # tenants routed to this account; None = every tenant
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> ProviderSpec:
+        """What each kind needs, checked where the route is read (not when its adapter starts)."""
+        if self.kind in _NEEDS_ACCOUNT and not self.account:
+            raise ValueError(f"a {self.kind} route needs its {_NEEDS_ACCOUNT[self.kind]} (account)")
+        if self.kind in _NEEDS_SENDER and not (self.sender_id or self.messaging_service):
+            raise ValueError(f"a {self.kind} route needs sender_id or messaging_service")
+        if not self.url:
+            if self.kind == "dryrun":
+                object.__setattr__(self, "url", "http://dryrun.invalid")
+                return self
+            if self.kind == "generic":
+                raise ValueError("url: a generic provider needs its url")
+            object.__setattr__(self, "url", DEFAULT_URLS[self.kind])
+        return self
 
 
 class SendRequest(BaseModel):

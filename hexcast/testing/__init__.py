@@ -15,6 +15,8 @@ keeps tests apart by naming what each one uses after a fresh tag, so tests can s
 - :mod:`~hexcast.testing.factories`: tenants (with an API key), stores, recipients.
 - :mod:`~hexcast.testing.seeding`: one of each object made through the api.
 - :mod:`~hexcast.testing.waiting`: :func:`eventually`, polling with a timeout.
+- :mod:`~hexcast.testing.webhooks`: :class:`WebhookRecorder`, a webhook in a thread that keeps
+  every request (callbacks from the provider simulator or a provider's SDK).
 
 In your own pytest suite, make the services fixtures, once per session::
 
@@ -71,6 +73,7 @@ from hexcast.testing.settings import OPERATOR_TOKEN, clear_session_state, make_s
 from hexcast.testing.simulator import SimStartError, running_sim
 from hexcast.testing.stack import Stack, matcher_metrics, running_broker, wait_matcher_knows
 from hexcast.testing.waiting import eventually
+from hexcast.testing.webhooks import RecordedRequest, WebhookRecorder
 
 __all__ = [
     "CONSENT",
@@ -78,10 +81,12 @@ __all__ = [
     "REDIS_URL",
     "SERVER_DSN",
     "Db",
+    "RecordedRequest",
     "SeededObjects",
     "SimStartError",
     "Stack",
     "TenantRef",
+    "WebhookRecorder",
     "add_consenting_recipients",
     "clear_prefixes",
     "clear_session_state",

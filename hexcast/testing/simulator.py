@@ -29,7 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _LAUNCH = (
     "import sys\n"
     "from providersim.server import SimConfig, run_sim\n"
-    "run_sim(SimConfig.model_validate_json(sys.argv[1]), sys.argv[2], int(sys.argv[3]))\n"
+    "run_sim(SimConfig.model_validate_json(sys.argv[1]), sys.argv[2], int(sys.argv[3]),\n"
+    "        ssl_certfile=sys.argv[4] or None, ssl_keyfile=sys.argv[5] or None)\n"
 )
 
 
@@ -44,10 +45,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, timeout_s: float) -> bool:
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], base_url: str, timeout_s: float, verify: str | bool = True
+) -> bool:
     """True once /health answers; False if the process died first or time ran out."""
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=1.0) as client:
+    with httpx.Client(timeout=1.0, verify=verify) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
@@ -78,22 +81,28 @@ def running_sim(
     port: int | None = None,
     startup_timeout_s: float = 20.0,
     attempts: int = 3,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_cafile: str | None = None,
 ) -> Iterator[str]:
     """Start ``run_sim(config, host, port)`` in a subprocess; yield its base URL.
 
     Without ``port`` a free one is picked (and re-picked if another process grabbed it
     first). The process is terminated on exit; its stderr is reported if it fails to start.
+    With ``ssl_certfile`` (and ``ssl_keyfile``) it serves HTTPS and the URL is ``https://``;
+    the health check then trusts ``ssl_cafile``, the CA that issued the certificate.
     """
     with tempfile.TemporaryFile() as errfile:
         for _ in range(attempts):
             chosen = port if port is not None else free_port(host)
-            base_url = f"http://{host}:{chosen}"
-            args = [sys.executable, "-c", _LAUNCH, config.model_dump_json(), host, str(chosen)]
+            base_url = f"{'https' if ssl_certfile else 'http'}://{host}:{chosen}"
+            args = [sys.executable, "-c", _LAUNCH, config.model_dump_json(), host, str(chosen),
+                    ssl_certfile or "", ssl_keyfile or ""]
             proc = subprocess.Popen(
                 args, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=errfile
             )
             try:
-                if _wait_healthy(proc, base_url, startup_timeout_s):
+                if _wait_healthy(proc, base_url, startup_timeout_s, ssl_cafile or True):
                     yield base_url
                     return
             finally:

@@ -9,64 +9,57 @@ error that applies to every other message of the call (none of them was answered
 
 from __future__ import annotations
 
-import asyncio
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 
-from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
+from hexcast.core.errors import ProviderError, ProviderUnavailable
 from sender.models import ProviderSpec
 from sender.providers.base import (
     UNREADABLE,
+    Callbacks,
+    HttpTransport,
     Outgoing,
+    Provider,
     ProviderResult,
+    Receipt,
     SendReport,
+    call_each,
+    probe_get,
     provider_text,
-    retry_after,
 )
+from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
 
-__all__ = ["BatchProvider", "SingleProvider"]
+__all__ = [
+    "TABLE", "BatchProvider", "GenericCallbacks", "SingleProvider", "build", "callbacks", "probe",
+]
 
 
 class _HttpProvider:
-    """Shared HTTP plumbing: auth, error translation, lookup by client reference."""
+    """Shared plumbing: bearer auth, lookup by client reference."""
 
     max_batch = 1000
 
     def __init__(self, spec: ProviderSpec, *, timeout_s: float, connections: int) -> None:
         self.name = spec.name
         self.supports_lookup = spec.lookup
-        self._client = httpx.AsyncClient(
-            base_url=spec.url,
-            headers={"Authorization": f"Bearer {spec.token}"},
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
+        self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
+                                   connections=connections,
+                                   headers={"Authorization": f"Bearer {spec.token}"})
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._client.request(method, url, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ProviderUnavailable(f"{self.name}: {type(exc).__name__} on {url}") from exc
-        except httpx.TransportError as exc:  # written, maybe processed: we cannot know
-            raise ProviderUnavailable(
-                f"{self.name}: {type(exc).__name__} on {url}", ambiguous=True
-            ) from exc
-        if response.status_code == 429:
-            raise ProviderRateLimited(
-                f"{self.name}: rate limited", retry_after=retry_after(response)
-            )
-        if response.status_code >= 500:
-            raise ProviderUnavailable(f"{self.name}: HTTP {response.status_code} on {url}")
-        return response
+        return await self._http.request(method, url, **kwargs)
 
     def _unreadable(self, exc: Exception) -> ProviderUnavailable:
-        """A success status with a body we cannot read: whatever it did is unknown."""
-        return ProviderUnavailable(
-            f"{self.name}: unreadable answer ({type(exc).__name__}: {exc})", ambiguous=True)
+        return self._http.unreadable(exc)
 
     async def lookup(self, client_ref: str) -> ProviderResult | None:
         """What the provider knows of a reference; None when it never saw it."""
@@ -116,7 +109,8 @@ class SingleProvider(_HttpProvider):
     """A Twilio-like API: one message per request, ``concurrency`` requests in flight.
 
     After the first failure no new request starts; messages not yet requested share that
-    failure, so a 429 or an outage stops the traffic at once.
+    failure (:func:`~sender.providers.base.call_each`), so a 429 or an outage stops the
+    traffic at once.
     """
 
     def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
@@ -124,21 +118,7 @@ class SingleProvider(_HttpProvider):
         self._concurrency = concurrency
 
     async def send(self, messages: list[Outgoing]) -> SendReport:
-        report = SendReport()
-        queue = list(reversed(messages))
-
-        async def worker() -> None:
-            while queue and report.failure is None:
-                msg = queue.pop()
-                try:
-                    report.results.append(await self._one(msg))
-                except ProviderError as exc:
-                    if report.failure is None or (exc.retryable and not report.failure.retryable):
-                        report.failure = exc
-                    return
-
-        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(messages)))))
-        return report
+        return await call_each(messages, self._one, concurrency=self._concurrency)
 
     async def _one(self, msg: Outgoing) -> ProviderResult:
         body = {"client_ref": msg.client_ref, "to": msg.to, "body": msg.body}
@@ -160,3 +140,57 @@ class SingleProvider(_HttpProvider):
         failure.retryable = False
         raise failure
 
+
+
+TABLE = StatusTable(
+    kind="generic",
+    statuses={"accepted": DeliveryStatus.ACCEPTED, "sent": DeliveryStatus.SENT,
+              "delivered": DeliveryStatus.DELIVERED, "failed": DeliveryStatus.FAILED,
+              "undelivered": DeliveryStatus.FAILED, "expired": DeliveryStatus.EXPIRED},
+    errors={"invalid_destination": ErrorClass.PERMANENT, "undeliverable": ErrorClass.UNDELIVERED,
+            "30003": ErrorClass.UNDELIVERED},
+)
+
+
+class GenericCallbacks:
+    """The generic API's receipts: a JSON batch (``{"receipts": [...]}``, with our client
+    reference) or a form-encoded status callback (``MessageSid``, ``MessageStatus``), posted
+    with ``Authorization: Bearer <webhook_key>`` (the account's token when it has none)."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self._expected = f"Bearer {spec.webhook_key or spec.token}"
+
+    def verify(self, *, url: str, headers: Mapping[str, str], body: bytes) -> bool:
+        return hmac.compare_digest(headers.get("authorization", ""), self._expected)
+
+    def receipts(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
+        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+            word, code = form["MessageStatus"], form.get("ErrorCode")
+            return [Receipt(provider_message_id=form["MessageSid"], status=TABLE.status(word),
+                            code=code)]
+        items = json.loads(body)["receipts"]
+        return [Receipt(provider_message_id=str(item["provider_message_id"]),
+                        status=TABLE.status(str(item["status"])), code=item.get("error"),
+                        client_ref=item.get("client_ref")) for item in items]
+
+
+def build(spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> Provider:
+    """The adapter for ``spec.mode``."""
+    if spec.mode == "single":
+        return SingleProvider(spec, timeout_s=timeout_s, concurrency=concurrency)
+    return BatchProvider(spec, timeout_s=timeout_s, connections=32)
+
+
+def callbacks(spec: ProviderSpec) -> Callbacks:
+    return GenericCallbacks(spec)
+
+
+async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
+    """Look up a reference nobody sent (``GET /v1/messages/by-ref/probe-<random>``, with the
+    bearer token): the API has no account endpoint, and its lookup checks the token first,
+    so a 404 means reachable and authenticated, and sends nothing."""
+    path = f"/v1/messages/by-ref/probe-{secrets.token_hex(8)}"
+    return await probe_get(spec.name, spec.url, path, lambda _: "reachable, token accepted",
+                           timeout_s=timeout_s, headers={"Authorization": f"Bearer {spec.token}"},
+                           found=(200, 404))

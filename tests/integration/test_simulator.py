@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
-from hexcast.testing import running_sim
-from providersim.server import SimConfig
+from hexcast.testing import WebhookRecorder, running_sim
+from providersim import SimConfig
 
 AUTH = {"Authorization": "Bearer sim-token"}
 DEFAULTS: dict[str, Any] = {
@@ -26,47 +24,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Receiver:
-    """A delivery-receipt webhook in a thread; can reject the next N posts with 500."""
+DLR = "/dlr"
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.receipts: list[dict[str, Any]] = []
-        self.auth_headers: list[str | None] = []
-        self.fail_next = 0
-        self.rejected_posts = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dlr"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                self.send_response(receiver.record(raw, self.headers.get("Authorization")))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        return Handler
-
-    def record(self, raw: bytes, auth: str | None) -> int:
-        with self.lock:
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                self.rejected_posts += 1
-                return 500
-            self.auth_headers.append(auth)
-            self.receipts.extend(json.loads(raw)["receipts"])
-            return 200
-
-    def for_refs(self, refs: set[str]) -> dict[str, dict[str, Any]]:
-        with self.lock:
-            return {r["client_ref"]: r for r in self.receipts if r["client_ref"] in refs}
+def receipts_for(receiver: WebhookRecorder, client_refs: set[str]) -> dict[str, dict[str, Any]]:
+    """The receipts posted for ``client_refs`` (the simulator posts them in JSON batches)."""
+    posted = (r for post in receiver.at(DLR) for r in json.loads(post.body)["receipts"])
+    return {r["client_ref"]: r for r in posted if r["client_ref"] in client_refs}
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -88,26 +52,23 @@ def msgs(client_refs: list[str], to: str = "+4915112345678") -> list[dict[str, s
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
-    rec.thread.start()
-    yield rec
-    rec.server.shutdown()
-    rec.server.server_close()
+def receiver() -> Iterator[WebhookRecorder]:
+    with WebhookRecorder() as rec:
+        yield rec
 
 
 @pytest.fixture(scope="module")
-def batch_sim(receiver: Receiver) -> Iterator[str]:
-    config = SimConfig(dlr_url=receiver.url, dlr_delay_s=0.1)
+def batch_sim(receiver: WebhookRecorder) -> Iterator[str]:
+    config = SimConfig(dlr_url=receiver.url + DLR, dlr_delay_s=0.1)
     with running_sim(config) as url:
         yield url
 
 
 @pytest.fixture
-def sim(batch_sim: str, receiver: Receiver) -> Iterator[httpx.Client]:
+def sim(batch_sim: str, receiver: WebhookRecorder) -> Iterator[httpx.Client]:
     """A client for the batch-mode simulator, reset to defaults before each test."""
     with httpx.Client(base_url=batch_sim, headers=AUTH, timeout=30.0) as client:
-        client.post("/control", json={**DEFAULTS, "dlr_url": receiver.url}).raise_for_status()
+        client.post("/control", json={**DEFAULTS, "dlr_url": receiver.url + DLR}).raise_for_status()
         client.post("/control/reset").raise_for_status()
         receiver.fail_next = 0
         yield client
@@ -265,37 +226,37 @@ def test_single_endpoint_is_404_in_batch_mode(sim: httpx.Client) -> None:
     assert sim.post("/v1/messages", json=msgs(refs(1))[0]).status_code == 404
 
 
-def test_receipts_are_delivered(sim: httpx.Client, receiver: Receiver) -> None:
+def test_receipts_are_delivered(sim: httpx.Client, receiver: WebhookRecorder) -> None:
     client_refs = refs(5)
     results = sim.post("/v1/batches", json={"messages": msgs(client_refs)}).json()["results"]
     wanted = set(client_refs)
-    assert wait_until(lambda: len(receiver.for_refs(wanted)) == 5)
-    got = receiver.for_refs(wanted)
+    assert wait_until(lambda: len(receipts_for(receiver, wanted)) == 5)
+    got = receipts_for(receiver, wanted)
     for r in results:
         receipt = got[r["client_ref"]]
         assert receipt["provider_message_id"] == r["provider_message_id"]
         assert (receipt["status"], receipt["error"]) == ("delivered", None)
         assert receipt["at"].endswith("+00:00")
-    assert set(receiver.auth_headers) == {"Bearer dlr-token"}
+    assert {post.headers.get("authorization") for post in receiver.at(DLR)} == {"Bearer dlr-token"}
     record = sim.get(f"/v1/messages/by-ref/{client_refs[0]}").json()
     assert record["status"] == "delivered"
 
 
-def test_failed_receipt_posts_are_retried(sim: httpx.Client, receiver: Receiver) -> None:
+def test_failed_receipt_posts_are_retried(sim: httpx.Client, receiver: WebhookRecorder) -> None:
     receiver.fail_next = 2
     client_refs = refs(3)
     sim.post("/v1/batches", json={"messages": msgs(client_refs)}).raise_for_status()
-    assert wait_until(lambda: len(receiver.for_refs(set(client_refs))) == 3)
-    assert receiver.rejected_posts >= 2
+    assert wait_until(lambda: len(receipts_for(receiver, set(client_refs))) == 3)
+    assert receiver.rejected >= 2
     assert wait_until(lambda: stats(sim)["receipts_pending"] == 0)
 
 
-def test_undeliverable_receipts(sim: httpx.Client, receiver: Receiver) -> None:
+def test_undeliverable_receipts(sim: httpx.Client, receiver: WebhookRecorder) -> None:
     sim.post("/control", json={"deliver_fail_rate": 1.0}).raise_for_status()
     client_refs = refs(2)
     sim.post("/v1/batches", json={"messages": msgs(client_refs)}).raise_for_status()
-    assert wait_until(lambda: len(receiver.for_refs(set(client_refs))) == 2)
-    for receipt in receiver.for_refs(set(client_refs)).values():
+    assert wait_until(lambda: len(receipts_for(receiver, set(client_refs))) == 2)
+    for receipt in receipts_for(receiver, set(client_refs)).values():
         assert (receipt["status"], receipt["error"]) == ("failed", "undeliverable")
     assert sim.get(f"/v1/messages/by-ref/{client_refs[0]}").json()["status"] == "failed"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from providersim.server import UNDELIVERABLE_CODE, callback_form
+from providersim import UNDELIVERABLE_CODE, callback_form
 from sender.providers.status import StatusCallback
 
 

@@ -1,0 +1,49 @@
+"""How a simulated provider behaves: its dialect, limits, faults and receipts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ControlIn", "Dialect", "SimConfig"]
+
+Rate = Annotated[float, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Millis = Annotated[int, Field(ge=0)]
+Dialect = Literal["generic", "twilio", "vonage", "plivo", "sinch", "telnyx"]
+
+
+class SimConfig(BaseModel):
+    """How the simulated provider behaves. Parts of it can be changed live via ``/control``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_per_s: Rate = 1000.0
+    dlr_url: str | None = None
+    dlr_delay_s: Annotated[float, Field(ge=0)] = 0.5
+    dlr_token: str = "dlr-token"
+    token: str = "sim-token"
+    dialect: Dialect = "generic"  # the provider API it speaks (see providersim.dialects)
+    mode: Literal["batch", "single"] = "batch"  # the generic dialect's two shapes
+    account: str = "AC00000000000000000000000000000000"  # the account id in dialects' paths
+    signing_key: str = "sim-signing-key"  # HMAC key or Ed25519 seed of the callbacks it signs
+    lookup: bool = True
+    fail_rate: Probability = 0.0
+    garble_rate: Probability = 0.0  # accepted, then answered 200 with an unreadable body
+    latency_ms: Millis = 0
+    deliver_fail_rate: Probability = 0.0
+    retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
+    seed: int = 0
+
+
+class ControlIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate_per_s: Rate | None = None
+    fail_rate: Probability | None = None
+    garble_rate: Probability | None = None
+    latency_ms: Millis | None = None
+    deliver_fail_rate: Probability | None = None
+    lookup: bool | None = None
+    dlr_url: str | None = None

@@ -1,0 +1,217 @@
+"""The simulator's state: the ledger of accepted messages (deduplicated on the client
+reference), its rate limit and the faults it injects. Dialects turn their requests into
+:class:`MessageIn` and answer from what :meth:`Sim.accept` returns."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from providersim.config import SimConfig
+from providersim.outbox import Outbox, iso_now
+
+__all__ = ["MAX_BATCH", "MessageIn", "Record", "Sim", "TokenBucket", "rejected", "respond"]
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+MAX_BATCH = 1000
+
+Rate = Annotated[float, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Millis = Annotated[int, Field(ge=0)]
+
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_ref: Annotated[str, Field(min_length=1, max_length=128)]
+    to: str
+    body: Annotated[str, Field(min_length=1, max_length=1600)]
+
+
+_LEDGER_FIELDS = ("seq", "client_ref", "provider_message_id", "to", "body", "accepted_at")
+
+
+class Record:
+    """One accepted message in the ledger."""
+
+    __slots__ = (*_LEDGER_FIELDS, "extra", "status")
+
+    def __init__(self, seq: int, msg: MessageIn, accepted_at: str, pmid: str,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.seq = seq
+        self.extra = extra or {}  # what a dialect keeps for its receipts (a callback url, parts)
+        self.client_ref = msg.client_ref
+        self.provider_message_id = pmid
+        self.to = msg.to
+        self.body = msg.body
+        self.accepted_at = accepted_at
+        self.status = "accepted"
+
+    def result(self, duplicate: bool) -> dict[str, Any]:
+        return {
+            "client_ref": self.client_ref,
+            "provider_message_id": self.provider_message_id,
+            "status": "accepted",
+            "duplicate": duplicate,
+        }
+
+    def ledger_item(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _LEDGER_FIELDS}
+
+    def receipt(self, at: str) -> dict[str, Any]:
+        found = {
+            "provider_message_id": self.provider_message_id,
+            "client_ref": self.client_ref,
+            "status": self.status,
+            "error": "undeliverable" if self.status == "failed" else None,
+            "at": at,
+            "to": self.to,
+        }
+        return {**found, "extra": self.extra} if self.extra else found
+
+
+class TokenBucket:
+    """Destinations per second, burst ``max(rate, 1000)``."""
+
+    def __init__(self, rate: float) -> None:
+        self.tokens = self.stamp = 0.0
+        self.set_rate(rate)
+        self.fill()
+
+    def set_rate(self, rate: float) -> None:
+        if self.stamp:
+            self.take(0)  # accrue at the old rate first
+        self.rate, self.burst = rate, max(rate, 1000.0)
+        self.tokens = min(self.tokens, self.burst)
+
+    def fill(self) -> None:
+        self.tokens, self.stamp = self.burst, time.monotonic()
+
+    def take(self, n: int) -> int:
+        """Take ``n`` tokens; 0 on success, else whole seconds to wait (>= 1)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return 0
+        return max(1, math.ceil((n - self.tokens) / self.rate))
+
+
+class Sim:
+    """All mutable state of one simulator process."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.bucket = TokenBucket(config.rate_per_s)
+        self.outbox = Outbox(config.seed + 1)
+        # Ids look like "sim-<32 hex>": a random per-process half and a counter half,
+        # unique across resets and restarts without a urandom call per message.
+        self.id_prefix = "sim-" + uuid.uuid4().hex[:16]
+        self.id_counter = itertools.count(1)
+        self.reset()
+
+    def reset(self) -> None:
+        self.records: list[Record] = []
+        self.by_ref: dict[str, Record] = {}
+        self.destinations: set[str] = set()
+        self.duplicates = 0
+        self.requests = 0
+        self.rate_limited = 0
+        self.requests_while_limited = 0
+        self.limited_until = 0.0
+        self.injected = 0
+        self.garbled = 0
+        self.fault_rng = random.Random(self.config.seed)
+        self.bucket.fill()
+
+    def gate(self, n: int) -> JSONResponse | None:
+        """Count the request, then inject a fault or rate-limit it; None lets it through."""
+        self.requests += 1
+        now = time.monotonic()
+        if now < self.limited_until:  # the client ignored a Retry-After it was given
+            self.requests_while_limited += 1
+        if self.fault_rng.random() < self.config.fail_rate:
+            self.injected += 1
+            return JSONResponse({"error": "injected"}, status_code=503)
+        wait_s = self.bucket.take(n)
+        if wait_s:
+            wait_s = self.config.retry_after_s or wait_s
+            self.rate_limited += 1
+            self.limited_until = now + wait_s
+            headers = {"Retry-After": str(wait_s)}
+            return JSONResponse({"error": "rate_limited"}, status_code=429, headers=headers)
+        return None
+
+    def garbled_answer(self) -> Response | None:
+        """With ``garble_rate``: a 200 whose body is cut off (the messages are already in the
+        ledger), as a proxy or a provider bug may answer. None: answer normally."""
+        if not (self.config.garble_rate and self.fault_rng.random() < self.config.garble_rate):
+            return None
+        self.garbled += 1
+        return Response(b'{"results": [{"client_ref": ', media_type="application/json")
+
+    def accept(
+        self, messages: list[MessageIn], *, extras: list[dict[str, Any]] | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ledger every valid, new message; results in request order. A dialect may keep
+        ``extras`` with each message (for its receipts) and name its ids (``new_id``)."""
+        now_iso = iso_now()
+        results: list[dict[str, Any]] = []
+        new: list[Record] = []
+        for n, msg in enumerate(messages):
+            if not _E164.match(msg.to):
+                results.append(rejected(msg.client_ref))
+                continue
+            rec = self.by_ref.get(msg.client_ref)
+            if rec is not None:
+                self.duplicates += 1
+                results.append(rec.result(True))
+                continue
+            pmid = new_id() if new_id else f"{self.id_prefix}{next(self.id_counter):016x}"
+            rec = Record(len(self.records) + 1, msg, now_iso, pmid, extras[n] if extras else None)
+            self.records.append(rec)
+            self.by_ref[rec.client_ref] = rec
+            self.destinations.add(rec.to)
+            new.append(rec)
+            results.append(rec.result(False))
+        if new and (self.config.dlr_url is not None or extras):
+            self.outbox.schedule(time.monotonic() + self.config.dlr_delay_s, new)
+        return results
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "total": len(self.records),
+            "unique_destinations": len(self.destinations),
+            "duplicates_rejected": self.duplicates,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "requests_while_limited": self.requests_while_limited,
+            "injected_failures": self.injected,
+            "garbled_answers": self.garbled,
+            "receipts_sent": self.outbox.sent,
+            "receipts_pending": self.outbox.pending,
+        }
+
+
+def rejected(client_ref: str) -> dict[str, Any]:
+    return {"client_ref": client_ref, "status": "rejected", "error": "invalid_destination"}
+
+
+async def respond(sim: Sim, resp: Response) -> Response:
+    """Answer after the configured latency (the work is already done: a slow ack)."""
+    if sim.config.latency_ms:
+        await asyncio.sleep(sim.config.latency_ms / 1000.0)
+    return resp
