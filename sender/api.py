@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -18,7 +19,7 @@ from hexcast.core.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.core.idempotency import idempotent, request_hash
 from hexcast.core.pgtext import PgText
 from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
-from sender import dlr, inbound_repo, links_repo, queries
+from sender import dlr, inbound_repo, links_repo, queries, settle
 from sender.inbound import classify, confirmation_text, needs_review
 from sender.keys import confirmation_key, otp_key
 from sender.links import is_bot
@@ -26,13 +27,14 @@ from sender.metrics import render_metrics
 from sender.models import (
     DeliveryEvent,
     Lane,
-    MessageState,
     ReceiptBatch,
     SendBatch,
     SendRequest,
     delivery_records,
 )
+from sender.providers import adapter_module, callbacks_for
 from sender.providers.status import StatusCallback
+from sender.routing import provider_specs
 from sender.text import segment_info
 
 __all__ = ["router"]
@@ -222,17 +224,50 @@ async def _apply_receipts(
     pool: asyncpg.Pool, bus: Bus, receipts: list[tuple[str, str, str | None]]
 ) -> ReceiptsApplied:
     changed = await dlr.apply_receipts(pool, bus, receipts, actor="dlr-webhook")
-    now = datetime.now(UTC)
-    events = [
-        DeliveryEvent(message_key=c["message_key"], tenant_id=c["tenant_id"], lane=Lane(c["lane"]),
-                      state=MessageState(c["state"]), reason=c["error"] or "delivery receipt",
-                      promotion_id=c["promotion_id"], campaign_run_id=c["campaign_run_id"],
-                      user_id=c["user_id"], phone=c["phone"], at=now)
-        for c in changed
-    ]
+    await _publish_changes(bus, changed)
+    return ReceiptsApplied(received=len(receipts), applied=len(changed))
+
+
+async def _publish_changes(bus: Bus, changed: list[asyncpg.Record]) -> None:
     # Committed first: a failed publish answers 503 and the provider retries; the states are
     # final by then, so the retry publishes nothing (consumers reconcile from PostgreSQL).
-    await bus.publish_many("delivery", delivery_records(events))
+    await bus.publish_many("delivery", delivery_records(dlr.receipt_events(changed)))
+
+
+@router.post("/v1/webhooks/providers/{name}", response_model=ReceiptsApplied, tags=["webhooks"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object"}},
+                 "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}})
+async def provider_callback(
+    name: TextPath, request: Request, pool: PoolDep, bus: BusDep, settings: SettingsDep
+) -> ReceiptsApplied:
+    """A provider's delivery callback (Twilio, Vonage, Plivo, Sinch, Telnyx or the generic
+    API), checked with its own signature scheme against the route's public URL; a part's
+    receipt waits until its message and its other parts are known (``sender.settle``).
+    A ``ref`` query parameter (our client reference, set in the callback URL at send time)
+    names the message for a callback that carries only the provider's id."""
+    spec = next((s for s in provider_specs(settings) if s.name == name), None)
+    if spec is None:
+        raise NotFound(f"no provider route {name!r}")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    public = spec.callback_url or f"{settings.api_public_url.rstrip('/')}/v1/webhooks/providers/{name}"
+    url = f"{public.split('?')[0]}?{request.url.query}" if request.url.query else public
+    checker = callbacks_for(spec)
+    if not checker.verify(url=url, headers=headers, body=body):
+        raise Unauthorized("callback signature does not verify")
+    try:
+        receipts = checker.receipts(headers=headers, body=body)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"unreadable {spec.kind} callback: {exc}"[:300]) from None
+    ref = request.query_params.get("ref")
+    if ref:
+        receipts = [r if r.client_ref else replace(r, client_ref=ref) for r in receipts]
+    async with pool.acquire() as conn:
+        keys = await settle.keep(conn, provider=name, table=adapter_module(spec.kind).TABLE,
+                                 receipts=receipts)
+        changed = await settle.settle(conn, keys=keys, actor=f"{name}-callback")
+    await _publish_changes(bus, changed)
     return ReceiptsApplied(received=len(receipts), applied=len(changed))
 
 

@@ -27,7 +27,7 @@ from sender.holds import Holds
 from sender.journal import Store, until_up, with_state
 from sender.models import Lane, MessageState, SendBatch, SendRequest
 from sender.outcome import Outcome
-from sender.providers import Outgoing
+from sender.providers import ErrorClass, Outgoing, error_table
 from sender.reconcile import Reconciler, backoff
 from sender.repo import MessageRow, Screened
 from sender.routing import Route, Router
@@ -184,7 +184,7 @@ class Dispatcher:
                 break
             flow = _flow(chunk[0])
             same_run = [r for r in chunk if _flow(r) == flow]
-            if not self._router.for_lane(self._lane, flow[0]):
+            if not self._router.serves(self._lane, flow[0]):  # stopped routes: it waits
                 await self._unroutable(same_run, outcome)
                 chunk = chunk[len(same_run):]
                 continue
@@ -251,19 +251,16 @@ class Dispatcher:
                 route.breaker.success()  # it answered (busy), and a half-open trial must end
                 return await self._store.move(part, Q, [S], f"{route.spec.name} rate limited",
                                               attempts=-1), False
-            report = await route.adapter.send(outgoing)
+            async with self._router.calling(route):
+                report = await route.adapter.send(outgoing)
         if report.results:
             self._fault_hook()
         by_ref = {r.client_ref: r for r in part}
         accepted = [(by_ref[res.client_ref], res.provider_message_id) for res in report.results
                     if res.accepted and res.provider_message_id]
         outcome.accepted += await self._store.accept(accepted, segments)
-        for res in report.results:
-            if not res.accepted:
-                outcome.failed += len(await self._store.move(
-                    [by_ref[res.client_ref]], MessageState.FAILED, [S],
-                    f"provider rejected: {res.error}",
-                ))
+        await self._rejected(route, [(by_ref[res.client_ref], res.error or "rejected")
+                                     for res in report.results if not res.accepted], outcome)
         answered = {res.client_ref for res in report.results}
         rest = [r for r in part if r.client_ref not in answered]
         if not rest:
@@ -275,6 +272,20 @@ class Dispatcher:
             rows = [with_state(r, S, route.spec.name) for r in rest]
             return await self._reconciler.reconcile(rows, outcome), True
         return await self._failed_call(route, rest, report.failure, outcome)
+
+    async def _rejected(
+        self, route: Route, rejected: list[tuple[MessageRow, str]], outcome: Outcome
+    ) -> None:
+        """Messages the provider refused one by one fail with its error; a refusal because the
+        recipient unsubscribed at the carrier (Twilio 21610) also records an opt-out."""
+        for row, error in rejected:
+            outcome.failed += len(await self._store.move(
+                [row], MessageState.FAILED, [S], f"provider rejected: {error}"))
+        table = error_table(route.spec.kind)
+        opted = [row for row, error in rejected
+                 if table.error(error.split(":", 1)[0].strip()) is ErrorClass.OPTED_OUT]
+        if opted:
+            await self._store.carrier_opt_out(opted)
 
     async def _failed_call(
         self, route: Route, rest: list[MessageRow], failure: ProviderError, outcome: Outcome

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -21,8 +22,9 @@ from hexcast.core.deadletter import dead_letter
 from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
 from sender import repo
+from sender.models import DeliveryEvent, Lane, MessageState
 
-__all__ = ["DLR_SOURCE", "apply_receipts", "dead_letter_receipts"]
+__all__ = ["DLR_SOURCE", "apply_receipts", "dead_letter_receipts", "receipt_events"]
 
 log = get_logger("hexcast.sender")
 DLR_SOURCE = "POST /v1/webhooks/dlr"
@@ -57,3 +59,15 @@ async def dead_letter_receipts(bus: Bus, refused: Sequence[tuple[Any, str]]) -> 
         ("dlr", dead_letter(DLR_SOURCE, b"dlr", why, json.dumps({"receipts": [item]}, default=str).encode()))
         for item, why in refused
     ])
+
+
+def receipt_events(changed: Sequence[asyncpg.Record]) -> list[DeliveryEvent]:
+    """The delivery events of messages a receipt moved (rows of ``repo.apply_receipts``)."""
+    now = datetime.now(UTC)
+    return [
+        DeliveryEvent(message_key=c["message_key"], tenant_id=c["tenant_id"], lane=Lane(c["lane"]),
+                      state=MessageState(c["state"]), reason=c["error"] or "delivery receipt",
+                      promotion_id=c["promotion_id"], campaign_run_id=c["campaign_run_id"],
+                      user_id=c["user_id"], phone=c["phone"], at=now)
+        for c in changed
+    ]

@@ -21,7 +21,7 @@ from hexcast.core.cache import REDIS_OUTAGES
 from hexcast.core.db import PG_OUTAGES, Conn
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
-from sender import consent, links_repo, repo
+from sender import consent, dlr, links_repo, receipts_repo, repo, settle
 from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
 
 __all__ = ["EventSink", "Journal", "Link", "Store", "until_up", "with_state"]
@@ -68,6 +68,10 @@ class Store(Protocol):
     async def defer(self, held: list[tuple[Row, datetime]], *, reason: str) -> int: ...
 
     async def save_links(self, links: list[Link]) -> None: ...
+
+    async def carrier_opt_out(self, rows: list[Row]) -> None:
+        """The rows' recipients unsubscribed at the carrier: opted out for their tenants."""
+        ...
 
 
 class Journal:
@@ -122,7 +126,17 @@ class Journal:
             segments=[(segments or {}).get(r.id) for r, _ in pairs]))
         moved = [r for r, _ in pairs if r.id in moved_ids]
         await self._emit(moved, MessageState.ACCEPTED, "provider accepted")
+        await self._settle_early_receipts([pmid for r, pmid in pairs if r.id in moved_ids])
         return len(moved)
+
+    async def _settle_early_receipts(self, provider_ids: list[str]) -> None:
+        """Receipts that came before their acceptance was committed (they name the message by
+        the provider's id only): applied now (``sender.settle``)."""
+        if not provider_ids:
+            return
+        changed = await self._run(lambda c: settle.settle(c, refs=provider_ids, actor=self._actor))
+        if changed:
+            await self._publish(dlr.receipt_events(changed))
 
     async def suppress(self, rows: list[Row]) -> dict[int, str]:
         """Opted-out numbers and marketing without consent: ``suppressed`` with the reason."""
@@ -146,6 +160,11 @@ class Journal:
 
     async def save_links(self, links: list[Link]) -> None:
         await self._run(lambda c: links_repo.save_links(c, links=links))
+
+    async def carrier_opt_out(self, rows: list[Row]) -> None:
+        recipients = [(r.tenant_id, r.phone) for r in rows]
+        await self._run(lambda c: receipts_repo.record_carrier_opt_outs(c, recipients=recipients))
+        log.info("carrier_opt_outs", count=len(rows))
 
     async def _emit(self, rows: Sequence[Row], state: MessageState, reason: str,
                     *, reasons: dict[int, str] | None = None) -> None:

@@ -382,12 +382,12 @@ async def mark_accepted(
 async def apply_receipts(
     conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
 ) -> list[asyncpg.Record]:
-    """Apply (client_ref, delivered|failed, error) receipts once; final states stay final.
+    """Apply (client_ref, delivered|failed|expired, error) receipts once; final states stay final.
     A client reference is the message key (a check in the schema keeps them equal).
 
     Returns the messages that changed (key, tenant, lane, state, error, ids), for events.
     """
-    valid = [r for r in receipts if r[1] in ("delivered", "failed")]
+    valid = [r for r in receipts if r[1] in ("delivered", "failed", "expired")]
     if not valid:
         return []
     return list(await conn.fetch(

@@ -49,9 +49,9 @@ class SenderWorld:
         self.tenant_id, self.api_key = tenant
         self.children: list[ChildProcess] = []
 
-    def api(self) -> str:
+    def api(self, port: int | None = None) -> str:
         """Start the API (its port and public URL go into ``settings`` for later children)."""
-        port = free_port()
+        port = port or free_port()
         self.settings = self.settings.model_copy(
             update={"api_port": port, "api_public_url": f"http://127.0.0.1:{port}"}
         )

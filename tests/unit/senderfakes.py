@@ -69,6 +69,7 @@ class MemoryStore:
         self.events: list[Event] = []  # what the Journal would publish on `delivery`
         self.audit: list[tuple[str, MessageState | None, MessageState, str]] = []  # every move
         self.links: list[tuple[str, int, str, str]] = []
+        self.carrier_opt_outs: list[str] = []  # phones the carrier said unsubscribed
         self._rows: dict[int, _Stored] = {}
         self._by_key: dict[str, int] = {}
 
@@ -178,6 +179,10 @@ class MemoryStore:
 
     async def save_links(self, links: list[tuple[str, int, str, str]]) -> None:
         self.links += links
+
+    async def carrier_opt_out(self, rows: list[MessageRow]) -> None:
+        self.blocked |= {r.phone for r in rows}
+        self.carrier_opt_outs += [r.phone for r in rows]
 
     # ------------------------------------------------------------------ helpers
 

@@ -256,3 +256,16 @@ async def test_whatever_the_providers_answer_no_message_is_accepted_twice(
             assert kept_by == []
         else:  # unknown: the provider recorded may have kept it, no other one did
             assert kept_by in ([], [row.provider])
+
+
+async def test_a_carrier_opt_out_at_send_records_an_opt_out() -> None:
+    """Twilio refuses a number that unsubscribed at the carrier (21610): that message fails
+    and its recipient is opted out for the tenant; the others are sent."""
+    store = MemoryStore()
+    a = FakeProvider("a", Answer(accept=1, reject=1, error="21610: Attempt to send to unsubscribed"))
+    twilio = route(a, kind="twilio", account="AC1", sender_id="+13125550100")
+    out = await dispatcher(store, twilio).handle_many([batch(2)])
+    k = store.message_keys()
+    assert (out.accepted, out.failed) == (1, 1)
+    assert store.carrier_opt_outs == [store.row(k[1]).phone]
+    assert store.reason(k[1]) == "provider rejected: 21610: Attempt to send to unsubscribed"

@@ -1,0 +1,135 @@
+"""SQL of the provider receipts waiting to be applied (migration 0012), and of carrier opt-outs.
+
+A part's row only moves forward (see ``sender.rollup.advances``, the same rule in SQL), so a
+duplicated or late callback changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hexcast.core.db import Conn
+from sender.providers.status import DeliveryStatus, ErrorClass
+from sender.rollup import PartReceipt, advances
+
+__all__ = [
+    "Stored",
+    "Target",
+    "mark_applied",
+    "record_carrier_opt_outs",
+    "store",
+    "targets",
+    "waiting",
+]
+
+Key = tuple[str, str]  # (provider, ref)
+
+_RANK = "CASE {0} WHEN 'accepted' THEN 0 WHEN 'sent' THEN 1 ELSE 2 END"
+
+_STORE = f"""
+INSERT INTO provider_receipts AS r (provider, ref, by_ref, part, parts, status, code, error_class)
+SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::int[], $5::int[], $6::text[], $7::text[],
+                         $8::text[])
+ON CONFLICT (provider, ref, part) DO UPDATE SET
+    status = EXCLUDED.status, code = EXCLUDED.code, error_class = EXCLUDED.error_class,
+    parts = GREATEST(r.parts, EXCLUDED.parts), received_at = now()
+WHERE {_RANK.format("r.status")} < 2
+    AND {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One part's receipt as kept: which message it names (``ref``, ``by_ref``) and the part."""
+
+    ref: str
+    by_ref: bool
+    receipt: PartReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The message a receipt names: its key (= client reference), tenant and number."""
+
+    message_key: str
+    tenant_id: int
+    phone: str
+
+
+async def store(conn: Conn, *, provider: str, receipts: Sequence[Stored]) -> None:
+    """Keep each part's latest receipt (forward moves only; duplicates change nothing)."""
+    latest: dict[tuple[str, int], Stored] = {}
+    for item in receipts:  # one row per part in a statement: ON CONFLICT cannot touch a row twice
+        key = (item.ref, item.receipt.part)
+        old = latest.get(key)
+        if old is None or advances(old.receipt.status, item.receipt.status):
+            latest[key] = item
+    rows = list(latest.values())
+    await conn.execute(
+        _STORE, provider, [r.ref for r in rows], [r.by_ref for r in rows],
+        [r.receipt.part for r in rows], [r.receipt.parts for r in rows],
+        [r.receipt.status.value for r in rows], [r.receipt.code for r in rows],
+        [r.receipt.error_class.value if r.receipt.error_class else None for r in rows],
+    )
+
+
+async def waiting(
+    conn: Conn, *, keys: Sequence[Key] = (), refs: Sequence[str] = ()
+) -> dict[tuple[str, str, bool], list[PartReceipt]]:
+    """The unapplied parts of the messages named by ``keys`` (provider, ref) or by ``refs``
+    (any provider), per (provider, ref, by_ref)."""
+    cols = "SELECT provider, ref, by_ref, part, parts, status, code, error_class FROM provider_receipts"
+    rows = list(await conn.fetch(
+        f"{cols} WHERE applied_at IS NULL AND ref = ANY($1::text[])", list(refs))) if refs else []
+    if keys:
+        rows += await conn.fetch(
+            f"{cols} WHERE applied_at IS NULL"
+            " AND (provider, ref) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [k[0] for k in keys], [k[1] for k in keys])
+    out: dict[tuple[str, str, bool], list[PartReceipt]] = {}
+    for r in rows:
+        out.setdefault((r["provider"], r["ref"], r["by_ref"]), []).append(PartReceipt(
+            part=r["part"], parts=r["parts"], status=DeliveryStatus(r["status"]), code=r["code"],
+            error_class=ErrorClass(r["error_class"]) if r["error_class"] else None))
+    return out
+
+
+async def targets(
+    conn: Conn, *, message_keys: Sequence[str], provider_ids: Sequence[str]
+) -> tuple[dict[str, Target], dict[str, Target]]:
+    """The messages named by key and by provider message id (those not known are left out)."""
+    rows = await conn.fetch(
+        "SELECT message_key, provider_message_id, tenant_id, phone FROM messages"
+        " WHERE message_key = ANY($1::text[])"
+        " UNION ALL SELECT message_key, provider_message_id, tenant_id, phone FROM messages"
+        " WHERE provider_message_id = ANY($2::text[])",
+        list(message_keys), list(provider_ids),
+    )
+    by_key = {r["message_key"]: Target(r["message_key"], r["tenant_id"], r["phone"]) for r in rows}
+    by_id = {r["provider_message_id"]: Target(r["message_key"], r["tenant_id"], r["phone"])
+             for r in rows if r["provider_message_id"] is not None}
+    return by_key, by_id
+
+
+async def mark_applied(conn: Conn, *, keys: Sequence[Key]) -> None:
+    await conn.execute(
+        "UPDATE provider_receipts SET applied_at = now() WHERE applied_at IS NULL"
+        " AND (provider, ref) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [k[0] for k in keys], [k[1] for k in keys],
+    )
+
+
+async def record_carrier_opt_outs(conn: Conn, *, recipients: Sequence[tuple[int, str]]) -> None:
+    """Numbers the carrier reports unsubscribed (Twilio 21610): opted out for the tenant, as a
+    STOP reply would (``sender.consent`` then suppresses their marketing)."""
+    if not recipients:
+        return
+    tenants, phones = [r[0] for r in recipients], [r[1] for r in recipients]
+    await conn.execute(
+        "INSERT INTO opt_outs (tenant_id, phone, source) SELECT *, 'carrier'"
+        " FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING", tenants, phones)
+    await conn.execute(
+        "UPDATE recipients r SET opted_out_at = now(), updated_at = now()"
+        " FROM unnest($1::bigint[], $2::text[]) AS x(t, p)"
+        " WHERE r.tenant_id = x.t AND r.phone = x.p AND r.opted_out_at IS NULL", tenants, phones)

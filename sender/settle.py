@@ -1,0 +1,86 @@
+"""Provider receipts (Twilio, Vonage, Plivo, Sinch, Telnyx callbacks) applied to messages.
+
+A callback's receipts are kept per message part (``sender.receipts_repo``); a message is
+settled once its parts decide it (``sender.rollup``) and the message is known: by our client
+reference when the callback carries it, else by the provider's message id, which exists only
+once the acceptance is committed. A receipt that came first waits, and the sender settles it
+right after the acceptance. A part the carrier refused because the recipient unsubscribed there
+(:attr:`ErrorClass.OPTED_OUT`) records an opt-out for the tenant. Applying is idempotent: final
+states stay final, so a retried callback or a second settle changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from hexcast.core.db import Conn
+from hexcast.core.logging import get_logger
+from sender import receipts_repo, repo
+from sender.providers import Receipt, StatusTable
+from sender.providers.status import DeliveryStatus, ErrorClass
+from sender.receipts_repo import Stored, Target
+from sender.rollup import PartReceipt, outcome
+
+__all__ = ["keep", "settle"]
+
+log = get_logger("hexcast.sender")
+Decided = dict[tuple[str, str, bool], tuple[DeliveryStatus, PartReceipt | None]]
+
+
+async def keep(conn: Conn, *, provider: str, table: StatusTable, receipts: Sequence[Receipt]
+               ) -> list[tuple[str, str]]:
+    """Store a callback's receipts; returns the (provider, ref) keys they name."""
+    stored = [Stored(ref=r.client_ref or r.provider_message_id, by_ref=r.client_ref is not None,
+                     receipt=PartReceipt(
+                         part=r.part, parts=r.parts, status=r.status, code=r.code,
+                         error_class=None if r.status is DeliveryStatus.DELIVERED
+                         else table.error(r.code)))
+              for r in receipts]
+    if stored:
+        await receipts_repo.store(conn, provider=provider, receipts=stored)
+    return list(dict.fromkeys((provider, s.ref) for s in stored))
+
+
+async def settle(
+    conn: Conn, *, keys: Sequence[tuple[str, str]] = (), refs: Sequence[str] = (), actor: str
+) -> list[asyncpg.Record]:
+    """Apply the waiting receipts of the messages named by ``keys`` (provider, ref) or
+    ``refs`` (any provider) that are decided and known; returns the messages that changed."""
+    found = await receipts_repo.waiting(conn, keys=keys, refs=refs)
+    decided: Decided = {}
+    for key, parts in found.items():
+        result = outcome(parts)
+        if result is not None:
+            decided[key] = result
+    if not decided:
+        return []
+    by_key, by_id = await receipts_repo.targets(
+        conn, message_keys=[k[1] for k in decided if k[2]],
+        provider_ids=[k[1] for k in decided if not k[2]])
+    applying: list[tuple[str, str, str | None]] = []
+    opted_out: list[tuple[int, str]] = []
+    done: list[tuple[str, str]] = []
+    for (provider, ref, by_ref), (status, part) in decided.items():
+        target: Target | None = (by_key if by_ref else by_id).get(ref)
+        if target is None:
+            continue  # its message is not known yet: it waits for the acceptance
+        applying.append((target.message_key, status.value, _why(provider, part)))
+        if part is not None and part.error_class is ErrorClass.OPTED_OUT:
+            opted_out.append((target.tenant_id, target.phone))
+        done.append((provider, ref))
+    changed = await repo.apply_receipts(conn, receipts=applying, actor=actor)
+    await receipts_repo.record_carrier_opt_outs(conn, recipients=opted_out)
+    await receipts_repo.mark_applied(conn, keys=done)
+    if opted_out:
+        log.info("carrier_opt_outs", count=len(opted_out))
+    return changed
+
+
+def _why(provider: str, part: PartReceipt | None) -> str | None:
+    if part is None:
+        return None
+    cls = part.error_class.value if part.error_class else "failed"
+    where = f" (part {part.part} of {part.parts})" if part.parts > 1 else ""
+    return f"{provider}: {part.code or part.status.value} {cls}{where}"

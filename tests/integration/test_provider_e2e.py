@@ -1,0 +1,118 @@
+"""Every provider kind end to end: a bulk chunk and OTPs through the real sender process to the
+simulator speaking that provider's API, and its signed delivery callbacks through the api's
+``/v1/webhooks/providers/{route}`` back to ``delivered``; each recipient once in the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from hexcast.devstack.procs import free_port
+from hexcast.testing import eventually
+from providersim.dialects.telnyx import public_key
+from sender.models import Lane
+from tests.integration.senderkit import SenderWorld, ledger, sender_world, sim_stats
+
+ACCOUNT, TOKEN, SIGNING = "AC0123456789abcdef0123456789abcdef", "route-token", "route-signing"
+KINDS = ["twilio", "vonage", "plivo", "sinch", "telnyx"]
+
+
+def _route(kind: str, sim: str, api: str) -> dict[str, Any]:
+    """The route as an operator would write it for this provider (here: at the simulator)."""
+    route: dict[str, Any] = {
+        "name": f"{kind}-route", "kind": kind, "url": sim, "token": TOKEN, "account": ACCOUNT,
+        "sender_id": "+13125550100", "rate_per_s": 2000.0,
+        "callback_url": f"{api}/v1/webhooks/providers/{kind}-route"}
+    if kind in ("vonage", "sinch"):
+        route["webhook_key"] = SIGNING  # their callbacks' shared signature secret
+    if kind == "telnyx":
+        route["webhook_key"] = public_key(SIGNING)  # Ed25519: the simulator signs, we verify
+    return route
+
+
+def _stack(world: SenderWorld, *kinds: str, weights: tuple[int, ...] = (1000, 1),
+           **sim: object) -> list[str]:
+    """The api, one simulator per kind (in that dialect) and the routes to them (the first
+    kind the primary); returns the simulators' URLs."""
+    port = free_port()  # the api needs the routes, a route its simulator, a simulator the api
+    api = f"http://127.0.0.1:{port}"
+    sims = [world.sim(f"sim-{kind}", sim_dialect=kind, sim_account=ACCOUNT, provider_token=TOKEN,
+                      sim_signing_key=SIGNING, provider_name=f"{kind}-route",
+                      sim_dlr_delay_s=0.2, api_public_url=api, **sim) for kind in kinds]
+    routes = [{**_route(kind, url, api), "weight": weight}
+              for kind, url, weight in zip(kinds, sims, weights, strict=False)]
+    world.settings = world.settings.model_copy(update={"sender_providers": json.dumps(routes)})
+    world.api(port)
+    return sims
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bulk_and_otp_are_sent_once_and_delivered(kind: str, broker_url: str, tmp_path: Path) -> None:
+    with sender_world(broker_url, tmp_path) as world:
+        [sim] = _stack(world, kind)
+        world.sender("sender-bulk")
+        world.sender("sender-otp", lane=Lane.OTP)
+        world.publish(40, run_id=7)
+        world.publish(3, run_id=8, lane=Lane.OTP, first=100, consent=False)
+        delivered = eventually(lambda: world.states().get("delivered") == 43 or None, timeout=90)
+        assert delivered, world.states()
+        sent = Counter(item["to"] for item in ledger(sim))
+        assert len(sent) == 43
+        assert set(sent.values()) == {1}
+        assert world.states() == {"delivered": 43}
+
+
+def test_a_failing_twilio_route_fails_over_to_sinch_each_recipient_once(
+    broker_url: str, tmp_path: Path,
+) -> None:
+    with sender_world(broker_url, tmp_path, sender_breaker_failures=2) as world:
+        twilio, sinch = _stack(world, "twilio", "sinch")
+        httpx.post(f"{twilio}/control", json={"fail_rate": 1.0}).raise_for_status()  # 503s
+        world.sender("sender-bulk")
+        world.publish(300, run_id=5)
+        assert eventually(lambda: world.states().get("delivered") == 300 or None, timeout=120)
+        assert ledger(twilio) == []
+        sent = Counter(item["to"] for item in ledger(sinch))
+        assert (len(sent), set(sent.values())) == (300, {1})
+
+
+def test_twilio_throttling_is_waited_out_without_duplicates(broker_url: str, tmp_path: Path) -> None:
+    with sender_world(broker_url, tmp_path) as world:
+        [twilio] = _stack(world, "twilio", sim_rate_per_s=30.0)  # after a burst of 1,000
+        world.sender("sender-bulk")
+        world.publish(1300, run_id=6)
+        assert eventually(lambda: world.states().get("delivered") == 1300 or None, timeout=120)
+        sent = Counter(item["to"] for item in ledger(twilio))
+        assert (len(sent), set(sent.values())) == (1300, {1})
+        assert sim_stats(twilio)["rate_limited"] > 0
+
+
+def test_a_carrier_opt_out_fails_that_message_and_opts_the_number_out(
+    broker_url: str, tmp_path: Path,
+) -> None:
+    unsubscribed = "+15005550004"  # Twilio's test number answering 21610
+    with sender_world(broker_url, tmp_path) as world:
+        _stack(world, "twilio")
+        world.sender("sender-bulk")
+        world.publish_to({1: "+13125550101", 2: unsubscribed}, run_id=3)
+        assert eventually(lambda: world.states() == {"delivered": 1, "failed": 1} or None,
+                          timeout=90)
+        world.publish_to({2: unsubscribed}, run_id=4)  # the next campaign: suppressed
+        assert eventually(lambda: world.states().get("suppressed") == 1 or None, timeout=60)
+
+        async def source() -> str | None:
+            conn = await asyncpg.connect(world.settings.database_url)
+            try:
+                return await conn.fetchval("SELECT source FROM opt_outs WHERE phone = $1",
+                                           unsubscribed)
+            finally:
+                await conn.close()
+
+        assert asyncio.run(source()) == "carrier"
