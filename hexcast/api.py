@@ -26,6 +26,7 @@ from hexcast.core.logging import configure_logging, get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.watchdog import LoopWatchdog
 from scheduler.api import router as campaigns_router
+from sender.admin_api import router as provider_admin_router
 from sender.api import router as sender_router
 from streams.api import metrics_router as matcher_metrics_router
 from streams.api import openapi_schemas as visit_schemas
@@ -171,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(matcher_metrics_router)
     app.include_router(targeting_router)
     app.include_router(sender_router)
+    app.include_router(provider_admin_router)
     app.include_router(campaigns_router)
 
     _extend_openapi(app, visit_schemas())

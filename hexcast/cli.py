@@ -13,7 +13,7 @@ from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
 from hexcast.core.settings import Settings, get_settings
 from scheduler.cli import campaign_app, scheduler_command
-from sender.cli import deferred_app, dlq_app
+from sender.cli import cutover_app, deferred_app, dlq_app, parity_app, providers_app
 from sender.models import Lane
 
 __all__ = ["main"]
@@ -30,6 +30,9 @@ app.add_typer(campaign_app, name="campaign")
 app.command("scheduler")(scheduler_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(deferred_app, name="deferred")
+app.add_typer(providers_app, name="providers")
+app.add_typer(cutover_app, name="send-mode")
+app.add_typer(parity_app, name="parity")
 
 
 def _settings() -> Settings:
@@ -133,10 +136,14 @@ def provider_sim() -> None:
 
     s = _settings()
     hook = "status" if s.sim_mode == "single" else "dlr"  # Twilio-like callbacks, or batches
+    if s.sim_dialect != "generic":  # a provider's own callbacks, to its route's webhook
+        hook = f"providers/{s.provider_name}"
     dlr_url = (s.sim_dlr_url or f"{s.api_public_url}/v1/webhooks/{hook}") if s.sim_receipts else None
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
                        dlr_token=s.dlr_webhook_token, token=s.provider_token, mode=s.sim_mode,
-                       lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s)
+                       lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s,
+                       dialect=s.sim_dialect, account=s.sim_account,
+                       signing_key=s.sim_signing_key)
     run_sim(config, s.sim_host, s.sim_port)
 
 

@@ -18,6 +18,7 @@ from hexcast.core.deadletter import Letter, dead_letter
 from hexcast.core.faustapp import raw_topic
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
+from sender import cutover
 from sender.dispatch import Dispatcher, Policy
 from sender.holds import Holds
 from sender.isolation import screen_records, send_isolated
@@ -64,7 +65,11 @@ class _Worker:
         settings, lane = self.settings, self.lane
         pool = await connect_pool(settings.database_url, max_size=8)
         redis = connect_redis(settings.redis_url)
-        self.router = router = build_router(settings, redis, lane)
+        async def dry_run() -> set[int]:
+            async with pool.acquire() as conn:
+                return await cutover.dry_run_tenants(conn)
+
+        self.router = router = build_router(settings, redis, lane, dry_run=dry_run)
         bus = Bus(settings)
         await bus.start()
 

@@ -35,6 +35,7 @@ class Grants:
     async def take(self, sizes: list[int], avoid: set[str], pace: Pace | None, tenant: int) -> Grant:
         """A grant for messages of ``sizes`` segments of ``tenant``; waits until one is made."""
         while True:
+            await until_up(self._router.refresh)
             routes = self._router.for_lane(self._lane, tenant)
             routes.sort(key=lambda r: r.spec.name in avoid)
             wait = 1.0

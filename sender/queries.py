@@ -6,12 +6,15 @@ They change nothing; the state moves are in ``sender.repo``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
 from hexcast.core.db import Conn
 
-__all__ = ["client_refs_by_provider_id", "delivered_since", "message_history", "state_counts"]
+__all__ = [
+    "client_refs_by_provider_id", "decisions", "delivered_since", "message_history", "state_counts",
+]
 
 
 async def client_refs_by_provider_id(
@@ -71,3 +74,13 @@ async def delivered_since(
         " WHERE tenant_id = $1 AND state = 'delivered' AND id > $2 ORDER BY id LIMIT $3",
         tenant_id, after_id, limit,
     ))
+
+
+async def decisions(
+    conn: Conn, *, tenant_id: int, since: datetime, until: datetime
+) -> list[tuple[str, str, str | None, datetime]]:
+    """(phone, state, reason, created) of a tenant's messages created in [since, until]."""
+    rows = await conn.fetch(
+        "SELECT phone, state::text, reason, created_at FROM messages"
+        " WHERE tenant_id = $1 AND created_at BETWEEN $2 AND $3", tenant_id, since, until)
+    return [(r["phone"], r["state"], r["reason"], r["created_at"]) for r in rows]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -23,6 +26,8 @@ from sender.limits import FairShare, TokenBucket
 from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
 from sender.providers import Provider, build_provider
+from sender.route_control import RouteControl, RouteState
+from sender.routes_file import load_routes
 
 __all__ = ["Route", "Router", "build_router", "provider_specs", "serves", "weighted_order"]
 
@@ -43,7 +48,10 @@ class Route:
 
 
 def provider_specs(settings: Settings) -> list[ProviderSpec]:
-    """The configured provider accounts; by default one batch account from provider_*."""
+    """The configured provider accounts: the routes file if set, else the JSON list, else
+    one batch account from provider_*."""
+    if settings.providers_file:
+        return load_routes(settings.providers_file)
     if settings.sender_providers.strip():
         try:
             specs = TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
@@ -72,11 +80,22 @@ def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
 
 
 class Router:
+    """The accounts of one sender process. With ``control``, routes an operator drained or
+    disabled are left out of new grants (re-read at most every ``refresh_s``)."""
+
     def __init__(
         self, routes: list[Route], *, seed: int | None = None,
         client: aioredis.Redis | None = None, keys: Keys | None = None,
+        control: RouteControl | None = None, refresh_s: float = 1.0,
+        dry_run: Callable[[], Awaitable[set[int]]] | None = None,
     ) -> None:
         self.routes = routes
+        self._control = control
+        self._dry_run_source = dry_run
+        self._dry_run: set[int] = set()  # tenants in dry run: dry-run routes only
+        self._refresh_s = refresh_s
+        self._refreshed = -refresh_s
+        self._stopped: set[str] = set()
         self._by_name = {r.spec.name: r for r in routes}
         self._rng = random.Random(seed)
         self._client = client
@@ -117,8 +136,45 @@ class Router:
         self._by_name[route.spec.name] = route
 
     def for_lane(self, lane: Lane, tenant: int | None = None) -> list[Route]:
-        """Every provider serving ``lane`` (and ``tenant``, if given), primary first."""
-        return weighted_order([r for r in self.routes if serves(r.spec, lane, tenant)], self._rng)
+        """Every provider serving ``lane`` (and ``tenant``, if given) and not stopped by an
+        operator, primary first."""
+        return weighted_order([r for r in self._for(lane, tenant)
+                               if r.spec.name not in self._stopped], self._rng)
+
+    def serves(self, lane: Lane, tenant: int | None = None) -> bool:
+        """Whether any account is configured for ``lane`` and ``tenant`` (stopped or not)."""
+        return bool(self._for(lane, tenant))
+
+    def _for(self, lane: Lane, tenant: int | None) -> list[Route]:
+        """The accounts for ``lane`` and ``tenant``: dry-run ones for a tenant in dry run, live
+        ones for the others."""
+        dry = tenant is not None and tenant in self._dry_run
+        return [r for r in self.routes
+                if serves(r.spec, lane, tenant) and (r.spec.kind == "dryrun") == dry]
+
+    async def refresh(self) -> None:
+        """Re-read the operators' route states if the last read is older than ``refresh_s``."""
+        now = time.monotonic()
+        if (self._control is None and self._dry_run_source is None) \
+                or now - self._refreshed < self._refresh_s:
+            return
+        self._refreshed = now
+        if self._dry_run_source is not None:
+            self._dry_run = await self._dry_run_source()
+        states = await self._control.states() if self._control is not None else {}
+        stopped = {name for name, state in states.items() if state is not RouteState.ENABLED}
+        if stopped != self._stopped:
+            log.warning("routes_stopped", routes=sorted(stopped))
+        self._stopped = stopped
+
+    @asynccontextmanager
+    async def calling(self, route: Route) -> AsyncIterator[None]:
+        """A provider call to ``route``, registered while it runs (what ``drain`` waits for)."""
+        if self._control is None:
+            yield
+            return
+        async with self._control.call(route.spec.name):
+            yield
 
     def by_name(self, name: str | None) -> Route | None:
         return self._by_name.get(name) if name is not None else None
@@ -153,9 +209,19 @@ def _bucket(
     return bucket, fair
 
 
-def build_router(settings: Settings, client: aioredis.Redis, lane: Lane) -> Router:
-    router = Router([], client=client, keys=Keys(settings.redis_prefix))
-    for spec in provider_specs(settings):
+def build_router(
+    settings: Settings, client: aioredis.Redis, lane: Lane,
+    dry_run: Callable[[], Awaitable[set[int]]] | None = None,
+) -> Router:
+    """The lane's router; ``dry_run`` reads which tenants are in dry run (with it, a dry-run
+    route named ``dryrun`` is added when the configuration has none)."""
+    keys = Keys(settings.redis_prefix)
+    router = Router([], client=client, keys=keys, control=RouteControl(client, keys),
+                    dry_run=dry_run)
+    specs = provider_specs(settings)
+    if dry_run is not None and not any(s.kind == "dryrun" for s in specs):
+        specs.append(ProviderSpec(name="dryrun", kind="dryrun", token="-"))
+    for spec in specs:
         bucket, fair = _bucket(settings, client, spec, lane)
         requests = None
         if spec.requests_per_s is not None:

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         " mode batch|single, lookup, weight, lanes, rate_per_s). Empty: one batch provider from"
         " the provider_* settings.",
     )
+    providers_file: str = Field(
+        default="",
+        description="A TOML file of provider routes (sender/routes_file.py), credentials by"
+        " reference to environment variables or files. Set, it replaces sender_providers.",
+    )
     sender_breaker_failures: int = Field(default=5, ge=1, description="Failures that open it.")
     sender_breaker_open_s: float = Field(default=10.0, gt=0, description="Open before a trial.")
     sender_bulk_share: float = Field(
@@ -163,6 +168,13 @@ class Settings(BaseSettings):
         " call, before the database commit. 0 (default) = off.",
     )
     sim_mode: Literal["batch", "single"] = "batch"
+    sim_dialect: Literal["generic", "twilio", "vonage", "plivo", "sinch", "telnyx"] = Field(
+        default="generic", description="The provider API the simulator speaks (providersim.dialects)."
+    )
+    sim_account: str = Field(default="AC00000000000000000000000000000000",
+                             description="The account id the simulator expects in its dialect.")
+    sim_signing_key: str = Field(default="sim-signing-key", repr=False,
+                                 description="What the simulator signs its callbacks with.")
     sim_lookup: bool = True
     sim_retry_after_s: int = Field(default=0, ge=0, description="Fixed 429 Retry-After; 0 = computed.")
 
