@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,9 +20,11 @@ import redis.asyncio as aioredis
 
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.settings import Settings
+from hexcast.testing import eventually
 from sender.models import Lane
 from sender.route_control import RouteAction, RouteControl, RouteState, act, history
 from sender.routing import Router
+from tests.integration.senderkit import ledger, providers_json, sender_world
 from tests.unit.senderfakes import FakeProvider, route
 
 ROUTES = [{"name": "rc-a", "url": "http://127.0.0.1:9", "token": "t"},
@@ -105,3 +109,30 @@ async def test_the_drain_command_waits_for_calls_in_flight(
     refused = await asyncio.to_thread(_cli, settings, "disable", "nope", "--reason", "x")
     assert refused.returncode == 2
     assert "no provider route 'nope'" in refused.stderr
+
+
+def test_draining_a_route_mid_campaign_moves_new_chunks_within_two_seconds(
+    broker_url: str, tmp_path: Path,
+) -> None:
+    """The real sender: A (the primary) is drained while a run is sending; A's ledger stops
+    growing within 2 s of the drain returning, B takes the rest, every recipient once."""
+    with sender_world(broker_url, tmp_path) as world:
+        sim_a = world.sim("sim-a", sim_rate_per_s=400.0)
+        sim_b = world.sim("sim-b", sim_rate_per_s=400.0)
+        world.settings = world.settings.model_copy(update={"sender_providers": providers_json(
+            {"name": "a", "url": sim_a, "token": "sim-token", "weight": 1000, "rate_per_s": 600.0},
+            {"name": "b", "url": sim_b, "token": "sim-token", "weight": 1, "rate_per_s": 600.0})})
+        world.sender("sender-bulk")
+        world.publish(6000, run_id=31)
+        eventually(lambda: len(ledger(sim_a)) >= 1500 or None, timeout=60)
+        world.cli("providers", "drain", "a", "--reason", "carrier incident")
+        time.sleep(2.0)
+        settled_a = len(ledger(sim_a))
+        assert eventually(lambda: world.states().get("accepted") == 6000 or None, timeout=120)
+        a_refs = Counter(i["client_ref"] for i in ledger(sim_a))
+        b_refs = Counter(i["client_ref"] for i in ledger(sim_b))
+        assert len(a_refs) == settled_a  # nothing new to A once the drain had taken hold
+        assert b_refs
+        assert not set(a_refs) & set(b_refs)
+        assert set(a_refs.values()) | set(b_refs.values()) == {1}
+        assert len(a_refs) + len(b_refs) == 6000
