@@ -22,6 +22,7 @@ from functools import partial
 
 from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.core.logging import get_logger
+from sender.countries import country_of
 from sender.grants import Grants
 from sender.holds import Holds
 from sender.journal import Store, until_up, with_state
@@ -174,7 +175,7 @@ class Dispatcher:
         chunk = await self._prepare(chunk, outcome, screened)
         tries = {r.id: r.attempts for r in chunk}
         segments = {r.id: segment_count(r.body) for r in chunk}
-        chunk.sort(key=_flow)  # one tenant and campaign run per provider call
+        chunk.sort(key=self._flow)  # one tenant, campaign run (and country) per provider call
         avoid: set[str] = set()
         while chunk:
             pace = None
@@ -182,14 +183,14 @@ class Dispatcher:
                 chunk, pace = await self._runs.admit(chunk, outcome)
             if not chunk:
                 break
-            flow = _flow(chunk[0])
-            same_run = [r for r in chunk if _flow(r) == flow]
-            if not self._router.serves(self._lane, flow[0]):  # stopped routes: it waits
+            flow = self._flow(chunk[0])
+            same_run = [r for r in chunk if self._flow(r) == flow]
+            if not self._router.serves(self._lane, flow[0], flow[2] or None):  # stopped: waits
                 await self._unroutable(same_run, outcome)
                 chunk = chunk[len(same_run):]
                 continue
             grant = await self._grants.take([segments[r.id] for r in same_run], avoid, pace,
-                                            flow[0])
+                                            flow[0], flow[2] or None)
             part, _ = _take(same_run, segments, grant.segments)
             chunk = chunk[len(part):]
             await self._grants.refund_requests(grant, len(part))
@@ -321,6 +322,12 @@ class Dispatcher:
         outcome.suppressed += len(why)
         return set(why)
 
+    def _flow(self, row: MessageRow) -> tuple[int, int, str]:
+        """What a provider call serves: one tenant (its fair share), one campaign run (its
+        pace) and, when some route serves some countries only, one country."""
+        country = (country_of(row.phone) or "?") if self._router.by_country else ""
+        return row.tenant_id, row.campaign_run_id or 0, country
+
     async def _unroutable(self, rows: list[MessageRow], outcome: Outcome) -> None:
         """No provider account serves this lane for the rows' tenant: a configuration error."""
         why = f"no provider serves lane {self._lane.value} for tenant {rows[0].tenant_id}"
@@ -335,11 +342,6 @@ class Dispatcher:
             if self._calls >= self._policy.fault_kill_after_calls:
                 log.warning("fault_hook_kill", calls=self._calls)
                 os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _flow(row: MessageRow) -> tuple[int, int]:
-    """What a provider call serves: one tenant (its fair share) and one campaign run (its pace)."""
-    return row.tenant_id, row.campaign_run_id or 0
 
 
 def _take(

@@ -32,11 +32,13 @@ class Grants:
         self._router = router
         self._lane = lane
 
-    async def take(self, sizes: list[int], avoid: set[str], pace: Pace | None, tenant: int) -> Grant:
-        """A grant for messages of ``sizes`` segments of ``tenant``; waits until one is made."""
+    async def take(self, sizes: list[int], avoid: set[str], pace: Pace | None, tenant: int,
+                   country: str | None = None) -> Grant:
+        """A grant for messages of ``sizes`` segments of ``tenant`` (to ``country``, when routes
+        serve some countries only); waits until one is made."""
         while True:
             await until_up(self._router.refresh)
-            routes = self._router.for_lane(self._lane, tenant)
+            routes = self._router.for_lane(self._lane, tenant, country)
             routes.sort(key=lambda r: r.spec.name in avoid)
             wait = 1.0
             for route in routes:

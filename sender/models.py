@@ -105,10 +105,13 @@ class ProviderSpec(BaseModel):
     mode: Literal["batch", "single"] = "batch"
     lookup: bool = True
     weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    priority: Annotated[int, Field(ge=1, le=9)] = 1  # 1 first; 2 only when every 1 fails
+    concurrency: Annotated[int | None, Field(ge=1, le=512)] = None  # requests in flight
     lanes: list[Lane] = Field(default_factory=lambda: list(Lane))
     rate_per_s: Annotated[float | None, Field(gt=0)] = None  # segments/s; None = provider_*
     requests_per_s: Annotated[float | None, Field(gt=0)] = None  # API calls/s; None = no limit
     tenants: list[int] | None = None  # tenants routed to this account; None = every tenant
+    countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None  # ISO 3166
 
     @model_validator(mode="after")
     def _per_kind(self) -> ProviderSpec:

@@ -2,9 +2,10 @@
 
 Each ``[[route]]`` is one provider account: the fields of :class:`~sender.models.ProviderSpec`
 (``name``, ``kind``, ``account``, ``sender_id``, ``messaging_service``, ``callback_url``,
-``url``, ``weight``, ``lanes``, ``tenants``, ``requests_per_s``) and ``mps`` (segments per
-second, ProviderSpec's ``rate_per_s``). Secrets are never in the file: ``token`` (and
-``webhook_key`` where it is a secret) name where to read them, ``{ env = "VAR" }`` or
+``url``, ``weight``, ``priority``, ``concurrency``, ``lanes``, ``tenants``, ``countries``,
+``requests_per_s``) and ``mps`` (segments per second, ProviderSpec's ``rate_per_s``). Secrets
+are never in the file: ``token`` (and ``webhook_key`` where it is a secret) name where to read
+them, ``{ env = "VAR" }`` or
 ``{ file = "/run/secrets/x" }``; they are held as ``SecretStr`` until the adapter is built
 and never logged. An error names the route and the field::
 
@@ -78,8 +79,11 @@ class RouteEntry(BaseModel):
     callback_url: str | None = None
     url: str | None = None
     weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    priority: Annotated[int, Field(ge=1, le=9)] = 1
+    concurrency: Annotated[int | None, Field(ge=1, le=512)] = None
     lanes: list[Lane] = Field(default_factory=lambda: list(Lane))
     tenants: list[int] | None = None
+    countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
     mps: Annotated[float | None, Field(gt=0)] = None
     requests_per_s: Annotated[float | None, Field(gt=0)] = None
 

@@ -65,17 +65,24 @@ def provider_specs(settings: Settings) -> list[ProviderSpec]:
                          token=settings.provider_token)]
 
 
-def serves(spec: ProviderSpec, lane: Lane, tenant: int | None) -> bool:
-    """Whether the account takes ``lane`` traffic of ``tenant``."""
-    return lane in spec.lanes and (tenant is None or spec.tenants is None or tenant in spec.tenants)
+def serves(spec: ProviderSpec, lane: Lane, tenant: int | None, country: str | None = None) -> bool:
+    """Whether the account takes ``lane`` traffic of ``tenant`` to numbers of ``country``
+    (an account limited to some countries takes no number whose country is unknown)."""
+    return (lane in spec.lanes
+            and (tenant is None or spec.tenants is None or tenant in spec.tenants)
+            and (spec.countries is None or country in spec.countries))
 
 
 def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
-    """All ``routes``, ordered by repeated weighted draws without replacement."""
-    left, order = list(routes), []
-    while left:
-        pick = rng.choices(range(len(left)), weights=[r.spec.weight for r in left])[0]
-        order.append(left.pop(pick))
+    """All ``routes``: by priority (1 first: the next priority only takes over when every
+    route before it fails or is stopped), and within a priority by repeated weighted draws
+    without replacement."""
+    order: list[Route] = []
+    for priority in sorted({r.spec.priority for r in routes}):
+        left = [r for r in routes if r.spec.priority == priority]
+        while left:
+            pick = rng.choices(range(len(left)), weights=[r.spec.weight for r in left])[0]
+            order.append(left.pop(pick))
     return order
 
 
@@ -135,22 +142,30 @@ class Router:
         self.routes.append(route)
         self._by_name[route.spec.name] = route
 
-    def for_lane(self, lane: Lane, tenant: int | None = None) -> list[Route]:
-        """Every provider serving ``lane`` (and ``tenant``, if given) and not stopped by an
-        operator, primary first."""
-        return weighted_order([r for r in self._for(lane, tenant)
+    @property
+    def by_country(self) -> bool:
+        """Whether some account serves some countries only (then calls go per country)."""
+        return any(r.spec.countries is not None for r in self.routes)
+
+    def for_lane(
+        self, lane: Lane, tenant: int | None = None, country: str | None = None
+    ) -> list[Route]:
+        """Every provider serving ``lane`` (and ``tenant``, ``country``, if given) and not
+        stopped by an operator, primary first."""
+        return weighted_order([r for r in self._for(lane, tenant, country)
                                if r.spec.name not in self._stopped], self._rng)
 
-    def serves(self, lane: Lane, tenant: int | None = None) -> bool:
-        """Whether any account is configured for ``lane`` and ``tenant`` (stopped or not)."""
-        return bool(self._for(lane, tenant))
+    def serves(self, lane: Lane, tenant: int | None = None, country: str | None = None) -> bool:
+        """Whether any account is configured for ``lane``, ``tenant`` and ``country`` (stopped
+        or not)."""
+        return bool(self._for(lane, tenant, country))
 
-    def _for(self, lane: Lane, tenant: int | None) -> list[Route]:
-        """The accounts for ``lane`` and ``tenant``: dry-run ones for a tenant in dry run, live
-        ones for the others."""
+    def _for(self, lane: Lane, tenant: int | None, country: str | None) -> list[Route]:
+        """The accounts for ``lane``, ``tenant`` and ``country``: dry-run ones for a tenant in
+        dry run, live ones for the others."""
         dry = tenant is not None and tenant in self._dry_run
         return [r for r in self.routes
-                if serves(r.spec, lane, tenant) and (r.spec.kind == "dryrun") == dry]
+                if serves(r.spec, lane, tenant, country) and (r.spec.kind == "dryrun") == dry]
 
     async def refresh(self) -> None:
         """Re-read the operators' route states if the last read is older than ``refresh_s``."""
@@ -231,7 +246,7 @@ def build_router(
         router.add(Route(
             spec=spec,
             adapter=build_provider(spec, timeout_s=settings.provider_timeout_s,
-                                   concurrency=settings.sender_single_concurrency),
+                                   concurrency=spec.concurrency or settings.sender_single_concurrency),
             breaker=CircuitBreaker(spec.name, failures=settings.sender_breaker_failures,
                                    open_s=settings.sender_breaker_open_s,
                                    on_change=router.breaker_changed),

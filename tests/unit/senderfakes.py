@@ -326,8 +326,10 @@ class _InOrder(Router):
     """A router whose primary is the first account listed, then the others in order, so each
     scripted path is deterministic."""
 
-    def for_lane(self, lane: Lane, tenant: int | None = None) -> list[Route]:
-        return [r for r in self.routes if serves(r.spec, lane, tenant)]
+    def for_lane(
+        self, lane: Lane, tenant: int | None = None, country: str | None = None
+    ) -> list[Route]:
+        return [r for r in self.routes if serves(r.spec, lane, tenant, country)]
 
 
 def route(adapter: FakeProvider, *, bucket: FakeBucket | None = None, failures: int = 100,

@@ -269,3 +269,26 @@ async def test_a_carrier_opt_out_at_send_records_an_opt_out() -> None:
     assert (out.accepted, out.failed) == (1, 1)
     assert store.carrier_opt_outs == [store.row(k[1]).phone]
     assert store.reason(k[1]) == "provider rejected: 21610: Attempt to send to unsubscribed"
+
+
+async def test_routes_limited_to_countries_get_only_their_numbers() -> None:
+    """A Canadian-only account takes the +1 416 numbers, the US one the +1 312 ones: one call
+    each, whatever order the chunk came in."""
+    store = MemoryStore()
+    us, ca = FakeProvider("us"), FakeProvider("ca")
+    phones = ["+13125550100", "+14165550100", "+13125550101", "+14165550101"]
+    out = await dispatcher(store, route(us, countries=["US"]), route(ca, countries=["CA"])
+                           ).handle_many([batch(4, phones=phones)])
+    assert out.accepted == 4
+    assert sorted(us.sent()) == sorted(k for k in store.message_keys()
+                                       if store.row(k).phone.startswith("+1312"))
+    assert len(ca.calls) == 1
+    assert len(ca.sent()) == 2
+
+
+async def test_a_number_no_country_route_serves_is_unroutable() -> None:
+    store = MemoryStore()
+    out = await dispatcher(store, route(FakeProvider("us"), countries=["US"])
+                           ).handle_many([batch(1, phones=["+442071234567"])])
+    assert out.failed == 1
+    assert "no provider serves" in (store.reason(store.message_keys()[0]) or "")

@@ -46,6 +46,25 @@ def test_primary_is_drawn_in_proportion_to_weights_among_the_tenants_accounts() 
     assert {r.spec.name for r in router.for_lane(Lane.OTP, 1)} == {"big", "small", "otp-only"}
 
 
+def test_a_lower_priority_only_follows_every_route_of_a_higher_one() -> None:
+    router = Router([_route("backup", weight=1000, priority=2), _route("p1", weight=1),
+                     _route("p2", weight=1)], seed=3)
+    orders = {tuple(r.spec.name for r in router.for_lane(Lane.BULK, 1)) for _ in range(200)}
+    assert orders == {("p1", "p2", "backup"), ("p2", "p1", "backup")}
+
+
+async def test_a_dry_run_tenant_gets_only_dry_run_routes_and_the_others_never_do() -> None:
+    async def in_dry_run() -> set[int]:  # what the sender reads from tenants.send_mode
+        return {7}
+
+    router = Router([_route("live"), _route("rehearsal", kind="dryrun")], seed=1,
+                    dry_run=in_dry_run)
+    await router.refresh()
+    assert [r.spec.name for r in router.for_lane(Lane.BULK, 7)] == ["rehearsal"]
+    assert [r.spec.name for r in router.for_lane(Lane.BULK, 8)] == ["live"]
+    assert router.serves(Lane.BULK, 7)
+
+
 @pytest.mark.parametrize("value", [
     "[{\"name\": \"a\"}]",  # no url, no token
     "[]",
