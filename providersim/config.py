@@ -31,6 +31,8 @@ class SimConfig(BaseModel):
     lookup: bool = True
     fail_rate: Probability = 0.0
     garble_rate: Probability = 0.0  # accepted, then answered 200 with an unreadable body
+    callback_dup_rate: Probability = 0.0  # a callback posted twice
+    callback_shuffle: bool = False  # a chunk's callbacks posted in random order (late "sent")
     latency_ms: Millis = 0
     deliver_fail_rate: Probability = 0.0
     retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
@@ -43,6 +45,8 @@ class ControlIn(BaseModel):
     rate_per_s: Rate | None = None
     fail_rate: Probability | None = None
     garble_rate: Probability | None = None
+    callback_dup_rate: Probability | None = None
+    callback_shuffle: bool | None = None
     latency_ms: Millis | None = None
     deliver_fail_rate: Probability | None = None
     lookup: bool | None = None

@@ -131,4 +131,16 @@ async def receipt_sender(sim: Sim, client: httpx.AsyncClient) -> None:
                 await asyncio.wait_for(outbox.wake.wait(), outbox.idle_s())
             continue
         url = sim.config.dlr_url
-        outbox.done(chunk, await _post(client, url, dialect.callbacks(sim, chunk)), url or "-")
+        requests = _faults(sim, outbox.rng, dialect.callbacks(sim, chunk))
+        outbox.done(chunk, await _post(client, url, requests), url or "-")
+
+
+def _faults(sim: Sim, rng: random.Random, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The callbacks as a real provider may post them: some twice (``callback_dup_rate``), in
+    any order (``callback_shuffle``: a "sent" after its "delivered")."""
+    rate = sim.config.callback_dup_rate
+    out = [r for request in requests
+           for r in ([request, request] if rate and rng.random() < rate else [request])]
+    if sim.config.callback_shuffle:
+        rng.shuffle(out)
+    return out

@@ -116,3 +116,22 @@ def test_a_carrier_opt_out_fails_that_message_and_opts_the_number_out(
                 await conn.close()
 
         assert asyncio.run(source()) == "carrier"
+
+
+@pytest.mark.parametrize("kind", ["twilio", "telnyx"])
+def test_duplicated_and_reordered_callbacks_change_nothing(
+    kind: str, broker_url: str, tmp_path: Path,
+) -> None:
+    """Each message gets a "sent" and a "delivered" callback; the simulator posts some twice and
+    every chunk of them in random order: every message still ends delivered, once."""
+    with sender_world(broker_url, tmp_path) as world:
+        [sim] = _stack(world, kind)
+        httpx.post(f"{sim}/control", json={"callback_dup_rate": 0.5, "callback_shuffle": True}
+                   ).raise_for_status()
+        world.sender("sender-bulk")
+        world.publish(60, run_id=9)
+        assert eventually(lambda: world.states().get("delivered") == 60 or None, timeout=90)
+        assert eventually(lambda: sim_stats(sim)["receipts_pending"] == 0 or None, timeout=30)
+        assert world.states() == {"delivered": 60}
+        sent = Counter(item["to"] for item in ledger(sim))
+        assert (len(sent), set(sent.values())) == (60, {1})
