@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,11 @@ from bench.common import fraction, percentile
 from bench.geo import METRO, SIGMA_M, generate_stores, user_interests
 from bench.kafka import GroupRun
 from bench.loadgen import EVENTS_PER_POST, LoadPlan, batch_events
-from bench.report import BEGIN, END, _markdown, rows
+from bench.providers import DialectResult, dialect_settings, markdown, orders, route, rows, shares
+from bench.report import BEGIN, END, _markdown
+from bench.report import rows as report_rows
+from hexcast.testing import make_settings
+from sender.models import ProviderSpec
 from targeting.geofence import distance_m
 from targeting.service import interest_match
 
@@ -94,7 +99,7 @@ def _results() -> dict[str, object]:
 
 
 def test_report_rows_name_the_tightest_limit_and_the_reference_fraction() -> None:
-    found = {r.metric.split(" (")[0]: r for r in rows(_results())}
+    found = {r.metric.split(" (")[0]: r for r in report_rows(_results())}
     assert found["recipients/s"].limit == "broker produce 20,000/s"
     assert found["recipients/s"].fraction == "25%"
     assert found["vs reference pipeline"].fraction == "50%"
@@ -107,7 +112,7 @@ def test_exactly_once_needs_the_states_to_add_up_to_the_audience() -> None:
     results = _results()
     holiday = results["holiday"][0]  # type: ignore[index]
     holiday["states"] = {"accepted": 99}
-    found = {r.metric.split(" (")[0]: r for r in rows(results)}
+    found = {r.metric.split(" (")[0]: r for r in report_rows(results)}
     assert found["exactly once"].value == "NO"
 
 
@@ -128,3 +133,64 @@ def test_flame_summary_counts_inclusive_and_self_samples() -> None:
     assert total == 10
     assert dict(inclusive)["work (pkg/mod.py)"] == 10
     assert dict(leaf) == {"json (b/json.py)": 6, "work (pkg/mod.py)": 4}
+
+
+def _dialect(dialect: str, round_no: int, rate: float, **extra: object) -> DialectResult:
+    found = DialectResult(dialect, round_no, 1000, accepted=1000, wall_s=1000 / rate, rate=rate,
+                          requests=2, states={"accepted": 1000},
+                          cpu_s={"sender-bulk-0": 0.05, "provider-sim": 0.02, "postgres": 1.0})
+    for name, value in extra.items():
+        setattr(found, name, value)
+    return found
+
+
+def test_provider_routes_carry_what_each_adapter_needs() -> None:
+    generic = route("generic", "http://sim", "http://api")
+    assert generic == {"name": "generic-route", "kind": "generic", "url": "http://sim",
+                       "token": generic["token"]}
+    sinch = route("sinch", "http://sim", "http://api")
+    assert sinch["callback_url"] == "http://api/v1/webhooks/providers/sinch-route"
+    assert all(sinch[k] for k in ("webhook_key", "account", "sender_id"))
+    assert "webhook_key" not in route("twilio", "http://sim", "http://api")
+    assert route("telnyx", "http://sim", "http://api")["webhook_key"] != sinch["webhook_key"]
+
+
+def test_dialect_settings_route_the_sender_to_the_simulator_in_that_dialect() -> None:
+    base = make_settings("kafka://127.0.0.1:9092", "postgresql://x/y", provider_url="http://127.0.0.1:8200",
+                         api_public_url="http://127.0.0.1:8300")
+    held = dialect_settings(base, "plivo", receipts=False)
+    [spec] = [ProviderSpec.model_validate(s) for s in json.loads(held.sender_providers)]
+    assert (spec.kind, spec.url, spec.token) == ("plivo", "http://127.0.0.1:8200", held.provider_token)
+    assert (held.sim_dialect, held.provider_name, held.sim_account) == ("plivo", spec.name, spec.account)
+    assert held.sim_receipts  # a callback URL (Sinch refuses per-recipient reports without one)
+    assert held.sim_dlr_delay_s > 86_400  # but nothing posted during the run
+    assert dialect_settings(base, "plivo", receipts=True).sim_dlr_delay_s < 1
+
+
+def test_orders_rotate_so_each_dialect_runs_in_every_position() -> None:
+    assert orders(["g", "s", "p"], 1) == [["g", "s", "p"]]
+    rounds = orders(["g", "s", "p"], 3)
+    assert rounds == [["g", "s", "p"], ["s", "p", "g"], ["p", "g", "s"]]
+    assert all({r[n] for r in rounds} == {"g", "s", "p"} for n in range(3))
+
+
+def test_shares_compare_each_run_with_the_baseline_of_its_round() -> None:
+    results = [_dialect("generic", 0, 1000.0), _dialect("sinch", 0, 900.0),
+               _dialect("sinch", 1, 500.0), _dialect("generic", 1, 2000.0),
+               _dialect("plivo", 2, 700.0)]  # round 2 has no baseline
+    assert shares(results) == {"generic": [1.0, 1.0], "sinch": [0.9, 0.25]}
+
+
+def test_provider_rows_show_medians_ranges_cpu_and_exactly_once() -> None:
+    results = [_dialect("generic", 0, 1000.0), _dialect("sinch", 0, 950.0),
+               _dialect("generic", 1, 1000.0), _dialect("sinch", 1, 850.0, duplicates=1),
+               _dialect("twilio", 0, 100.0)]
+    found = {row[0]: row for row in rows(results)}
+    assert found["generic"][1:4] == ["1,000 (1,000–1,000)", "100% (100%–100%)", ""]
+    assert found["sinch"][1:4] == ["900 (850–950)", "90% (85%–95%)", "≥ 90%"]
+    assert found["twilio"][2:5] == ["10%", "", "2"]
+    assert found["twilio"][5:7] == ["50", "20"]  # sender, provider-sim: µs per recipient
+    assert found["twilio"][7] == "70 · 0% busy"  # the run's processes, not PostgreSQL
+    assert found["generic"][8] == "yes"
+    assert found["sinch"][8].startswith("NO: accepted 1,000, dup 1")
+    assert markdown(results).count("\n") == 1 + len(found)  # a header, its rule, a row each

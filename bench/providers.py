@@ -1,0 +1,334 @@
+"""Issue 19's benchmark: the holiday scenario through each provider dialect, side by side.
+
+The adapters differ in what one recipient costs: the generic batch API (the baseline) takes a
+500-message slice in one request, Sinch and Plivo take one text to up to 1,000 numbers (so a
+slice is one request per distinct text), Twilio one request per message at the route's
+concurrency (``sender_single_concurrency``). Each dialect gets the holiday scenario of
+``bench.holiday`` on its own database, topics and Redis prefix (same audience, same campaign,
+run-now → last acceptance in the provider ledger, exactly-once from the ledger), with the
+simulator speaking that provider's API and the sender routed to it as an operator would route
+a real account. All of them run in one process on one broker, one after the other, so the
+batch dialects can be compared with the generic adapter of the same run: on a shared 2-core
+machine, figures from different runs are not comparable (see BENCHMARKS.md).
+
+Delivery receipts are held (the simulator is given a callback URL, as Sinch requires one for
+per-recipient reports, but posts nothing before the run is over), so every dialect is measured
+on its send path alone, as scenario 1 is; ``--receipts`` posts them half a second after each
+acceptance, in each provider's form, to the api's webhooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.table import Table
+
+from bench import ui
+from bench.common import OUT, Procs, bench_settings, clear_redis, database, loadavg, machine
+from bench.cpu import snapshot
+from bench.holiday import _BODY, _states, load_holiday_audience
+from hexcast.core.settings import Settings
+from hexcast.core.topics import create_topics
+from hexcast.devstack.broker import EmbeddedBroker
+from providersim.dialects.telnyx import public_key
+
+__all__ = [
+    "BATCH_DIALECTS",
+    "DEFAULT_DIALECTS",
+    "DialectResult",
+    "add_arguments",
+    "dialect_settings",
+    "markdown",
+    "orders",
+    "route",
+    "rows",
+    "run",
+    "run_providers",
+    "save",
+    "shares",
+    "table",
+]
+
+DEFAULT_DIALECTS = ("generic", "sinch", "plivo", "twilio")
+BATCH_DIALECTS = frozenset({"sinch", "plivo"})
+"""The dialects the issue's target (≤ 10 % overhead against generic) applies to."""
+BASELINE = "generic"
+ACCOUNT, TOKEN, SIGNING = "AC0123456789abcdef0123456789abcdef", "bench-route-token", "bench-signing"
+SENDER_ID = "+13125550100"
+CHILDREN = ("provider-sim", "api", "scheduler", "sender-bulk-0", "sender-otp")
+"""The processes of a dialect's run (PostgreSQL, Redis and the broker serve other work on this
+machine too, so their CPU is not counted per recipient here)."""
+HELD_S = 30 * 86_400.0
+"""Receipt delay when receipts are off: past the end of any run."""
+ONE_TEXT = "Black Friday: 30% off until midnight"
+
+
+@dataclass
+class DialectResult:
+    """One dialect's holiday run: throughput, provider requests, CPU, exactly-once."""
+
+    dialect: str
+    round: int
+    recipients: int
+    accepted: int = 0
+    wall_s: float = 0.0
+    rate: float = 0.0
+    duplicates: int = 0  # ledger entries beyond one per destination
+    requests: int = 0  # provider API requests during the run (the probe excluded)
+    states: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per component, run-now → last
+    busy: float = 0.0
+    loadavg_start: str = ""
+    loadavg_end: str = ""
+
+    @property
+    def exactly_once(self) -> bool:
+        return (self.accepted == self.recipients and self.duplicates == 0
+                and sum(self.states.values()) == self.recipients)
+
+    def cpu_us(self, *groups: str) -> float:
+        """CPU µs per recipient of these components together."""
+        return sum(self.cpu_s.get(g, 0.0) for g in groups) * 1e6 / max(self.accepted, 1)
+
+
+def route(dialect: str, sim_url: str, api_url: str) -> dict[str, Any]:
+    """The route to the simulator as an operator would write it for that provider (the
+    generic adapter as scenario 1 configures it: no account, no callback URL of its own)."""
+    name = f"{dialect}-route"
+    spec: dict[str, Any] = {"name": name, "kind": dialect, "url": sim_url, "token": TOKEN}
+    if dialect == BASELINE:
+        return spec
+    spec |= {"account": ACCOUNT, "sender_id": SENDER_ID,
+             "callback_url": f"{api_url}/v1/webhooks/providers/{name}"}
+    if dialect in ("vonage", "sinch"):
+        spec["webhook_key"] = SIGNING  # their callbacks' shared signature secret
+    elif dialect == "telnyx":
+        spec["webhook_key"] = public_key(SIGNING)  # Ed25519: the simulator signs, the api verifies
+    return spec
+
+
+def dialect_settings(base: Settings, dialect: str, *, receipts: bool) -> Settings:
+    """``base`` (a scenario's :func:`~bench.common.bench_settings`) with the simulator speaking
+    ``dialect`` and the senders routed to it; receipts held past the run unless ``receipts``."""
+    spec = route(dialect, base.provider_url, base.api_public_url)
+    return base.model_copy(update={
+        "sim_dialect": dialect, "sim_account": ACCOUNT, "provider_token": TOKEN,
+        "sim_signing_key": SIGNING, "provider_name": spec["name"], "sim_receipts": True,
+        "sim_dlr_delay_s": 0.5 if receipts else HELD_S, "sender_providers": json.dumps([spec]),
+    })
+
+
+def orders(dialects: list[str], rounds: int) -> list[list[str]]:
+    """The dialects' order in each round: rotated by one a round, so over as many rounds as
+    dialects each one runs once in every position (a machine warming up or slowing down
+    during a run then favours none of them)."""
+    return [dialects[n % len(dialects):] + dialects[: n % len(dialects)] for n in range(rounds)]
+
+
+def shares(results: list[DialectResult]) -> dict[str, list[float]]:
+    """Each dialect's rate as a fraction of the baseline's in the same round, in round order;
+    rounds without a baseline (or a baseline that sent nothing) are left out."""
+    baseline = {r.round: r.rate for r in results if r.dialect == BASELINE and r.rate > 0}
+    found: dict[str, list[float]] = {}
+    for r in sorted(results, key=lambda r: r.round):
+        if r.round in baseline:
+            found.setdefault(r.dialect, []).append(r.rate / baseline[r.round])
+    return found
+
+
+def _span(values: list[float], fmt: str) -> str:
+    """One value, or the median and the range of several."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return (f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}–"
+            f"{format(max(values), fmt)})")
+
+
+def rows(results: list[DialectResult]) -> list[list[str]]:
+    """The table, one row per dialect (medians and ranges over rounds): dialect, recipients/s,
+    share of generic, target, provider requests per 1,000 recipients, CPU µs per recipient of
+    the bulk sender, of provider-sim and of all the run's processes (and how busy the machine
+    was), exactly once."""
+    of_baseline = shares(results)
+    out = []
+    for dialect in dict.fromkeys(r.dialect for r in results):
+        runs = [r for r in results if r.dialect == dialect]
+        share = of_baseline.get(dialect, [])
+        out.append([
+            dialect, _span([r.rate for r in runs], ",.0f"),
+            _span(share, ".0%") if share else "n/a",
+            "≥ 90%" if dialect in BATCH_DIALECTS else "",
+            _span([r.requests * 1000 / max(r.accepted, 1) for r in runs], ",.0f"),
+            _span([r.cpu_us("sender-bulk-0") for r in runs], ",.0f"),
+            _span([r.cpu_us("provider-sim") for r in runs], ",.0f"),
+            _span([r.cpu_us(*CHILDREN) for r in runs], ",.0f")
+            + f" · {_span([r.busy for r in runs], '.0%')} busy",
+            "yes" if all(r.exactly_once for r in runs) else "NO: " + "; ".join(
+                f"accepted {r.accepted:,}, dup {r.duplicates}, states {r.states}" for r in runs
+                if not r.exactly_once),
+        ])
+    return out
+
+
+HEADER = ["dialect", "recipients/s", "of generic", "target", "requests / 1,000", "sender µs/rcpt",
+          "provider-sim µs/rcpt", "processes µs/rcpt · machine", "exactly once"]
+
+
+def markdown(results: list[DialectResult]) -> str:
+    """The table in Markdown, for BENCHMARKS.md."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows(results)])
+
+
+def table(results: list[DialectResult]) -> Table:
+    """The same rows for the console."""
+    t = Table(title="provider dialects, side by side")
+    for column in HEADER:
+        t.add_column(column)
+    for row in rows(results):
+        t.add_row(*row)
+    return t
+
+
+def _probe(api: httpx.Client, sim: httpx.Client, limit_s: float = 120) -> dict[str, Any]:
+    """One OTP through api → broker → otp sender → provider, found in the ledger by count
+    (only the generic dialect can look a message up by our reference); the ledger's stats."""
+    api.post("/v1/messages/otp", headers={"Idempotency-Key": "bench-probe"},
+             json={"phone": "+447700999999", "body": "probe"}).raise_for_status()
+    deadline = time.monotonic() + limit_s
+    while True:
+        stats: dict[str, Any] = sim.get("/ledger/stats").json()
+        if stats["total"] >= 1:
+            return stats
+        if time.monotonic() > deadline:
+            raise RuntimeError("the probe OTP never reached provider-sim: is a sender down?")
+        time.sleep(0.2)
+
+
+def _wait_ledger(sim: httpx.Client, target: int, timeout: float, label: str) -> tuple[int, float]:
+    """Poll the ledger until it holds ``target`` entries (or ``timeout`` passed)."""
+    started = time.monotonic()
+    bar = ui.task(label, target)
+    while True:
+        total = int(sim.get("/ledger/stats").json()["total"])
+        ui.step(bar, total)
+        if total >= target or time.monotonic() - started > timeout:
+            return total, time.monotonic()
+        time.sleep(0.1)
+
+
+def _campaign(settings: Settings, key: str, result: DialectResult, pids: dict[str, int],
+              one_text: bool) -> int:
+    """Probe, create the campaign, run it now and wait for the ledger; returns the run id."""
+    body = {**_BODY, "body": ONE_TEXT} if one_text else _BODY
+    with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key}, timeout=60) as api, \
+            httpx.Client(base_url=settings.provider_url, timeout=30) as sim:
+        base = _probe(api, sim)
+        campaign = api.post("/v1/campaigns", json=body).raise_for_status().json()
+        started, cpu = time.monotonic(), snapshot(pids)
+        run_id: int = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
+        timeout = max(600.0, result.recipients / 100)  # gives up below 100 recipients/s
+        total, finished = _wait_ledger(sim, base["total"] + result.recipients, timeout,
+                                       f"{result.dialect} (round {result.round + 1})")
+        result.cpu_s, result.busy = snapshot(pids).since(cpu)
+        result.accepted, result.wall_s = total - base["total"], finished - started
+        result.rate = result.accepted / result.wall_s
+        time.sleep(1.0)  # a late duplicate would still show
+        stats = sim.get("/ledger/stats").json()
+        result.duplicates = stats["total"] - stats["unique_destinations"]
+        result.requests = stats["requests"] - base["requests"]
+    return run_id
+
+
+def run_dialect(broker_url: str, dsn: str, dialect: str, *, recipients: int, round_no: int = 0,
+                receipts: bool = False, one_text: bool = False) -> DialectResult:
+    """The holiday scenario through ``dialect``: api, scheduler, one bulk sender, an OTP
+    sender (for the probe) and provider-sim in that dialect, on a fresh audience."""
+    settings = dialect_settings(bench_settings(broker_url, dsn, receipts=True), dialect,
+                                receipts=receipts)
+    asyncio.run(create_topics(settings))
+    _, key, _ = asyncio.run(load_holiday_audience(dsn, recipients))
+    result = DialectResult(dialect, round_no, recipients, loadavg_start=loadavg())
+    with Procs(settings) as procs:
+        procs.serve()
+        procs.start("scheduler", ["scheduler"])
+        procs.start("sender-bulk-0", ["sender", "--lane", "bulk"])
+        procs.start("sender-otp", ["sender", "--lane", "otp"])
+        run_id = _campaign(settings, key, result, {n: c.pid for n, c in procs.children.items()}, one_text)
+        time.sleep(2.0)  # let the sender commit its last acceptances
+        result.states = asyncio.run(_states(dsn, run_id))
+    result.loadavg_end = loadavg()
+    return result
+
+
+def run_providers(broker_url: str, *, recipients: int, dialects: list[str], rounds: int = 1,
+                  receipts: bool = False, one_text: bool = False) -> list[DialectResult]:
+    """Every dialect in every round (see :func:`orders`), each on its own database."""
+    results: list[DialectResult] = []
+    for n, order in enumerate(orders(dialects, rounds)):
+        for dialect in order:
+            with database() as dsn:
+                results.append(run_dialect(broker_url, dsn, dialect, recipients=recipients, round_no=n,
+                                           receipts=receipts, one_text=one_text))
+            _keep(results)
+    return results
+
+
+def _keep(results: list[DialectResult]) -> None:
+    """The finished dialects so far, in bench/out/providers-partial.json."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "providers-partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+def save(doc: dict[str, Any]) -> Path:
+    """bench/out/providers-<UTC>.json (never latest.json: that one feeds BENCHMARKS.md's
+    generated table, which this scenario is not part of)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"providers-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``providers`` subcommand's options (small by default: one quick side-by-side run)."""
+    parser.add_argument("--recipients", type=int, default=20_000, help="per dialect (full size: 5000000)")
+    parser.add_argument("--dialects", default=",".join(DEFAULT_DIALECTS),
+                        help="comma-separated; generic is the baseline and is always run")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every dialect, order rotated")
+    parser.add_argument("--receipts", action="store_true", help="post delivery receipts during the run")
+    parser.add_argument("--one-text", action="store_true",
+                        help=f"every recipient the text {ONE_TEXT.replace('%', '%%')!r} (default: the"
+                        " holiday's, with {first_name}: 97 texts, and a batch dialect needs a request"
+                        " per text)")
+
+
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The whole scenario on an embedded broker; the results document (also saved)."""
+    dialects = list(dict.fromkeys([BASELINE, *[d for d in args.dialects.split(",") if d]]))
+    doc: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                           "command": command, "recipients": args.recipients, "rounds": args.rounds,
+                           "receipts": args.receipts, "one_text": args.one_text,
+                           "twilio_concurrency": Settings.model_fields["sender_single_concurrency"].default}
+    started = time.perf_counter()
+    try:
+        with EmbeddedBroker() as broker, ui.live():
+            results = run_providers(broker.url, recipients=args.recipients, dialects=dialects,
+                                    rounds=max(1, args.rounds), receipts=args.receipts,
+                                    one_text=args.one_text)
+    finally:
+        clear_redis()
+    doc |= {"wall_s": time.perf_counter() - started, "loadavg_end": loadavg(),
+            "results": [asdict(r) for r in results], "markdown": markdown(results)}
+    ui.console.print(f"results: {save(doc)}")
+    ui.console.print(table(results))
+    ui.console.print(doc["markdown"])
+    return doc
