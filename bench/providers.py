@@ -1,15 +1,16 @@
 """Issue 19's benchmark: the holiday scenario through each provider dialect, side by side.
 
 The adapters differ in what one recipient costs: the generic batch API (the baseline) takes a
-500-message slice in one request, Sinch and Plivo take one text to up to 1,000 numbers (so a
-slice is one request per distinct text), Twilio one request per message at the route's
-concurrency (``sender_single_concurrency``). Each dialect gets the holiday scenario of
-``bench.holiday`` on its own database, topics and Redis prefix (same audience, same campaign,
-run-now → last acceptance in the provider ledger, exactly-once from the ledger), with the
-simulator speaking that provider's API and the sender routed to it as an operator would route
-a real account. All of them run in one process on one broker, one after the other, so the
-batch dialects can be compared with the generic adapter of the same run: on a shared 2-core
-machine, figures from different runs are not comparable (see BENCHMARKS.md).
+500-message slice in one request, Sinch one body to up to 1,000 numbers with one per-recipient
+parameter (``sender/providers/sinch_batches.py``: a personalised slice is one request), Plivo
+one text to up to 1,000 numbers (a slice is one request per distinct text), Twilio one request
+per message at the route's concurrency (``sender_single_concurrency``). Each dialect gets the
+holiday scenario of ``bench.holiday`` on its own database, topics and Redis prefix (same
+audience, same campaign, run-now → last acceptance in the provider ledger, exactly-once from the
+ledger), with the simulator speaking that provider's API and the sender routed to it as an
+operator would route a real account. All of them run in one process on one broker, one after the
+other, so the batch dialects can be compared with the generic adapter of the same run: on a
+shared 2-core machine, figures from different runs are not comparable (see BENCHMARKS.md).
 
 Delivery receipts are held (the simulator is given a callback URL, as Sinch requires one for
 per-recipient reports, but posts nothing before the run is over), so every dialect is measured

@@ -1,7 +1,10 @@
 """Sinch's SMS REST API as the simulator speaks it: ``POST /xms/v1/{service_plan_id}/batches``
 with a Bearer token (``account`` is the service plan id, ``token`` the API token), one body to
-1-1,000 numbers, answered 201 with the batch; errors as Sinch answers them (``{"code",
-"text"}`` bodies on 400 and 403; a malformed number refuses the whole batch); recipient delivery
+1-1,000 numbers, answered 201 with the batch; ``parameters`` rendered per recipient as Sinch
+renders them (each ``${key}`` of the body replaced by the number's value, else the key's
+``default``; a recipient with neither fails alone, code 405) and the rendered text ledgered;
+errors as Sinch answers them (``{"code", "text"}`` bodies on 400 and 403; a malformed number or
+parameter refuses the whole batch); recipient delivery
 reports posted one per request, signed with ``signing_key`` the way Sinch signs callbacks
 (``x-sinch-webhook-signature``: base64 HMAC-SHA256 over ``body.nonce.timestamp``).
 ``GET /xms/v1/{service_plan_id}/batches`` lists the batches taken (``page``, ``page_size``),
@@ -26,13 +29,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from providersim.ledger import MAX_BATCH, MessageIn, Sim, respond
 
-__all__ = ["FAILED_CODE", "BatchIn", "callbacks", "router", "sign"]
+__all__ = ["FAILED_CODE", "UNMATCHED_CODE", "BatchIn", "callbacks", "render", "router", "sign"]
 
 FAILED_CODE = 153
 """What a failed message's report carries: SMPP 'absent subscriber' (a Sinch status report
 code, temporary), with status ``Failed``."""
 
+UNMATCHED_CODE = 405
+"""What a recipient's report carries when the body names a parameter it has no value for (and
+the parameter no default): Sinch's 'unmatched parameter', status ``Failed``."""
+
 _MSISDN = re.compile(r"^\+?[1-9]\d{6,14}$")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9._-]{1,16})\}")
+ParameterKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$", min_length=1, max_length=16)]
+ParameterValue = Annotated[str, Field(max_length=160)]
+_LEDGERED = 1600
 _REPORTED = ("per_recipient", "per_recipient_final")
 
 
@@ -49,6 +60,7 @@ class BatchIn(BaseModel):
     delivery_report: Literal["none", "summary", "full", "per_recipient", "per_recipient_final"] = "none"
     callback_url: Annotated[str | None, Field(max_length=2048, pattern=r"^https?://")] = None
     client_reference: Annotated[str | None, Field(max_length=2048)] = None
+    parameters: dict[ParameterKey, dict[str, ParameterValue]] | None = None
 
 
 def _error(status: int, code: str, text: str) -> JSONResponse:
@@ -59,8 +71,10 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _read(raw: bytes) -> BatchIn | JSONResponse:
-    """The batch, or Sinch's 400 for what is wrong with it."""
+def _read(raw: bytes) -> tuple[BatchIn, list[str | None]] | JSONResponse:
+    """The batch and each distinct number's text (:func:`render`), or Sinch's 400 for what is
+    wrong with it. A text rendered past 1,600 characters is refused too: Sinch would send it in
+    more parts, but the simulator's ledger holds 1,600 a message."""
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -75,22 +89,60 @@ def _read(raw: bytes) -> BatchIn | JSONResponse:
     if bad is not None:
         return _error(400, "syntax_invalid_parameter_format",
                       f"Invalid format of parameter 'to': {bad!r} is not a valid MSISDN")
-    return batch
+    for key, values in (batch.parameters or {}).items():
+        bad = next((n for n in values if n != "default" and not _MSISDN.match(n)), None)
+        if bad is not None:
+            return _error(400, "syntax_invalid_parameter_format",
+                          f"Invalid format of parameter 'parameters.{key}': {bad!r} is not a valid MSISDN")
+    texts = [render(batch.body, batch.parameters, n) for n in dict.fromkeys(batch.to)]
+    if any(len(text) > _LEDGERED for text in texts if text is not None):
+        return _error(400, "syntax_constraint_violation",
+                      f"Parameter 'body': a rendered text is over {_LEDGERED} characters")
+    return batch, texts
 
 
-def _accepted(sim: Sim, batch: BatchIn) -> dict[str, Any]:
-    """Ledger the batch's numbers (once each) under ``{batch_id}:{+number}``; the batch as
+def render(body: str, parameters: dict[str, dict[str, str]] | None, number: str) -> str | None:
+    """One recipient's text: each ``${key}`` of ``body`` whose key is a parameter replaced by
+    the number's value (written with or without ``+``), else the key's ``default``; None when
+    it has neither (Sinch fails that recipient alone). Keys that are no parameter stay as
+    written, and values are not read again for placeholders."""
+    if not parameters:
+        return body
+    digits = number.lstrip("+")
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        values = parameters.get(match[1])
+        if values is None:
+            return match[0]
+        found = values.get(f"+{digits}", values.get(digits, values.get("default")))
+        missing = missing or found is None
+        return found or ""
+
+    text = _PLACEHOLDER.sub(value, body)
+    return None if missing else text
+
+
+def _accepted(sim: Sim, batch: BatchIn, texts: list[str | None]) -> dict[str, Any]:
+    """Ledger the batch's numbers (once each) under ``{batch_id}:{+number}`` with their texts
+    (an unmatched one as its body came, failing with :data:`UNMATCHED_CODE`); the batch as
     Sinch answers it."""
     batch_id = "01" + uuid.uuid4().hex[:24].upper()
     numbers = list(dict.fromkeys(batch.to))
     pmids = [f"{batch_id}:+{n.lstrip('+')}" for n in numbers]
     ids = iter(pmids)
-    extra = {"batch_id": batch_id, "delivery_report": batch.delivery_report,
-             "callback_url": batch.callback_url, "client_reference": batch.client_reference}
+    extra: dict[str, Any] = {"batch_id": batch_id, "delivery_report": batch.delivery_report,
+                             "callback_url": batch.callback_url,
+                             "client_reference": batch.client_reference}
+    if batch.parameters:
+        extra |= {"template": batch.body, "parameters": batch.parameters}
     sim.accept(
-        [MessageIn(client_ref=pmid, to=f"+{n.lstrip('+')}", body=batch.body)
-         for pmid, n in zip(pmids, numbers, strict=True)],
-        extras=[{**extra, "recipient": n} for n in numbers], new_id=lambda: next(ids))
+        [MessageIn(client_ref=pmid, to=f"+{n.lstrip('+')}", body=batch.body if text is None else text)
+         for pmid, n, text in zip(pmids, numbers, texts, strict=True)],
+        extras=[{**extra, "recipient": n, **({"unmatched": True} if text is None else {})}
+                for n, text in zip(numbers, texts, strict=True)],
+        new_id=lambda: next(ids))
     now = _now()
     expire = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     answer: dict[str, Any] = {
@@ -99,7 +151,7 @@ def _accepted(sim: Sim, batch: BatchIn) -> dict[str, Any]:
         "delivery_report": batch.delivery_report, "flash_message": False,
     }
     optional = {"from": batch.sender, "callback_url": batch.callback_url,
-                "client_reference": batch.client_reference}
+                "client_reference": batch.client_reference, "parameters": batch.parameters}
     return {**answer, **{k: v for k, v in optional.items() if v is not None}}
 
 
@@ -119,16 +171,17 @@ def router(sim: Sim) -> APIRouter:
     async def post_batch(service_plan_id: str, request: Request) -> Response:
         if not _authorized(sim, service_plan_id, request.headers.get("authorization", "")):
             return await respond(sim, _unauthorized())
-        batch = _read(await request.body())
-        if isinstance(batch, JSONResponse):
-            return await respond(sim, batch)
+        read = _read(await request.body())
+        if isinstance(read, JSONResponse):
+            return await respond(sim, read)
+        batch, texts = read
         if batch.delivery_report in _REPORTED and not (batch.callback_url or sim.config.dlr_url):
             return await respond(sim, _error(403, "missing_callback_url",
                                              "Callback has been requested but no URL is provided"))
         denied = _gate(sim, len(batch.to))
         if denied is not None:
             return await respond(sim, denied)
-        answer = _accepted(sim, batch)
+        answer = _accepted(sim, batch, texts)
         return await respond(sim, sim.garbled_answer() or JSONResponse(answer, status_code=201))
 
     async def list_batches(service_plan_id: str, request: Request,
@@ -165,9 +218,10 @@ def _batches(sim: Sim) -> list[dict[str, Any]]:
         extra = record.extra
         if "batch_id" not in extra:
             continue
-        optional = {k: extra[k] for k in ("callback_url", "client_reference") if extra.get(k)}
+        optional = {k: extra[k] for k in ("callback_url", "client_reference", "parameters")
+                    if extra.get(k)}
         batch = found.setdefault(extra["batch_id"], {
-            "id": extra["batch_id"], "to": [], "body": record.body, "type": "mt_text",
+            "id": extra["batch_id"], "to": [], "body": extra.get("template", record.body), "type": "mt_text",
             "canceled": False, "created_at": record.accepted_at, "modified_at": record.accepted_at,
             "delivery_report": extra["delivery_report"], "flash_message": False, **optional})
         batch["to"].append(extra["recipient"])
@@ -215,6 +269,7 @@ def callbacks(sim: Sim, receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         url = extra.get("callback_url")
         if extra["delivery_report"] == "per_recipient":
             requests.append(_signed(sim, _report(receipt, "Dispatched", 401), url))
-        final = ("Delivered", 0) if receipt["status"] == "delivered" else ("Failed", FAILED_CODE)
+        final = (("Failed", UNMATCHED_CODE) if extra.get("unmatched")
+                 else ("Delivered", 0) if receipt["status"] == "delivered" else ("Failed", FAILED_CODE))
         requests.append(_signed(sim, _report(receipt, *final), url))
     return requests

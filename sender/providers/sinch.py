@@ -3,8 +3,14 @@ recipient delivery reports, over httpx.
 
 A Sinch batch is one body to up to 1,000 recipients, and Sinch answers one batch id for all of
 them; its delivery reports name the batch and the recipient. So :meth:`SinchProvider.send`
-groups the messages by body (a batch never names a number twice) and answers each message's id
-as ``"{batch_id}:{+E.164}"``, the pair its receipts carry, which maps back to one message.
+groups the messages into batches (a batch never names a number twice) and answers each message's
+id as ``"{batch_id}:{+E.164}"``, the pair its receipts carry, which maps back to one message.
+
+Personalised texts ("Hi Ann, ...", "Hi Bob, ...") share a batch through Sinch's per-recipient
+``parameters``: the longest prefix and suffix the group's bodies share stay literal around one
+placeholder, and each number's value is the rest of its own body. That is exact whatever the
+campaign's template was (nothing is guessed), and one batch per text would cost a request for
+every few recipients (:func:`batches`).
 
 Sinch refuses a whole batch (``400 syntax_invalid_parameter_format``) for one malformed number,
 so numbers are checked here first and a bad one is refused alone, never sent.
@@ -47,13 +53,18 @@ from sender.providers.base import (
     probe_get,
     provider_text,
 )
+from sender.providers.sinch_batches import MAX_BATCH, MAX_BODY, MAX_VALUE, PARAMETER, Batch, batches
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
 
 __all__ = [
     "DELIVERY_REPORT",
     "MAX_BATCH",
+    "MAX_BODY",
+    "MAX_VALUE",
+    "PARAMETER",
     "SIGNATURE_TOLERANCE_S",
     "TABLE",
+    "Batch",
     "SinchCallbacks",
     "SinchProvider",
     "batches",
@@ -62,9 +73,6 @@ __all__ = [
     "message_id",
     "probe",
 ]
-
-MAX_BATCH = 1000
-"""Recipients per batch (Sinch's ``to``: 1 to 1,000)."""
 
 DELIVERY_REPORT = "per_recipient_final"
 """One callback per recipient, at its final state (``per_recipient`` would add one for every
@@ -84,25 +92,6 @@ def message_id(batch_id: str, recipient: str) -> str:
     return f"{batch_id}:+{recipient.lstrip('+')}"
 
 
-def batches(messages: list[Outgoing], size: int = MAX_BATCH) -> list[list[Outgoing]]:
-    """The messages grouped by body, at most ``size`` a batch, each number once in a batch
-    (two messages to one number with one body go in two batches: their ids must differ)."""
-    found: list[list[Outgoing]] = []
-    by_body: dict[str, list[tuple[set[str], list[Outgoing]]]] = {}
-    for msg in messages:
-        slots = by_body.setdefault(msg.body, [])
-        for numbers, batch in slots:
-            if msg.to not in numbers and len(batch) < size:
-                numbers.add(msg.to)
-                batch.append(msg)
-                break
-        else:
-            batch = [msg]
-            slots.append(({msg.to}, batch))
-            found.append(batch)
-    return found
-
-
 def _error_text(response: httpx.Response) -> str:
     """``"<code>: <text>"`` of a Sinch error body (400/403), else the body as it came."""
     try:
@@ -119,7 +108,8 @@ def _refused_for_good(message: str) -> ProviderError:
 
 
 class SinchProvider:
-    """One Sinch service plan: a batch per body, ``concurrency`` batch requests in flight.
+    """One Sinch service plan: messages in batches (:func:`batches`), ``concurrency`` batch
+    requests in flight.
 
     After the first failure no new batch starts; the messages of the failed batch and of the
     batches not started share the gravest (an ambiguous one first: see
@@ -157,24 +147,28 @@ class SinchProvider:
         report.results[:0] = invalid
         return report
 
-    def payload(self, batch: list[Outgoing]) -> dict[str, Any]:
-        """The batch request: one body, its numbers, our reference (the message's own when it
-        goes alone, else the first one's and how many more) and per-recipient final reports."""
-        first = batch[0].client_ref
-        reference = first if len(batch) == 1 else f"{first}+{len(batch) - 1}"
+    def payload(self, batch: Batch) -> dict[str, Any]:
+        """The batch request: one body (and each number's value when it is personalised), its
+        numbers, our reference (the message's own when it goes alone, else the first one's and
+        how many more) and per-recipient final reports."""
+        messages = batch.messages
+        first = messages[0].client_ref
+        reference = first if len(messages) == 1 else f"{first}+{len(messages) - 1}"
         body: dict[str, Any] = {
-            "to": [m.to for m in batch], "body": batch[0].body, "type": "mt_text",
+            "to": [m.to for m in messages], "body": batch.body, "type": "mt_text",
             "delivery_report": DELIVERY_REPORT, "client_reference": reference[:_CLIENT_REFERENCE_MAX],
         }
+        if batch.values is not None:
+            body["parameters"] = {PARAMETER: batch.values}
         if self._spec.sender_id:
             body["from"] = self._spec.sender_id
         if self._spec.callback_url:
             body["callback_url"] = self._spec.callback_url
         return body
 
-    async def _batch(self, batch: list[Outgoing]) -> list[ProviderResult]:
+    async def _batch(self, batch: Batch) -> list[ProviderResult]:
         response = await self._http.request("POST", self._path, json=self.payload(batch))
-        return self.read_answer(batch, response)
+        return self.read_answer(batch.messages, response)
 
     def read_answer(self, batch: list[Outgoing], response: httpx.Response) -> list[ProviderResult]:
         """What Sinch's answer to one batch request means for each of its messages.

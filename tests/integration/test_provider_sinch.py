@@ -1,11 +1,13 @@
 """The Sinch adapter, and Sinch's own SDK, against the simulator speaking Sinch (a real
-subprocess): batches ledgered once, a malformed number refused alone, throttling, bad
-credentials, and signed recipient delivery reports that the SDK's validator and hexcast's
-both accept and that map back to the ids ``send`` answered."""
+subprocess): batches ledgered once, personalised texts in one batch (each recipient ledgered
+with exactly its own text), Sinch's parameters as the simulator renders them, a malformed number
+refused alone, throttling, bad credentials, and signed recipient delivery reports that the SDK's
+validator and hexcast's both accept and that map back to the ids ``send`` answered."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -92,7 +94,7 @@ def ledger(client: httpx.Client) -> list[dict[str, Any]]:
 def test_batches_are_ledgered_once_and_a_bad_number_refused_alone(
     sim: httpx.Client, sim_url: str
 ) -> None:
-    messages = numbered(6, body=lambda i: f"body {i % 2}") + [Outgoing("bad-1", "4915100000001", "x")]
+    messages = numbered(6, body=lambda i: ("even", "odd")[i % 2]) + [Outgoing("bad-1", "4915100000001", "x")]
     report = send(spec(sim_url), messages)
     assert report.failure is None
     by_ref = {r.client_ref: r for r in report.results}
@@ -106,7 +108,77 @@ def test_batches_are_ledgered_once_and_a_bad_number_refused_alone(
     items = ledger(sim)
     assert len(items) == 6
     assert {i["provider_message_id"] for i in items} == sent  # each once
-    assert sim.get("/ledger/stats").json()["requests"] == 2  # one batch a body
+    assert sim.get("/ledger/stats").json()["requests"] == 2  # two texts that share nothing
+
+
+NAMES = ["Ann", "Bob", "Carla", "Dmitri", "Zoë", "$5", "O'Brien"]
+
+
+def test_personalised_texts_go_in_one_request_and_each_recipient_gets_its_own(
+    sim: httpx.Client, sim_url: str
+) -> None:
+    messages = numbered(500, body=lambda i: f"{NAMES[i % 7]}{'!' * (i % 3)}, Black Friday: 30% off")
+    report = send(spec(sim_url), messages)
+    assert report.failure is None
+    assert all(r.accepted for r in report.results)
+    assert sim.get("/ledger/stats").json()["requests"] == 1
+    by_ref = {r.client_ref: r.provider_message_id for r in report.results}
+    texts = {i["provider_message_id"]: (i["to"], i["body"]) for i in ledger(sim)}
+    assert len(texts) == 500
+    assert all(texts[by_ref[m.client_ref]] == (m.to, m.body) for m in messages)
+
+
+def post(sim: httpx.Client, batch: dict[str, Any]) -> httpx.Response:
+    return sim.post(f"/xms/v1/{PLAN}/batches", headers={"Authorization": f"Bearer {TOKEN}"},
+                    json={"body": "Hi ${name}, ${x}", **batch})
+
+
+def test_parameters_render_as_sinch_renders_them(sim: httpx.Client) -> None:
+    answer = post(sim, {"to": ["+4915100000001", "4915100000002", "+4915100000003"],
+                        "parameters": {"name": {"4915100000001": "Ann", "+4915100000002": "${x}",
+                                                "default": "there"}}})
+    assert answer.status_code == 201
+    assert answer.json()["parameters"]["name"]["default"] == "there"
+    assert {i["to"]: i["body"] for i in ledger(sim)} == {
+        "+4915100000001": "Hi Ann, ${x}",  # the number with or without "+"; no such parameter
+        "+4915100000002": "Hi ${x}, ${x}",  # a value is not read again
+        "+4915100000003": "Hi there, ${x}",  # the default
+    }
+    [listed] = sim.get(f"/xms/v1/{PLAN}/batches", headers={"Authorization": f"Bearer {TOKEN}"},
+                       ).json()["batches"]
+    assert listed["body"] == "Hi ${name}, ${x}"
+
+
+def test_a_recipient_without_value_or_default_fails_alone(
+    sim: httpx.Client, receiver: WebhookRecorder
+) -> None:
+    path = f"/cb/{uuid.uuid4().hex[:8]}"
+    answer = post(sim, {"to": ["+4915100000001", "+4915100000002"], "delivery_report": "per_recipient_final",
+                        "callback_url": f"{receiver.url}{path}",
+                        "parameters": {"name": {"+4915100000001": "Ann"}}})
+    assert answer.status_code == 201
+    reports = [json.loads(b) for _, b in bodies(receiver.wait(path, 2))]
+    assert sorted((r["recipient"], r["status"], r["code"]) for r in reports) == [
+        ("+4915100000001", "Delivered", 0), ("+4915100000002", "Failed", 405)]
+    assert sinch.TABLE.error("405") is ErrorClass.PERMANENT
+
+
+@pytest.mark.parametrize(("parameters", "code", "where"), [
+    ({"name": {"+4915100000001": "x" * 161}}, "syntax_constraint_violation", "parameters.name"),
+    ({"a" * 17: {"+4915100000001": "x"}}, "syntax_constraint_violation", "parameters"),
+    ({"na me": {"+4915100000001": "x"}}, "syntax_constraint_violation", "parameters"),
+    ({"name": {"+4915100000001": 7}}, "syntax_constraint_violation", "parameters.name"),
+    ({"name": "Ann"}, "syntax_constraint_violation", "parameters.name"),
+    ({"name": {"+12": "x"}}, "syntax_invalid_parameter_format", "parameters.name"),
+])
+def test_malformed_parameters_refuse_the_batch(
+    sim: httpx.Client, parameters: dict[str, Any], code: str, where: str
+) -> None:
+    answer = post(sim, {"to": ["+4915100000001"], "parameters": parameters})
+    assert answer.status_code == 400
+    assert answer.json()["code"] == code
+    assert f"'{where}" in answer.json()["text"]
+    assert ledger(sim) == []
 
 
 def test_sinch_refuses_the_whole_batch_for_one_malformed_number(sim: httpx.Client) -> None:

@@ -1,5 +1,6 @@
-"""The Sinch adapter without I/O: its status table, how it batches and reads Sinch's answers,
-its callback signature check (against Sinch's own SDK validator) and its receipt parsing."""
+"""The Sinch adapter without I/O: its status table, how it batches (personalised texts in one
+batch through Sinch's parameters) and reads Sinch's answers, its callback signature check
+(against Sinch's own SDK validator) and its receipt parsing."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from sinch.domains.sms.sinch_events.v1.sms_sinch_event import SmsSinchEvent
 
@@ -68,16 +72,99 @@ def out(ref: str, to: str, body: str = "hi") -> Outgoing:
     return Outgoing(client_ref=ref, to=to, body=body)
 
 
+def refs(batches: list[sinch.Batch]) -> list[list[str]]:
+    return [[m.client_ref for m in b.messages] for b in batches]
+
+
 def test_batches_group_by_body_and_never_name_a_number_twice() -> None:
     msgs = [out("a", "+4915100000001", "x"), out("b", "+4915100000002", "y"),
             out("c", "+4915100000001", "x"), out("d", "+4915100000003", "x")]
-    got = [[m.client_ref for m in b] for b in sinch.batches(msgs)]
-    assert got == [["a", "d"], ["b"], ["c"]]
+    found = sinch.batches(msgs)
+    assert refs(found) == [["a", "d"], ["b"], ["c"]]  # "x" and "y" share nothing
+    assert [(b.body, b.values) for b in found] == [("x", None), ("y", None), ("x", None)]
 
 
 def test_batches_hold_at_most_the_size() -> None:
-    msgs = [out(str(i), f"+49151000{i:05d}") for i in range(5)]
-    assert [len(b) for b in sinch.batches(msgs, size=2)] == [2, 2, 1]
+    msgs = [out(str(i), f"+49151000{i:05d}", f"hi {i}") for i in range(5)]
+    assert [len(b.messages) for b in sinch.batches(msgs, size=2)] == [2, 2, 1]
+
+
+def rendered(batch: sinch.Batch, number: str) -> str:
+    """A recipient's text as Sinch renders a batch (written out here, not taken from the code
+    under test): each ``${key}`` whose key is a parameter becomes the number's value."""
+    parameters = {} if batch.values is None else {sinch.PARAMETER: batch.values}
+    return re.sub(r"\$\{([A-Za-z0-9._-]+)\}",
+                  lambda m: parameters[m[1]][number] if m[1] in parameters else m[0], batch.body)
+
+
+NAMES = ["Ann", "Bob", "Carla", "Dmitri", "Zoë", "$5", "}", "{", "x" * 170]
+BODIES = st.one_of(
+    st.text(alphabet="ab ${}v", max_size=12),  # shared or not, "${" now and then
+    st.builds("{}{}{}".format, st.sampled_from(["", "Hi ", "Hi $", "Dear "]), st.sampled_from(NAMES),
+              st.sampled_from(["", ", 30% off", ", ${x} off", "!"])),
+)
+MESSAGES = st.lists(st.tuples(st.integers(0, 5), BODIES), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(drawn=MESSAGES, size=st.integers(1, 6))
+def test_every_message_is_in_one_batch_and_gets_exactly_its_own_text(
+    drawn: list[tuple[int, str]], size: int,
+) -> None:
+    msgs = [out(f"m{i}", f"+491510000000{n}", body) for i, (n, body) in enumerate(drawn)]
+    found = sinch.batches(msgs, size=size)
+    assert sorted(ref for batch in refs(found) for ref in batch) == sorted(m.client_ref for m in msgs)
+    for batch in found:
+        numbers = [m.to for m in batch.messages]
+        assert 1 <= len(numbers) <= size
+        assert len(set(numbers)) == len(numbers)
+        assert [rendered(batch, m.to) for m in batch.messages] == [m.body for m in batch.messages]
+        if batch.values is not None:  # within Sinch's limits, one placeholder
+            assert batch.body.count("${") == 1
+            assert len(batch.body) <= sinch.MAX_BODY
+            assert set(batch.values) == set(numbers)
+            assert all(1 <= len(v) <= sinch.MAX_VALUE for v in batch.values.values())
+
+
+def test_personalised_texts_share_one_batch_through_a_parameter() -> None:
+    names = ["Ann", "Bob", "Carla", "Ann"]
+    msgs = [out(str(i), f"+49151000{i:05d}", f"{name}, Black Friday: 30% off until midnight")
+            for i, name in enumerate(names)]
+    [batch] = sinch.batches(msgs)
+    assert batch.body == "${v}, Black Friday: 30% off until midnight"
+    assert batch.values == {m.to: name for m, name in zip(msgs, names, strict=True)}
+
+
+def test_prefix_and_suffix_both_stay_literal() -> None:
+    [batch] = sinch.batches([out("a", "+4915100000001", "Hi Ann, see you"),
+                             out("b", "+4915100000002", "Hi Bob, see you")])
+    assert (batch.body, batch.values) == ("Hi ${v}, see you",
+                                          {"+4915100000001": "Ann", "+4915100000002": "Bob"})
+
+
+@pytest.mark.parametrize(("bodies", "expected"), [
+    pytest.param(["Hi ${name}", "Hi ${name}", "Hi Bob"], [["0", "1"], ["2"]], id="a-literal-${"),
+    pytest.param(["Hi Ann", "Hi " + "b" * 161], [["0"], ["1"]], id="a-value-over-160"),
+    pytest.param(["Ann", "Bob"], [["0"], ["1"]], id="nothing-shared"),
+    pytest.param(["Hi", "Hi!"], [["0", "1"]], id="a-value-of-one-character"),
+])
+def test_texts_that_cannot_share_a_parameter_go_alone(bodies: list[str], expected: list[list[str]],
+                                                      ) -> None:
+    msgs = [out(str(i), f"+49151000{i:05d}", body) for i, body in enumerate(bodies)]
+    found = sinch.batches(msgs)
+    assert refs(found) == expected
+    assert all(rendered(b, m.to) == m.body for b in found for m in b.messages)
+
+
+def test_a_dollar_before_the_value_stays_in_the_values() -> None:
+    [batch] = sinch.batches([out("a", "+4915100000001", "Now $5"), out("b", "+4915100000002", "Now $7")])
+    assert (batch.body, batch.values) == ("Now ${v}", {"+4915100000001": "$5", "+4915100000002": "$7"})
+
+
+def test_a_number_twice_goes_in_a_second_batch() -> None:
+    msgs = [out("a", "+4915100000001", "Hi Ann"), out("b", "+4915100000002", "Hi Bob"),
+            out("c", "+4915100000001", "Hi Cy")]
+    assert refs(sinch.batches(msgs)) == [["a", "b"], ["c"]]
 
 
 @pytest.fixture
@@ -93,12 +180,21 @@ def test_a_route_without_service_plan_is_refused_where_it_is_read() -> None:
 
 
 async def test_the_payload_is_one_body_to_its_numbers(provider: sinch.SinchProvider) -> None:
-    one = provider.payload([out("ref-1", "+4915100000001")])
+    one = provider.payload(sinch.Batch([out("ref-1", "+4915100000001")], "hi"))
     assert one == {"to": ["+4915100000001"], "body": "hi", "type": "mt_text", "from": "Hexcast",
                    "delivery_report": "per_recipient_final", "client_reference": "ref-1"}
-    many = provider.payload([out("ref-1", "+4915100000001"), out("ref-2", "+4915100000002")])
+    many = provider.payload(sinch.Batch([out("ref-1", "+4915100000001"), out("ref-2", "+4915100000002")],
+                                        "hi"))
     assert many["client_reference"] == "ref-1+1"
     assert "callback_url" not in many
+    assert "parameters" not in many
+
+
+async def test_a_personalised_payload_carries_each_numbers_value(provider: sinch.SinchProvider) -> None:
+    [batch] = sinch.batches([out("a", "+4915100000001", "Hi Ann!"), out("b", "+4915100000002", "Hi Bob!")])
+    payload = provider.payload(batch)
+    assert (payload["body"], payload["to"]) == ("Hi ${v}!", ["+4915100000001", "+4915100000002"])
+    assert payload["parameters"] == {"v": {"+4915100000001": "Ann", "+4915100000002": "Bob"}}
 
 
 def answer(status: int, body: object = None, text: str | None = None) -> httpx.Response:
@@ -189,14 +285,15 @@ def timed_out(request: httpx.Request) -> httpx.Response:
 
 
 async def send_with(transport: httpx.MockTransport, concurrency: int) -> SendReport:
-    """Three messages with three bodies (three batches) through ``transport``."""
+    """Three messages with three bodies that share no prefix or suffix (three batches)
+    through ``transport``."""
     provider = sinch.SinchProvider(SPEC, timeout_s=5.0, concurrency=concurrency)
     await provider._http.client.aclose()
     provider._http.client = httpx.AsyncClient(base_url=SPEC.url, transport=transport)
     try:
         return await provider.send([out("a", "+4915100000001", "one"),
                                     out("b", "+4915100000002", "two"),
-                                    out("c", "+4915100000003", "three")])
+                                    out("c", "+4915100000003", "six")])
     finally:
         await provider.aclose()
 
