@@ -175,7 +175,8 @@ class Dispatcher:
         chunk = await self._prepare(chunk, outcome, screened)
         tries = {r.id: r.attempts for r in chunk}
         segments = {r.id: segment_count(r.body) for r in chunk}
-        chunk.sort(key=self._flow)  # one tenant, campaign run (and country) per provider call
+        flows = self._flows(chunk)
+        chunk.sort(key=lambda r: flows[r.id])  # one tenant, run (and country) per provider call
         avoid: set[str] = set()
         while chunk:
             pace = None
@@ -183,8 +184,8 @@ class Dispatcher:
                 chunk, pace = await self._runs.admit(chunk, outcome)
             if not chunk:
                 break
-            flow = self._flow(chunk[0])
-            same_run = [r for r in chunk if self._flow(r) == flow]
+            flow = flows[chunk[0].id]
+            same_run = [r for r in chunk if flows[r.id] == flow]
             if not self._router.serves(self._lane, flow[0], flow[2] or None):  # stopped: waits
                 await self._unroutable(same_run, outcome)
                 chunk = chunk[len(same_run):]
@@ -322,11 +323,12 @@ class Dispatcher:
         outcome.suppressed += len(why)
         return set(why)
 
-    def _flow(self, row: MessageRow) -> tuple[int, int, str]:
-        """What a provider call serves: one tenant (its fair share), one campaign run (its
-        pace) and, when some route serves some countries only, one country."""
-        country = (country_of(row.phone) or "?") if self._router.by_country else ""
-        return row.tenant_id, row.campaign_run_id or 0, country
+    def _flows(self, rows: list[MessageRow]) -> dict[int, tuple[int, int, str]]:
+        """What each row's provider call serves: one tenant (its fair share), one campaign run
+        (its pace) and, when some route serves some countries only, one country."""
+        by_country = self._router.by_country
+        return {r.id: (r.tenant_id, r.campaign_run_id or 0,
+                       (country_of(r.phone) or "?") if by_country else "") for r in rows}
 
     async def _unroutable(self, rows: list[MessageRow], outcome: Outcome) -> None:
         """No provider account serves this lane for the rows' tenant: a configuration error."""

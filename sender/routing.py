@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
@@ -49,20 +50,28 @@ class Route:
 
 def provider_specs(settings: Settings) -> list[ProviderSpec]:
     """The configured provider accounts: the routes file if set, else the JSON list, else
-    one batch account from provider_*."""
-    if settings.providers_file:
-        return load_routes(settings.providers_file)
-    if settings.sender_providers.strip():
+    one batch account from provider_*. Read once per process and configuration (the api looks
+    routes up on every provider callback; a changed file needs a restart, as for the senders)."""
+    return list(_specs(settings.providers_file, settings.sender_providers, settings.provider_name,
+                       settings.provider_url, settings.provider_token))
+
+
+@lru_cache(maxsize=8)
+def _specs(
+    providers_file: str, sender_providers: str, name: str, url: str, token: str
+) -> tuple[ProviderSpec, ...]:
+    if providers_file:
+        return tuple(load_routes(providers_file))
+    if sender_providers.strip():
         try:
-            specs = TypeAdapter(list[ProviderSpec]).validate_json(settings.sender_providers)
+            specs = TypeAdapter(list[ProviderSpec]).validate_json(sender_providers)
         except ValidationError as exc:
             raise ConfigError(f"invalid settings: HEXCAST_SENDER_PROVIDERS: {exc}") from None
         if not specs or len({s.name for s in specs}) != len(specs):
             raise ConfigError("invalid settings: HEXCAST_SENDER_PROVIDERS: must be a non-empty list"
                               " of providers with unique names")
-        return specs
-    return [ProviderSpec(name=settings.provider_name, url=settings.provider_url,
-                         token=settings.provider_token)]
+        return tuple(specs)
+    return (ProviderSpec(name=name, url=url, token=token),)
 
 
 def serves(spec: ProviderSpec, lane: Lane, tenant: int | None, country: str | None = None) -> bool:
