@@ -260,7 +260,9 @@ class Dispatcher:
         by_ref = {r.client_ref: r for r in part}
         accepted = [(by_ref[res.client_ref], res.provider_message_id) for res in report.results
                     if res.accepted and res.provider_message_id]
-        outcome.accepted += await self._store.accept(accepted, segments)
+        part_ids = {by_ref[res.client_ref].id: res.part_ids for res in report.results
+                    if res.accepted and res.part_ids}
+        outcome.accepted += await self._store.accept(accepted, segments, part_ids)
         await self._rejected(route, [(by_ref[res.client_ref], res.error or "rejected")
                                      for res in report.results if not res.accepted], outcome)
         answered = {res.client_ref for res in report.results}

@@ -61,7 +61,8 @@ class Store(Protocol):
     async def claim(self, rows: list[Row], provider: str) -> list[Row]: ...
 
     async def accept(self, pairs: Sequence[tuple[Row, str]],
-                     segments: dict[int, int] | None = None) -> int: ...
+                     segments: dict[int, int] | None = None,
+                     part_ids: dict[int, tuple[str, ...]] | None = None) -> int: ...
 
     async def suppress(self, rows: list[Row]) -> dict[int, str]: ...
 
@@ -118,23 +119,33 @@ class Journal:
         return [r for r in rows if r.id in claimed]  # still as read: copies cost per message
 
     async def accept(self, pairs: Sequence[tuple[Row, str]],
-                     segments: dict[int, int] | None = None) -> int:
+                     segments: dict[int, int] | None = None,
+                     part_ids: dict[int, tuple[str, ...]] | None = None) -> int:
         if not pairs:
             return 0
         moved_ids = await self._run(lambda c: repo.mark_accepted(
             c, accepted=[(r.id, pmid) for r, pmid in pairs], actor=self._actor,
-            segments=[(segments or {}).get(r.id) for r, _ in pairs]))
+            segments=[(segments or {}).get(r.id) for r, _ in pairs], part_ids=part_ids))
         moved = [r for r, _ in pairs if r.id in moved_ids]
         await self._emit(moved, MessageState.ACCEPTED, "provider accepted")
-        await self._settle_early_receipts([pmid for r, pmid in pairs if r.id in moved_ids])
+        await self._settle_early_receipts(
+            [pmid for r, pmid in pairs if r.id in moved_ids],
+            [r.client_ref for r in moved if r.id in (part_ids or {})])
         return len(moved)
 
-    async def _settle_early_receipts(self, provider_ids: list[str]) -> None:
+    async def _settle_early_receipts(self, provider_ids: list[str], multipart: list[str]) -> None:
         """Receipts that came before their acceptance was committed (they name the message by
-        the provider's id only): applied now (``sender.settle``)."""
+        the provider's id, or a part by its own id): placed and applied now
+        (``sender.settle``). ``multipart``: the keys of the messages with part ids."""
         if not provider_ids:
             return
-        changed = await self._run(lambda c: settle.settle(c, refs=provider_ids, actor=self._actor))
+
+        async def apply(conn: Conn) -> list[asyncpg.Record]:
+            placed = await receipts_repo.rekey(conn, message_keys=multipart)
+            return await settle.settle(conn, refs=[*provider_ids, *(k for _, k in placed)],
+                                       actor=self._actor)
+
+        changed = await self._run(apply)
         if changed:
             await self._publish(dlr.receipt_events(changed))
 

@@ -17,7 +17,9 @@ __all__ = [
     "Stored",
     "Target",
     "mark_applied",
+    "places",
     "record_carrier_opt_outs",
+    "rekey",
     "store",
     "targets",
     "waiting",
@@ -27,16 +29,35 @@ Key = tuple[str, str]  # (provider, ref)
 
 _RANK = "CASE {0} WHEN 'accepted' THEN 0 WHEN 'sent' THEN 1 ELSE 2 END"
 
-_STORE = f"""
-INSERT INTO provider_receipts AS r (provider, ref, by_ref, part, parts, status, code, error_class)
-SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::int[], $5::int[], $6::text[], $7::text[],
-                         $8::text[])
+_FORWARD = f"""
 ON CONFLICT (provider, ref, part) DO UPDATE SET
     status = EXCLUDED.status, code = EXCLUDED.code, error_class = EXCLUDED.error_class,
     parts = GREATEST(r.parts, EXCLUDED.parts), received_at = now()
 WHERE {_RANK.format("r.status")} < 2
     AND {_RANK.format("EXCLUDED.status")} > {_RANK.format("r.status")}
 """
+
+_STORE = f"""
+INSERT INTO provider_receipts AS r (provider, ref, by_ref, part, parts, status, code, error_class)
+SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::int[], $5::int[], $6::text[], $7::text[],
+                         $8::text[])
+{_FORWARD}"""
+
+# Receipts that named a part by its id before the acceptance kept the part ids: moved to their
+# message and place (one statement; the insert follows the same forward-only rule).
+_REKEY = f"""
+WITH moved AS (
+    DELETE FROM provider_receipts x USING provider_parts p
+    WHERE x.provider = p.provider AND x.ref = p.part_id AND NOT x.by_ref AND x.applied_at IS NULL
+        AND (p.message_key = ANY($1::text[])
+             OR (x.provider, x.ref) IN (SELECT * FROM unnest($2::text[], $3::text[])))
+    RETURNING p.provider, p.message_key, p.part, p.parts, x.status, x.code, x.error_class
+)
+INSERT INTO provider_receipts AS r (provider, ref, by_ref, part, parts, status, code, error_class)
+SELECT DISTINCT ON (provider, message_key, part)
+    provider, message_key, true, part, parts, status, code, error_class
+FROM moved ORDER BY provider, message_key, part, {_RANK.format("status")} DESC
+{_FORWARD}RETURNING r.provider, r.ref"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,30 @@ async def store(conn: Conn, *, provider: str, receipts: Sequence[Stored]) -> Non
         [r.receipt.status.value for r in rows], [r.receipt.code for r in rows],
         [r.receipt.error_class.value if r.receipt.error_class else None for r in rows],
     )
+
+
+async def places(
+    conn: Conn, *, provider: str, part_ids: Sequence[str]
+) -> dict[str, tuple[str, int, int]]:
+    """Where the parts named by these ids belong: part id → (message key, part, parts)."""
+    if not part_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT part_id, message_key, part, parts FROM provider_parts"
+        " WHERE provider = $1 AND part_id = ANY($2::text[])", provider, list(part_ids))
+    return {r["part_id"]: (r["message_key"], r["part"], r["parts"]) for r in rows}
+
+
+async def rekey(
+    conn: Conn, *, message_keys: Sequence[str] = (), keys: Sequence[Key] = ()
+) -> list[Key]:
+    """Move receipts kept under a part's id (they came before the part ids were kept) to their
+    message and place: those of ``message_keys`` and those kept as ``keys`` (provider, part
+    id). Returns the (provider, message key) keys they now have."""
+    if not message_keys and not keys:
+        return []
+    rows = await conn.fetch(_REKEY, list(message_keys), [k[0] for k in keys], [k[1] for k in keys])
+    return list(dict.fromkeys((r["provider"], r["ref"]) for r in rows))
 
 
 async def waiting(

@@ -12,7 +12,7 @@ see BENCHMARKS.md). As text, the primary or unique key is the only way in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -88,6 +88,14 @@ WITH old AS (
 ), {_statement_event(rows="upd", from_state="'sending'", to_state="'accepted'", actor="$3",
                      reason="'provider accepted'")}
 SELECT id AS message_id FROM upd
+"""
+
+_PARTS = """
+INSERT INTO provider_parts (provider, part_id, message_key, part, parts)
+SELECT m.provider, x.part_id, m.message_key, x.part, x.parts
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[]) AS x(id, part_id, part, parts)
+JOIN messages m ON m.id = x.id
+ON CONFLICT DO NOTHING
 """
 
 _RECEIPTS = """
@@ -368,15 +376,24 @@ async def transition(
 async def mark_accepted(
     conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str,
     segments: Sequence[int | None] | None = None,
+    part_ids: Mapping[int, Sequence[str]] | None = None,
 ) -> set[int]:
-    """``sending`` → ``accepted`` with the provider's message ids (and segment counts)."""
+    """``sending`` → ``accepted`` with the provider's message ids (and segment counts), and the
+    ids the provider gave each part of a multi-part message (``part_ids`` by message id), in
+    one transaction: a part's receipt finds its place from then on."""
     if not accepted:
         return set()
     segs = list(segments) if segments is not None else [None] * len(accepted)
-    rows = await conn.fetch(
-        _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor, segs
-    )
-    return {r["message_id"] for r in rows}
+    async with conn.transaction():
+        rows = await conn.fetch(
+            _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor, segs
+        )
+        moved = {r["message_id"] for r in rows}
+        places = [(mid, pid, n, len(ids)) for mid, ids in (part_ids or {}).items()
+                  if mid in moved and len(ids) > 1 for n, pid in enumerate(ids, 1)]
+        if places:
+            await conn.execute(_PARTS, *(list(col) for col in zip(*places, strict=True)))
+    return moved
 
 
 async def apply_receipts(

@@ -31,16 +31,28 @@ Decided = dict[tuple[str, str, bool], tuple[DeliveryStatus, PartReceipt | None]]
 
 async def keep(conn: Conn, *, provider: str, table: StatusTable, receipts: Sequence[Receipt]
                ) -> list[tuple[str, str]]:
-    """Store a callback's receipts; returns the (provider, ref) keys they name."""
-    stored = [Stored(ref=r.client_ref or r.provider_message_id, by_ref=r.client_ref is not None,
-                     receipt=PartReceipt(
-                         part=r.part, parts=r.parts, status=r.status, code=r.code,
-                         error_class=None if r.status is DeliveryStatus.DELIVERED
-                         else table.error(r.code)))
-              for r in receipts]
+    """Store a callback's receipts; returns the (provider, ref) keys they name.
+
+    A receipt naming a part by its own id is placed by the part ids kept at acceptance; one
+    that came before them waits under that id (``receipts_repo.rekey`` moves it)."""
+    found = await receipts_repo.places(
+        conn, provider=provider, part_ids=[r.provider_message_id for r in receipts if r.by_part_id])
+    stored = [_stored(r, table, found.get(r.provider_message_id)) for r in receipts]
     if stored:
         await receipts_repo.store(conn, provider=provider, receipts=stored)
     return list(dict.fromkeys((provider, s.ref) for s in stored))
+
+
+def _stored(r: Receipt, table: StatusTable, place: tuple[str, int, int] | None) -> Stored:
+    error = None if r.status is DeliveryStatus.DELIVERED else table.error(r.code)
+    if place is not None:
+        key, part, parts = place
+        return Stored(ref=key, by_ref=True, receipt=PartReceipt(
+            part=part, parts=parts, status=r.status, code=r.code, error_class=error))
+    by_ref = r.client_ref is not None and not r.by_part_id
+    return Stored(ref=r.client_ref if by_ref and r.client_ref else r.provider_message_id,
+                  by_ref=by_ref, receipt=PartReceipt(
+                      part=r.part, parts=r.parts, status=r.status, code=r.code, error_class=error))
 
 
 async def settle(
@@ -48,6 +60,7 @@ async def settle(
 ) -> list[asyncpg.Record]:
     """Apply the waiting receipts of the messages named by ``keys`` (provider, ref) or
     ``refs`` (any provider) that are decided and known; returns the messages that changed."""
+    keys = [*keys, *await receipts_repo.rekey(conn, keys=keys)]
     found = await receipts_repo.waiting(conn, keys=keys, refs=refs)
     decided: Decided = {}
     for key, parts in found.items():

@@ -48,10 +48,15 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class ProviderResult:
+    """A provider's answer for one message. ``part_ids``: the ids it gave each part of a
+    multi-part message, in order, when it reports each part by its own id (Vonage, SMPP); the
+    first is ``provider_message_id``. Empty otherwise."""
+
     client_ref: str
     accepted: bool
     provider_message_id: str | None
     error: str | None = None
+    part_ids: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -157,7 +162,9 @@ class Receipt:
     ``provider_message_id`` is what the adapter answered as the message's id at acceptance
     (a part's receipt names the message it belongs to), ``code`` the provider's own status or
     error code as sent (for the history and the error model), ``part``/``parts`` which part of a
-    multi-part message this is (1/1 for a single part)."""
+    multi-part message this is (1/1 for a single part). ``by_part_id``: the receipt names one
+    part by the id the provider gave that part at acceptance
+    (:attr:`ProviderResult.part_ids`), which places it in its message."""
 
     provider_message_id: str
     status: DeliveryStatus
@@ -165,6 +172,7 @@ class Receipt:
     client_ref: str | None = None
     part: int = 1
     parts: int = 1
+    by_part_id: bool = False
 
 
 class Callbacks(Protocol):

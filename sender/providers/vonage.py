@@ -9,7 +9,8 @@ failure. The answer is HTTP 200 with one entry per part of the (possibly concate
 message, each with a ``status``:
 
 - ``"0"`` for every part: accepted. ``provider_message_id`` is the FIRST part's
-  ``message-id`` (the only one of a single-part message).
+  ``message-id`` (the only one of a single-part message); a multi-part message also answers
+  every part's id in order (``part_ids``), which the sender keeps to place each part's DLR.
 - ``"1"`` (throttled) or ``"10"`` (too many binds): :class:`ProviderRateLimited`, waiting the
   ``please wait [ N ]`` milliseconds of its text (at least 1 s, as Vonage's PHP SDK does).
 - ``"5"`` (internal error) or ``"9"`` (no credit left): :class:`ProviderUnavailable`, not
@@ -22,9 +23,9 @@ message, each with a ``status``:
 
 Receipts: one DLR per part, each naming its own part's ``messageId`` and our ``client-ref``.
 The DLR does not say which part it is, nor how many parts there are (only inbound messages
-carry ``concat-*``), so a receipt is part 1 of 1 and names its message by ``client-ref``: the
-first final receipt of any part decides a multi-part message. Vonage's API has no lookup by
-our reference, so ``supports_lookup`` is False.
+carry ``concat-*``), so a receipt names its part by that id (``by_part_id``): the part ids kept
+at acceptance place it, and a multi-part message is delivered once every part is. Vonage's API
+has no lookup by our reference, so ``supports_lookup`` is False.
 
 Signed DLRs (Vonage's "signed webhooks", opted in with support): every parameter but ``sig``,
 sorted by name, joined as ``&name=value`` with ``&`` and ``=`` in values replaced by ``_``,
@@ -120,7 +121,9 @@ def _result(name: str, client_ref: str, parts: list[_Part]) -> ProviderResult:
     """What the answer means for the message; raises for an answer that stops the call."""
     sent = [p for p in parts if p.status == "0"]
     if len(sent) == len(parts):
-        return ProviderResult(client_ref, True, sent[0].message_id)
+        ids = tuple(p.message_id for p in parts if p.message_id)
+        return ProviderResult(client_ref, True, sent[0].message_id,
+                              part_ids=ids if len(parts) > 1 and len(ids) == len(parts) else ())
     n, bad = next((n, p) for n, p in enumerate(parts, 1) if p.status != "0")
     error = f"submit-{bad.status}: {bad.text}"
     if sent:
@@ -235,7 +238,8 @@ class VonageCallbacks:
             raise ValueError("a DLR names its messageId and status")
         return [Receipt(provider_message_id=message_id, status=TABLE.status(word),
                         code=provider_text(params.get("err-code")),
-                        client_ref=provider_text(params.get("client-ref") or None))]
+                        client_ref=provider_text(params.get("client-ref") or None),
+                        by_part_id=True)]
 
 
 def build(spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> Provider:

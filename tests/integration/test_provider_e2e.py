@@ -135,3 +135,30 @@ def test_duplicated_and_reordered_callbacks_change_nothing(
         assert world.states() == {"delivered": 60}
         sent = Counter(item["to"] for item in ledger(sim))
         assert (len(sent), set(sent.values())) == (60, {1})
+
+
+def test_vonage_parts_each_report_and_the_message_is_delivered_once_all_are(
+    broker_url: str, tmp_path: Path,
+) -> None:
+    """Vonage answers an id per part and sends one DLR per part naming only that id: each
+    part's receipt is placed by the ids kept at acceptance, and the message is delivered once
+    both parts are."""
+    with sender_world(broker_url, tmp_path) as world:
+        [sim] = _stack(world, "vonage")
+        world.sender("sender-bulk")
+        world.publish_to({n: f"+1312555{n:04d}" for n in range(3)}, run_id=11,
+                         body="Holiday sale " * 15 + "{n}")  # 196+ characters: two parts
+        assert eventually(lambda: world.states().get("delivered") == 3 or None, timeout=90)
+        assert len(ledger(sim)) == 3
+
+        async def parts() -> list[tuple[int, int, str]]:
+            conn = await asyncpg.connect(world.settings.database_url)
+            try:
+                rows = await conn.fetch(
+                    "SELECT part, parts, status FROM provider_receipts"
+                    " WHERE provider = 'vonage-route' AND applied_at IS NOT NULL ORDER BY ref, part")
+                return [(r["part"], r["parts"], r["status"]) for r in rows]
+            finally:
+                await conn.close()
+
+        assert asyncio.run(parts()) == [(1, 2, "delivered"), (2, 2, "delivered")] * 3

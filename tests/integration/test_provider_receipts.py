@@ -30,6 +30,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         async with pool.acquire() as conn:
             await conn.execute("DELETE FROM tenants WHERE name LIKE 'rcpt-%'")
             await conn.execute("DELETE FROM provider_receipts WHERE provider LIKE 'rcpt-%'")
+            await conn.execute("DELETE FROM provider_parts WHERE provider LIKE 'rcpt-%'")
         await pool.close()
 
 
@@ -88,6 +89,56 @@ async def test_parts_roll_up_and_late_or_repeated_callbacks_change_nothing(pool:
     assert await _state(pool, key) == "delivered"
     assert await _callback(pool, part(3, F), part(2, S)) == 0  # final stays final
     assert await _state(pool, key) == "delivered"
+
+
+def _part(part_id: str, status: DeliveryStatus = D, code: str | None = None) -> Receipt:
+    """A receipt naming one part by the id the provider gave it (as Vonage's DLRs do)."""
+    return Receipt(part_id, status, code=code, by_part_id=True)
+
+
+async def test_parts_named_by_their_own_ids_are_placed_and_roll_up(pool: asyncpg.Pool) -> None:
+    """The provider answered an id per part; each part's receipt names only its own id. The
+    message is delivered once every part is, whichever came first, even before the acceptance."""
+    _, rows = await _sending(pool, 2)
+    key = rows[0].message_key
+    assert await _callback(pool, _part("vp-2")) == 0  # before the acceptance: it waits
+    journal = Journal(pool=pool, actor="sender-test", publish=_ignore)
+    parts = {rows[0].id: ("vp-1", "vp-2", "vp-3")}
+    assert await journal.accept([(rows[0], "vp-1"), (rows[1], "vp-9")], None, parts) == 2
+    assert await _state(pool, key) == "accepted"  # parts 1 and 3 still open
+    assert await _callback(pool, _part("vp-1"), _part("vp-1", S)) == 0
+    assert await _state(pool, key) == "accepted"
+    assert await _callback(pool, _part("vp-9")) == 1  # a single part: its id is the message's
+    assert await _callback(pool, _part("vp-3")) == 1
+    assert await _state(pool, key) == "delivered"
+    assert await _callback(pool, _part("vp-3", F, "6")) == 0  # final stays final
+    async with pool.acquire() as conn:
+        kept = await conn.fetch("SELECT ref, part, parts, applied_at IS NOT NULL AS applied"
+                                " FROM provider_receipts WHERE provider = 'rcpt-a' ORDER BY ref, part")
+    assert [tuple(r) for r in kept] == [(key, 1, 3, True), (key, 2, 3, True), (key, 3, 3, True),
+                                        ("vp-9", 1, 1, True)]
+
+
+async def test_a_part_kept_while_its_acceptance_commits_is_placed_by_its_callback(
+    pool: asyncpg.Pool,
+) -> None:
+    """The callback kept the receipt under the part's id before the part ids were committed,
+    and settles it after: settling places it then."""
+    _, rows = await _sending(pool, 1)
+    key = rows[0].message_key
+    async with pool.acquire() as conn:
+        kept = await settle.keep(conn, provider="rcpt-a", table=TABLE,
+                                 receipts=[_part("wp-2", F, "6")])
+        await repo.mark_accepted(conn, accepted=[(rows[0].id, "wp-1")], actor="test",
+                                 part_ids={rows[0].id: ("wp-1", "wp-2")})
+        assert len(await settle.settle(conn, keys=kept, actor="test-callback")) == 1
+        row = await conn.fetchrow("SELECT state::text, reason FROM messages WHERE message_key = $1",
+                                  key)
+    assert (row["state"], row["reason"]) == ("failed", "rcpt-a: 6 undelivered (part 2 of 2)")
+
+
+async def _ignore(batch: list[DeliveryEvent]) -> None:
+    return None
 
 
 async def test_a_failed_part_fails_the_message_with_its_code(pool: asyncpg.Pool) -> None:

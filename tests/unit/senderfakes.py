@@ -149,7 +149,8 @@ class MemoryStore:
         return claimed
 
     async def accept(self, pairs: Sequence[tuple[MessageRow, str]],
-                     segments: dict[int, int] | None = None) -> int:
+                     segments: dict[int, int] | None = None,
+                     part_ids: dict[int, tuple[str, ...]] | None = None) -> int:
         moved = [(r, pmid) for r, pmid in pairs if self._rows[r.id].row.state is S]
         for r, pmid in moved:
             self._set(r.id, MessageState.ACCEPTED, None)
