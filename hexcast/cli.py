@@ -130,8 +130,13 @@ def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serve
 
 
 @app.command("provider-sim")
-def provider_sim() -> None:
-    """Run the SMS provider simulator (a real HTTP server)."""
+def provider_sim(
+    smpp_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Also be an SMPP 3.4 SMSC on this port (0 = any free port)")] = None,
+    smpp_system_id: Annotated[str, typer.Option(help="The system_id SMPP binds must use")] = "hexcast",
+    smpp_password: Annotated[str, typer.Option(help="The password SMPP binds must use")] = "secret",
+) -> None:
+    """Run the SMS provider simulator (a real HTTP server; with --smpp-port an SMSC too)."""
     from providersim.server import SimConfig, run_sim
 
     s = _settings()
@@ -143,7 +148,8 @@ def provider_sim() -> None:
                        dlr_token=s.dlr_webhook_token, token=s.provider_token, mode=s.sim_mode,
                        lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s,
                        dialect=s.sim_dialect, account=s.sim_account,
-                       signing_key=s.sim_signing_key)
+                       signing_key=s.sim_signing_key, smpp_port=smpp_port, smpp_host=s.sim_host,
+                       smpp_system_id=smpp_system_id, smpp_password=smpp_password)
     run_sim(config, s.sim_host, s.sim_port)
 
 

@@ -37,6 +37,18 @@ class SimConfig(BaseModel):
     deliver_fail_rate: Probability = 0.0
     retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
     seed: int = 0
+    # SMSC mode (providersim.smsc): SMPP 3.4 on smpp_port beside the HTTP API. system_id and
+    # password are their own settings: SMPP allows 15 and 8 characters, `account` and `token`
+    # are longer.
+    smpp_port: Annotated[int, Field(ge=0, le=65535)] | None = None  # 0 = any free port
+    smpp_host: str = "127.0.0.1"
+    smpp_system_id: Annotated[str, Field(min_length=1, max_length=15)] = "hexcast"
+    smpp_password: Annotated[str, Field(max_length=8)] = "secret"
+    smpp_id_format: Literal["hex", "decimal"] = "hex"  # the id: a receipt's text carries
+    smpp_throttle_per_s: Rate | None = None  # submit_sm/s past which ESME_RTHROTTLED answers
+    smpp_resp_delay_s: Annotated[float, Field(ge=0)] = 0.0  # every response this late
+    smpp_drop_after: Annotated[int, Field(ge=1)] | None = None  # close after N submit_sm, once
+    smpp_refuse_bind: bool = False  # every bind answered ESME_RBINDFAIL
 
 
 class ControlIn(BaseModel):
@@ -51,3 +63,8 @@ class ControlIn(BaseModel):
     deliver_fail_rate: Probability | None = None
     lookup: bool | None = None
     dlr_url: str | None = None
+    smpp_throttle_per_s: Rate | None = None
+    smpp_resp_delay_s: Annotated[float, Field(ge=0)] | None = None
+    smpp_drop_after: Annotated[int, Field(ge=1)] | None = None
+    smpp_refuse_bind: bool | None = None
+    smpp_id_format: Literal["hex", "decimal"] | None = None

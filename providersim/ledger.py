@@ -66,8 +66,11 @@ class Record:
             "duplicate": duplicate,
         }
 
-    def ledger_item(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _LEDGER_FIELDS}
+    def ledger_item(self, extra: bool = False) -> dict[str, Any]:
+        """The record as ``GET /ledger`` lists it; with ``extra``, what its dialect kept too (the
+        sender, a validity period), which ``GET /ledger?extra=true`` asks for."""
+        item = {name: getattr(self, name) for name in _LEDGER_FIELDS}
+        return {**item, "extra": self.extra} if extra else item
 
     def receipt(self, at: str) -> dict[str, Any]:
         found = {
@@ -164,10 +167,11 @@ class Sim:
 
     def accept(
         self, messages: list[MessageIn], *, extras: list[dict[str, Any]] | None = None,
-        new_id: Callable[[], str] | None = None,
+        new_id: Callable[[], str] | None = None, post_receipts: bool = True,
     ) -> list[dict[str, Any]]:
         """Ledger every valid, new message; results in request order. A dialect may keep
-        ``extras`` with each message (for its receipts) and name its ids (``new_id``)."""
+        ``extras`` with each message (for its receipts) and name its ids (``new_id``); the SMSC
+        sends its own receipts (``post_receipts=False``)."""
         now_iso = iso_now()
         results: list[dict[str, Any]] = []
         new: list[Record] = []
@@ -187,7 +191,7 @@ class Sim:
             self.destinations.add(rec.to)
             new.append(rec)
             results.append(rec.result(False))
-        if new and (self.config.dlr_url is not None or extras):
+        if new and post_receipts and (self.config.dlr_url is not None or extras):
             self.outbox.schedule(time.monotonic() + self.config.dlr_delay_s, new)
         return results
 

@@ -22,6 +22,7 @@ from providersim.config import ControlIn, SimConfig
 from providersim.dialects import dialect_module
 from providersim.ledger import Sim
 from providersim.outbox import DLR_SENDERS, receipt_sender
+from providersim.smsc import Smsc, smpp_router
 
 __all__ = ["SimConfig", "create_sim_app", "run_sim"]
 
@@ -37,8 +38,9 @@ def _open_router(sim: Sim) -> APIRouter:
     async def ledger(
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        extra: bool = False,
     ) -> JSONResponse:
-        items = [r.ledger_item() for r in sim.records[after : after + limit]]
+        items = [r.ledger_item(extra) for r in sim.records[after : after + limit]]
         body = {"items": items, "total": len(sim.records), "duplicates_rejected": sim.duplicates}
         return JSONResponse(body)
 
@@ -66,8 +68,10 @@ def _open_router(sim: Sim) -> APIRouter:
 
 
 def create_sim_app(config: SimConfig) -> FastAPI:
-    """The simulator as an ASGI app; receipts are posted by tasks run in its lifespan."""
+    """The simulator as an ASGI app; receipts are posted by tasks run in its lifespan. With
+    ``smpp_port`` set it is an SMSC too (``providersim.smsc``), serving from the lifespan."""
     sim = Sim(config)
+    smsc = Smsc(sim) if config.smpp_port is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -75,9 +79,13 @@ def create_sim_app(config: SimConfig) -> FastAPI:
         async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
             sim.outbox.wake = asyncio.Event()  # bound to the running loop
             tasks = [asyncio.create_task(receipt_sender(sim, client)) for _ in range(DLR_SENDERS)]
+            if smsc is not None:
+                await smsc.start()
             try:
                 yield
             finally:
+                if smsc is not None:
+                    await smsc.stop()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -85,6 +93,8 @@ def create_sim_app(config: SimConfig) -> FastAPI:
     app = FastAPI(title="hexcast provider simulator", lifespan=lifespan)
     app.include_router(dialect_module(config.dialect).router(sim))
     app.include_router(_open_router(sim))
+    if smsc is not None:
+        app.include_router(smpp_router(smsc))
     return app
 
 

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hexcast.core.errors import InvalidInput
+from hexcast.core.smpp.gsm import GSM_BASIC, GSM_EXTENDED
 
 __all__ = [
     "SegmentInfo", "placeholders", "render", "segment_count", "segment_info", "validate_template",
 ]
 
-_GSM_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENDED = frozenset("^{}\\[~]|€\x0c")  # each costs two septets (escape + char)
+_GSM_BASIC = GSM_BASIC  # GSM 03.38's tables live with the SMPP codec that encodes them
+_GSM_EXTENDED = GSM_EXTENDED  # each costs two septets (escape + char)
 _FORMATTER = string.Formatter()
 _ASCII_NON_GSM = frozenset(chr(i) for i in range(128)) - _GSM_BASIC - _GSM_EXTENDED
 _ASCII_EXTENDED = "^{}\\[~]|\x0c"

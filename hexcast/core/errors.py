@@ -11,6 +11,7 @@ __all__ = [
     "ProviderError",
     "ProviderRateLimited",
     "ProviderUnavailable",
+    "SmppError",
     "Unauthorized",
 ]
 
@@ -73,3 +74,12 @@ class ProviderUnavailable(ProviderError):
     def __init__(self, message: str, *, ambiguous: bool = False) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+
+
+class SmppError(HexcastError):
+    """An SMPP PDU or stream is malformed; ``status`` is the SMPP command_status to answer
+    with (``hexcast.core.smpp.pdu.Status``; an int here so the errors import nothing)."""
+
+    def __init__(self, message: str, *, status: int = 0x08) -> None:
+        super().__init__(message)
+        self.status = status
