@@ -247,7 +247,8 @@ class Dispatcher:
         segments: dict[int, int],
     ) -> tuple[list[MessageRow], bool]:
         """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
-        outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body) for r in part]
+        outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body,
+                             expires_at=r.expires_at) for r in part]
         async with route.calling:
             if await until_up(route.bucket.paused):  # a 429 arrived since the grant
                 route.breaker.success()  # it answered (busy), and a half-open trial must end

@@ -28,6 +28,7 @@ __all__ = [
     "MessageState",
     "DEFAULT_URLS",
     "ProviderKind",
+    "SmppOptions",
     "ProviderSpec",
     "Receipt",
     "ReceiptBatch",
@@ -61,7 +62,7 @@ class MessageState(StrEnum):
     UNKNOWN = "unknown"
 
 
-ProviderKind = Literal["generic", "twilio", "vonage", "plivo", "sinch", "telnyx", "dryrun"]
+ProviderKind = Literal["generic", "twilio", "vonage", "plivo", "sinch", "telnyx", "smpp", "dryrun"]
 """The provider APIs hexcast speaks; each has its adapter in ``sender/providers/<kind>.py``."""
 
 DEFAULT_URLS: dict[str, str] = {
@@ -75,8 +76,36 @@ DEFAULT_URLS: dict[str, str] = {
 
 
 _NEEDS_ACCOUNT = {"twilio": "Account SID", "vonage": "API key", "plivo": "Auth ID",
-                  "sinch": "service plan id"}
+                  "sinch": "service plan id", "smpp": "system_id"}
+
+
+class SmppOptions(BaseModel):
+    """How an ``smpp`` route talks to its SMSC (``url = "smpp://host:port"``, ``account`` its
+    system_id, ``token`` its password). ``binds``: sessions per sender process, each
+    ``transceiver`` or a ``transmitter`` + ``receiver`` pair; ``window``: unanswered
+    ``submit_sm`` per bind; ``mps_per_bind``: submit_sm per second per bind (the route's
+    ``rate_per_s`` is shared by every process through Redis); ``long_messages``: concatenation
+    by ``udh`` (8-bit reference), ``sar`` TLVs or one ``payload`` TLV; ``receipt_ids``: how a
+    receipt's id relates to the submit_sm_resp id (``hex_to_decimal``: answered in hex, receipts
+    in decimal, and the reverse)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    binds: Annotated[int, Field(ge=1, le=16)] = 1
+    bind_mode: Literal["transceiver", "pair"] = "transceiver"
+    system_type: Annotated[str, Field(max_length=12)] = ""
+    window: Annotated[int, Field(ge=1, le=1000)] = 10
+    mps_per_bind: Annotated[float | None, Field(gt=0)] = None
+    long_messages: Literal["udh", "sar", "payload"] = "udh"
+    receipt_ids: Literal["same", "hex_to_decimal", "decimal_to_hex"] = "same"
+    enquire_link_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    response_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
 _NEEDS_SENDER = frozenset({"twilio", "vonage", "plivo", "sinch", "telnyx"})
+
+SenderNumber = Annotated[str, Field(pattern=r"^(\+[1-9]\d{1,14}|[A-Za-z0-9]{1,11})$")]
+"""A number messages come from: E.164 (``+`` and up to 15 digits) or an alphanumeric id (a
+short code or a brand name) of up to 11 characters."""
 
 
 class ProviderSpec(BaseModel):
@@ -89,16 +118,21 @@ class ProviderSpec(BaseModel):
     ``webhook_key`` what checks its callbacks where that is not the token (Telnyx's Ed25519
     public key, base64; Vonage's signature secret), ``callback_url`` the public URL it posts
     receipts to (behind a TLS-terminating proxy, the URL the provider signs).
+    ``sender_pool`` (instead of ``sender_id``) is a number pool: each recipient always gets the
+    same one of its numbers (``sender.providers.senders.pick_sender``). ``validity_s`` is how
+    long the provider may keep trying a message (a message's own ``expires_at`` may shorten
+    it; None: the provider's default).
     ``mode`` and ``lookup`` apply to the generic JSON API."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: ProviderKind = "generic"
-    url: Annotated[str, Field(pattern=r"^https?://")] = ""
+    url: Annotated[str, Field(pattern=r"^(https?|smpp)://")] = ""
     token: str = Field(repr=False)
     account: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     sender_id: Annotated[str | None, Field(min_length=1, max_length=32)] = None
+    sender_pool: Annotated[list[SenderNumber] | None, Field(min_length=1, max_length=1000)] = None
     messaging_service: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     webhook_key: Annotated[str | None, Field(min_length=1, repr=False)] = None
     callback_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
@@ -112,15 +146,39 @@ class ProviderSpec(BaseModel):
     requests_per_s: Annotated[float | None, Field(gt=0)] = None  # API calls/s; None = no limit
     tenants: list[int] | None = None  # tenants routed to this account; None = every tenant
     countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None  # ISO 3166
+    validity_s: Annotated[int | None, Field(ge=60, le=259_200)] = None  # 1 min to 3 days
+    smpp: SmppOptions | None = None  # kind smpp only; None = its defaults
+
+    @model_validator(mode="after")
+    def _one_sender(self) -> ProviderSpec:
+        """A route sends from one ``sender_id`` or from its ``sender_pool``, each number once."""
+        if self.sender_pool is None:
+            return self
+        if self.sender_id is not None:
+            raise ValueError(f"route {self.name}: give sender_id or sender_pool, not both")
+        seen: set[str] = set()
+        for number in self.sender_pool:
+            if number in seen:
+                raise ValueError(f"route {self.name}: sender_pool lists {number} twice")
+            seen.add(number)
+        return self
 
     @model_validator(mode="after")
     def _per_kind(self) -> ProviderSpec:
         """What each kind needs, checked where the route is read (not when its adapter starts)."""
         if self.kind in _NEEDS_ACCOUNT and not self.account:
             raise ValueError(f"a {self.kind} route needs its {_NEEDS_ACCOUNT[self.kind]} (account)")
-        if self.kind in _NEEDS_SENDER and not (self.sender_id or self.messaging_service):
-            raise ValueError(f"a {self.kind} route needs sender_id or messaging_service")
+        if self.kind in _NEEDS_SENDER and not (self.sender_id or self.sender_pool
+                                               or self.messaging_service):
+            raise ValueError(f"a {self.kind} route needs sender_id or messaging_service"
+                             " (or a sender_pool)")
+        if (self.kind == "smpp") != self.url.startswith("smpp://") and self.url:
+            raise ValueError("url: an smpp route (and only an smpp route) has an smpp://host:port url")
+        if self.smpp is not None and self.kind != "smpp":
+            raise ValueError("smpp: options for an smpp route only")
         if not self.url:
+            if self.kind == "smpp":
+                raise ValueError("url: an smpp route needs its SMSC as smpp://host:port")
             if self.kind == "dryrun":
                 object.__setattr__(self, "url", "http://dryrun.invalid")
                 return self

@@ -1,13 +1,14 @@
 """Provider routes from a TOML file (``HEXCAST_PROVIDERS_FILE``).
 
 Each ``[[route]]`` is one provider account: the fields of :class:`~sender.models.ProviderSpec`
-(``name``, ``kind``, ``account``, ``sender_id``, ``messaging_service``, ``callback_url``,
-``url``, ``weight``, ``priority``, ``concurrency``, ``lanes``, ``tenants``, ``countries``,
-``requests_per_s``) and ``mps`` (segments per second, ProviderSpec's ``rate_per_s``). Secrets
-are never in the file: ``token`` (and ``webhook_key`` where it is a secret) name where to read
-them, ``{ env = "VAR" }`` or
-``{ file = "/run/secrets/x" }``; they are held as ``SecretStr`` until the adapter is built
-and never logged. An error names the route and the field::
+(``name``, ``kind``, ``account``, ``sender_id`` or ``sender_pool`` (a list of numbers: each
+recipient always gets the same one), ``messaging_service``, ``validity_s`` (seconds the provider
+may keep trying a message, 60-259200), ``callback_url``, ``url``, ``weight``, ``priority``,
+``concurrency``, ``lanes``, ``tenants``, ``countries``, ``requests_per_s``) and ``mps``
+(segments per second, ProviderSpec's ``rate_per_s``). Secrets are never in the file:
+``token`` (and ``webhook_key`` where it is a secret) name where to read them,
+``{ env = "VAR" }`` or ``{ file = "/run/secrets/x" }``; they are held as ``SecretStr`` until
+the adapter is built and never logged. An error names the route and the field::
 
     [[route]]
     name = "twilio-us"
@@ -29,7 +30,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from hexcast.core.errors import ConfigError
-from sender.models import Lane, ProviderKind, ProviderSpec
+from sender.models import Lane, ProviderKind, ProviderSpec, SmppOptions
 
 __all__ = ["RouteEntry", "SecretRef", "load_routes"]
 
@@ -75,6 +76,8 @@ class RouteEntry(BaseModel):
     webhook_key: SecretRef | str | None = None
     account: str | None = None
     sender_id: str | None = None
+    sender_pool: list[str] | None = None
+    validity_s: int | None = None
     messaging_service: str | None = None
     callback_url: str | None = None
     url: str | None = None
@@ -86,6 +89,7 @@ class RouteEntry(BaseModel):
     countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
     mps: Annotated[float | None, Field(gt=0)] = None
     requests_per_s: Annotated[float | None, Field(gt=0)] = None
+    smpp: SmppOptions | None = None  # an SMSC's binds, window, pace (kind "smpp")
 
     def spec(self) -> ProviderSpec:
         """The route as the sender uses it, secrets read (a ValueError names what failed)."""

@@ -10,6 +10,8 @@ Twilio keeps no client reference, so each request is a new message (its SID is i
 reference): a resent message shows up twice in the ledger, as it would be sent twice.
 The magic numbers of Twilio's test credentials answer as Twilio documents them
 (``To`` +15005550001 invalid, …0004 opted out; ``From`` …0001 invalid, …0008 queue full).
+A ``ValidityPeriod`` must be a whole number of seconds from 1 to 36,000 (else Twilio's 400 with
+code 21624); the ledger item keeps it (with ``From``) in its ``extra``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ __all__ = ["API_VERSION", "FROM_MAGIC", "TO_MAGIC", "callbacks", "router"]
 
 API_VERSION = "2010-04-01"
 MAX_BODY = 1600
+VALIDITY_S = range(1, 36_001)
+"""The ``ValidityPeriod`` values Twilio takes (its default is the longest, 10 hours)."""
 
 TO_MAGIC: dict[str, tuple[int, str]] = {
     "+15005550001": (21211, "The 'To' number +15005550001 is not a valid phone number."),
@@ -110,6 +114,10 @@ def _invalid(form: dict[str, str]) -> JSONResponse | None:
         return _error(400, 21602, "Message body is required.")
     if len(body) > MAX_BODY:
         return _error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+    validity = form.get("ValidityPeriod")
+    if validity is not None and not (validity.isdigit() and int(validity) in VALIDITY_S):
+        return _error(400, 21624, "Validity period can only be set to integers between 1 and "
+                                  "36,000 seconds (10 hours max).")
     for found in (FROM_MAGIC.get(sender), TO_MAGIC.get(to)):
         if found is not None:
             return _error(400, *found)
@@ -156,7 +164,8 @@ def router(sim: Sim) -> APIRouter:
                 return await respond(sim, _error(429, 20429, "Too Many Requests"))
             return await respond(sim, _error(503, 20503, "Service Unavailable"))
         sid = "SM" + uuid.uuid4().hex
-        extra = {k: form[k] for k in ("StatusCallback", "From", "MessagingServiceSid") if form.get(k)}
+        extra = {k: form[k] for k in ("StatusCallback", "From", "MessagingServiceSid",
+                                      "ValidityPeriod") if form.get(k)}
         msg = MessageIn(client_ref=sid, to=form["To"], body=form["Body"])
         if sim.accept([msg], extras=[extra], new_id=lambda: sid)[0]["status"] == "rejected":
             return await respond(sim, _error(400, 21211, f"The 'To' number {form['To']} is not "

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -26,11 +27,14 @@ from sender.providers.status import DeliveryStatus
 __all__ = [
     "UNREADABLE",
     "Callbacks",
+    "Connected",
+    "Deliveries",
     "HttpTransport",
     "Outgoing",
     "Provider",
     "ProviderResult",
     "Receipt",
+    "Reply",
     "SendReport",
     "call_each",
     "probe_get",
@@ -41,9 +45,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
+    """One message for a provider. ``expires_at``: when it is no longer worth delivering (the
+    adapter asks the provider to give up then, where its API can: ``providers/validity.py``)."""
+
     client_ref: str
     to: str
     body: str
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,7 @@ def _gravity(failure: ProviderError) -> int:
 
 async def call_each(
     items: Sequence[T], call: Callable[[T], Awaitable[ProviderResult | list[ProviderResult]]], *,
-    concurrency: int,
+    concurrency: int, go_on_after_ambiguous: bool = False,
 ) -> SendReport:
     """``call`` each item (a message, or a batch of them) in order, at most ``concurrency`` calls
     in flight, and report their results in the items' order.
@@ -112,26 +120,35 @@ async def call_each(
     3. any other retryable failure (nothing processed): they go again, on this route or
        another, rather than fail for good unsent;
     4. a refusal for good: they fail.
+
+    With ``go_on_after_ambiguous``, an ambiguous failure does not stop the other calls: for
+    an adapter whose calls are independent of each other's connection (SMPP: a lost bind's
+    in-flight submits are ambiguous, while the next ones wait for a new bind and get answers of
+    their own), so only the messages really in doubt end unknown.
     """
     answers: list[list[ProviderResult]] = [[] for _ in items]
     failure: ProviderError | None = None
+    doubtful: ProviderError | None = None  # the first ambiguous one, when the others go on
     pending = iter(enumerate(items))  # shared by the workers: each item is taken once, in order
 
     async def worker() -> None:
-        nonlocal failure
+        nonlocal failure, doubtful
         for index, item in pending:
             if failure is not None:
                 return
             try:
                 answer = await call(item)
             except ProviderError as exc:
-                if failure is None or _gravity(exc) > _gravity(failure):
+                if go_on_after_ambiguous and _gravity(exc) == 3:
+                    doubtful = exc if doubtful is None else doubtful
+                elif failure is None or _gravity(exc) > _gravity(failure):
                     failure = exc
                 continue
             answers[index] = answer if isinstance(answer, list) else [answer]
 
     await asyncio.gather(*(worker() for _ in range(min(max(1, concurrency), len(items)))))
-    return SendReport(results=[r for answer in answers for r in answer], failure=failure)
+    return SendReport(results=[r for answer in answers for r in answer],
+                      failure=doubtful or failure)
 
 
 UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
@@ -173,6 +190,31 @@ class Receipt:
     part: int = 1
     parts: int = 1
     by_part_id: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A text a handset sent to one of our numbers (an SMPP mobile-originated message):
+    ``phone`` the sender, ``to`` our number, ``ref`` an id for dedupe of a redelivery."""
+
+    phone: str
+    to: str
+    body: str
+    ref: str
+
+
+Deliveries = Callable[[list[Receipt], list[Reply]], Awaitable[None]]
+"""Keeps what a provider delivered over its own connection (SMPP): receipts and replies.
+Raises when it could not, and the provider has them delivered again."""
+
+
+@runtime_checkable
+class Connected(Protocol):
+    """A provider that holds connections of its own to deliver over (SMPP binds)."""
+
+    def deliver_to(self, deliveries: Deliveries) -> None:
+        """Where what it delivers goes; its connections open now."""
+        ...
 
 
 class Callbacks(Protocol):

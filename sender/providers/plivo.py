@@ -5,8 +5,12 @@ One request carries one text to up to 1,000 destinations (``dst`` joined with ``
 answers 202 with a ``message_uuid`` per valid destination, in ``dst`` order, and lists the
 invalid ones apart in ``invalid_number``. It drops a repeated destination, so a request never
 names a number twice (that message would get no uuid), and a chunk with several texts is
-several requests, sent concurrently. Plivo keeps no reference of ours: there is no lookup by
-``client_ref``, so an ambiguous answer leaves its messages ``unknown`` rather than resent.
+several requests, sent concurrently. A request has one ``src`` and one ``message_expiry``, so
+messages also share a request only with those of the same sender (a ``sender_pool`` gives each
+recipient its own sticky number) and the same expiry (the seconds left of the message's life,
+at most the route's ``validity_s``, within :data:`VALIDITY`). Plivo keeps no reference of ours:
+there is no lookup by ``client_ref``, so an ambiguous answer leaves its messages ``unknown``
+rather than resent.
 
 Its status callbacks are form posts (``MessageUUID``, ``Status``, ``ErrorCode``; one per status
 change of the whole message, whatever its ``Units``) signed with ``X-Plivo-Signature-V3``:
@@ -22,7 +26,8 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -43,12 +48,15 @@ from sender.providers.base import (
     probe_get,
     provider_text,
 )
+from sender.providers.senders import pick_sender
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
+from sender.providers.validity import ValidityRange, utcnow, validity_s
 
 __all__ = [
     "INVALID_NUMBER",
     "MAX_DESTINATIONS",
     "TABLE",
+    "VALIDITY",
     "PlivoCallbacks",
     "PlivoProvider",
     "build",
@@ -63,6 +71,8 @@ __all__ = [
 MAX_DESTINATIONS = 1000
 INVALID_NUMBER = "50"
 """Plivo's error code for an invalid destination, given to the numbers of ``invalid_number``."""
+VALIDITY = ValidityRange(5, 10_799)
+"""``message_expiry``: seconds in Plivo's queue, 5 to 10,799 (its default is 3 hours)."""
 
 _SANITIZED = str.maketrans("", "", "/-.+() \t")  # what Plivo strips from a dst number
 _UUID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
@@ -73,14 +83,20 @@ def plivo_number(phone: str) -> str:
     return phone.translate(_SANITIZED)
 
 
-def requests_for(messages: list[Outgoing]) -> list[list[Outgoing]]:
-    """The requests carrying ``messages``, in first-seen order: one text per request, each
-    number at most once per request, at most :data:`MAX_DESTINATIONS` each."""
+def _one_head(msg: Outgoing) -> Hashable:
+    return None
+
+
+def requests_for(messages: list[Outgoing],
+                 head: Callable[[Outgoing], Hashable] = _one_head) -> list[list[Outgoing]]:
+    """The requests carrying ``messages``, in first-seen order: one text and one ``head`` (what
+    else a request has one of: its sender and expiry) per request, each number at most once per
+    request, at most :data:`MAX_DESTINATIONS` each."""
     requests: list[list[Outgoing]] = []
-    by_body: dict[str, list[tuple[list[Outgoing], set[str]]]] = {}
+    by_body: dict[tuple[str, Hashable], list[tuple[list[Outgoing], set[str]]]] = {}
     for msg in messages:
         number = plivo_number(msg.to)
-        slots = by_body.setdefault(msg.body, [])
+        slots = by_body.setdefault((msg.body, head(msg)), [])
         slot = next((s for s in slots if number not in s[1] and len(s[0]) < MAX_DESTINATIONS), None)
         if slot is None:
             slot = ([], set())
@@ -126,15 +142,18 @@ class PlivoProvider:
     max_batch = MAX_DESTINATIONS
     supports_lookup = False
 
-    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
+    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         if not spec.account:
             raise ConfigError(f"provider {spec.name}: plivo needs account (the Auth ID)")
-        if not (spec.sender_id or spec.messaging_service):
+        if not (spec.sender_id or spec.sender_pool or spec.messaging_service):
             raise ConfigError(f"provider {spec.name}: plivo needs sender_id or messaging_service")
         self.name = spec.name
+        self._spec = spec
+        self._clock = clock
         self._path = f"/v1/Account/{spec.account}/Message/"
         self._fields: dict[str, str] = (
-            {"src": spec.sender_id} if spec.sender_id
+            {} if spec.sender_id or spec.sender_pool
             else {"powerpack_uuid": spec.messaging_service or ""})
         if spec.callback_url:
             self._fields |= {"url": spec.callback_url, "method": "POST"}
@@ -146,11 +165,29 @@ class PlivoProvider:
         """A request per text (and per repeat of a number); after the first failure no new
         request starts, and the messages without an answer share the gravest failure
         (:func:`~sender.providers.base.call_each`)."""
-        return await call_each(requests_for(messages), self._post, concurrency=self._concurrency)
+        now = self._clock()
 
-    async def _post(self, batch: list[Outgoing]) -> list[ProviderResult]:
-        dst = "<".join(plivo_number(m.to) for m in batch)
-        payload = {**self._fields, "dst": dst, "text": batch[0].body, "type": "sms"}
+        def head(msg: Outgoing) -> tuple[str | None, int | None]:
+            return (pick_sender(self._spec, msg.to),
+                    validity_s(self._spec.validity_s, msg.expires_at, now, VALIDITY))
+
+        return await call_each(requests_for(messages, head),
+                               lambda batch: self._post(batch, *head(batch[0])),
+                               concurrency=self._concurrency)
+
+    def payload(self, batch: list[Outgoing], src: str | None, expiry_s: int | None) -> dict[str, Any]:
+        """The request for ``batch`` (one text), from ``src`` (None: the Powerpack chooses)."""
+        payload: dict[str, Any] = {**self._fields, "dst": "<".join(plivo_number(m.to) for m in batch),
+                                   "text": batch[0].body, "type": "sms"}
+        if src is not None:
+            payload["src"] = src
+        if expiry_s is not None:
+            payload["message_expiry"] = expiry_s
+        return payload
+
+    async def _post(self, batch: list[Outgoing], src: str | None,
+                    expiry_s: int | None) -> list[ProviderResult]:
+        payload = self.payload(batch, src, expiry_s)
         response = await self._http.request("POST", self._path, json=payload)
         if response.status_code in (200, 201, 202):
             try:

@@ -12,6 +12,12 @@ placeholder, and each number's value is the rest of its own body. That is exact 
 campaign's template was (nothing is guessed), and one batch per text would cost a request for
 every few recipients (:func:`batches`).
 
+A batch has one ``from`` and one ``expire_at``, so messages share a batch only with those of
+the same sender (a ``sender_pool`` gives each recipient its own sticky number) and the same
+expiry (the message's ``expires_at``, at most the route's ``validity_s`` ahead, within
+:data:`VALIDITY`, to the second). Messages of one campaign run share both; taking a batch's
+earliest expiry instead would cut the others' lives short.
+
 Sinch refuses a whole batch (``400 syntax_invalid_parameter_format``) for one malformed number,
 so numbers are checked here first and a bad one is refused alone, never sent.
 
@@ -33,7 +39,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -53,8 +59,10 @@ from sender.providers.base import (
     probe_get,
     provider_text,
 )
+from sender.providers.senders import pick_sender
 from sender.providers.sinch_batches import MAX_BATCH, MAX_BODY, MAX_VALUE, PARAMETER, Batch, batches
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
+from sender.providers.validity import ValidityRange, utcnow, validity_s
 
 __all__ = [
     "DELIVERY_REPORT",
@@ -64,6 +72,7 @@ __all__ = [
     "PARAMETER",
     "SIGNATURE_TOLERANCE_S",
     "TABLE",
+    "VALIDITY",
     "Batch",
     "SinchCallbacks",
     "SinchProvider",
@@ -79,6 +88,8 @@ DELIVERY_REPORT = "per_recipient_final"
 intermediate state, which Sinch itself advises against for large batches)."""
 
 SIGNATURE_TOLERANCE_S = 300
+VALIDITY = ValidityRange(1, 259_200)
+"""``expire_at``: after now, at most 3 days ahead (Sinch's default and maximum)."""
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _CLIENT_REFERENCE_MAX = 128
 _ROUTE_PARAMETER = re.compile(r"\b(from|callback_url)\b")
@@ -118,11 +129,13 @@ class SinchProvider:
     max_batch = MAX_BATCH
     supports_lookup = False
 
-    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
+    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         if not spec.account:
             raise ConfigError(f"provider {spec.name}: a sinch route needs its service plan id (account)")
         self.name = spec.name
         self._spec = spec
+        self._clock = clock
         self._concurrency = max(1, concurrency)
         self._path = f"/xms/v1/{spec.account}/batches"
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
@@ -143,14 +156,28 @@ class SinchProvider:
             provider_text(f"syntax_invalid_parameter_format: {msg.to!r} is not an E.164 number"))
             for msg in messages if not _E164.match(msg.to)]
         valid = [msg for msg in messages if _E164.match(msg.to)]
-        report = await call_each(batches(valid), self._batch, concurrency=self._concurrency)
+        report = await call_each(self.requests(valid), lambda request: self._batch(*request),
+                                 concurrency=self._concurrency)
         report.results[:0] = invalid
         return report
 
-    def payload(self, batch: Batch) -> dict[str, Any]:
+    def requests(self, messages: list[Outgoing]) -> list[tuple[Batch, str | None]]:
+        """The batches carrying ``messages`` with each one's ``expire_at``: grouped by sender
+        and expiry first, then cut by :func:`batches`."""
+        now = self._clock()
+        groups: dict[tuple[str | None, str | None], list[Outgoing]] = {}
+        for msg in messages:
+            seconds = validity_s(self._spec.validity_s, msg.expires_at, now, VALIDITY)
+            expire_at = None if seconds is None else _iso(now + timedelta(seconds=seconds))
+            groups.setdefault((pick_sender(self._spec, msg.to), expire_at), []).append(msg)
+        return [(batch, expire_at) for (_, expire_at), group in groups.items()
+                for batch in batches(group)]
+
+    def payload(self, batch: Batch, expire_at: str | None = None) -> dict[str, Any]:
         """The batch request: one body (and each number's value when it is personalised), its
-        numbers, our reference (the message's own when it goes alone, else the first one's and
-        how many more) and per-recipient final reports."""
+        numbers, its sender (the route's number for its recipients, whom :meth:`requests`
+        grouped by it), our reference (the message's own when it goes alone, else the first
+        one's and how many more), per-recipient final reports and ``expire_at``."""
         messages = batch.messages
         first = messages[0].client_ref
         reference = first if len(messages) == 1 else f"{first}+{len(messages) - 1}"
@@ -160,14 +187,17 @@ class SinchProvider:
         }
         if batch.values is not None:
             body["parameters"] = {PARAMETER: batch.values}
-        if self._spec.sender_id:
-            body["from"] = self._spec.sender_id
+        sender = pick_sender(self._spec, messages[0].to)
+        if sender:
+            body["from"] = sender
         if self._spec.callback_url:
             body["callback_url"] = self._spec.callback_url
+        if expire_at is not None:
+            body["expire_at"] = expire_at
         return body
 
-    async def _batch(self, batch: Batch) -> list[ProviderResult]:
-        response = await self._http.request("POST", self._path, json=self.payload(batch))
+    async def _batch(self, batch: Batch, expire_at: str | None) -> list[ProviderResult]:
+        response = await self._http.request("POST", self._path, json=self.payload(batch, expire_at))
         return self.read_answer(batch.messages, response)
 
     def read_answer(self, batch: list[Outgoing], response: httpx.Response) -> list[ProviderResult]:
@@ -226,6 +256,11 @@ TABLE = StatusTable(
         "360": ErrorClass.RETRY_LATER,  # message queue full
     },
 )
+
+
+def _iso(when: datetime) -> str:
+    """A time as Sinch writes them: ISO-8601 in UTC, milliseconds, ``Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def _timestamp(value: str) -> float | None:

@@ -10,6 +10,10 @@ one recipient per request, ``concurrency`` requests in flight.
 - With ``spec.callback_url`` every message names its own ``webhook_url`` (with ``?ref=<client
   reference>``, which the callback endpoint reads) and ``use_profile_webhooks: false``;
   without it Telnyx posts to the messaging profile's webhooks.
+- ``from`` is the route's number for the recipient (its ``sender_pool``'s sticky pick, else
+  ``sender_id``; neither: the messaging profile's pool chooses). ``POST /v2/messages`` has no
+  validity period (the SDK's ``message_send_params`` lists none), so ``expires_at`` and
+  ``validity_s`` do not reach Telnyx; the dispatcher still fails what expired before the call.
 - Throttling is HTTP 429 with code 10011 and ``x-ratelimit-reset`` (seconds to wait; Telnyx
   documents no Retry-After).
 - Webhooks (``message.sent``, ``message.finalized``) are signed with Ed25519 over
@@ -54,6 +58,7 @@ from sender.providers.base import (
     provider_text,
     retry_after,
 )
+from sender.providers.senders import pick_sender
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
 
 __all__ = [
@@ -148,7 +153,7 @@ class TelnyxProvider:
     supports_lookup = False
 
     def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
-        if spec.sender_id is None and spec.messaging_service is None:
+        if spec.sender_id is None and spec.sender_pool is None and spec.messaging_service is None:
             raise ConfigError(f"telnyx route {spec.name}: set sender_id or messaging_service "
                               "(a messaging profile id)")
         self.name = spec.name
@@ -177,8 +182,9 @@ class TelnyxProvider:
         """The JSON body of ``msg``'s request (deterministic: a resend is byte-identical, as
         Telnyx's idempotency requires)."""
         body: dict[str, Any] = {"to": msg.to, "text": msg.body}
-        if self._spec.sender_id is not None:
-            body["from"] = self._spec.sender_id
+        sender = pick_sender(self._spec, msg.to)
+        if sender is not None:
+            body["from"] = sender
         if self._spec.messaging_service is not None:
             body["messaging_profile_id"] = self._spec.messaging_service
         if self._spec.callback_url is not None:

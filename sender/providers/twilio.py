@@ -18,6 +18,9 @@ Why the shapes below:
   ``X-Twilio-Webhooks-Signature-Settings: key=…,algorithm=HMAC_SHA256`` and the key is
   ``spec.webhook_key``. The URL is the public one Twilio called (behind a TLS-terminating
   proxy, the configured ``callback_url``, not what the proxy forwards).
+- ``From`` is the route's number for the recipient (its ``sender_pool``'s sticky pick, else
+  ``sender_id``); ``ValidityPeriod`` the seconds left of the message's life, at most the route's
+  ``validity_s`` (:data:`VALIDITY`: 1-36,000 s, Twilio's error 21624 otherwise).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
 import httpx
@@ -46,12 +50,15 @@ from sender.providers.base import (
     probe_get,
     provider_text,
 )
+from sender.providers.senders import pick_sender
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
+from sender.providers.validity import ValidityRange, utcnow, validity_s
 
 __all__ = [
     "SENDER_CODES",
     "TABLE",
     "THROTTLE_CODES",
+    "VALIDITY",
     "TwilioCallbacks",
     "TwilioProvider",
     "build",
@@ -71,6 +78,9 @@ QUEUE_FULL_RETRY_S = 60.0
 """21611 means the sender already holds 10 hours of queued messages: no point coming back soon."""
 
 API_VERSION = "2010-04-01"
+
+VALIDITY = ValidityRange(1, 36_000)
+"""``ValidityPeriod``: whole seconds, 1 to 10 hours (Twilio's default is the maximum)."""
 
 TABLE = StatusTable(
     kind="twilio",
@@ -117,13 +127,15 @@ class TwilioProvider:
     max_batch = 1000  # messages per send call; each is its own request
     supports_lookup = False
 
-    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
+    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         if not spec.account:
             raise ValueError(f"{spec.name}: a twilio route needs its Account SID (account)")
-        if not (spec.sender_id or spec.messaging_service):
+        if not (spec.sender_id or spec.sender_pool or spec.messaging_service):
             raise ValueError(f"{spec.name}: a twilio route needs sender_id or messaging_service")
         self.name = spec.name
         self._spec = spec
+        self._clock = clock
         self._concurrency = max(1, concurrency)
         self._path = f"/{API_VERSION}/Accounts/{quote(spec.account, safe='')}/Messages.json"
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
@@ -138,21 +150,28 @@ class TwilioProvider:
         raise ProviderError(f"{self.name}: twilio has no lookup by client reference")
 
     async def send(self, messages: list[Outgoing]) -> SendReport:
-        return await call_each(messages, self._one, concurrency=self._concurrency)
+        now = self._clock()
+        return await call_each(messages, lambda msg: self._one(msg, now),
+                               concurrency=self._concurrency)
 
-    def _form(self, msg: Outgoing) -> dict[str, str]:
+    def form(self, msg: Outgoing, now: datetime) -> dict[str, str]:
+        """The request's form fields for ``msg``, sent at ``now``."""
         form = {"To": msg.to, "Body": msg.body}
-        if self._spec.sender_id:
-            form["From"] = self._spec.sender_id
+        sender = pick_sender(self._spec, msg.to)
+        if sender:
+            form["From"] = sender
         if self._spec.messaging_service:
             form["MessagingServiceSid"] = self._spec.messaging_service
         if self._spec.callback_url:
             form["StatusCallback"] = status_callback_url(self._spec.callback_url, msg.client_ref)
+        seconds = validity_s(self._spec.validity_s, msg.expires_at, now, VALIDITY)
+        if seconds is not None:
+            form["ValidityPeriod"] = str(seconds)
         return form
 
-    async def _one(self, msg: Outgoing) -> ProviderResult:
+    async def _one(self, msg: Outgoing, now: datetime) -> ProviderResult:
         """One message: its result, or the ProviderError that stops the call."""
-        response = await self._http.request("POST", self._path, data=self._form(msg))
+        response = await self._http.request("POST", self._path, data=self.form(msg, now))
         if response.status_code in (200, 201):
             try:
                 sid = response.json()["sid"]

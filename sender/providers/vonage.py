@@ -1,12 +1,14 @@
 """Vonage's SMS API (``POST /sms/json``) and its signed delivery receipts, over httpx.
 
 Sending: one recipient per request, form-encoded as the API reference documents it
-(``api_key``/``api_secret`` from the route's ``account``/``token``, ``from`` = ``sender_id``,
-``to`` in E.164 digits without ``+``, ``text``, ``type=unicode`` when the text is not GSM-7,
-``client-ref`` = our client reference, ``status-report-req=1`` and the route's
-``callback_url`` as ``callback``); ``concurrency`` requests in flight, and no new one after a
-failure. The answer is HTTP 200 with one entry per part of the (possibly concatenated)
-message, each with a ``status``:
+(``api_key``/``api_secret`` from the route's ``account``/``token``, ``from`` = the route's
+number for the recipient without ``+``: its ``sender_pool``'s sticky pick, else ``sender_id``;
+``ttl`` = the milliseconds left of the message's life, at most the route's ``validity_s``,
+within :data:`VALIDITY`; ``to`` in E.164 digits without ``+``, ``text``, ``type=unicode``
+when the text is not GSM-7, ``client-ref`` = our client reference, ``status-report-req=1``
+and the route's ``callback_url`` as ``callback``); ``concurrency`` requests in flight, and no
+new one after a failure. The answer is HTTP 200 with one entry per part of the (possibly
+concatenated) message, each with a ``status``:
 
 - ``"0"`` for every part: accepted. ``provider_message_id`` is the FIRST part's
   ``message-id`` (the only one of a single-part message); a multi-part message also answers
@@ -42,6 +44,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -51,12 +54,17 @@ from hexcast.core.errors import ConfigError, ProviderError, ProviderRateLimited,
 from sender.models import ProviderSpec
 from sender.providers import Callbacks, Outgoing, Provider, ProviderResult, Receipt, SendReport
 from sender.providers.base import UNREADABLE, HttpTransport, call_each, probe_get, provider_text
+from sender.providers.senders import pick_sender
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
+from sender.providers.validity import ValidityRange, utcnow, validity_s
 from sender.text import segment_info
 
-__all__ = ["TABLE", "VonageCallbacks", "VonageProvider", "build", "callbacks", "probe", "signature"]
+__all__ = ["TABLE", "VALIDITY", "VonageCallbacks", "VonageProvider", "build", "callbacks", "probe",
+           "signature"]
 
 CLIENT_REF_MAX = 100  # the API's limit on client-ref
+VALIDITY = ValidityRange(20, 604_800)
+"""``ttl`` (sent in milliseconds): 20 s to 7 days (Vonage's SDK bounds; its default is 72 h)."""
 MAX_AGE_S = 300.0  # a signed DLR older (or further ahead) than this is a replay
 _THROTTLED = frozenset({"1", "10"})
 _UNAVAILABLE = frozenset({"5", "9"})
@@ -144,12 +152,15 @@ class VonageProvider:
     max_batch = 1000
     supports_lookup = False
 
-    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int) -> None:
-        if not spec.account or not spec.sender_id:
+    def __init__(self, spec: ProviderSpec, *, timeout_s: float, concurrency: int,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        if not spec.account or not (spec.sender_id or spec.sender_pool):
             raise ConfigError(f"provider {spec.name}: vonage needs account (API key) and sender_id")
         self.name = spec.name
+        self._spec = spec
+        self._clock = clock
         self._concurrency = max(1, concurrency)
-        self._auth = {"api_key": spec.account, "api_secret": spec.token, "from": spec.sender_id}
+        self._auth = {"api_key": spec.account, "api_secret": spec.token}
         self._callback = spec.callback_url
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
                                    connections=self._concurrency)
@@ -168,8 +179,12 @@ class VonageProvider:
         return await call_each(messages, self._one, concurrency=self._concurrency)
 
     def _form(self, msg: Outgoing) -> dict[str, str]:
-        form = {**self._auth, "to": msg.to.removeprefix("+"), "text": msg.body,
+        form = {**self._auth, "from": (pick_sender(self._spec, msg.to) or "").removeprefix("+"),
+                "to": msg.to.removeprefix("+"), "text": msg.body,
                 "client-ref": msg.client_ref, "status-report-req": "1"}
+        seconds = validity_s(self._spec.validity_s, msg.expires_at, self._clock(), VALIDITY)
+        if seconds is not None:
+            form["ttl"] = str(seconds * 1000)
         if segment_info(msg.body).encoding == "UCS-2":
             form["type"] = "unicode"
         if self._callback:
