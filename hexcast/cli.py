@@ -13,7 +13,14 @@ from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
 from hexcast.core.settings import Settings, get_settings
 from scheduler.cli import campaign_app, scheduler_command
-from sender.cli import cutover_app, deferred_app, dlq_app, parity_app, providers_app
+from sender.cli import (
+    cutover_app,
+    deferred_app,
+    dlq_app,
+    parity_app,
+    providers_app,
+    unknown_app,
+)
 from sender.models import Lane
 
 __all__ = ["main"]
@@ -33,6 +40,7 @@ app.add_typer(deferred_app, name="deferred")
 app.add_typer(providers_app, name="providers")
 app.add_typer(cutover_app, name="send-mode")
 app.add_typer(parity_app, name="parity")
+app.add_typer(unknown_app, name="unknown")
 
 
 def _settings() -> Settings:

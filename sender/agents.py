@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 import faust
@@ -19,12 +20,15 @@ from hexcast.core.faustapp import raw_topic
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from sender import cutover
+from sender.deliveries import route_deliveries
 from sender.dispatch import Dispatcher, Policy
 from sender.holds import Holds
 from sender.isolation import screen_records, send_isolated
 from sender.journal import Journal, Store
 from sender.limits import CapRule, RecipientCaps
+from sender.metrics import BINDS_TTL_S, binds_key
 from sender.models import DeliveryEvent, Lane, delivery_records
+from sender.providers.base import Connected
 from sender.routing import Router, build_router, provider_specs
 from sender.run_gate import RunGate
 from sender.shortener import LinkShortener
@@ -78,12 +82,19 @@ class _Worker:
 
         self.dispatcher = build_dispatcher(settings, lane, Journal(
             pool=pool, actor=f"sender-{lane.value}", publish=publish), router, redis)
-        sweeper = asyncio.create_task(_sweep_forever(self.dispatcher, settings, lane))
+        for route in router.routes:  # SMPP binds: receipts and replies come over them
+            if isinstance(route.adapter, Connected):
+                route.adapter.deliver_to(route_deliveries(route.spec, pool, bus, publish))
+        tasks = [asyncio.create_task(_sweep_forever(self.dispatcher, settings, lane)),
+                 asyncio.create_task(_report_binds(router, redis, Keys(settings.redis_prefix),
+                                                   f"{lane.value}-{os.getpid()}"))]
 
         async def stop_sweeper() -> None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
         self._close = [pool.close, redis.aclose, bus.stop, router.aclose, stop_sweeper]
         log.info("sender_started", lane=lane.value, providers=router.breaker_states())
@@ -157,6 +168,18 @@ def _cap_rules(settings: Settings) -> tuple[CapRule, CapRule]:
     spacing = settings.sender_cap_min_spacing_s
     return (CapRule(settings.sender_cap_per_day, settings.sender_cap_per_24h, spacing),
             CapRule(settings.sender_cap_per_day, settings.sender_cap_strict_per_24h, spacing))
+
+
+async def _report_binds(router: Router, redis: aioredis.Redis, keys: Keys, process: str) -> None:
+    """Every 5 s, this process's live binds per SMPP route, for ``/metrics``."""
+    connected = [(r.spec.name, r.adapter) for r in router.routes if isinstance(r.adapter, Connected)]
+    while connected:
+        try:
+            for name, adapter in connected:
+                await redis.set(binds_key(keys, name, process), adapter.live_binds, ex=BINDS_TTL_S)
+        except RedisError as exc:  # a metric is not worth a stall
+            log.warning("binds_report_failed", error=str(exc))
+        await asyncio.sleep(5.0)
 
 
 async def _sweep_forever(dispatcher: Dispatcher, settings: Settings, lane: Lane) -> None:

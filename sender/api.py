@@ -20,8 +20,7 @@ from hexcast.core.idempotency import idempotent, request_hash
 from hexcast.core.pgtext import PgText
 from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
 from sender import dlr, inbound_repo, links_repo, queries, settle
-from sender.inbound import classify, confirmation_text, needs_review
-from sender.keys import confirmation_key, otp_key
+from sender.keys import otp_key
 from sender.links import is_bot
 from sender.metrics import render_metrics
 from sender.models import (
@@ -34,6 +33,7 @@ from sender.models import (
 )
 from sender.providers import adapter_module, callbacks_for
 from sender.providers.status import StatusCallback
+from sender.replies import publish_confirmation, take_reply
 from sender.routing import provider_specs
 from sender.text import segment_info
 
@@ -158,30 +158,16 @@ async def inbound_reply(
 
     Each keyword gets exactly one confirmation, also when the provider retries the webhook.
     """
-    kind = classify(body.body)
-    flagged = needs_review(body.body, kind)
     async with pool.acquire() as conn:
-        info = await inbound_repo.tenant_reply_info(conn, tenant_id=tenant_id)
-        if info is None:
-            raise NotFound(f"tenant {tenant_id} not found")
-        inbound_id, new = await inbound_repo.record_inbound(
-            conn, tenant_id=tenant_id, phone=body.from_, body=body.body, kind=kind.value,
-            flagged=flagged, provider_ref=body.id,
-        )
-    text = confirmation_text(kind, tenant_name=info[0], help_text=info[1])
-    if text is None:
-        return InboundApplied(kind=kind.value, flagged=flagged, duplicate=not new,
-                              confirmation_key=None)
-    # Published again on a retried webhook (the first publish may have failed): the sender
-    # dedupes on the key, so the number still gets exactly one confirmation.
-    key = confirmation_key(tenant_id=tenant_id, inbound_id=inbound_id)
-    now = datetime.now(UTC)
-    reply = SendRequest(message_key=key, tenant_id=tenant_id, phone=body.from_, body=text,
-                        confirmation=True, expires_at=now + timedelta(hours=1))
-    await bus.publish(Lane.OTP.topic, key, SendBatch(lane=Lane.OTP, items=[reply],
-                                                     created_at=now).encode())
-    return InboundApplied(kind=kind.value, flagged=flagged, duplicate=not new,
-                          confirmation_key=key)
+        taken = await take_reply(conn, tenant_id=tenant_id, phone=body.from_, body=body.body,
+                                 provider_ref=body.id)
+    if taken is None:
+        raise NotFound(f"tenant {tenant_id} not found")
+    if taken.confirmation is not None:
+        await publish_confirmation(bus, taken.confirmation)
+    return InboundApplied(kind=taken.kind, flagged=taken.flagged, duplicate=not taken.new,
+                          confirmation_key=taken.confirmation.message_key
+                          if taken.confirmation else None)
 
 
 @router.post("/v1/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"],

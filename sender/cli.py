@@ -1,5 +1,5 @@
 """Operator commands of the sender: ``hexcast dlq list|show|replay``, ``hexcast deferred release``,
-``hexcast providers check``."""
+``hexcast providers check``, ``hexcast unknown list|resolve``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "code_table", "cutover_app", "deferred_app", "dlq_app", "parity_app", "providers_app",
+    "unknown_app",
 ]
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters of the sender (send.dlq).")
@@ -301,3 +302,68 @@ def parity_report(
         raise typer.Exit(2) from None
     for line in compare(rows, decisions).lines():
         typer.echo(line)
+
+
+unknown_app = typer.Typer(no_args_is_help=True,
+                          help="Messages a provider may or may not have taken (never resent).")
+
+
+@unknown_app.command("list")
+def unknown_list(
+    route: Annotated[str | None, typer.Option(help="Only this route's")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+) -> None:
+    """The oldest unknown messages: key, tenant, number, route, since, why."""
+    from hexcast.core.db import connect_pool
+    from sender.unknown import unknown_messages
+
+    async def run() -> None:
+        pool = await connect_pool(get_settings().database_url, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                rows = await unknown_messages(conn, provider=route, limit=limit)
+        finally:
+            await pool.close()
+        for r in rows:
+            typer.echo(f"{r['message_key']}\t{r['tenant_id']}\t{r['phone']}\t{r['provider']}\t"
+                       f"{r['updated_at']:%Y-%m-%dT%H:%M:%SZ}\t{r['reason'] or ''}")
+
+    asyncio.run(run())
+
+
+@unknown_app.command("resolve")
+def unknown_resolve(
+    keys: Annotated[list[str], typer.Argument(help="Message keys (see `hexcast unknown list`)")],
+    outcome: Annotated[str, typer.Option("--as", help="delivered or failed")],
+    reason: Annotated[str, typer.Option(help="Why: what the provider's records say")],
+) -> None:
+    """Settle unknown messages as the provider's records show; their tenants are told."""
+    from hexcast.core.bus import Bus
+    from hexcast.core.db import connect_pool
+    from sender import dlr
+    from sender.models import delivery_records
+    from sender.unknown import Outcome, resolve
+
+    if outcome not in ("delivered", "failed"):
+        raise typer.BadParameter("--as delivered or --as failed", param_hint="--as")
+    if not reason.strip():
+        raise typer.BadParameter("say why", param_hint="--reason")
+    settings = get_settings()
+    actor = f"operator:{os.environ.get('USER') or getpass.getuser()}"
+
+    async def run() -> int:
+        pool = await connect_pool(settings.database_url, max_size=1)
+        bus = Bus(settings)
+        await bus.start()
+        try:
+            async with pool.acquire() as conn:
+                changed = await resolve(conn, keys=keys, outcome=cast("Outcome", outcome),
+                                        reason=reason.strip(), actor=actor)
+            await bus.publish_many("delivery", delivery_records(dlr.receipt_events(changed)))
+            return len(changed)
+        finally:
+            await bus.stop()
+            await pool.close()
+
+    done = asyncio.run(run())
+    typer.echo(f"resolved: {done} of {len(keys)} (the others were not unknown)")

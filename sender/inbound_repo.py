@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hexcast.core.db import Conn
 
-__all__ = ["record_inbound", "tenant_max_segments", "tenant_reply_info"]
+__all__ = ["record_inbound", "tenant_max_segments", "tenant_reply_info", "tenants_of"]
 
 
 
@@ -54,3 +54,12 @@ async def tenant_reply_info(conn: Conn, *, tenant_id: int) -> tuple[str, str] | 
     """A tenant's (name, help text), or None if there is no such tenant."""
     row = await conn.fetchrow("SELECT name, help_text FROM tenants WHERE id = $1", tenant_id)
     return (row["name"], row["help_text"]) if row is not None else None
+
+
+async def tenants_of(conn: Conn, *, phone: str, among: list[int] | None) -> list[int]:
+    """The tenants with ``phone`` among their recipients (only those of ``among`` when given)."""
+    rows = await conn.fetch(
+        "SELECT tenant_id FROM recipients WHERE phone = $1"
+        " AND ($2::bigint[] IS NULL OR tenant_id = ANY($2::bigint[])) ORDER BY tenant_id",
+        phone, among)
+    return [int(r["tenant_id"]) for r in rows]

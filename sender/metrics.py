@@ -13,7 +13,12 @@ import redis.asyncio as aioredis
 from hexcast.core.cache import Keys
 from hexcast.core.db import Conn
 
-__all__ = ["breaker_key", "counter_key", "render_metrics", "replayed_key"]
+__all__ = ["BINDS_TTL_S", "binds_key", "breaker_key", "counter_key", "render_metrics",
+           "replayed_key"]
+
+BINDS_TTL_S = 15
+"""How long a sender's report of its live SMPP binds counts (it reports every 5 s): a process
+that died stops counting within this."""
 
 
 def counter_key(keys: Keys, name: str) -> str:
@@ -24,6 +29,11 @@ def counter_key(keys: Keys, name: str) -> str:
 
 def breaker_key(keys: Keys) -> str:
     return keys("metrics", "breaker")
+
+
+def binds_key(keys: Keys, route: str, process: str) -> str:
+    """One sender process's count of live binds to an SMPP route (a string with a TTL)."""
+    return keys("metrics", "smpp_binds", route, process)
 
 
 def replayed_key(keys: Keys) -> str:
@@ -79,7 +89,20 @@ async def _redis_lines(client: aioredis.Redis, keys: Keys) -> list[str]:
         for option in ("closed", "open", "half_open"):
             value = 1 if state == option else 0
             lines.append(f'hexcast_breaker_state{{provider="{name}",state="{option}"}} {value}')
-    return lines
+    return lines + await _binds_lines(client, keys)
+
+
+async def _binds_lines(client: aioredis.Redis, keys: Keys) -> list[str]:
+    """Live SMPP binds per route, summed over the sender processes that reported lately: 0 when
+    none is bound (the route is unavailable and its traffic fails over)."""
+    found: dict[str, int] = {}
+    prefix = keys("metrics", "smpp_binds", "")
+    async for key in client.scan_iter(match=f"{prefix}*", count=500):
+        route = _text(key)[len(prefix):].rsplit(":", 1)[0]
+        found[route] = found.get(route, 0) + int(await client.get(key) or 0)
+    lines = ["# TYPE hexcast_smpp_live_binds gauge"]
+    return lines + [f'hexcast_smpp_live_binds{{provider="{route}"}} {n}'
+                    for route, n in sorted(found.items())]
 
 
 def _text(value: bytes | str) -> str:

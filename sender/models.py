@@ -174,6 +174,8 @@ class ProviderSpec(BaseModel):
                              " (or a sender_pool)")
         if (self.kind == "smpp") != self.url.startswith("smpp://") and self.url:
             raise ValueError("url: an smpp route (and only an smpp route) has an smpp://host:port url")
+        if self.kind == "smpp" and not 1 <= len(self.token) <= 8:
+            raise ValueError("token: an SMPP password has 1 to 8 characters")
         if self.smpp is not None and self.kind != "smpp":
             raise ValueError("smpp: options for an smpp route only")
         if not self.url:

@@ -103,7 +103,7 @@ WITH r AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS r(client_ref, status, error)
 ), old AS (
     SELECT m.id, m.state, r.status, r.error FROM messages m JOIN r ON r.client_ref = m.message_key
-    WHERE m.state::text IN ('sending', 'accepted', 'unknown')
+    WHERE m.state::text = ANY($5::text[])
     FOR UPDATE OF m
 ), upd AS (
     UPDATE messages m SET state = old.status::message_state, reason = old.error,
@@ -397,10 +397,12 @@ async def mark_accepted(
 
 
 async def apply_receipts(
-    conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str
+    conn: Conn, *, receipts: Sequence[tuple[str, str, str | None]], actor: str,
+    from_states: Sequence[str] = ("sending", "accepted", "unknown"),
 ) -> list[asyncpg.Record]:
-    """Apply (client_ref, delivered|failed|expired, error) receipts once; final states stay final.
-    A client reference is the message key (a check in the schema keeps them equal).
+    """Apply (client_ref, delivered|failed|expired, error) receipts once to the messages still
+    in ``from_states``; final states stay final. A client reference is the message key (a
+    check in the schema keeps them equal).
 
     Returns the messages that changed (key, tenant, lane, state, error, ids), for events.
     """
@@ -408,5 +410,6 @@ async def apply_receipts(
     if not valid:
         return []
     return list(await conn.fetch(
-        _RECEIPTS, [r[0] for r in valid], [r[1] for r in valid], [r[2] for r in valid], actor
+        _RECEIPTS, [r[0] for r in valid], [r[1] for r in valid], [r[2] for r in valid], actor,
+        list(from_states),
     ))

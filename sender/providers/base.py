@@ -216,6 +216,11 @@ class Connected(Protocol):
         """Where what it delivers goes; its connections open now."""
         ...
 
+    @property
+    def live_binds(self) -> int:
+        """Its connections up now (0: it cannot send)."""
+        ...
+
 
 class Callbacks(Protocol):
     """A provider's delivery callbacks: who may post them, and what they say."""

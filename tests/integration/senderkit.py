@@ -72,6 +72,20 @@ class SenderWorld:
         wait_http(f"{url}/health", child=child)
         return url
 
+    def smsc(self, name: str, **overrides: object) -> tuple[str, dict[str, Any]]:
+        """Start a provider-sim that is an SMSC too (system_id ``hexcast``, password
+        ``secret``); returns its base URL and an ``smpp`` route to it."""
+        port, smpp = free_port(), free_port()
+        env = self.settings.model_copy(update={"sim_port": port, **overrides}).to_env()
+        child = hexcast_process(name, ["provider-sim", "--smpp-port", str(smpp)], env=env,
+                                log_dir=self.log_dir)
+        child.spawn()
+        self.children.append(child)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", child=child)
+        return url, {"name": f"{name}-route", "kind": "smpp", "url": f"smpp://127.0.0.1:{smpp}",
+                     "account": "hexcast", "token": "secret", "sender_id": "+13125550100"}
+
     def sender(self, name: str, lane: Lane = Lane.BULK, **overrides: object) -> ChildProcess:
         return self.spawn(name, ["sender", "--lane", lane.value], **overrides)
 

@@ -96,3 +96,46 @@ def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("[[route]\nname=")
     with pytest.raises(ConfigError, match="not TOML"):
         load_routes(str(bad))
+
+
+SMSC = """
+[[route]]
+name = "carrier-a"
+kind = "smpp"
+url = "smpp://127.0.0.1:2775"
+account = "hexcast"
+token = { env = "HX_TEST_SMPP_PASSWORD" }
+sender_id = "+13125550100"
+[route.smpp]
+window = 50
+long_messages = "udh"
+"""
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("window = 50", "window = 0"), "route 'carrier-a': smpp.window: Input should be greater"),
+    (('long_messages = "udh"', 'long_messages = "latin9"'),
+     "route 'carrier-a': smpp.long_messages: Input should be 'udh', 'sar' or 'payload'"),
+    (("", ""), "route 'carrier-a': environment variable HX_TEST_SMPP_PASSWORD is not set"),
+    (("HX_TEST_SMPP_PASSWORD", "HX_TEST_SMPP_LONG"),
+     "route 'carrier-a': token: an SMPP password has 1 to 8 characters"),
+    (('url = "smpp://127.0.0.1:2775"', 'url = "https://smsc.example.com"'),
+     "route 'carrier-a': url: an smpp route (and only an smpp route) has an smpp://host:port url"),
+])
+def test_an_smsc_route_mistake_names_the_route_and_field(
+    tmp_path: Path, change: tuple[str, str], message: str,
+) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text(SMSC.replace(change[0], change[1], 1) if change[0] else SMSC)
+    env = {"HX_TEST_SMPP_PASSWORD": "secret", "HX_TEST_SMPP_LONG": "much-too-long"}
+    done = _check(path, env if change[0] else {})
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_a_valid_smsc_route_is_listed(tmp_path: Path) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text(SMSC)
+    done = _check(path, {"HX_TEST_SMPP_PASSWORD": "secret"})
+    assert done.returncode == 0, done.stderr
+    assert "carrier-a: smpp at smpp://127.0.0.1:2775" in done.stdout

@@ -1,0 +1,59 @@
+"""Replies from handsets, from any channel (the inbound webhook, SMPP ``deliver_sm``): a
+STOP-word opts out at once, a START-word opts in, HELP answers, free text mentioning stopping
+is flagged for a person. Each keyword gets exactly one confirmation, also when the channel
+delivers the reply again (``provider_ref`` dedupes it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hexcast.core.bus import Bus
+from hexcast.core.db import Conn
+from sender import inbound_repo
+from sender.inbound import classify, confirmation_text, needs_review
+from sender.keys import confirmation_key
+from sender.models import Lane, SendBatch, SendRequest
+
+__all__ = ["Taken", "publish_confirmation", "take_reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a reply did: its keyword kind, whether a person should read it, whether it was new,
+    and the confirmation to send (None for free text)."""
+
+    kind: str
+    flagged: bool
+    new: bool
+    confirmation: SendRequest | None
+
+
+async def take_reply(
+    conn: Conn, *, tenant_id: int, phone: str, body: str, provider_ref: str | None
+) -> Taken | None:
+    """Record the reply for the tenant and apply its opt-out or opt-in; None: no such tenant."""
+    kind = classify(body)
+    flagged = needs_review(body, kind)
+    info = await inbound_repo.tenant_reply_info(conn, tenant_id=tenant_id)
+    if info is None:
+        return None
+    inbound_id, new = await inbound_repo.record_inbound(
+        conn, tenant_id=tenant_id, phone=phone, body=body, kind=kind.value, flagged=flagged,
+        provider_ref=provider_ref)
+    text = confirmation_text(kind, tenant_name=info[0], help_text=info[1])
+    if text is None:
+        return Taken(kind.value, flagged, new, None)
+    key = confirmation_key(tenant_id=tenant_id, inbound_id=inbound_id)
+    reply = SendRequest(message_key=key, tenant_id=tenant_id, phone=phone, body=text,
+                        confirmation=True, expires_at=datetime.now(UTC) + timedelta(hours=1))
+    return Taken(kind.value, flagged, new, reply)
+
+
+async def publish_confirmation(bus: Bus, reply: SendRequest) -> None:
+    """Send a confirmation on the OTP lane. Published again when a reply is delivered again
+    (the first publish may have failed): the sender dedupes on the key, so the number still
+    gets exactly one."""
+    now = datetime.now(UTC)
+    await bus.publish(Lane.OTP.topic, reply.message_key,
+                      SendBatch(lane=Lane.OTP, items=[reply], created_at=now).encode())
