@@ -2,7 +2,9 @@
 
 Subcommands: ``all``, ``holiday`` (scenario 1, with scenario 3's OTPs and the reference
 pipeline), ``visits`` (scenario 2), ``limits`` (scenario 4's raw limits), ``providers``
-(scenario 1 through each provider dialect, side by side; not part of ``all``), ``report`` (rewrite
+(scenario 1 through each provider dialect, side by side; not part of ``all``), ``smpp`` (scenario 1
+over SMPP routes beside the HTTP batch adapter, and the SMSC's limit; not part of ``all``),
+``report`` (rewrite
 BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
 recipients / 5 (5M → 1M, the issue's sizes); below 1M recipients the catalog is 2,000 stores /
 10,000 promotions instead of 10,000 / 50,000, and the holiday runs with one bulk sender only,
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import providers, ui
+from bench import providers, smpp, ui
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -109,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--otp-rate", type=float, default=3.0, help="OTPs/s during the holiday run")
         p.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
     providers.add_arguments(sub.add_parser("providers", help="scenario 1 through each provider dialect"))
+    smpp.add_arguments(sub.add_parser("smpp", help="scenario 1 over SMPP routes, and the SMSC's limit"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
     report.add_argument("--json", type=Path, default=OUT / "latest.json")
     return parser
@@ -120,6 +123,10 @@ def main() -> None:
     if args.scenario == "providers":  # its own document and table (bench/providers.py)
         ui.console.print(machine())
         providers.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        return
+    if args.scenario == "smpp":  # the same, over SMPP routes (bench/smpp.py)
+        ui.console.print(machine())
+        smpp.run(args, "python -m bench " + " ".join(sys.argv[1:]))
         return
     if args.scenario == "report":
         results = json.loads(args.json.read_text())

@@ -163,10 +163,10 @@ class Procs:
              "--output", str(OUT / f"profile-{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-    def serve(self) -> None:
-        """provider-sim and api, waited for."""
+    def serve(self, sim_args: Sequence[str] = ()) -> None:
+        """provider-sim (``hexcast provider-sim *sim_args``) and api, waited for."""
         s = self.settings
-        sim, api = self.start("provider-sim", ["provider-sim"]), self.start("api", ["api"])
+        sim, api = self.start("provider-sim", ["provider-sim", *sim_args]), self.start("api", ["api"])
         wait_http(f"{s.provider_url}/health", child=sim)
         wait_http(f"{s.api_public_url}/health", child=api)
 

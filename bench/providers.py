@@ -25,6 +25,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,19 +44,31 @@ from hexcast.devstack.broker import EmbeddedBroker
 from providersim.dialects.telnyx import public_key
 
 __all__ = [
+    "BASELINE",
     "BATCH_DIALECTS",
+    "CHILDREN",
     "DEFAULT_DIALECTS",
+    "DIALECTS",
+    "HEADER",
+    "HELD_S",
+    "SENDER_ID",
     "DialectResult",
+    "Layout",
     "add_arguments",
     "dialect_settings",
     "markdown",
     "orders",
+    "keep",
+    "ledger_requests",
     "route",
     "rows",
     "run",
+    "run_dialect",
+    "run_holiday_through",
     "run_providers",
     "save",
     "shares",
+    "span",
     "table",
 ]
 
@@ -84,6 +97,7 @@ class DialectResult:
     wall_s: float = 0.0
     rate: float = 0.0
     duplicates: int = 0  # ledger entries beyond one per destination
+    resent: int = 0  # messages the ledger refused as already had (same reference) during the run
     requests: int = 0  # provider API requests during the run (the probe excluded)
     states: dict[str, int] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per component, run-now → last
@@ -146,7 +160,7 @@ def shares(results: list[DialectResult]) -> dict[str, list[float]]:
     return found
 
 
-def _span(values: list[float], fmt: str) -> str:
+def span(values: list[float], fmt: str) -> str:
     """One value, or the median and the range of several."""
     if len(values) == 1:
         return format(values[0], fmt)
@@ -154,25 +168,47 @@ def _span(values: list[float], fmt: str) -> str:
             f"{format(max(values), fmt)})")
 
 
-def rows(results: list[DialectResult]) -> list[list[str]]:
+@dataclass(frozen=True)
+class Layout:
+    """What a side-by-side table shows: its title, its first column's name, whether it has the
+    batch dialects' target column, and whose CPU the *sender* column counts."""
+
+    title: str = "provider dialects, side by side"
+    first: str = "dialect"
+    targets: bool = True
+    senders: tuple[str, ...] = ("sender-bulk-0",)
+
+    @property
+    def header(self) -> list[str]:
+        return [self.first, "recipients/s", "of generic", *(["target"] if self.targets else []),
+                "requests / 1,000", "sender µs/rcpt", "provider-sim µs/rcpt",
+                "processes µs/rcpt · machine", "exactly once"]
+
+
+DIALECTS = Layout()
+HEADER = DIALECTS.header
+
+
+def rows(results: list[DialectResult], layout: Layout = DIALECTS) -> list[list[str]]:
     """The table, one row per dialect (medians and ranges over rounds): dialect, recipients/s,
     share of generic, target, provider requests per 1,000 recipients, CPU µs per recipient of
     the bulk sender, of provider-sim and of all the run's processes (and how busy the machine
     was), exactly once."""
     of_baseline = shares(results)
+    everyone = list(dict.fromkeys((*CHILDREN, *layout.senders)))
     out = []
     for dialect in dict.fromkeys(r.dialect for r in results):
         runs = [r for r in results if r.dialect == dialect]
         share = of_baseline.get(dialect, [])
+        target = ["≥ 90%" if dialect in BATCH_DIALECTS else ""] if layout.targets else []
         out.append([
-            dialect, _span([r.rate for r in runs], ",.0f"),
-            _span(share, ".0%") if share else "n/a",
-            "≥ 90%" if dialect in BATCH_DIALECTS else "",
-            _span([r.requests * 1000 / max(r.accepted, 1) for r in runs], ",.0f"),
-            _span([r.cpu_us("sender-bulk-0") for r in runs], ",.0f"),
-            _span([r.cpu_us("provider-sim") for r in runs], ",.0f"),
-            _span([r.cpu_us(*CHILDREN) for r in runs], ",.0f")
-            + f" · {_span([r.busy for r in runs], '.0%')} busy",
+            dialect, span([r.rate for r in runs], ",.0f"),
+            span(share, ".0%") if share else "n/a", *target,
+            span([r.requests * 1000 / max(r.accepted, 1) for r in runs], ",.0f"),
+            span([r.cpu_us(*layout.senders) for r in runs], ",.0f"),
+            span([r.cpu_us("provider-sim") for r in runs], ",.0f"),
+            span([r.cpu_us(*everyone) for r in runs], ",.0f")
+            + f" · {span([r.busy for r in runs], '.0%')} busy",
             "yes" if all(r.exactly_once for r in runs) else "NO: " + "; ".join(
                 f"accepted {r.accepted:,}, dup {r.duplicates}, states {r.states}" for r in runs
                 if not r.exactly_once),
@@ -180,22 +216,18 @@ def rows(results: list[DialectResult]) -> list[list[str]]:
     return out
 
 
-HEADER = ["dialect", "recipients/s", "of generic", "target", "requests / 1,000", "sender µs/rcpt",
-          "provider-sim µs/rcpt", "processes µs/rcpt · machine", "exactly once"]
-
-
-def markdown(results: list[DialectResult]) -> str:
+def markdown(results: list[DialectResult], layout: Layout = DIALECTS) -> str:
     """The table in Markdown, for BENCHMARKS.md."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows(results)])
+    lines = ["| " + " | ".join(layout.header) + " |", "|" + "---|" * len(layout.header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows(results, layout)])
 
 
-def table(results: list[DialectResult]) -> Table:
+def table(results: list[DialectResult], layout: Layout = DIALECTS) -> Table:
     """The same rows for the console."""
-    t = Table(title="provider dialects, side by side")
-    for column in HEADER:
+    t = Table(title=layout.title)
+    for column in layout.header:
         t.add_column(column)
-    for row in rows(results):
+    for row in rows(results, layout):
         t.add_row(*row)
     return t
 
@@ -227,13 +259,20 @@ def _wait_ledger(sim: httpx.Client, target: int, timeout: float, label: str) -> 
         time.sleep(0.1)
 
 
+def ledger_requests(sim: httpx.Client) -> int:
+    """Provider API requests the simulator answered so far (HTTP dialects)."""
+    return int(sim.get("/ledger/stats").json()["requests"])
+
+
 def _campaign(settings: Settings, key: str, result: DialectResult, pids: dict[str, int],
-              one_text: bool) -> int:
-    """Probe, create the campaign, run it now and wait for the ledger; returns the run id."""
+              one_text: bool, requests: Callable[[httpx.Client], int]) -> int:
+    """Probe, create the campaign, run it now and wait for the ledger; returns the run id.
+    ``requests`` counts the provider requests so far (the run's are the difference)."""
     body = {**_BODY, "body": ONE_TEXT} if one_text else _BODY
     with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key}, timeout=60) as api, \
             httpx.Client(base_url=settings.provider_url, timeout=30) as sim:
         base = _probe(api, sim)
+        requests_before = requests(sim)
         campaign = api.post("/v1/campaigns", json=body).raise_for_status().json()
         started, cpu = time.monotonic(), snapshot(pids)
         run_id: int = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
@@ -246,7 +285,8 @@ def _campaign(settings: Settings, key: str, result: DialectResult, pids: dict[st
         time.sleep(1.0)  # a late duplicate would still show
         stats = sim.get("/ledger/stats").json()
         result.duplicates = stats["total"] - stats["unique_destinations"]
-        result.requests = stats["requests"] - base["requests"]
+        result.resent = stats["duplicates_rejected"] - base["duplicates_rejected"]
+        result.requests = requests(sim) - requests_before
     return run_id
 
 
@@ -256,15 +296,26 @@ def run_dialect(broker_url: str, dsn: str, dialect: str, *, recipients: int, rou
     sender (for the probe) and provider-sim in that dialect, on a fresh audience."""
     settings = dialect_settings(bench_settings(broker_url, dsn, receipts=True), dialect,
                                 receipts=receipts)
+    return run_holiday_through(settings, dsn, DialectResult(dialect, round_no, recipients),
+                               one_text=one_text)
+
+
+def run_holiday_through(settings: Settings, dsn: str, result: DialectResult, *,
+                        one_text: bool = False, sim_args: Sequence[str] = (),
+                        requests: Callable[[httpx.Client], int] = ledger_requests) -> DialectResult:
+    """The holiday scenario of ``result`` (its audience size, name and round) with
+    ``settings``' route: provider-sim (``hexcast provider-sim *sim_args``), api, scheduler, one
+    bulk sender and an OTP sender, on a fresh audience in ``dsn``; ``result`` filled in."""
     asyncio.run(create_topics(settings))
-    _, key, _ = asyncio.run(load_holiday_audience(dsn, recipients))
-    result = DialectResult(dialect, round_no, recipients, loadavg_start=loadavg())
+    _, key, _ = asyncio.run(load_holiday_audience(dsn, result.recipients))
+    result.loadavg_start = loadavg()
     with Procs(settings) as procs:
-        procs.serve()
+        procs.serve(sim_args)
         procs.start("scheduler", ["scheduler"])
         procs.start("sender-bulk-0", ["sender", "--lane", "bulk"])
         procs.start("sender-otp", ["sender", "--lane", "otp"])
-        run_id = _campaign(settings, key, result, {n: c.pid for n, c in procs.children.items()}, one_text)
+        run_id = _campaign(settings, key, result, {n: c.pid for n, c in procs.children.items()},
+                           one_text, requests)
         time.sleep(2.0)  # let the sender commit its last acceptances
         result.states = asyncio.run(_states(dsn, run_id))
     result.loadavg_end = loadavg()
@@ -280,21 +331,21 @@ def run_providers(broker_url: str, *, recipients: int, dialects: list[str], roun
             with database() as dsn:
                 results.append(run_dialect(broker_url, dsn, dialect, recipients=recipients, round_no=n,
                                            receipts=receipts, one_text=one_text))
-            _keep(results)
+            keep(results)
     return results
 
 
-def _keep(results: list[DialectResult]) -> None:
-    """The finished dialects so far, in bench/out/providers-partial.json."""
+def keep(results: list[DialectResult], stem: str = "providers") -> None:
+    """The finished runs so far, in bench/out/<stem>-partial.json."""
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "providers-partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    (OUT / f"{stem}-partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
 
 
-def save(doc: dict[str, Any]) -> Path:
-    """bench/out/providers-<UTC>.json (never latest.json: that one feeds BENCHMARKS.md's
+def save(doc: dict[str, Any], stem: str = "providers") -> Path:
+    """bench/out/<stem>-<UTC>.json (never latest.json: that one feeds BENCHMARKS.md's
     generated table, which this scenario is not part of)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"providers-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = OUT / f"{stem}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(doc, indent=2, default=str))
     return path
 
