@@ -77,6 +77,7 @@ class InboundApplied(BaseModel):
     flagged: bool
     duplicate: bool
     confirmation_key: str | None
+    reply_to: str | None = None  # the message it answers: the last sent to the number (7 days)
 
 
 class ReceiptsApplied(BaseModel):
@@ -167,7 +168,7 @@ async def inbound_reply(
         await publish_confirmation(bus, taken.confirmation)
     return InboundApplied(kind=taken.kind, flagged=taken.flagged, duplicate=not taken.new,
                           confirmation_key=taken.confirmation.message_key
-                          if taken.confirmation else None)
+                          if taken.confirmation else None, reply_to=taken.reply_to)
 
 
 @router.post("/v1/webhooks/dlr", response_model=ReceiptsApplied, tags=["webhooks"],

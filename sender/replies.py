@@ -21,11 +21,13 @@ __all__ = ["Taken", "publish_confirmation", "take_reply"]
 @dataclass(frozen=True, slots=True)
 class Taken:
     """What a reply did: its keyword kind, whether a person should read it, whether it was new,
-    and the confirmation to send (None for free text)."""
+    the key of the message it answers (the last its tenant sent the number within 7 days), and
+    the confirmation to send (None for free text)."""
 
     kind: str
     flagged: bool
     new: bool
+    reply_to: str | None
     confirmation: SendRequest | None
 
 
@@ -38,16 +40,16 @@ async def take_reply(
     info = await inbound_repo.tenant_reply_info(conn, tenant_id=tenant_id)
     if info is None:
         return None
-    inbound_id, new = await inbound_repo.record_inbound(
+    inbound_id, new, reply_to = await inbound_repo.record_inbound(
         conn, tenant_id=tenant_id, phone=phone, body=body, kind=kind.value, flagged=flagged,
         provider_ref=provider_ref)
     text = confirmation_text(kind, tenant_name=info[0], help_text=info[1])
     if text is None:
-        return Taken(kind.value, flagged, new, None)
+        return Taken(kind.value, flagged, new, reply_to, None)
     key = confirmation_key(tenant_id=tenant_id, inbound_id=inbound_id)
     reply = SendRequest(message_key=key, tenant_id=tenant_id, phone=phone, body=text,
                         confirmation=True, expires_at=datetime.now(UTC) + timedelta(hours=1))
-    return Taken(kind.value, flagged, new, reply)
+    return Taken(kind.value, flagged, new, reply_to, reply)
 
 
 async def publish_confirmation(bus: Bus, reply: SendRequest) -> None:

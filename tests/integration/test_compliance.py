@@ -207,6 +207,35 @@ def test_free_text_mentioning_stop_is_flagged_without_reply(env: Compliance) -> 
     assert env.world.scalar("SELECT count(*) FROM messages WHERE phone = $1", phone) == 0
 
 
+def test_a_reply_is_threaded_and_a_flagged_one_resolved_as_opt_out(env: Compliance) -> None:
+    """A reply names the last message its tenant sent the number (7 days); "please stop texting
+    me" waits in the review queue with it; resolved as an opt-out, the number's next bulk
+    message is suppressed, and the reply cannot be resolved twice."""
+    phone, run_id, recipient = "+13125550950", 8, 950
+    env.world.publish_to({recipient: phone}, run_id=run_id, body="Winter sale {n}")
+    sent = bulk_key(campaign_run_id=run_id, recipient_id=recipient)
+    eventually(lambda: _state(env.api, sent) in ("accepted", "delivered") or None, timeout=60)
+    reply = _reply(env.world, phone, "please stop texting me", "thread-1")
+    assert (reply["flagged"], reply["reply_to"]) == (True, sent)
+    queue = env.api.get("/v1/inbound/flagged", params={"limit": 500}).json()["items"]
+    [mine] = [item for item in queue if item["phone"] == phone]
+    assert (mine["body"], mine["reply_to"]) == ("please stop texting me", sent)
+    resolved = env.api.post(f"/v1/inbound/flagged/{mine['id']}/resolve", json={"action": "opt_out"})
+    assert (resolved.status_code, resolved.json()["resolution"]) == (200, "opt_out")
+    again = env.api.post(f"/v1/inbound/flagged/{mine['id']}/resolve", json={"action": "dismiss"})
+    assert again.status_code == 404
+    assert all(i["phone"] != phone
+               for i in env.api.get("/v1/inbound/flagged", params={"limit": 500}).json()["items"])
+    env.world.publish_to({recipient: phone}, run_id=run_id + 1, body="Winter sale {n}")
+    nxt = bulk_key(campaign_run_id=run_id + 1, recipient_id=recipient)
+    eventually(lambda: _state(env.api, nxt) == "suppressed" or None, timeout=60)
+    assert len(_to(ledger(env.sim), phone)) == 1
+
+
+def test_a_reply_without_a_recent_message_answers_none(env: Compliance) -> None:
+    assert _reply(env.world, "+13125550951", "who is this?", "thread-2")["reply_to"] is None
+
+
 def test_help_is_answered_once(env: Compliance) -> None:
     """HELP is answered with the tenant's help text, one message.
 
