@@ -20,6 +20,7 @@ class SimConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_per_s: Rate = 1000.0
+    rate_burst: Rate | None = None  # destinations taken at once above the rate; None: max(rate, 1000)
     dlr_url: str | None = None
     dlr_delay_s: Annotated[float, Field(ge=0)] = 0.5
     dlr_token: str = "dlr-token"
@@ -55,6 +56,7 @@ class ControlIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_per_s: Rate | None = None
+    rate_burst: Rate | None = None
     fail_rate: Probability | None = None
     garble_rate: Probability | None = None
     callback_dup_rate: Probability | None = None

@@ -85,17 +85,17 @@ class Record:
 
 
 class TokenBucket:
-    """Destinations per second, burst ``max(rate, 1000)``."""
+    """Destinations per second, burst ``max(rate, 1000)`` unless given."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst: float | None = None) -> None:
         self.tokens = self.stamp = 0.0
-        self.set_rate(rate)
+        self.set_rate(rate, burst)
         self.fill()
 
-    def set_rate(self, rate: float) -> None:
+    def set_rate(self, rate: float, burst: float | None = None) -> None:
         if self.stamp:
             self.take(0)  # accrue at the old rate first
-        self.rate, self.burst = rate, max(rate, 1000.0)
+        self.rate, self.burst = rate, burst or max(rate, 1000.0)
         self.tokens = min(self.tokens, self.burst)
 
     def fill(self) -> None:
@@ -117,7 +117,7 @@ class Sim:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.bucket = TokenBucket(config.rate_per_s)
+        self.bucket = TokenBucket(config.rate_per_s, config.rate_burst)
         self.outbox = Outbox(config.seed + 1)
         # Ids look like "sim-<32 hex>": a random per-process half and a counter half,
         # unique across resets and restarts without a urandom call per message.

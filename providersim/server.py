@@ -52,8 +52,8 @@ def _open_router(sim: Sim) -> APIRouter:
     async def control(update: ControlIn) -> JSONResponse:
         changes = update.model_dump(exclude_unset=True)
         sim.config = SimConfig.model_validate({**sim.config.model_dump(), **changes})
-        if "rate_per_s" in changes:
-            sim.bucket.set_rate(sim.config.rate_per_s)
+        if "rate_per_s" in changes or "rate_burst" in changes:
+            sim.bucket.set_rate(sim.config.rate_per_s, sim.config.rate_burst)
         if "dlr_url" in changes:
             sim.outbox.retry_at = 0.0
         sim.outbox.wake.set()
