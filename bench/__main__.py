@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import providers, smpp, ui
+from bench import providers, smpp, ui, webhooks
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
     providers.add_arguments(sub.add_parser("providers", help="scenario 1 through each provider dialect"))
     smpp.add_arguments(sub.add_parser("smpp", help="scenario 1 over SMPP routes, and the SMSC's limit"))
+    webhooks.add_arguments(sub.add_parser("webhooks", help="tenant webhooks: outbox → receiver events/s"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
     report.add_argument("--json", type=Path, default=OUT / "latest.json")
     return parser
@@ -127,6 +128,10 @@ def main() -> None:
     if args.scenario == "smpp":  # the same, over SMPP routes (bench/smpp.py)
         ui.console.print(machine())
         smpp.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        return
+    if args.scenario == "webhooks":  # outbox → receiver events/s (bench/webhooks.py)
+        ui.console.print(machine())
+        webhooks.run(args, "python -m bench " + " ".join(sys.argv[1:]))
         return
     if args.scenario == "report":
         results = json.loads(args.json.read_text())

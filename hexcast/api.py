@@ -28,7 +28,9 @@ from hexcast.core.watchdog import LoopWatchdog
 from scheduler.api import router as campaigns_router
 from sender.admin_api import router as provider_admin_router
 from sender.api import router as sender_router
+from sender.messages_api import router as messages_router
 from sender.replies_api import router as replies_router
+from sender.webhooks import router as webhook_endpoints_router
 from streams.api import metrics_router as matcher_metrics_router
 from streams.api import openapi_schemas as visit_schemas
 from streams.api import router as visits_router
@@ -173,9 +175,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(matcher_metrics_router)
     app.include_router(targeting_router)
     app.include_router(sender_router)
+    app.include_router(messages_router)
     app.include_router(replies_router)
+    app.include_router(webhook_endpoints_router)
     app.include_router(provider_admin_router)
     app.include_router(campaigns_router)
+    app.include_router(keys_router)
+    app.include_router(tenant_settings_router)
 
     _extend_openapi(app, visit_schemas())
 

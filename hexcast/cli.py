@@ -137,6 +137,14 @@ def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serve
     run_worker(faust_app, loglevel="warning")
 
 
+@app.command("webhooks")
+def webhooks() -> None:
+    """Run a webhooks worker: the outbox → signed requests to tenants' endpoints."""
+    from sender.webhooks import run_webhooks
+
+    asyncio.run(run_webhooks(_settings()))
+
+
 @app.command("provider-sim")
 def provider_sim(
     smpp_port: Annotated[int | None, typer.Option(

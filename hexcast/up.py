@@ -43,6 +43,7 @@ PROCESSES = {
     "sender-geo": ["sender", "--lane", "geo"],
     "sender-bulk": ["sender", "--lane", "bulk"],
     "scheduler": ["scheduler"],
+    "webhooks": ["webhooks"],
 }
 
 
@@ -139,6 +140,9 @@ def run_stack(*, visits: int, duration: float, quiet_hours: bool, demo: bool = T
     configured = get_settings()
     settings = configured.model_copy(update={
         "sender_quiet_hours": quiet_hours,
+        # local endpoints (a receiver on this machine) are fine here, unless set otherwise
+        "webhook_allow_private_urls": configured.webhook_allow_private_urls
+        or "webhook_allow_private_urls" not in configured.model_fields_set,
         "operator_token": configured.operator_token or secrets.token_urlsafe(32),  # /metrics
     })
     if demo and not quiet_hours:

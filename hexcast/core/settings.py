@@ -177,6 +177,16 @@ class Settings(BaseSettings):
                                  description="What the simulator signs its callbacks with.")
     sim_lookup: bool = True
     sim_retry_after_s: int = Field(default=0, ge=0, description="Fixed 429 Retry-After; 0 = computed.")
+    # Tenant webhooks (sender/webhooks/)
+    webhook_allow_private_urls: bool = Field(
+        default=False, description="Let endpoints resolve to private, loopback or link-local"
+        " addresses (local development and tests only).")
+    webhook_retry_schedule_s: list[float] = Field(
+        default=[0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1,
+        description="Delay before each attempt of an event (JSON list); then it has failed.")
+    webhook_timeout_s: float = Field(default=15.0, gt=0, description="Per request to an endpoint.")
+    webhook_disable_after_s: float = Field(
+        default=432_000.0, gt=0, description="An endpoint failing this long is disabled (5 days).")
 
     @field_validator("operator_token", mode="before")
     @classmethod

@@ -42,7 +42,7 @@ def make_settings(broker_url: str, database_url: str, **extra: object) -> Settin
         topic_partitions=2,
         broker_rebalance_timeout=2.0,
         **{"sender_quiet_hours": False, "sender_cap_min_spacing_s": 0.0,
-           "operator_token": OPERATOR_TOKEN, **extra},
+           "operator_token": OPERATOR_TOKEN, "webhook_allow_private_urls": True, **extra},
     )
 
 
