@@ -40,6 +40,8 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("catalog", "`store:<id>` or `promotion:<id>`; compacted", CatalogRecord,
             "api (stores, promotions), `hexcast catalog sync`", "matcher"),
     Channel("send.otp", "the message key", SendBatch, "api (OTP)", "sender --lane otp"),
+    Channel("send.transactional", "the first message key of the request", SendBatch,
+            "api (POST /v1/messages), deferred release", "sender --lane transactional"),
     Channel("send.geo", "the visit's key, `<tenant_id>:<user_id>`", SendBatch, "matcher",
             "sender --lane geo"),
     Channel("send.bulk", "campaign-run chunk id", SendBatch, "scheduler", "sender --lane bulk"),

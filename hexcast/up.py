@@ -40,6 +40,7 @@ PROCESSES = {
     "matcher": ["matcher"],
     "archiver": ["archiver"],
     "sender-otp": ["sender", "--lane", "otp"],
+    "sender-transactional": ["sender", "--lane", "transactional"],
     "sender-geo": ["sender", "--lane", "geo"],
     "sender-bulk": ["sender", "--lane", "bulk"],
     "scheduler": ["scheduler"],

@@ -127,8 +127,8 @@ class CampaignCreate(BaseModel):
     @field_validator("lane")
     @classmethod
     def _lane(cls, value: Lane) -> Lane:
-        if value is Lane.OTP:
-            raise ValueError("campaigns cannot use the otp lane")
+        if value in (Lane.OTP, Lane.TRANSACTIONAL):  # marketing: consent, never exempt
+            raise ValueError(f"campaigns cannot use the {value.value} lane")
         return value
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""Routes: provider delivery receipts and a tenant's message history."""
+"""Routes: OTPs, provider delivery receipts and inbound replies, links, metrics (a tenant's
+messages and their status: ``sender.messages_api``)."""
 
 from __future__ import annotations
 
@@ -85,33 +86,9 @@ class ReceiptsApplied(BaseModel):
     applied: int
 
 
-class MessageEventPublic(BaseModel):
-    from_state: str | None
-    to_state: str
-    actor: str
-    reason: str | None
-    at: AwareDatetime
-
-
-class MessagePublic(BaseModel):
-    message_key: str
-    lane: str
-    state: str
-    reason: str | None
-    phone: str
-    body: str
-    provider: str | None
-    provider_message_id: str | None
-    attempts: int
-    created_at: AwareDatetime
-    sent_at: AwareDatetime | None
-    delivered_at: AwareDatetime | None
-    events: list[MessageEventPublic]
-
-
 @router.post("/v1/messages/otp", response_model=OtpAccepted, status_code=status.HTTP_202_ACCEPTED)
 async def post_otp(
-    body: OtpCreate, idempotency_key: IdempotencyKey, tenant: TenantDep, pool: PoolDep,
+    body: OtpCreate, idempotency_key: IdempotencyKey, tenant: SendTenant, pool: PoolDep,
     bus: BusDep,
 ) -> Any:
     """Queue a one-time password on the otp lane (exempt from marketing consent, not opt-out).
@@ -289,18 +266,3 @@ async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
             return await render_metrics(conn, client, Keys(settings.redis_prefix))
     finally:
         await client.aclose()
-
-
-@router.get("/v1/messages/{message_key}", response_model=MessagePublic)
-async def get_message(message_key: TextPath, tenant: TenantDep, pool: PoolDep) -> MessagePublic:
-    """A message and its whole history, from the append-only audit trail."""
-    async with pool.acquire() as conn:
-        msg, events = await queries.message_history(
-            conn, tenant_id=tenant.id, message_key=message_key
-        )
-    if msg is None:
-        raise NotFound(f"message {message_key} not found")
-    return MessagePublic(
-        **{k: msg[k] for k in MessagePublic.model_fields if k != "events"},
-        events=[MessageEventPublic(**dict(e)) for e in events],
-    )

@@ -2,10 +2,12 @@
 
 A message may not go to an opted-out number (the confirmations of STOP/START/HELP excepted),
 and the marketing lanes (geo, bulk) need the consent record of a recipient who has not opted
-out. The rule is SQL, checked where it decides: at enqueue (``repo.enqueue`` reports the rows
-blocked then), right before the provider call (:func:`suppress_blocked`) and once more in the
-claim statement itself (``repo.claim_for_sending``), so a STOP that lands while a chunk waits
-for its grant still holds. Replies that opt out or in are stored by ``sender.inbound_repo``.
+out; otp and transactional messages (asked for by the recipient: a code, an order update) need
+no marketing consent, but a STOP blocks them too (CTIA). The rule is SQL, checked where it
+decides: at enqueue (``repo.enqueue`` reports the rows blocked then), right before the provider
+call (:func:`suppress_blocked`) and once more in the claim statement itself
+(``repo.claim_for_sending``), so a STOP that lands while a chunk waits for its grant still holds.
+Replies that opt out or in are stored by ``sender.inbound_repo``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ OPTED_OUT = (
     "EXISTS (SELECT 1 FROM opt_outs o WHERE o.tenant_id = m.tenant_id AND o.phone = m.phone)"
 )
 NO_CONSENT = (
-    "(m.lane <> 'otp' AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.tenant_id = m.tenant_id"
-    " AND r.phone = m.phone AND r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))"
+    "(m.lane::text NOT IN ('otp', 'transactional') AND NOT EXISTS (SELECT 1 FROM recipients r"
+    " WHERE r.tenant_id = m.tenant_id AND r.phone = m.phone AND r.consent_at IS NOT NULL"
+    " AND r.opted_out_at IS NULL))"
 )
 
 _SUPPRESS = f"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
-__all__ = ["bulk_key", "confirmation_key", "geo_key", "otp_key"]
+__all__ = ["bulk_key", "confirmation_key", "geo_key", "message_key", "otp_key"]
 
 
 def _digest(*parts: object) -> str:
@@ -26,6 +26,11 @@ def bulk_key(*, campaign_run_id: int, recipient_id: int) -> str:
 def otp_key(*, tenant_id: int, idempotency_key: str) -> str:
     """One OTP per tenant and caller-supplied idempotency key."""
     return "otp-" + _digest("otp", tenant_id, idempotency_key)
+
+
+def message_key(*, tenant_id: int, idempotency_key: str, index: int) -> str:
+    """The ``index``-th message of one ``POST /v1/messages`` (per tenant and Idempotency-Key)."""
+    return "msg-" + _digest("message", tenant_id, idempotency_key, index)
 
 
 def confirmation_key(*, tenant_id: int, inbound_id: int) -> str:

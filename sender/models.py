@@ -42,6 +42,7 @@ MAX_CHUNK = 1000
 
 class Lane(StrEnum):
     OTP = "otp"
+    TRANSACTIONAL = "transactional"  # asked for by the recipient (an order update)
     GEO = "geo"
     BULK = "bulk"
 

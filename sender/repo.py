@@ -197,7 +197,7 @@ WITH ins AS (
 ), {_statement_event(rows="ins", from_state="NULL", to_state="'queued'", actor="$10",
                      reason="'enqueued'")}
 SELECT m.id, m.message_key, m.updated_at, r.time_zone AS profile_zone,
-    NOT m.confirmation AND ({OPTED_OUT} OR (m.lane <> 'otp'
+    NOT m.confirmation AND ({OPTED_OUT} OR (m.lane::text NOT IN ('otp', 'transactional')
         AND NOT (r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))) AS blocked
 FROM ins m LEFT JOIN recipients r ON r.tenant_id = m.tenant_id AND r.phone = m.phone
 """

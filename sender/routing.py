@@ -214,13 +214,20 @@ class Router:
 def _bucket(
     settings: Settings, client: aioredis.Redis, spec: ProviderSpec, lane: Lane
 ) -> tuple[TokenBucket, FairShare | None]:
-    """The account's shared bucket; the bulk lane also takes from its capped share of it, and
-    each tenant on the bulk lane from its fair share of that."""
+    """The account's shared bucket; geo and bulk also take from the part of it the otp and
+    transactional lanes leave them, the bulk lane from its own capped share too, and each
+    tenant on the bulk lane from its fair share of that."""
     keys = Keys(settings.redis_prefix)
     rate = spec.rate_per_s or settings.provider_rate_per_s
     burst = max(settings.provider_burst if spec.rate_per_s is None else rate, 1.0)
     bucket = TokenBucket(client, keys("rl", "provider", spec.name), rate=rate, burst=burst,
                          pausable=True)
+    if lane in (Lane.OTP, Lane.TRANSACTIONAL):
+        return bucket, None
+    if settings.sender_transactional_share > 0:
+        left = 1.0 - settings.sender_transactional_share
+        bucket = bucket.capped(keys("rl", "provider", spec.name, "marketing"), rate=rate * left,
+                               burst=max(burst * left, 1.0))
     if lane is not Lane.BULK:
         return bucket, None
     share = settings.sender_bulk_share

@@ -118,7 +118,12 @@ class Settings(BaseSettings):
     sender_bulk_share: float = Field(
         default=0.7, gt=0, le=1,
         description="Share of each provider account's rate the bulk lane may use; the rest is"
-        " reserved for the otp and geo lanes.",
+        " reserved for the otp, transactional and geo lanes.",
+    )
+    sender_transactional_share: float = Field(
+        default=0.2, ge=0, lt=1,
+        description="Share of each provider account's rate kept for the otp and transactional"
+        " lanes: geo and bulk together may use at most the rest (bulk also its own share).",
     )
     sender_fair_window_s: float = Field(
         default=3.0, gt=0, description="Bulk lane: a tenant that asked for send capacity within"

@@ -16,6 +16,7 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
         "catalog": TopicSpec(partitions=1, compacted=True),
         "profiles": TopicSpec(partitions=n, compacted=True),
         "send.otp": TopicSpec(partitions=n),
+        "send.transactional": TopicSpec(partitions=n),
         "send.geo": TopicSpec(partitions=n),
         "send.bulk": TopicSpec(partitions=n),
         "send.dlq": TopicSpec(partitions=1),

@@ -1,11 +1,14 @@
-"""Lane isolation: an OTP never queues behind the bulk backlog.
+"""Lane isolation: an OTP or a transactional message never queues behind the bulk backlog.
 
 100,000 bulk recipients are queued on send.bulk and the bulk lane sends at its capped share of
 the account; OTPs are posted meanwhile (one per ``OTP_EVERY`` messages the provider ledgered,
 about 5/s while bulk flows at its 700/s). The provider-sim numbers every accepted message
 (``seq``), so the test measures each OTP's wait in bulk messages, not in seconds: how many bulk
-messages the ledger accepted between the OTP's post and the OTP itself. The backlog would take
-minutes to drain; it is not what is tested. The 5M version is a benchmark (BENCHMARKS.md).
+messages the ledger accepted between the OTP's post and the OTP itself. A transactional message
+(``POST /v1/messages``) is posted beside each OTP and held to the same bound: its lane, too, has
+its own topic, sender and headroom (it takes from the account bucket only; geo and bulk leave it
+``sender_transactional_share``). The backlog would take minutes to drain; it is not what is
+tested. The 5M version is a benchmark (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -48,6 +51,14 @@ def _otp(api: httpx.Client, n: int) -> str:
     return key
 
 
+def _transactional(api: httpx.Client, n: int) -> str:
+    response = api.post("/v1/messages", headers={"Idempotency-Key": f"order-{n}"},
+                        json={"messages": [{"to": f"+1415556{n:04d}", "body": f"Order {n} shipped"}]})
+    assert response.status_code == 202, response.text
+    key: str = response.json()["messages"][0]["message_key"]
+    return key
+
+
 def _ledger_seq(sim: str, client_ref: str) -> int | None:
     """The ledger's number for a message, None while the provider has not accepted it."""
     found = httpx.get(f"{sim}/v1/messages/by-ref/{client_ref}",
@@ -85,10 +96,11 @@ def bulk_overtaking_bound(*, bulk_parts: int, bulk_concurrency: int) -> int:
     return math.ceil(in_flight + bulk_burst + bulk_rate * OTP_PIPELINE_S)
 
 
-def test_otps_overtake_the_bulk_backlog_at_the_provider(
+def test_otps_and_transactional_messages_overtake_the_bulk_backlog(
     broker_url: str, tmp_path: Path
 ) -> None:
-    """Every OTP reaches the provider before the bulk lane has sent N more messages.
+    """Every OTP and transactional message reaches the provider before the bulk lane has sent
+    N more messages.
 
     N (``bulk_overtaking_bound``: 2,400 here) is looser than what an OTP is usually overtaken
     by, tens of messages: while the bulk lane is held to its rate its bucket stays near empty,
@@ -114,12 +126,13 @@ def test_otps_overtake_the_bulk_backlog_at_the_provider(
         api = httpx.Client(base_url=world.api(), headers={"X-API-Key": world.api_key}, timeout=10)
         world.sender("sender-bulk", Lane.BULK)
         world.sender("sender-otp", Lane.OTP)
-        warm = _otp(api, 9999)  # the otp worker has joined its group once this arrives
-        eventually(lambda: _ledger_seq(sim, warm), timeout=60)
+        world.sender("sender-transactional", Lane.TRANSACTIONAL)
+        for warm in (_otp(api, 9999), _transactional(api, 9999)):  # each worker has joined
+            eventually(partial(_ledger_seq, sim, warm), timeout=60)
 
         world.publish(BULK, run_id=3)
         eventually(lambda: sim_stats(sim)["total"] > 1000 or None, timeout=60)  # bulk flows
-        posted: dict[str, int] = {}  # OTP key → the ledger's last seq just before its post
+        posted: dict[str, int] = {}  # OTP or transactional key → the ledger's last seq before its post
         last = 0
 
         def ledgered_since(after: int) -> int | None:
@@ -130,6 +143,7 @@ def test_otps_overtake_the_bulk_backlog_at_the_provider(
             # Paced by the bulk lane's progress, so bulk is flowing around every OTP.
             last = eventually(partial(ledgered_since, last), timeout=60, every=0.02)
             posted[_otp(api, n)] = last
+            posted[_transactional(api, n)] = last
 
         def arrived() -> dict[str, int] | None:
             seqs = {key: _ledger_seq(sim, key) for key in posted}
@@ -142,11 +156,11 @@ def test_otps_overtake_the_bulk_backlog_at_the_provider(
         overtaken_by = {key: bulk_upto[arrival[key] - 1] - bulk_upto[before]
                         for key, before in posted.items()}
         assert max(overtaken_by.values()) <= bound, (
-            f"bulk messages accepted between an OTP's post and the OTP (N = {bound}): "
+            f"bulk messages accepted between a post and its message (N = {bound}): "
             f"{sorted(overtaken_by.values())}")
         assert bulk_upto[max(arrival.values())] < BULK  # the backlog was queued throughout
 
         refs = [i["client_ref"] for i in items]
         assert len(refs) == len(set(refs))  # nothing sent twice
         assert sim_stats(sim)["duplicates_rejected"] == 0  # nor even offered twice
-        assert sum(1 for r in refs if r in posted) == OTPS  # every OTP arrived
+        assert sum(1 for r in refs if r in posted) == 2 * OTPS  # every one arrived
