@@ -21,10 +21,12 @@ from hexcast.core.bus import Bus, BusUnavailable
 from hexcast.core.cache import connect_redis
 from hexcast.core.db import connect_pool
 from hexcast.core.echo import MESSAGE_LIMIT, clip_echo, clip_text
-from hexcast.core.errors import ConflictError, HexcastError, InvalidInput, NotFound, Unauthorized
+from hexcast.core.errors import ConflictError, Forbidden, HexcastError, InvalidInput, NotFound, Unauthorized
 from hexcast.core.logging import configure_logging, get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.watchdog import LoopWatchdog
+from hexcast.keys_api import router as keys_router
+from hexcast.settings_api import router as tenant_settings_router
 from scheduler.api import router as campaigns_router
 from sender.admin_api import router as provider_admin_router
 from sender.api import router as sender_router
@@ -45,6 +47,7 @@ _STATUS: dict[type[HexcastError], int] = {
     NotFound: 404,
     ConflictError: 409,
     Unauthorized: 401,
+    Forbidden: 403,
     BusUnavailable: 503,
 }
 

@@ -12,6 +12,7 @@ import typer
 from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
 from hexcast.core.settings import Settings, get_settings
+from hexcast.keys_cli import key_app
 from scheduler.cli import campaign_app, scheduler_command
 from sender.cli import (
     cutover_app,
@@ -32,6 +33,7 @@ tenant_app = typer.Typer(no_args_is_help=True, help="Tenants and API keys.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Catalog and profile topics.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
+tenant_app.add_typer(key_app, name="key")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(campaign_app, name="campaign")
 app.command("scheduler")(scheduler_command)

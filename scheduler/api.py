@@ -13,8 +13,9 @@ from hexcast.core.control import RunControl, RunState
 from hexcast.core.db import Conn
 from hexcast.core.errors import ConflictError, InvalidInput
 from hexcast.core.idempotency import IdempotencyKey, idempotent, request_hash
+from hexcast.core.scopes import MarketerTenant
 from hexcast.core.settings import Settings
-from hexcast.core.web import AfterId, IdPath, Limit, PoolDep, SettingsDep, TenantDep
+from hexcast.core.web import AfterId, IdPath, Limit, PoolDep, SettingsDep
 from scheduler import repo
 from scheduler.forecast import QuietHours
 from scheduler.models import (
@@ -57,7 +58,7 @@ async def _check_segments(conn: Conn, tenant_id: int, text: str) -> None:
 
 
 @router.post("/templates", status_code=status.HTTP_201_CREATED, response_model=TemplatePublic)
-async def create_template(body: TemplateCreate, tenant: TenantDep, pool: PoolDep,
+async def create_template(body: TemplateCreate, tenant: MarketerTenant, pool: PoolDep,
                           idempotency_key: IdempotencyKey = None) -> Any:
     async def create() -> TemplatePublic:
         async with pool.acquire() as conn:
@@ -70,7 +71,7 @@ async def create_template(body: TemplateCreate, tenant: TenantDep, pool: PoolDep
 
 
 @router.get("/templates", response_model=list[TemplatePublic])
-async def list_templates(tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0,
+async def list_templates(tenant: MarketerTenant, pool: PoolDep, after_id: AfterId = 0,
                          limit: Limit = 100) -> list[TemplatePublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_templates(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
@@ -78,13 +79,13 @@ async def list_templates(tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0
 
 
 @router.get("/templates/{template_id}", response_model=TemplatePublic)
-async def get_template(template_id: IdPath, tenant: TenantDep, pool: PoolDep) -> TemplatePublic:
+async def get_template(template_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> TemplatePublic:
     async with pool.acquire() as conn:
         return template_public(await repo.get_template(conn, tenant_id=tenant.id, template_id=template_id))
 
 
 @router.delete("/templates/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_template(template_id: IdPath, tenant: TenantDep, pool: PoolDep) -> None:
+async def delete_template(template_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> None:
     """Campaigns made from it keep their own copy of the body."""
     async with pool.acquire() as conn:
         await repo.delete_template(conn, tenant_id=tenant.id, template_id=template_id)
@@ -113,7 +114,7 @@ async def _insert_campaign(pool: asyncpg.Pool, tenant_id: int, body: CampaignCre
 
 
 @router.post("/campaigns", status_code=status.HTTP_201_CREATED, response_model=CampaignPublic)
-async def create_campaign(body: CampaignCreate, tenant: TenantDep, pool: PoolDep,
+async def create_campaign(body: CampaignCreate, tenant: MarketerTenant, pool: PoolDep,
                           idempotency_key: IdempotencyKey = None) -> Any:
     return await idempotent(pool, tenant_id=tenant.id, key=idempotency_key, status=201,
                             digest=request_hash("/v1/campaigns", body),
@@ -121,7 +122,7 @@ async def create_campaign(body: CampaignCreate, tenant: TenantDep, pool: PoolDep
 
 
 @router.get("/campaigns", response_model=list[CampaignPublic])
-async def list_campaigns(tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0,
+async def list_campaigns(tenant: MarketerTenant, pool: PoolDep, after_id: AfterId = 0,
                          limit: Limit = 100) -> list[CampaignPublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_campaigns(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
@@ -129,13 +130,13 @@ async def list_campaigns(tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignPublic)
-async def get_campaign(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep) -> CampaignPublic:
+async def get_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> CampaignPublic:
     async with pool.acquire() as conn:
         return campaign_public(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
 
 
 @router.patch("/campaigns/{campaign_id}", response_model=CampaignPublic)
-async def update_campaign(campaign_id: IdPath, body: CampaignUpdate, tenant: TenantDep,
+async def update_campaign(campaign_id: IdPath, body: CampaignUpdate, tenant: MarketerTenant,
                           pool: PoolDep) -> CampaignPublic:
     """Rename, re-rate or reword a campaign. A new max_rate applies to runs created afterwards,
     a new body to chunks released afterwards."""
@@ -159,7 +160,7 @@ def _next_fire(c: Campaign) -> Fire:
 
 
 @router.post("/campaigns/{campaign_id}/preview", response_model=PreviewPublic)
-async def preview_campaign(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep, settings: SettingsDep,
+async def preview_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep, settings: SettingsDep,
                            body: PreviewRequest | None = None) -> PreviewPublic:
     """Audience per zone, holdout, cost units and the wave forecast of the next run, with a
     deadline verdict and the rate needed; optionally with quiet hours (no sending then)."""
@@ -190,20 +191,20 @@ async def _set_state(pool: asyncpg.Pool, control: RunControl, tenant_id: int, ca
 
 
 @router.post("/campaigns/{campaign_id}/pause", response_model=CampaignPublic)
-async def pause_campaign(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep,
+async def pause_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
                          control: ControlDep) -> CampaignPublic:
     """Stop releasing and sending its unfinished runs; no new runs start while paused."""
     return await _set_state(pool, control, tenant.id, campaign_id, "paused", RunState.PAUSED, ["running"])
 
 
 @router.post("/campaigns/{campaign_id}/resume", response_model=CampaignPublic)
-async def resume_campaign(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep,
+async def resume_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
                           control: ControlDep) -> CampaignPublic:
     return await _set_state(pool, control, tenant.id, campaign_id, "active", RunState.RUNNING, ["paused"])
 
 
 @router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic)
-async def cancel_campaign(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep,
+async def cancel_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
                           control: ControlDep) -> CampaignPublic:
     """Cancel its unfinished runs and every future one."""
     return await _set_state(pool, control, tenant.id, campaign_id, "cancelled", RunState.CANCELLED,
@@ -212,7 +213,7 @@ async def cancel_campaign(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep,
 
 @router.post("/campaigns/{campaign_id}/run-now", status_code=status.HTTP_201_CREATED,
              response_model=RunPublic)
-async def run_now(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep, settings: SettingsDep,
+async def run_now(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep, settings: SettingsDep,
                   control: ControlDep, idempotency_key: IdempotencyKey = None) -> Any:
     """Start a run now: every wave fires immediately."""
     async def create() -> RunPublic:
@@ -238,7 +239,7 @@ async def start_now(conn: Conn, control: RunControl, c: Campaign, settings: Sett
 
 
 @router.get("/campaigns/{campaign_id}/runs", response_model=list[RunPublic])
-async def list_runs(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep) -> list[RunPublic]:
+async def list_runs(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> list[RunPublic]:
     async with pool.acquire() as conn:
         campaign = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
         runs = await repo.list_runs(conn, campaign_id=campaign_id)
@@ -247,7 +248,7 @@ async def list_runs(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep) -> li
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats)
-async def campaign_stats(campaign_id: IdPath, tenant: TenantDep, pool: PoolDep) -> CampaignStats:
+async def campaign_stats(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> CampaignStats:
     """Per run: released, held out, sent, delivered, failed, deferred, suppressed by reason."""
     async with pool.acquire() as conn:
         await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)

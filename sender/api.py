@@ -19,7 +19,8 @@ from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.core.idempotency import idempotent, request_hash
 from hexcast.core.pgtext import PgText
-from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TenantDep, TextPath
+from hexcast.core.scopes import SendTenant
+from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TextPath
 from sender import dlr, inbound_repo, links_repo, queries, settle
 from sender.keys import otp_key
 from sender.links import is_bot

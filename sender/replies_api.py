@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from hexcast.core.errors import NotFound
-from hexcast.core.web import AfterId, IdPath, PoolDep, TenantDep
+from hexcast.core.scopes import MarketerTenant
+from hexcast.core.web import AfterId, IdPath, PoolDep
 from sender import inbound_repo
 
 __all__ = ["FlaggedPublic", "ResolutionCreate", "router"]
@@ -46,7 +47,7 @@ class ResolutionPublic(BaseModel):
 
 @router.get("/flagged", response_model=FlaggedPage)
 async def list_flagged(
-    tenant: TenantDep, pool: PoolDep, after: AfterId = 0,
+    tenant: MarketerTenant, pool: PoolDep, after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> FlaggedPage:
     """Flagged replies not resolved yet, oldest first; ``next_after`` pages on."""
@@ -58,7 +59,7 @@ async def list_flagged(
 
 @router.post("/flagged/{inbound_id}/resolve", response_model=ResolutionPublic)
 async def resolve_flagged(
-    inbound_id: IdPath, body: ResolutionCreate, tenant: TenantDep, pool: PoolDep,
+    inbound_id: IdPath, body: ResolutionCreate, tenant: MarketerTenant, pool: PoolDep,
 ) -> ResolutionPublic:
     """``opt_out``: the number is opted out for this tenant from now on; ``dismiss``: nothing
     changes. A reply resolved already (or another tenant's) is a 404."""

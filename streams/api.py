@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from hexcast.core import strictjson
 from hexcast.core.cache import Keys
-from hexcast.core.web import BusDep, RequireOperator, SettingsDep, TenantDep
+from hexcast.core.scopes import IngestTenant
+from hexcast.core.web import BusDep, RequireOperator, SettingsDep
 from streams.metrics import render_matcher_metrics
 from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
 from streams.service import group_visits, visit_key
@@ -72,7 +73,7 @@ async def _parse(request: Request) -> list[VisitIn]:
     openapi_extra=_BODY_SCHEMA,
     summary="Ingest one visit event or a batch of up to 1,000",
 )
-async def post_visits(request: Request, tenant: TenantDep, bus: BusDep) -> VisitsAccepted:
+async def post_visits(request: Request, tenant: IngestTenant, bus: BusDep) -> VisitsAccepted:
     events = await _parse(request)
     records = group_visits(tenant.id, events, received_at=datetime.now(UTC))
     await bus.publish_many(

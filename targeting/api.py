@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request, status
 
 from hexcast.core.bus import BusUnavailable
 from hexcast.core.errors import ConflictError, InvalidInput
-from hexcast.core.web import AfterId, BusDep, IdPath, Limit, PoolDep, SettingsDep, TenantDep, TextPath
+from hexcast.core.scopes import MarketerTenant
+from hexcast.core.web import AfterId, BusDep, IdPath, Limit, PoolDep, SettingsDep, TextPath
 from targeting import repo
 from targeting.imports import ImportReport, ImportRow, import_rows, parse_csv, parse_json
 from targeting.models import (
@@ -42,7 +43,7 @@ router = APIRouter(prefix="/v1", tags=["catalog"])
 
 @router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StorePublic)
 async def create_store(
-    body: StoreCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep, settings: SettingsDep
+    body: StoreCreate, tenant: MarketerTenant, pool: PoolDep, bus: BusDep, settings: SettingsDep
 ) -> StorePublic:
     cells = fence_cells(body, resolution=settings.h3_resolution)
     async with pool.acquire() as conn:
@@ -56,7 +57,7 @@ async def create_store(
 
 @router.get("/stores", response_model=list[StorePublic])
 async def list_stores(
-    tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
+    tenant: MarketerTenant, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
 ) -> list[StorePublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_stores(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
@@ -64,14 +65,14 @@ async def list_stores(
 
 
 @router.get("/stores/{store_id}", response_model=StorePublic)
-async def get_store(store_id: IdPath, tenant: TenantDep, pool: PoolDep) -> StorePublic:
+async def get_store(store_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> StorePublic:
     async with pool.acquire() as conn:
         return store_public(await repo.get_store(conn, tenant_id=tenant.id, store_id=store_id))
 
 
 @router.put("/stores/{store_id}", response_model=StorePublic)
 async def replace_store(
-    store_id: IdPath, body: StoreCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep,
+    store_id: IdPath, body: StoreCreate, tenant: MarketerTenant, pool: PoolDep, bus: BusDep,
     settings: SettingsDep,
 ) -> StorePublic:
     """Replace a store (fence, zone, accuracy...); running matchers pick it up from the catalog."""
@@ -87,7 +88,7 @@ async def replace_store(
 
 @router.post("/stores/{store_id}/{action}", response_model=StorePublic)
 async def set_store_active(
-    store_id: IdPath, action: Literal["activate", "deactivate"], tenant: TenantDep, pool: PoolDep,
+    store_id: IdPath, action: Literal["activate", "deactivate"], tenant: MarketerTenant, pool: PoolDep,
     bus: BusDep,
 ) -> StorePublic:
     async with pool.acquire() as conn:
@@ -105,7 +106,7 @@ async def _publish_store(bus: BusDep, row: repo.Row) -> StorePublic:
 
 @router.post("/promotions", status_code=status.HTTP_201_CREATED, response_model=PromotionPublic)
 async def create_promotion(
-    body: PromotionCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+    body: PromotionCreate, tenant: MarketerTenant, pool: PoolDep, bus: BusDep
 ) -> PromotionPublic:
     async with pool.acquire() as conn:
         row = await repo.insert_promotion(
@@ -118,7 +119,7 @@ async def create_promotion(
 
 @router.get("/promotions", response_model=list[PromotionPublic])
 async def list_promotions(
-    tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
+    tenant: MarketerTenant, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
 ) -> list[PromotionPublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_promotions(
@@ -128,7 +129,7 @@ async def list_promotions(
 
 
 @router.get("/promotions/{promotion_id}", response_model=PromotionPublic)
-async def get_promotion(promotion_id: IdPath, tenant: TenantDep, pool: PoolDep) -> PromotionPublic:
+async def get_promotion(promotion_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> PromotionPublic:
     async with pool.acquire() as conn:
         return promotion_public(
             await repo.get_promotion(conn, tenant_id=tenant.id, promotion_id=promotion_id))
@@ -136,7 +137,7 @@ async def get_promotion(promotion_id: IdPath, tenant: TenantDep, pool: PoolDep) 
 
 @router.put("/promotions/{promotion_id}", response_model=PromotionPublic)
 async def replace_promotion(
-    promotion_id: IdPath, body: PromotionCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+    promotion_id: IdPath, body: PromotionCreate, tenant: MarketerTenant, pool: PoolDep, bus: BusDep
 ) -> PromotionPublic:
     """Replace a promotion (body, interests, dates, policy); matchers apply it from the catalog."""
     async with pool.acquire() as conn:
@@ -150,7 +151,7 @@ async def replace_promotion(
 
 @router.post("/promotions/{promotion_id}/{action}", response_model=PromotionPublic)
 async def set_promotion_active(
-    promotion_id: IdPath, action: Literal["activate", "deactivate"], tenant: TenantDep,
+    promotion_id: IdPath, action: Literal["activate", "deactivate"], tenant: MarketerTenant,
     pool: PoolDep, bus: BusDep,
 ) -> PromotionPublic:
     async with pool.acquire() as conn:
@@ -168,7 +169,7 @@ async def _publish_promotion(bus: BusDep, row: repo.Row) -> PromotionPublic:
 
 @router.post("/recipients", status_code=status.HTTP_201_CREATED, response_model=RecipientPublic)
 async def create_recipient(
-    body: RecipientCreate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+    body: RecipientCreate, tenant: MarketerTenant, pool: PoolDep, bus: BusDep
 ) -> RecipientPublic:
     consent = body.consent
     async with pool.acquire() as conn:
@@ -225,7 +226,7 @@ async def _publish_profiles(pool: PoolDep, bus: BusDep, tenant_id: int, ids: lis
 
 @router.post("/recipients/import", response_model=ImportReport, openapi_extra=_IMPORT_DOC)
 async def import_recipients(
-    request: Request, tenant: TenantDep, pool: PoolDep, bus: BusDep, settings: SettingsDep
+    request: Request, tenant: MarketerTenant, pool: PoolDep, bus: BusDep, settings: SettingsDep
 ) -> ImportReport:
     """Bulk create or update recipients from CSV (header row; interests separated by ``|``),
     NDJSON or a JSON array. Bad rows are reported by line and skipped; good rows are upserted
@@ -254,7 +255,7 @@ async def import_recipients(
 
 @router.get("/recipients", response_model=list[RecipientPublic])
 async def list_recipients(
-    tenant: TenantDep, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
+    tenant: MarketerTenant, pool: PoolDep, after_id: AfterId = 0, limit: Limit = 100
 ) -> list[RecipientPublic]:
     async with pool.acquire() as conn:
         rows = await repo.list_recipients(conn, tenant_id=tenant.id, after_id=after_id, limit=limit)
@@ -262,14 +263,14 @@ async def list_recipients(
 
 
 @router.get("/recipients/{user_id}", response_model=RecipientPublic)
-async def get_recipient(user_id: TextPath, tenant: TenantDep, pool: PoolDep) -> RecipientPublic:
+async def get_recipient(user_id: TextPath, tenant: MarketerTenant, pool: PoolDep) -> RecipientPublic:
     async with pool.acquire() as conn:
         return recipient_public(await repo.get_recipient(conn, tenant_id=tenant.id, user_id=user_id))
 
 
 @router.patch("/recipients/{user_id}", response_model=RecipientPublic)
 async def update_recipient(
-    user_id: TextPath, body: RecipientUpdate, tenant: TenantDep, pool: PoolDep, bus: BusDep
+    user_id: TextPath, body: RecipientUpdate, tenant: MarketerTenant, pool: PoolDep, bus: BusDep
 ) -> RecipientPublic:
     """Change a recipient's phone, zone, interests or consent; matchers see it via ``profiles``."""
     async with pool.acquire() as conn:
@@ -281,7 +282,7 @@ async def update_recipient(
 
 
 @router.delete("/recipients/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_recipient(user_id: TextPath, tenant: TenantDep, pool: PoolDep, bus: BusDep) -> None:
+async def delete_recipient(user_id: TextPath, tenant: MarketerTenant, pool: PoolDep, bus: BusDep) -> None:
     """Erase a recipient; matchers forget the profile (a tombstone on ``profiles``)."""
     async with pool.acquire() as conn:
         await repo.delete_recipient(conn, tenant_id=tenant.id, user_id=user_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "Forbidden",
     "HexcastError",
     "InvalidInput",
     "NotFound",
@@ -46,6 +47,10 @@ class Unauthorized(HexcastError):
     def __init__(self, message: str, *, scheme: str = "ApiKey") -> None:
         super().__init__(message)
         self.scheme = scheme
+
+
+class Forbidden(HexcastError):
+    """Valid credentials without the right: a key whose scope does not cover the route."""
 
 
 class ProviderError(HexcastError):

@@ -14,17 +14,25 @@ from pydantic import StringConstraints, TypeAdapter, ValidationError
 from hexcast.core.db import Conn, one
 from hexcast.core.errors import ConflictError, InvalidInput, NotFound, Unauthorized
 
-__all__ = ["Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key"]
+__all__ = ["KEY_COLUMNS", "Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key",
+           "issue_key_row"]
 
 _KEY_PREFIX = "hx"
+KEY_COLUMNS = "id, name, scope, prefix, created_at, last_used_at, revoked_at, rotated_from"
+"""What may be shown of a key: never its secret or hash."""
 _NAME = TypeAdapter(Annotated[str, StringConstraints(
     strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")])
 
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
+    """A tenant, as the key that authenticated it sees it: ``scope`` is that key's
+    (``hexcast.core.scopes.Scope``; admin for a tenant found by name), ``key_id`` its row."""
+
     id: int
     name: str
+    scope: str = "admin"
+    key_id: int | None = None
 
 
 def hash_key(key: str) -> bytes:
@@ -57,27 +65,51 @@ async def create_tenant(conn: Conn, *, name: str) -> tuple[Tenant, str]:
     return Tenant(id=row["id"], name=row["name"]), key
 
 
-async def issue_key(conn: Conn, *, tenant_id: int) -> str:
+async def issue_key(conn: Conn, *, tenant_id: int, scope: str = "admin", name: str | None = None,
+                    rotated_from: int | None = None) -> str:
+    """A new key ``hx_<prefix>_<secret>`` (returned once; only its hash is kept)."""
+    key, _ = await issue_key_row(conn, tenant_id=tenant_id, scope=scope, name=name,
+                                 rotated_from=rotated_from)
+    return key
+
+
+async def issue_key_row(conn: Conn, *, tenant_id: int, scope: str, name: str | None,
+                        rotated_from: int | None = None) -> tuple[str, asyncpg.Record]:
+    """:func:`issue_key` and the new row (id, name, scope, prefix, created_at...)."""
     prefix = secrets.token_hex(4)
     key = f"{_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
-    await conn.execute(
-        "INSERT INTO api_keys (tenant_id, prefix, key_hash) VALUES ($1, $2, $3)",
-        tenant_id, prefix, hash_key(key),
-    )
-    return key
+    row = one(await conn.fetchrow(
+        "INSERT INTO api_keys (tenant_id, prefix, key_hash, scope, name, rotated_from)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING " + KEY_COLUMNS,
+        tenant_id, prefix, hash_key(key), scope, name, rotated_from,
+    ))
+    return key, row
 
 
 async def authenticate(conn: Conn, *, key: str) -> Tenant:
     """The tenant owning an unrevoked key, else :class:`Unauthorized`."""
-    prefix = _split(key)
-    row = await conn.fetchrow(
-        "SELECT k.key_hash, t.id, t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-        " WHERE k.prefix = $1 AND k.revoked_at IS NULL",
-        prefix,
-    )
-    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(key)):
+    digest = hash_key(key)
+    row = await conn.fetchrow(_AUTHENTICATE, _split(key), digest)
+    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
         raise Unauthorized("unknown API key")
-    return Tenant(id=row["id"], name=row["name"])
+    return Tenant(id=row["id"], name=row["name"], scope=row["scope"], key_id=row["key_id"])
+
+
+# One round trip: the lookup, and ``last_used_at`` moved when it is a minute old or more (so a
+# busy key writes once a minute, not once a request). Read on every request, never cached: a
+# revocation holds on every api process at once.
+_AUTHENTICATE = """
+WITH k AS (
+    SELECT k.id AS key_id, k.key_hash, k.scope, t.id, t.name
+    FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+    WHERE k.prefix = $1 AND k.revoked_at IS NULL
+), used AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE id = (SELECT key_id FROM k) AND key_hash = $2
+      AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT * FROM k
+"""
 
 
 async def find_tenant(conn: Conn, *, name: str) -> Tenant:

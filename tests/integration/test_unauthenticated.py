@@ -33,9 +33,9 @@ def seeded(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPath
                      dlr_webhook_token="sweep-webhook-token") as api, \
             httpx.Client(base_url=api.url, headers={"X-API-Key": api.key}, timeout=30) as client:
         seeded = seed_objects(client, tag="sweep", otp_phone="+12125550111")
-        yield api, {**seeded.first(), "tenant_id": str(api.tenant_id), "code": "Ab3dEf9h",
+        yield api, {**seeded.first(), "tenant_id": str(api.tenant_id), "code": "Ab3dEf9h", "key_id": "1",
                     "name": "sim",  # the provider route of the default settings
-                    "inbound_id": "1"}  # refused before it is looked up
+                    "inbound_id": "1", "endpoint_id": "1"}  # refused before it is looked up
 
 
 def _values(param: dict[str, Any], ids: dict[str, str]) -> list[str]:

@@ -96,7 +96,7 @@ def test_holdout_share_is_close_to_the_percentage() -> None:
     assert sum(is_holdout(campaign_id=1, recipient_id=r, pct=0) for r in range(1000)) == 0
 
 
-def test_openapi_lists_campaign_endpoints_with_the_api_key_scheme() -> None:
+def test_openapi_lists_campaign_endpoints_with_the_marketer_scope() -> None:
     from hexcast.api import create_app
     from hexcast.core.settings import load_settings
 
@@ -107,7 +107,7 @@ def test_openapi_lists_campaign_endpoints_with_the_api_key_scheme() -> None:
             "/v1/campaigns/{campaign_id}/pause", "/v1/recipients/import"} <= set(ours)
     for path, ops in ours.items():
         for method, op in ops.items():
-            assert {"APIKeyHeader": []} in op.get("security", []), (method, path)
+            assert {"APIKeyHeader": ["marketer"]} in op.get("security", []), (method, path)
     post = spec["paths"]["/v1/campaigns"]["post"]
     assert "Idempotency-Key" in {p["name"] for p in post["parameters"]}
     assert "text/csv" in spec["paths"]["/v1/recipients/import"]["post"]["requestBody"]["content"]
