@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Collection
 from typing import Any
 
 import faust
@@ -32,10 +33,14 @@ from sender.providers.base import Connected
 from sender.routing import Router, build_router, provider_specs
 from sender.run_gate import RunGate
 from sender.shortener import LinkShortener
+from sender.tenant_rules import RulesLoader, TenantRules, TenantRulesCache, read_tenant_rules
 
 __all__ = ["register_sender"]
 
 log = get_logger("hexcast.sender")
+
+#: How long a tenant's window and caps are kept: a change applies within this time.
+TENANT_RULES_TTL_S = 30.0
 
 
 class _Worker:
@@ -80,8 +85,13 @@ class _Worker:
         async def publish(events: list[DeliveryEvent]) -> None:
             await bus.publish_many("delivery", delivery_records(events))
 
+        async def tenant_rules(tenant_ids: Collection[int]) -> dict[int, TenantRules]:
+            async with pool.acquire() as conn:
+                return await read_tenant_rules(conn, tenant_ids)
+
         self.dispatcher = build_dispatcher(settings, lane, Journal(
-            pool=pool, actor=f"sender-{lane.value}", publish=publish), router, redis)
+            pool=pool, actor=f"sender-{lane.value}", publish=publish), router, redis,
+            rules=TenantRulesCache(tenant_rules, ttl_s=TENANT_RULES_TTL_S))
         for route in router.routes:  # SMPP binds: receipts and replies come over them
             if isinstance(route.adapter, Connected):
                 route.adapter.deliver_to(route_deliveries(route.spec, pool, bus, publish))
@@ -144,9 +154,11 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
 
 
 def build_dispatcher(
-    settings: Settings, lane: Lane, store: Store, router: Router, redis: aioredis.Redis
+    settings: Settings, lane: Lane, store: Store, router: Router, redis: aioredis.Redis,
+    *, rules: RulesLoader | None = None,
 ) -> Dispatcher:
-    """A lane's dispatcher with the steps its settings ask for."""
+    """A lane's dispatcher with the steps its settings ask for; ``rules``: each tenant's own
+    window and caps for the holds (cached: see :class:`TenantRulesCache`)."""
     keys = Keys(settings.redis_prefix)
     links = None
     if settings.sender_shorten_links:
@@ -158,7 +170,8 @@ def build_dispatcher(
                       geo_ttl_s=settings.geo_ttl_s, bulk_parts=settings.sender_bulk_parts,
                       fault_kill_after_calls=settings.sender_fault_kill_after_calls),
         holds=Holds(store=store, quiet_hours=settings.sender_quiet_hours,
-                    caps=RecipientCaps(redis), cap_rules=_cap_rules(settings), keys=keys),
+                    caps=RecipientCaps(redis), cap_rules=_cap_rules(settings), keys=keys,
+                    rules=rules),
         runs=RunGate(store=store, control=RunControl(redis, keys), keys=keys),
         links=links,
     )

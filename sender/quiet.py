@@ -4,7 +4,8 @@ A recipient may have several zones (profile zone, the zones of the number's area
 ``phonenumbers``, the last known location's zone): a time is allowed only when it is inside the
 window in every one of them, so the strictest zone wins. The window is 08:00–21:00 local, or
 the stricter 08:00–20:00 for numbers whose area code lies in a state with a stricter rule
-(the table below: Florida and Oklahoma).
+(the table below: Florida and Oklahoma). A tenant may narrow it with its own window
+(``sender.tenant_rules``): the hours both allow apply, never more than the law's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from phonenumbers import timezone as pn_timezone
 from phonenumbers import tzdata as pn_tzdata
 
 __all__ = ["DEFAULT_WINDOW", "NEVER", "STRICT_AREA_CODES", "STRICT_WINDOW", "Window", "is_allowed",
-           "next_allowed", "primary_zone", "verdicts", "window_for", "zones_for"]
+           "narrowed", "next_allowed", "primary_zone", "verdicts", "window_for", "zones_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,15 @@ def window_for(phone: str) -> Window:
     if phone.startswith("+1") and phone[2:5] in STRICT_AREA_CODES:
         return STRICT_WINDOW
     return DEFAULT_WINDOW
+
+
+def narrowed(legal: Window, tenant: Window | None) -> Window | None:
+    """The hours both the law and the tenant allow (a tenant's window narrows the legal one,
+    never widens it; None: the legal window). None when they do not overlap: never allowed."""
+    if tenant is None:
+        return legal
+    start, end = max(legal.start, tenant.start), min(legal.end, tenant.end)
+    return Window(start, end) if start < end else None
 
 
 @lru_cache(maxsize=1024)
@@ -137,17 +147,19 @@ def next_allowed(at: datetime, zones: list[ZoneInfo], window: Window,
 NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-def verdicts(at: datetime, recipients: Sequence[tuple[str, str | None]]) -> list[datetime | None]:
+def verdicts(at: datetime, recipients: Sequence[tuple[str, str | None]], *,
+             tenant: Window | None = None) -> list[datetime | None]:
     """For each (phone, profile zone): None if ``at`` is allowed, else the next allowed instant
-    (``NEVER`` if none). Recipients sharing zones and window are computed once."""
-    memo: dict[tuple[tuple[str, ...], Window], datetime | None] = {}
+    (``NEVER`` if none), in the number's legal window narrowed by ``tenant``'s (see
+    :func:`narrowed`). Recipients sharing zones and window are computed once."""
+    memo: dict[tuple[tuple[str, ...], Window | None], datetime | None] = {}
     out: list[datetime | None] = []
     for phone, profile_zone in recipients:
         zones = zones_for(phone, profile_zone=profile_zone)
-        window = window_for(phone)
+        window = narrowed(window_for(phone), tenant)
         key = (tuple(z.key for z in zones), window)
         if key not in memo:
-            found = next_allowed(at, zones, window)
+            found = next_allowed(at, zones, window) if window is not None else None
             memo[key] = None if found == at else (found or NEVER)
         out.append(memo[key])
     return out
