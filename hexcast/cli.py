@@ -147,6 +147,18 @@ def webhooks() -> None:
     asyncio.run(run_webhooks(_settings()))
 
 
+@app.command("webhook-listen")
+def webhook_listen(
+    secret: Annotated[str, typer.Option(help="The endpoint's whsec_ secret")],
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 9009,
+) -> None:
+    """Receive webhooks on 127.0.0.1:PORT, check their signatures, print each event."""
+    from sender.webhooks.listen import serve
+
+    typer.echo(f"listening on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+    serve(port, secret)
+
+
 @app.command("provider-sim")
 def provider_sim(
     smpp_port: Annotated[int | None, typer.Option(
