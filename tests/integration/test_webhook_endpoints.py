@@ -17,6 +17,7 @@ from standardwebhooks import Webhook
 
 from hexcast.devstack.procs import ChildProcess
 from hexcast.testing import eventually, make_tenant
+from sender.replies import take_reply
 from tests.integration.apiproc import RunningApi, running_api
 from tests.integration.webhookkit import (
     Receiver,
@@ -187,3 +188,28 @@ def test_campaign_finished_is_written_when_the_run_is_released(database_url: str
             await conn.close()
 
     assert asyncio.run(scenario()) == ["campaign.finished:True"]
+
+
+async def test_a_reply_is_forwarded_with_the_message_it_answers(database_url: str) -> None:
+    """``inbound.received`` carries the reply and the key of the last message the tenant sent
+    that number (``reply_to``), written with the reply itself."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tenant, _, _ = await tenant_with_endpoint(conn, prefix="whreply", url="http://127.0.0.1:9/",
+                                                  types=["inbound.received"])
+        ids = await new_messages(conn, tenant_id=tenant.id, prefix=f"whr{tenant.id}-", n=2)
+        await deliver(conn, ids)
+        phone = await conn.fetchval("SELECT phone FROM messages WHERE id = $1", max(ids.values()))
+        taken = await take_reply(conn, tenant_id=tenant.id, phone=phone,
+                                 body="is the sale on sunday too?", provider_ref="reply-1")
+        row = await conn.fetchrow("SELECT type, payload FROM webhook_outbox WHERE tenant_id = $1",
+                                  tenant.id)
+    finally:
+        await conn.close()
+    assert taken is not None
+    assert taken.reply_to == max(ids, key=lambda k: ids[k])
+    assert row is not None
+    assert row["type"] == "inbound.received"
+    data = json.loads(row["payload"])["data"]
+    assert (data["phone"], data["body"], data["reply_to"]) == (
+        phone, "is the sale on sunday too?", taken.reply_to)
