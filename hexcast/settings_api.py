@@ -4,8 +4,9 @@
 sending window inside the legal one (``sender.quiet.DEFAULT_WINDOW``, recipient-local; numbers
 in stricter states keep their stricter end whatever the tenant says) and per-recipient caps at
 most the sender's defaults (``HEXCAST_SENDER_CAP_PER_DAY`` / ``_PER_24H``). A wider window or a
-looser cap is a 422 naming the field and the limit. Sender ids are not a tenant setting: they
-belong to the provider routes (``sender_id`` / ``sender_pool`` in the routes file).
+looser cap is a 422 naming the field and the limit. ``sender_ids``: the tenant's own numbers or
+brand name, sent from on routes whose account may use them (``tenant_senders`` in the routes
+file; on the others the route's ``sender_id`` / ``sender_pool``), each recipient always the same.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hexcast.core.scopes import AdminTenant
 from hexcast.core.settings import Settings
 from hexcast.core.tenant_settings import read_settings, update_settings
 from hexcast.core.web import PoolDep, SettingsDep
+from sender.models import SenderNumber
 from sender.quiet import DEFAULT_WINDOW, Window
 from targeting.models import unset_default
 
@@ -62,6 +64,8 @@ class TenantSettingsPublic(BaseModel):
     send_window: SendWindow | None = Field(description="null: the legal window")
     cap_per_day: int | None = Field(description="null: the default (default_caps)")
     cap_per_24h: int | None = Field(description="null: the default (default_caps)")
+    sender_ids: list[str] | None = Field(
+        description="The tenant's own sender ids; null: the routes' own")
     legal_window: SendWindow = Field(description="The widest window allowed")
     default_caps: Caps = Field(description="The loosest caps allowed")
 
@@ -78,6 +82,7 @@ class TenantSettingsUpdate(BaseModel):
     send_window: SendWindow | None = None
     cap_per_day: Cap | None = None
     cap_per_24h: Cap | None = None
+    sender_ids: Annotated[list[SenderNumber] | None, Field(min_length=1, max_length=10)] = None
 
     def columns(self) -> dict[str, Any]:
         """Column → new value, for the fields the request named."""
@@ -117,6 +122,7 @@ def _public(row: Any, settings: Settings) -> TenantSettingsPublic:
         help_text=row["help_text"], max_segments=row["max_segments"],
         send_window=SendWindow(start=start, end=end) if start and end else None,
         cap_per_day=row["cap_per_day"], cap_per_24h=row["cap_per_24h"],
+        sender_ids=row["sender_ids"],
         legal_window=SendWindow(start=DEFAULT_WINDOW.start, end=DEFAULT_WINDOW.end),
         default_caps=_caps(settings),
     )

@@ -34,6 +34,7 @@ from sender.routing import Router, build_router, provider_specs
 from sender.run_gate import RunGate
 from sender.shortener import LinkShortener
 from sender.tenant_rules import RulesLoader, TenantRules, TenantRulesCache, read_tenant_rules
+from sender.tenant_senders import TenantSenders
 
 __all__ = ["register_sender"]
 
@@ -173,7 +174,7 @@ def build_dispatcher(
                     caps=RecipientCaps(redis), cap_rules=_cap_rules(settings), keys=keys,
                     rules=rules),
         runs=RunGate(store=store, control=RunControl(redis, keys), keys=keys),
-        links=links,
+        links=links, senders=TenantSenders(rules) if rules is not None else None,
     )
 
 

@@ -34,6 +34,7 @@ from sender.repo import MessageRow, Screened
 from sender.routing import Route, Router
 from sender.run_gate import RunGate
 from sender.shortener import LinkShortener
+from sender.tenant_senders import TenantSenders
 from sender.text import segment_count
 
 __all__ = ["Dispatcher", "Policy"]
@@ -59,14 +60,15 @@ class Dispatcher:
     """Sends the rows of one lane: reconcile, expire, hold, gate, grant, call, record.
 
     Collaborators: the message ``store``, the ``router`` (accounts, breakers, limits), and the
-    optional steps ``holds`` (quiet hours, caps), ``runs`` (campaign run control and pace) and
-    ``links`` (tracked links); each is a small object of its own module.
+    optional steps ``holds`` (quiet hours, caps), ``runs`` (campaign run control and pace),
+    ``links`` (tracked links) and ``senders`` (tenants' own sender ids); each is a small object
+    of its own module.
     """
 
     def __init__(
         self, *, lane: Lane, store: Store, router: Router, policy: Policy | None = None,
         holds: Holds | None = None, runs: RunGate | None = None,
-        links: LinkShortener | None = None,
+        links: LinkShortener | None = None, senders: TenantSenders | None = None,
     ) -> None:
         self._lane = lane
         self._store = store
@@ -75,6 +77,7 @@ class Dispatcher:
         self._holds = holds
         self._runs = runs
         self._links = links
+        self._senders = senders
         self._grants = Grants(router=router, lane=lane)
         self._reconciler = Reconciler(store=store, router=router, max_attempts=policy.max_attempts)
         self._grace = timedelta(seconds=policy.reconcile_grace_s)
@@ -247,8 +250,10 @@ class Dispatcher:
         segments: dict[int, int],
     ) -> tuple[list[MessageRow], bool]:
         """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
+        own = await self._senders.pick(part) \
+            if self._senders is not None and route.spec.tenant_senders else {}
         outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body,
-                             expires_at=r.expires_at) for r in part]
+                             expires_at=r.expires_at, sender=own.get(r.id)) for r in part]
         async with route.calling:
             if await until_up(route.bucket.paused):  # a 429 arrived since the grant
                 route.breaker.success()  # it answered (busy), and a half-open trial must end

@@ -149,6 +149,7 @@ class ProviderSpec(BaseModel):
     countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None  # ISO 3166
     validity_s: Annotated[int | None, Field(ge=60, le=259_200)] = None  # 1 min to 3 days
     smpp: SmppOptions | None = None  # kind smpp only; None = its defaults
+    tenant_senders: bool = False  # the account may send from tenants' own sender ids
 
     @model_validator(mode="after")
     def _one_sender(self) -> ProviderSpec:

@@ -90,6 +90,7 @@ class RouteEntry(BaseModel):
     mps: Annotated[float | None, Field(gt=0)] = None
     requests_per_s: Annotated[float | None, Field(gt=0)] = None
     smpp: SmppOptions | None = None  # an SMSC's binds, window, pace (kind "smpp")
+    tenant_senders: bool = False  # may send from tenants' own sender ids (their numbers are on it)
 
     def spec(self) -> ProviderSpec:
         """The route as the sender uses it, secrets read (a ValueError names what failed)."""

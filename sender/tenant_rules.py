@@ -28,6 +28,7 @@ class TenantRules:
     window: Window | None = None
     cap_per_day: int | None = None
     cap_per_24h: int | None = None
+    sender_ids: tuple[str, ...] = ()  # the tenant's own; routes with tenant_senders use them
 
     def capped(self, rule: CapRule) -> CapRule:
         """``rule`` with each cap the smaller of the tenant's and the rule's own."""
@@ -55,13 +56,14 @@ def _least(default: int, tenant: int | None) -> int:
 async def read_tenant_rules(conn: Conn, tenant_ids: Collection[int]) -> dict[int, TenantRules]:
     """The rules of ``tenant_ids`` (unknown ids are left out), one query."""
     rows = await conn.fetch(
-        "SELECT id, quiet_start, quiet_end, cap_per_day, cap_per_24h FROM tenants"
+        "SELECT id, quiet_start, quiet_end, cap_per_day, cap_per_24h, sender_ids FROM tenants"
         " WHERE id = ANY($1::bigint[])", list(tenant_ids))
     return {
         r["id"]: TenantRules(
             window=Window(r["quiet_start"], r["quiet_end"])
             if r["quiet_start"] is not None and r["quiet_end"] is not None else None,
-            cap_per_day=r["cap_per_day"], cap_per_24h=r["cap_per_24h"])
+            cap_per_day=r["cap_per_day"], cap_per_24h=r["cap_per_24h"],
+            sender_ids=tuple(r["sender_ids"] or ()))
         for r in rows
     }
 

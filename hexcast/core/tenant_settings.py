@@ -1,8 +1,9 @@
 """A tenant's own sending settings (columns of ``tenants``): SQL only.
 
-HELP text, max segments per message, quiet hours (NULL: the legal window) and per-recipient
-caps (NULL: the sender's defaults). Whether a value is allowed (never looser than the law or
-the defaults) is the API's rule, ``hexcast.settings_api``; the columns only keep their shape.
+HELP text, max segments per message, quiet hours (NULL: the legal window), per-recipient caps
+(NULL: the sender's defaults) and its own sender ids (NULL: the routes'). Whether a value is
+allowed (never looser than the law or the defaults) is the API's rule,
+``hexcast.settings_api``; the columns only keep their shape.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hexcast.core.errors import NotFound
 __all__ = ["SETTING_COLUMNS", "read_settings", "update_settings"]
 
 SETTING_COLUMNS = ("help_text", "max_segments", "quiet_start", "quiet_end", "cap_per_day",
-                   "cap_per_24h")
+                   "cap_per_24h", "sender_ids")
 
 
 async def read_settings(conn: Conn, *, tenant_id: int) -> asyncpg.Record:

@@ -52,6 +52,7 @@ class Outgoing:
     to: str
     body: str
     expires_at: datetime | None = None
+    sender: str | None = None  # the tenant's own sender id, on routes that may send from it
 
 
 @dataclass(frozen=True, slots=True)

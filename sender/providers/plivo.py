@@ -168,7 +168,7 @@ class PlivoProvider:
         now = self._clock()
 
         def head(msg: Outgoing) -> tuple[str | None, int | None]:
-            return (pick_sender(self._spec, msg.to),
+            return (pick_sender(self._spec, msg),
                     validity_s(self._spec.validity_s, msg.expires_at, now, VALIDITY))
 
         return await call_each(requests_for(messages, head),

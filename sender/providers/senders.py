@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from sender.models import ProviderSpec
+from sender.providers.base import Outgoing
 
 __all__ = ["pick_sender", "pool_index"]
 
@@ -40,10 +41,13 @@ def pool_index(to: str, size: int) -> int:
     return bucket
 
 
-def pick_sender(spec: ProviderSpec, to: str) -> str | None:
-    """The number or id a message to ``to`` comes from on route ``spec``: its pool's number for
-    ``to``, else its ``sender_id``; None when it has neither (the messaging service or profile
-    chooses)."""
+def pick_sender(spec: ProviderSpec, msg: Outgoing) -> str | None:
+    """The number or id ``msg`` comes from on route ``spec``: the tenant's own sender id when
+    the dispatcher set one (only on routes with ``tenant_senders``), else the route's pool's
+    number for its recipient, else its ``sender_id``; None when there is none (the messaging
+    service or profile chooses)."""
+    if msg.sender:
+        return msg.sender
     if spec.sender_pool:
-        return spec.sender_pool[pool_index(to, len(spec.sender_pool))]
+        return spec.sender_pool[pool_index(msg.to, len(spec.sender_pool))]
     return spec.sender_id

@@ -169,7 +169,7 @@ class SinchProvider:
         for msg in messages:
             seconds = validity_s(self._spec.validity_s, msg.expires_at, now, VALIDITY)
             expire_at = None if seconds is None else _iso(now + timedelta(seconds=seconds))
-            groups.setdefault((pick_sender(self._spec, msg.to), expire_at), []).append(msg)
+            groups.setdefault((pick_sender(self._spec, msg), expire_at), []).append(msg)
         return [(batch, expire_at) for (_, expire_at), group in groups.items()
                 for batch in batches(group)]
 
@@ -187,7 +187,7 @@ class SinchProvider:
         }
         if batch.values is not None:
             body["parameters"] = {PARAMETER: batch.values}
-        sender = pick_sender(self._spec, messages[0].to)
+        sender = pick_sender(self._spec, messages[0])
         if sender:
             body["from"] = sender
         if self._spec.callback_url:

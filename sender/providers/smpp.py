@@ -180,7 +180,7 @@ class SmppProvider:
     async def _submit(self, msg: Outgoing, part: Part) -> Pdu:
         """One part's submit_sm; a throttled one again (the bind slowed down), and one whose
         bind closed before it was written again on another, until ``response_timeout_s``."""
-        ton, npi, source = _address(pick_sender(self._spec, msg.to) or "")
+        ton, npi, source = _address(pick_sender(self._spec, msg) or "")
         sm = SubmitSm(source_addr_ton=ton, source_addr_npi=npi, source_addr=source,
                       dest_addr_ton=1, dest_addr_npi=1, destination_addr=msg.to.removeprefix("+"),
                       esm_class=part.esm_class_bits, registered_delivery=1,

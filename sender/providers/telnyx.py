@@ -182,7 +182,7 @@ class TelnyxProvider:
         """The JSON body of ``msg``'s request (deterministic: a resend is byte-identical, as
         Telnyx's idempotency requires)."""
         body: dict[str, Any] = {"to": msg.to, "text": msg.body}
-        sender = pick_sender(self._spec, msg.to)
+        sender = pick_sender(self._spec, msg)
         if sender is not None:
             body["from"] = sender
         if self._spec.messaging_service is not None:

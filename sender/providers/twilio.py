@@ -157,7 +157,7 @@ class TwilioProvider:
     def form(self, msg: Outgoing, now: datetime) -> dict[str, str]:
         """The request's form fields for ``msg``, sent at ``now``."""
         form = {"To": msg.to, "Body": msg.body}
-        sender = pick_sender(self._spec, msg.to)
+        sender = pick_sender(self._spec, msg)
         if sender:
             form["From"] = sender
         if self._spec.messaging_service:

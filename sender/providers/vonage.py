@@ -179,7 +179,7 @@ class VonageProvider:
         return await call_each(messages, self._one, concurrency=self._concurrency)
 
     def _form(self, msg: Outgoing) -> dict[str, str]:
-        form = {**self._auth, "from": (pick_sender(self._spec, msg.to) or "").removeprefix("+"),
+        form = {**self._auth, "from": (pick_sender(self._spec, msg) or "").removeprefix("+"),
                 "to": msg.to.removeprefix("+"), "text": msg.body,
                 "client-ref": msg.client_ref, "status-report-req": "1"}
         seconds = validity_s(self._spec.validity_s, msg.expires_at, self._clock(), VALIDITY)

@@ -122,3 +122,15 @@ def test_settings_may_only_be_stricter(two_apis: tuple[RunningApi, RunningApi]) 
         cleared = admin.patch("/v1/tenant/settings", json={"send_window": None, "cap_per_day": None})
         assert (cleared.json()["send_window"], cleared.json()["cap_per_day"]) == (None, None)
         assert cleared.json()["max_segments"] == 3
+
+
+def test_a_tenants_own_sender_ids_are_checked_and_kept(two_apis: tuple[RunningApi, RunningApi]) -> None:
+    one, _ = two_apis
+    with _client(one, one.key) as admin:
+        kept = admin.patch("/v1/tenant/settings", json={"sender_ids": ["+13125550001", "ACMEShop"]})
+        assert (kept.status_code, kept.json()["sender_ids"]) == (200, ["+13125550001", "ACMEShop"])
+        for bad in (["not a number!"], ["TwelveLetters"], [], ["+1"] * 11):
+            refused = admin.patch("/v1/tenant/settings", json={"sender_ids": bad})
+            assert refused.status_code == 422, (bad, refused.text)
+        cleared = admin.patch("/v1/tenant/settings", json={"sender_ids": None})
+        assert cleared.json()["sender_ids"] is None  # back to the routes' own

@@ -38,7 +38,7 @@ def _route(kind: str, sim: str, api: str) -> dict[str, Any]:
 
 
 def _stack(world: SenderWorld, *kinds: str, weights: tuple[int, ...] = (1000, 1),
-           **sim: object) -> list[str]:
+           tenant_senders: bool = False, **sim: object) -> list[str]:
     """The api, one simulator per kind (in that dialect) and the routes to them (the first
     kind the primary); returns the simulators' URLs."""
     port = free_port()  # the api needs the routes, a route its simulator, a simulator the api
@@ -46,7 +46,7 @@ def _stack(world: SenderWorld, *kinds: str, weights: tuple[int, ...] = (1000, 1)
     sims = [world.sim(f"sim-{kind}", sim_dialect=kind, sim_account=ACCOUNT, provider_token=TOKEN,
                       sim_signing_key=SIGNING, provider_name=f"{kind}-route",
                       sim_dlr_delay_s=0.2, api_public_url=api, **sim) for kind in kinds]
-    routes = [{**_route(kind, url, api), "weight": weight}
+    routes = [{**_route(kind, url, api), "weight": weight, "tenant_senders": tenant_senders}
               for kind, url, weight in zip(kinds, sims, weights, strict=False)]
     world.settings = world.settings.model_copy(update={"sender_providers": json.dumps(routes)})
     world.api(port)
@@ -165,3 +165,37 @@ def test_vonage_parts_each_report_and_the_message_is_delivered_once_all_are(
                 await conn.close()
 
         assert asyncio.run(parts()) == [(1, 2, "delivered"), (2, 2, "delivered")] * 3
+
+
+def test_a_tenants_own_sender_id_is_used_on_a_route_that_allows_it(
+    broker_url: str, tmp_path: Path,
+) -> None:
+    """The tenant sends from its own ids (each recipient always the same one) through a route
+    with ``tenant_senders``; the simulator's ledger shows the From Twilio was given."""
+    with sender_world(broker_url, tmp_path) as world:
+        _set_sender_ids(world, ["+13125550001", "+13125550002"])
+        [sim] = _stack(world, "twilio", tenant_senders=True)
+        world.sender("sender-bulk")
+        phones = {n: f"+1312555{n:04d}" for n in range(300, 320)}
+        world.publish_to(phones, run_id=12)
+        world.publish_to(phones, run_id=13)  # the same recipients again
+        assert eventually(lambda: world.states().get("delivered") == 40 or None, timeout=90)
+        items = httpx.get(f"{sim}/ledger", params={"limit": 1000, "extra": "true"}).json()["items"]
+        senders: dict[str, set[str]] = {}
+        for item in items:
+            senders.setdefault(item["to"], set()).add(item["extra"]["From"])
+        assert len(senders) == 20
+        assert all(len(found) == 1 for found in senders.values())  # sticky per recipient
+        assert set().union(*senders.values()) == {"+13125550001", "+13125550002"}
+
+
+def _set_sender_ids(world: SenderWorld, ids: list[str]) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(world.settings.database_url)
+        try:
+            await conn.execute("UPDATE tenants SET sender_ids = $1 WHERE id = $2", ids,
+                               world.tenant_id)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 import pytest
@@ -13,9 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from sender.models import Lane, MessageState
 from sender.providers.base import Outgoing
 from sender.providers.senders import pick_sender, pool_index
+from sender.repo import MessageRow
 from sender.routes_file import RouteEntry
+from sender.tenant_rules import TenantRules
+from sender.tenant_senders import TenantSenders
 from tests.unit.providercapture import KINDS, SENDER_FIELD, captured, route
 
 POOL = ["+13125550101", "+13125550102", "+13125550103", "+13125550104"]
@@ -26,13 +31,18 @@ pools = st.lists(st.from_regex(r"\+1[0-9]{10}", fullmatch=True), min_size=1, max
                  unique=True)
 
 
+def message(number: str) -> Outgoing:
+    """A message to ``number`` (what the adapters pick a sender for)."""
+    return Outgoing(client_ref="ref", to=number, body="hi")
+
+
 @given(to=phones, pool=pools)
 def test_a_recipient_always_gets_the_same_number_of_the_pool(to: str, pool: list[str]) -> None:
     spec = route("twilio", sender_id=None, sender_pool=pool)
-    picked = pick_sender(spec, to)
+    picked = pick_sender(spec, message(to))
     assert picked in pool
-    assert pick_sender(spec.model_copy(), to) == picked
-    assert pick_sender(spec, to.removeprefix("+")) == picked  # only the digits count
+    assert pick_sender(spec.model_copy(), message(to)) == picked
+    assert pick_sender(spec, message(to.removeprefix("+"))) == picked  # only the digits count
 
 
 @settings(max_examples=10, deadline=None)
@@ -43,7 +53,7 @@ def test_recipients_are_spread_evenly_over_the_pool(seed: int, prefix: str) -> N
     rng = random.Random(seed)
     recipients = [f"{prefix}{rng.randrange(10**9, 10**10)}" for _ in range(10_000)]
     spec = route("twilio", sender_id=None, sender_pool=POOL)
-    shares = Counter(pick_sender(spec, to) for to in recipients)
+    shares = Counter(pick_sender(spec, message(to)) for to in recipients)
     assert set(shares) == set(POOL)
     assert all(0.20 <= n / len(recipients) <= 0.30 for n in shares.values())
 
@@ -55,9 +65,9 @@ def test_numbers_appended_to_a_pool_only_take_recipients(to: str, size: int, add
 
 
 def test_a_route_without_pool_sends_from_its_sender_id_or_lets_the_service_choose() -> None:
-    assert pick_sender(route("twilio"), "+13125550199") == "+15005550006"
+    assert pick_sender(route("twilio"), message("+13125550199")) == "+15005550006"
     service = route("twilio", sender_id=None, messaging_service="MG" + "c" * 32)
-    assert pick_sender(service, "+13125550199") is None
+    assert pick_sender(service, message("+13125550199")) is None
 
 
 @pytest.mark.parametrize(
@@ -113,7 +123,7 @@ async def test_each_message_comes_from_its_recipients_number(kind: str) -> None:
                 Outgoing("c", first, "same text")]
     requests = await captured(spec, messages, lambda: NOW)
     field = SENDER_FIELD[kind]
-    expected = {to: pick_sender(spec, to) for to in (first, second)}
+    expected = {to: pick_sender(spec, message(to)) for to in (first, second)}
     assert expected[first] != expected[second]
     if kind in ("plivo", "sinch"):  # batch APIs: one request per sender (and per repeat of a number)
         senders = [request[field] for request in requests]
@@ -125,3 +135,28 @@ async def test_each_message_comes_from_its_recipients_number(kind: str) -> None:
     sent = [request[field] for request in requests]
     digits = kind == "vonage"  # Vonage writes numbers without the '+'
     assert sent == [(expected[m.to] or "").removeprefix("+" if digits else "") for m in messages]
+
+
+async def test_a_tenants_own_sender_ids_are_picked_per_recipient_and_win_on_its_route() -> None:
+    asked: list[set[int]] = []
+
+    async def rules(tenants: Collection[int]) -> dict[int, TenantRules]:
+        asked.append(set(tenants))
+        return {1: TenantRules(sender_ids=("+13125550001", "ACMEShop"))}
+
+    def row(n: int, tenant: int, phone: str) -> MessageRow:
+        return MessageRow(id=n, message_key=f"k{n}", tenant_id=tenant, lane=Lane.BULK,
+                          state=MessageState.SENDING, phone=phone, body="hi", client_ref=f"k{n}",
+                          expires_at=None, attempts=1)
+
+    phones = [f"+1312555{n:04d}" for n in range(40)]
+    rows = [row(n, 1, p) for n, p in enumerate(phones)] + [row(99, 2, phones[0])]
+    picked = await TenantSenders(rules).pick(rows)
+    assert asked == [{1, 2}]  # one lookup for the chunk
+    assert 99 not in picked  # tenant 2 has none: the route's own sender
+    assert set(picked.values()) == {"+13125550001", "ACMEShop"}  # both used over 40 numbers
+    again = await TenantSenders(rules).pick([row(7, 1, phones[7])])
+    assert again[7] == picked[7]  # the same recipient, the same sender id
+    spec = route("twilio")
+    own = Outgoing(client_ref="r", to=phones[7], body="hi", sender=picked[7])
+    assert pick_sender(spec, own) == picked[7]  # set by the dispatcher: it wins
