@@ -4,7 +4,8 @@ Subcommands: ``all``, ``holiday`` (scenario 1, with scenario 3's OTPs and the re
 pipeline), ``visits`` (scenario 2), ``limits`` (scenario 4's raw limits), ``providers``
 (scenario 1 through each provider dialect, side by side; not part of ``all``), ``smpp`` (scenario 1
 over SMPP routes beside the HTTP batch adapter, and the SMSC's limit; not part of ``all``),
-``report`` (rewrite
+``outbox`` (scenario 1 for a tenant without and with a subscribed webhook endpoint, with
+transactional sends alongside; not part of ``all``), ``report`` (rewrite
 BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
 recipients / 5 (5M → 1M, the issue's sizes); below 1M recipients the catalog is 2,000 stores /
 10,000 promotions instead of 10,000 / 50,000, and the holiday runs with one bulk sender only,
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import providers, smpp, ui, webhooks
+from bench import outbox, providers, smpp, ui, webhooks
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -113,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     providers.add_arguments(sub.add_parser("providers", help="scenario 1 through each provider dialect"))
     smpp.add_arguments(sub.add_parser("smpp", help="scenario 1 over SMPP routes, and the SMSC's limit"))
     webhooks.add_arguments(sub.add_parser("webhooks", help="tenant webhooks: outbox → receiver events/s"))
+    outbox.add_arguments(sub.add_parser("outbox", help="the holiday run without and with a webhook"
+                                        " endpoint; transactional latency under it"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
     report.add_argument("--json", type=Path, default=OUT / "latest.json")
     return parser
@@ -132,6 +135,10 @@ def main() -> None:
     if args.scenario == "webhooks":  # outbox → receiver events/s (bench/webhooks.py)
         ui.console.print(machine())
         webhooks.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        return
+    if args.scenario == "outbox":  # the outbox's cost, transactional latency (bench/outbox.py)
+        ui.console.print(machine())
+        outbox.run(args, "python -m bench " + " ".join(sys.argv[1:]))
         return
     if args.scenario == "report":
         results = json.loads(args.json.read_text())

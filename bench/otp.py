@@ -1,7 +1,9 @@
-"""Scenario 3: one-time passwords posted at a few per second while the holiday bulk runs.
+"""Scenario 3: one-time passwords posted at a few per second while the holiday bulk runs
+(and issue 21's transactional messages, ``lane="transactional"``, the same way).
 
-Latency: from just before ``POST /v1/messages/otp`` to the provider ledger's ``accepted_at``
-for that message (client_ref = the OTP's message key, which the API returns).
+Latency: from just before ``POST /v1/messages/otp`` (``POST /v1/messages``, one message a
+request) to the provider ledger's ``accepted_at`` for that message (client_ref = the
+message key, which the API returns).
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ class OtpReport:
 
 @dataclass
 class OtpLoad:
-    """A thread posting ``rate`` OTPs a second until :meth:`stop`."""
+    """A thread posting ``rate`` OTPs (or messages of another ``lane``) a second until
+    :meth:`stop`; each to its own phone, the lanes' phones apart."""
 
     api_url: str
     api_key: str
     rate: float = 3.0
+    lane: str = "otp"
     posts: list[tuple[str, datetime]] = field(default_factory=list)  # message key, posted at
     errors: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -49,14 +53,25 @@ class OtpLoad:
             n = 0
             while not self._stop.wait(max(0.0, started + n / self.rate - time.monotonic())):
                 at = datetime.now(UTC)
-                response = api.post("/v1/messages/otp", headers={"Idempotency-Key": f"bench-otp-{n}"},
-                                    json={"phone": f"+447700{n % 1_000_000:06d}",
-                                          "body": f"Your code is {100000 + n % 900000}"})
-                if response.status_code == 202:
-                    self.posts.append((response.json()["message_key"], at))
+                key = self._post(api, n)
+                if key is not None:
+                    self.posts.append((key, at))
                 else:
                     self.errors += 1
                 n += 1
+
+    def _post(self, api: httpx.Client, n: int) -> str | None:
+        """Message ``n``; its key (None: refused)."""
+        headers = {"Idempotency-Key": f"bench-{self.lane}-{n}"}
+        if self.lane == "otp":
+            response = api.post("/v1/messages/otp", headers=headers,
+                                json={"phone": f"+447700{n % 1_000_000:06d}",
+                                      "body": f"Your code is {100000 + n % 900000}"})
+            return str(response.json()["message_key"]) if response.status_code == 202 else None
+        response = api.post("/v1/messages", headers=headers, json={"messages": [{
+            "to": f"+447800{n % 1_000_000:06d}", "body": f"Order {n} is on its way",
+            "lane": self.lane, "client_reference": f"bench-{n}"}]})
+        return str(response.json()["messages"][0]["message_key"]) if response.status_code == 202 else None
 
     def stop(self) -> None:
         self._stop.set()

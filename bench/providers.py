@@ -35,6 +35,7 @@ import httpx
 from rich.table import Table
 
 from bench import ui
+from bench.alongside import Alongside, Nothing
 from bench.common import OUT, Procs, bench_settings, clear_redis, database, loadavg, machine
 from bench.cpu import snapshot
 from bench.holiday import _BODY, _states, load_holiday_audience
@@ -149,10 +150,10 @@ def orders(dialects: list[str], rounds: int) -> list[list[str]]:
     return [dialects[n % len(dialects):] + dialects[: n % len(dialects)] for n in range(rounds)]
 
 
-def shares(results: list[DialectResult]) -> dict[str, list[float]]:
-    """Each dialect's rate as a fraction of the baseline's in the same round, in round order;
-    rounds without a baseline (or a baseline that sent nothing) are left out."""
-    baseline = {r.round: r.rate for r in results if r.dialect == BASELINE and r.rate > 0}
+def shares(results: Sequence[DialectResult], base: str = BASELINE) -> dict[str, list[float]]:
+    """Each dialect's rate as a fraction of the ``base`` one's in the same round, in round
+    order; rounds without a baseline (or a baseline that sent nothing) are left out."""
+    baseline = {r.round: r.rate for r in results if r.dialect == base and r.rate > 0}
     found: dict[str, list[float]] = {}
     for r in sorted(results, key=lambda r: r.round):
         if r.round in baseline:
@@ -235,24 +236,26 @@ def table(results: list[DialectResult], layout: Layout = DIALECTS) -> Table:
 def _probe(api: httpx.Client, sim: httpx.Client, limit_s: float = 120) -> dict[str, Any]:
     """One OTP through api → broker → otp sender → provider, found in the ledger by count
     (only the generic dialect can look a message up by our reference); the ledger's stats."""
+    before = int(sim.get("/ledger/stats").json()["total"])  # an ``Alongside``'s own probe
     api.post("/v1/messages/otp", headers={"Idempotency-Key": "bench-probe"},
              json={"phone": "+447700999999", "body": "probe"}).raise_for_status()
     deadline = time.monotonic() + limit_s
     while True:
         stats: dict[str, Any] = sim.get("/ledger/stats").json()
-        if stats["total"] >= 1:
+        if stats["total"] > before:
             return stats
         if time.monotonic() > deadline:
             raise RuntimeError("the probe OTP never reached provider-sim: is a sender down?")
         time.sleep(0.2)
 
 
-def _wait_ledger(sim: httpx.Client, target: int, timeout: float, label: str) -> tuple[int, float]:
-    """Poll the ledger until it holds ``target`` entries (or ``timeout`` passed)."""
+def _wait_ledger(sim: httpx.Client, target: int, timeout: float, label: str,
+                 others: Callable[[], int]) -> tuple[int, float]:
+    """Poll the ledger until it holds ``target`` entries besides ``others()`` (or ``timeout``)."""
     started = time.monotonic()
     bar = ui.task(label, target)
     while True:
-        total = int(sim.get("/ledger/stats").json()["total"])
+        total = int(sim.get("/ledger/stats").json()["total"]) - others()
         ui.step(bar, total)
         if total >= target or time.monotonic() - started > timeout:
             return total, time.monotonic()
@@ -265,7 +268,8 @@ def ledger_requests(sim: httpx.Client) -> int:
 
 
 def _campaign(settings: Settings, key: str, result: DialectResult, pids: dict[str, int],
-              one_text: bool, requests: Callable[[httpx.Client], int]) -> int:
+              one_text: bool, requests: Callable[[httpx.Client], int],
+              alongside: Alongside) -> int:
     """Probe, create the campaign, run it now and wait for the ledger; returns the run id.
     ``requests`` counts the provider requests so far (the run's are the difference)."""
     body = {**_BODY, "body": ONE_TEXT} if one_text else _BODY
@@ -276,10 +280,13 @@ def _campaign(settings: Settings, key: str, result: DialectResult, pids: dict[st
         campaign = api.post("/v1/campaigns", json=body).raise_for_status().json()
         started, cpu = time.monotonic(), snapshot(pids)
         run_id: int = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
+        alongside.start()
         timeout = max(600.0, result.recipients / 100)  # gives up below 100 recipients/s
         total, finished = _wait_ledger(sim, base["total"] + result.recipients, timeout,
-                                       f"{result.dialect} (round {result.round + 1})")
+                                       f"{result.dialect} (round {result.round + 1})",
+                                       alongside.posted)
         result.cpu_s, result.busy = snapshot(pids).since(cpu)
+        alongside.stop()
         result.accepted, result.wall_s = total - base["total"], finished - started
         result.rate = result.accepted / result.wall_s
         time.sleep(1.0)  # a late duplicate would still show
@@ -302,22 +309,27 @@ def run_dialect(broker_url: str, dsn: str, dialect: str, *, recipients: int, rou
 
 def run_holiday_through(settings: Settings, dsn: str, result: DialectResult, *,
                         one_text: bool = False, sim_args: Sequence[str] = (),
-                        requests: Callable[[httpx.Client], int] = ledger_requests) -> DialectResult:
+                        requests: Callable[[httpx.Client], int] = ledger_requests,
+                        alongside: Alongside | None = None) -> DialectResult:
     """The holiday scenario of ``result`` (its audience size, name and round) with
     ``settings``' route: provider-sim (``hexcast provider-sim *sim_args``), api, scheduler, one
-    bulk sender and an OTP sender, on a fresh audience in ``dsn``; ``result`` filled in."""
+    bulk sender and an OTP sender, on a fresh audience in ``dsn``, ``alongside`` beside it;
+    ``result`` filled in."""
     asyncio.run(create_topics(settings))
-    _, key, _ = asyncio.run(load_holiday_audience(dsn, result.recipients))
+    tenant_id, key, _ = asyncio.run(load_holiday_audience(dsn, result.recipients))
     result.loadavg_start = loadavg()
     with Procs(settings) as procs:
         procs.serve(sim_args)
         procs.start("scheduler", ["scheduler"])
         procs.start("sender-bulk-0", ["sender", "--lane", "bulk"])
         procs.start("sender-otp", ["sender", "--lane", "otp"])
+        alongside = alongside or Nothing()
+        alongside.setup(procs, tenant_id, key)
         run_id = _campaign(settings, key, result, {n: c.pid for n, c in procs.children.items()},
-                           one_text, requests)
+                           one_text, requests, alongside)
         time.sleep(2.0)  # let the sender commit its last acceptances
         result.states = asyncio.run(_states(dsn, run_id))
+        alongside.finish()
     result.loadavg_end = loadavg()
     return result
 
@@ -335,7 +347,7 @@ def run_providers(broker_url: str, *, recipients: int, dialects: list[str], roun
     return results
 
 
-def keep(results: list[DialectResult], stem: str = "providers") -> None:
+def keep(results: Sequence[DialectResult], stem: str = "providers") -> None:
     """The finished runs so far, in bench/out/<stem>-partial.json."""
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{stem}-partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2))

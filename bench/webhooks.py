@@ -36,7 +36,7 @@ from sender import repo
 from sender.models import MessageState
 from sender.webhooks.signing import new_secret
 
-__all__ = ["WebhookResult", "add_arguments", "run"]
+__all__ = ["Counter", "WebhookResult", "add_arguments", "run"]
 
 CHUNK = 1000
 
@@ -53,7 +53,10 @@ class WebhookResult:
     accept_subscribed_s: float
 
 
-class _Counter(ThreadingHTTPServer):
+class Counter(ThreadingHTTPServer):
+    """A tenant endpoint on 127.0.0.1 that answers 200 at once and counts events and requests
+    (a batch is a JSON list), with the first and last request's times."""
+
     daemon_threads = True
 
     def __init__(self) -> None:
@@ -62,10 +65,15 @@ class _Counter(ThreadingHTTPServer):
         self.events = self.requests = 0
         self.first = self.last = 0.0
 
+    def serve(self) -> str:
+        """Serve from a daemon thread; the endpoint's URL."""
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Counter
+    server: Counter
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -119,9 +127,8 @@ async def _prepare(dsn: str, url: str, events: int, batch_size: int
 
 
 def run_one(events: int, batch_size: int) -> WebhookResult:
-    server = _Counter()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server = Counter()
+    url = server.serve()
     with database() as dsn:
         bare, without, subscribed = asyncio.run(_prepare(dsn, url, events, batch_size))
         settings = load_settings(database_url=dsn, webhook_allow_private_urls=True,
