@@ -40,7 +40,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if len(body) < length:  # the sender died mid-request: it never saw an answer
+            self.close_connection = True
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = self.server.receiver.answer(headers, body)
         time.sleep(answer.delay_s)
