@@ -34,7 +34,7 @@ def one(row: asyncpg.Record | None) -> asyncpg.Record:
 
 
 #: Tables whose statistics :func:`refresh_stats` may refresh (a name is never interpolated freely).
-_ANALYZABLE = frozenset({"recipients", "messages"})
+_ANALYZABLE = frozenset({"recipients", "messages", "webhook_outbox", "webhook_deliveries"})
 
 
 async def refresh_stats(conn: Conn, *, table: str, stale_fraction: float = 0.1) -> bool:

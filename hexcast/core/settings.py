@@ -192,6 +192,9 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=15.0, gt=0, description="Per request to an endpoint.")
     webhook_disable_after_s: float = Field(
         default=432_000.0, gt=0, description="An endpoint failing this long is disabled (5 days).")
+    webhook_retention_s: float = Field(
+        default=2_592_000.0, ge=3600, description="Events, deliveries and attempts older than"
+        " this are deleted (30 days; replay reaches back this far). Pending ones are kept.")
 
     @field_validator("operator_token", mode="before")
     @classmethod

@@ -23,10 +23,11 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
-from hexcast.core.db import PG_OUTAGES, Conn, connect_pool
+from hexcast.core.db import PG_OUTAGES, Conn, connect_pool, refresh_stats
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from sender.webhooks import queue
+from sender.webhooks.retention import prune
 from sender.webhooks.signing import batch_id, signature_header
 from sender.webhooks.ssrf import UnsafeUrl, resolve_target
 
@@ -39,6 +40,12 @@ MIN_CLAIM = 100
 """Claim again once this much room is free (a full batch), not for every request done."""
 FAN_OUT_LIMIT = 1000
 IDLE_S = 0.2
+STATS_EVERY_S = 5.0
+"""How often the worker checks that the planner's statistics of its two tables are fresh:
+on a young outbox (autovacuum lags a holiday run's burst) the fan-out's and the claim's
+plans read every row for each one they take."""
+PRUNE_EVERY_S = 60.0
+PRUNE_LIMIT = 5000
 
 
 class Request(NamedTuple):
@@ -108,6 +115,8 @@ class WebhookWorker:
         self._lease_s = (settings.webhook_timeout_s + 1.0) * (turns + 1) + 5.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
+        self._stats_at = 0.0
+        self._pruned_at = 0.0
 
     async def run(self) -> None:
         log.info("webhooks_started", lease_s=self._lease_s)
@@ -129,6 +138,8 @@ class WebhookWorker:
         events were fanned out or deliveries claimed."""
         room = IN_FLIGHT - self._in_flight
         async with self._pool.acquire() as conn:
+            await self._fresh_stats(conn)
+            await self._prune(conn)
             fanned = await queue.fan_out(conn, limit=FAN_OUT_LIMIT)
             rows = (await queue.claim(conn, limit=room, lease_s=self._lease_s)
                     if room >= MIN_CLAIM or not self._tasks else [])
@@ -138,6 +149,24 @@ class WebhookWorker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return fanned + len(rows)
+
+    async def _fresh_stats(self, conn: Conn) -> None:
+        if time.monotonic() - self._stats_at < STATS_EVERY_S:
+            return
+        self._stats_at = time.monotonic()
+        for table in ("webhook_outbox", "webhook_deliveries"):
+            await refresh_stats(conn, table=table)
+
+    async def _prune(self, conn: Conn) -> None:
+        """Retention: a batch of old events and attempts a minute, more while a batch is full."""
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        pruned = await prune(conn, older_than_s=self._settings.webhook_retention_s,
+                             limit=PRUNE_LIMIT)
+        if max(pruned) < PRUNE_LIMIT:
+            self._pruned_at = time.monotonic()
+        if any(pruned):
+            log.info("webhooks_pruned", events=pruned.events, attempts=pruned.attempts)
 
     async def drain(self) -> None:
         """Wait for every request started (benchmarks, tests)."""

@@ -58,10 +58,25 @@ async def update_endpoint(conn: Conn, *, tenant_id: int, endpoint_id: int,
     if changes.get("enabled") is True:
         sets += ["disabled_reason = NULL", "failing_since = NULL"]
     sets.append("updated_at = now()")
-    return await conn.fetchrow(
-        f"UPDATE webhook_endpoints SET {', '.join(sets)} WHERE tenant_id = $1 AND id = $2"
-        f" RETURNING {ENDPOINT_COLUMNS}",
-        tenant_id, endpoint_id, *(changes[n] for n in names))
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            f"UPDATE webhook_endpoints SET {', '.join(sets)} WHERE tenant_id = $1 AND id = $2"
+            f" RETURNING {ENDPOINT_COLUMNS}",
+            tenant_id, endpoint_id, *(changes[n] for n in names))
+        if row is not None and "enabled" in changes:
+            await _park(conn, endpoint_id=endpoint_id, parked=not changes["enabled"])
+    return row
+
+
+async def _park(conn: Conn, *, endpoint_id: int, parked: bool) -> None:
+    """Park a disabled endpoint's pending deliveries at ``'infinity'`` (out of the worker's
+    way), or make them due now when it is enabled again."""
+    await conn.execute(
+        "UPDATE webhook_deliveries SET next_at = CASE WHEN $2 THEN 'infinity'::timestamptz"
+        " ELSE clock_timestamp() END"
+        " WHERE endpoint_id = $1 AND state = 'pending'"
+        " AND (next_at = 'infinity') IS DISTINCT FROM $2",
+        endpoint_id, parked)
 
 
 async def delete_endpoint(conn: Conn, *, tenant_id: int, endpoint_id: int) -> bool:
@@ -106,7 +121,7 @@ WITH e AS (
     WHERE d.event_at >= $3 AND d.event_at < $4
 )
 INSERT INTO webhook_deliveries (endpoint_id, outbox_id, subject, sequence, event_at)
-SELECT $2, id, subject, sequence, created_at FROM events
+SELECT $2, id, subject, sequence, created_at FROM events ORDER BY id
 ON CONFLICT (endpoint_id, outbox_id) DO UPDATE SET state = 'pending', attempts = 0,
     next_at = clock_timestamp(), lease_until = NULL, last_error = NULL
 RETURNING id
