@@ -229,9 +229,10 @@ async def provider_callback(
     if ref:
         receipts = [r if r.client_ref else replace(r, client_ref=ref) for r in receipts]
     async with pool.acquire() as conn:
-        keys = await settle.keep(conn, provider=name, table=adapter_module(spec.kind).TABLE,
+        kept = await settle.keep(conn, provider=name, table=adapter_module(spec.kind).TABLE,
                                  receipts=receipts)
-        changed = await settle.settle(conn, keys=keys, actor=f"{name}-callback")
+        changed = await settle.settle(conn, keys=kept.keys, unplaced=kept.unplaced,
+                                      actor=f"{name}-callback")
     await _publish_changes(bus, changed)
     return ReceiptsApplied(received=len(receipts), applied=len(changed))
 

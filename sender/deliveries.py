@@ -33,8 +33,9 @@ def route_deliveries(
     async def keep(receipts: list[Receipt], replies: list[Reply]) -> None:
         if receipts:
             async with pool.acquire() as conn:
-                keys = await settle.keep(conn, provider=spec.name, table=table, receipts=receipts)
-                changed = await settle.settle(conn, keys=keys, actor=actor)
+                kept = await settle.keep(conn, provider=spec.name, table=table, receipts=receipts)
+                changed = await settle.settle(conn, keys=kept.keys, unplaced=kept.unplaced,
+                                              actor=actor)
             if changed:
                 await publish(dlr.receipt_events(changed))
         for reply in replies:

@@ -12,6 +12,7 @@ states stay final, so a retried callback or a second settle changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import asyncpg
 
@@ -23,24 +24,34 @@ from sender.providers.status import DeliveryStatus, ErrorClass
 from sender.receipts_repo import Stored, Target
 from sender.rollup import PartReceipt, outcome
 
-__all__ = ["keep", "settle"]
+__all__ = ["Kept", "keep", "settle"]
 
 log = get_logger("hexcast.sender")
 Decided = dict[tuple[str, str, bool], tuple[DeliveryStatus, PartReceipt | None]]
 
 
+class Kept(NamedTuple):
+    """What :func:`keep` stored: the (provider, ref) keys its receipts name, and those of them
+    kept under a part's own id because that part was not placed yet."""
+
+    keys: list[tuple[str, str]]
+    unplaced: list[tuple[str, str]]
+
+
 async def keep(conn: Conn, *, provider: str, table: StatusTable, receipts: Sequence[Receipt]
-               ) -> list[tuple[str, str]]:
-    """Store a callback's receipts; returns the (provider, ref) keys they name.
+               ) -> Kept:
+    """Store a callback's receipts.
 
     A receipt naming a part by its own id is placed by the part ids kept at acceptance; one
     that came before them waits under that id (``receipts_repo.rekey`` moves it)."""
-    found = await receipts_repo.places(
-        conn, provider=provider, part_ids=[r.provider_message_id for r in receipts if r.by_part_id])
+    part_ids = [r.provider_message_id for r in receipts if r.by_part_id]
+    found = await receipts_repo.places(conn, provider=provider, part_ids=part_ids)
     stored = [_stored(r, table, found.get(r.provider_message_id)) for r in receipts]
     if stored:
         await receipts_repo.store(conn, provider=provider, receipts=stored)
-    return list(dict.fromkeys((provider, s.ref) for s in stored))
+    unplaced = {(provider, i) for i in part_ids if i not in found}
+    keys = list(dict.fromkeys((provider, s.ref) for s in stored))
+    return Kept(keys, [k for k in keys if k in unplaced])
 
 
 def _stored(r: Receipt, table: StatusTable, place: tuple[str, int, int] | None) -> Stored:
@@ -56,11 +67,17 @@ def _stored(r: Receipt, table: StatusTable, place: tuple[str, int, int] | None) 
 
 
 async def settle(
-    conn: Conn, *, keys: Sequence[tuple[str, str]] = (), refs: Sequence[str] = (), actor: str
+    conn: Conn, *, keys: Sequence[tuple[str, str]] = (), refs: Sequence[str] = (), actor: str,
+    unplaced: Sequence[tuple[str, str]] = (),
 ) -> list[asyncpg.Record]:
     """Apply the waiting receipts of the messages named by ``keys`` (provider, ref) or
-    ``refs`` (any provider) that are decided and known; returns the messages that changed."""
-    keys = [*keys, *await receipts_repo.rekey(conn, keys=keys)]
+    ``refs`` (any provider) that are decided and known; returns the messages that changed.
+
+    ``unplaced`` (of :class:`Kept`): receipts kept under a part's id, moved to their message
+    if the acceptance placed that part meanwhile (it committed between ``keep``'s lookup and
+    its store, so its own move did not see them)."""
+    if unplaced:
+        keys = [*keys, *await receipts_repo.rekey(conn, keys=unplaced)]
     found = await receipts_repo.waiting(conn, keys=keys, refs=refs)
     decided: Decided = {}
     for key, parts in found.items():

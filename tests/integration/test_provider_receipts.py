@@ -54,8 +54,9 @@ async def _state(pool: asyncpg.Pool, key: str) -> str:
 
 async def _callback(pool: asyncpg.Pool, *receipts: Receipt) -> int:
     async with pool.acquire() as conn:
-        keys = await settle.keep(conn, provider="rcpt-a", table=TABLE, receipts=receipts)
-        return len(await settle.settle(conn, keys=keys, actor="test-callback"))
+        kept = await settle.keep(conn, provider="rcpt-a", table=TABLE, receipts=receipts)
+        return len(await settle.settle(conn, keys=kept.keys, unplaced=kept.unplaced,
+                                       actor="test-callback"))
 
 
 async def test_a_receipt_before_the_acceptance_waits_and_the_acceptance_applies_it(
@@ -131,7 +132,9 @@ async def test_a_part_kept_while_its_acceptance_commits_is_placed_by_its_callbac
                                  receipts=[_part("wp-2", F, "6")])
         await repo.mark_accepted(conn, accepted=[(rows[0].id, "wp-1")], actor="test",
                                  part_ids={rows[0].id: ("wp-1", "wp-2")})
-        assert len(await settle.settle(conn, keys=kept, actor="test-callback")) == 1
+        assert kept.unplaced == [("rcpt-a", "wp-2")]
+        assert len(await settle.settle(conn, keys=kept.keys, unplaced=kept.unplaced,
+                                       actor="test-callback")) == 1
         row = await conn.fetchrow("SELECT state::text, reason FROM messages WHERE message_key = $1",
                                   key)
     assert (row["state"], row["reason"]) == ("failed", "rcpt-a: 6 undelivered (part 2 of 2)")
