@@ -28,6 +28,7 @@ from hexcast.core.watchdog import LoopWatchdog
 from hexcast.keys_api import router as keys_router
 from hexcast.settings_api import router as tenant_settings_router
 from scheduler.api import router as campaigns_router
+from scheduler.metrics import metrics_router as campaign_metrics_router
 from sender.admin_api import router as provider_admin_router
 from sender.api import router as sender_router
 from sender.messages_api import router as messages_router
@@ -176,6 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
                        limits={"/v1/recipients/import": settings.import_max_bytes})
     app.include_router(visits_router)
     app.include_router(matcher_metrics_router)
+    app.include_router(campaign_metrics_router)
     app.include_router(targeting_router)
     app.include_router(sender_router)
     app.include_router(messages_router)

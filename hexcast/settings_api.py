@@ -7,6 +7,8 @@ most the sender's defaults (``HEXCAST_SENDER_CAP_PER_DAY`` / ``_PER_24H``). A wi
 looser cap is a 422 naming the field and the limit. ``sender_ids``: the tenant's own numbers or
 brand name, sent from on routes whose account may use them (``tenant_senders`` in the routes
 file; on the others the route's ``sender_id`` / ``sender_pool``), each recipient always the same.
+``reserve_caps`` (on by default): campaigns with ``priority: reserved`` reserve their audience's
+daily cap slot for their send day, so geo offers and other campaigns leave it to them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = ["SendWindow", "TenantSettingsPublic", "TenantSettingsUpdate", "check_
 router = APIRouter(prefix="/v1/tenant", tags=["tenant"])
 
 HelpText = Annotated[PgText, Field(min_length=1, max_length=320)]
+_RESERVE_CAPS = ("Campaigns with priority reserved reserve each recipient's daily cap slot for"
+                 " their send day: geo offers and other campaigns see it as used (on by default)")
 Cap = Annotated[int, Field(ge=1, le=1000)]
 
 
@@ -66,14 +70,15 @@ class TenantSettingsPublic(BaseModel):
     cap_per_24h: int | None = Field(description="null: the default (default_caps)")
     sender_ids: list[str] | None = Field(
         description="The tenant's own sender ids; null: the routes' own")
+    reserve_caps: bool = Field(description=_RESERVE_CAPS)
     legal_window: SendWindow = Field(description="The widest window allowed")
     default_caps: Caps = Field(description="The loosest caps allowed")
 
 
 class TenantSettingsUpdate(BaseModel):
     """What changes (fields left out keep their value). ``null`` puts ``send_window`` back to
-    the legal window and a cap back to its default; ``help_text`` and ``max_segments`` cannot
-    be null."""
+    the legal window and a cap back to its default; ``help_text``, ``max_segments`` and
+    ``reserve_caps`` cannot be null."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -83,6 +88,8 @@ class TenantSettingsUpdate(BaseModel):
     cap_per_day: Cap | None = None
     cap_per_24h: Cap | None = None
     sender_ids: Annotated[list[SenderNumber] | None, Field(min_length=1, max_length=10)] = None
+    reserve_caps: bool = Field(default=True, description=_RESERVE_CAPS,
+                               json_schema_extra=unset_default)
 
     def columns(self) -> dict[str, Any]:
         """Column → new value, for the fields the request named."""
@@ -122,7 +129,7 @@ def _public(row: Any, settings: Settings) -> TenantSettingsPublic:
         help_text=row["help_text"], max_segments=row["max_segments"],
         send_window=SendWindow(start=start, end=end) if start and end else None,
         cap_per_day=row["cap_per_day"], cap_per_24h=row["cap_per_24h"],
-        sender_ids=row["sender_ids"],
+        sender_ids=row["sender_ids"], reserve_caps=row["reserve_caps"],
         legal_window=SendWindow(start=DEFAULT_WINDOW.start, end=DEFAULT_WINDOW.end),
         default_caps=_caps(settings),
     )

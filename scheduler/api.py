@@ -18,6 +18,7 @@ from hexcast.core.settings import Settings
 from hexcast.core.web import AfterId, IdPath, Limit, PoolDep, SettingsDep
 from scheduler import repo
 from scheduler.forecast import QuietHours
+from scheduler.lifecycle import snapshots
 from scheduler.models import (
     CampaignCreate,
     CampaignPublic,
@@ -29,10 +30,12 @@ from scheduler.models import (
     TemplateCreate,
     TemplatePublic,
 )
-from scheduler.runs import create_run, zone_counts
-from scheduler.service import Campaign, Fire, build_preview, max_segments, upcoming_fire
+from scheduler.preview import build_preview
+from scheduler.reserving import release_cancelled
+from scheduler.runs import campaign_capacity, create_run, zone_counts
+from scheduler.service import Campaign, Fire, max_segments, upcoming_fire
 from scheduler.views import campaign_public, run_public, run_stats, template_public
-from sender import run_message_stats, tenant_max_segments
+from sender import CapReservations, run_message_stats, tenant_max_segments
 
 __all__ = ["router"]
 
@@ -45,6 +48,14 @@ def _control(request: Request) -> RunControl:
 
 
 ControlDep = Annotated[RunControl, Depends(_control)]
+
+
+def _reservations(request: Request) -> CapReservations:
+    settings = request.app.state.settings
+    return CapReservations(request.app.state.redis, Keys(settings.redis_prefix))
+
+
+ReservationsDep = Annotated[CapReservations, Depends(_reservations)]
 
 
 async def _check_segments(conn: Conn, tenant_id: int, text: str) -> None:
@@ -162,14 +173,15 @@ def _next_fire(c: Campaign) -> Fire:
 @router.post("/campaigns/{campaign_id}/preview", response_model=PreviewPublic)
 async def preview_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep, settings: SettingsDep,
                            body: PreviewRequest | None = None) -> PreviewPublic:
-    """Audience per zone, holdout, cost units and the wave forecast of the next run, with a
-    deadline verdict and the rate needed; optionally with quiet hours (no sending then)."""
+    """Audience per zone, holdout, cost units and the wave forecast of the next run at what the
+    configured routes give its lane (in segments), each route's part, a deadline verdict, the
+    rate needed and, when it misses, the least change that meets; optionally with quiet hours
+    (no sending then)."""
     quiet = body.quiet_hours if body is not None else None
     async with pool.acquire() as conn:
         c = Campaign.from_row(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
         zones = await zone_counts(conn, c, as_of=datetime.now(UTC), resolution=settings.h3_resolution)
-    return build_preview(c, _next_fire(c), zones, provider_rate=settings.provider_rate_per_s,
-                         bulk_share=settings.sender_bulk_share,
+    return build_preview(c, _next_fire(c), zones, capacity=campaign_capacity(c, settings),
                          quiet=QuietHours(quiet.start, quiet.end) if quiet is not None else None)
 
 
@@ -205,10 +217,12 @@ async def resume_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: Poo
 
 @router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic)
 async def cancel_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
-                          control: ControlDep) -> CampaignPublic:
-    """Cancel its unfinished runs and every future one."""
-    return await _set_state(pool, control, tenant.id, campaign_id, "cancelled", RunState.CANCELLED,
-                            ["running", "paused"])
+                          control: ControlDep, reservations: ReservationsDep) -> CampaignPublic:
+    """Cancel its unfinished runs and every future one; their cap reservations are released."""
+    cancelled = await _set_state(pool, control, tenant.id, campaign_id, "cancelled",
+                                 RunState.CANCELLED, ["running", "paused"])
+    await release_cancelled(pool, reservations, campaign_id=campaign_id)
+    return cancelled
 
 
 @router.post("/campaigns/{campaign_id}/run-now", status_code=status.HTTP_201_CREATED,
@@ -239,12 +253,19 @@ async def start_now(conn: Conn, control: RunControl, c: Campaign, settings: Sett
 
 
 @router.get("/campaigns/{campaign_id}/runs", response_model=list[RunPublic])
-async def list_runs(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep) -> list[RunPublic]:
+async def list_runs(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
+                    settings: SettingsDep) -> list[RunPublic]:
+    """The runs with their waves; an unfinished run with its measured rate and, per zone, what
+    remains and when it is projected to finish (at risk: after its deadline)."""
     async with pool.acquire() as conn:
         campaign = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
         runs = await repo.list_runs(conn, campaign_id=campaign_id)
         waves = await repo.waves_of(conn, run_ids=[r["id"] for r in runs])
-    return [run_public(r, [w for w in waves if w["run_id"] == r["id"]], campaign) for r in runs]
+        live = {p.run["id"]: p for p in await snapshots(
+            conn, quiet_hours_on=settings.sender_quiet_hours,
+            run_ids=[r["id"] for r in runs if r["finished_at"] is None])}
+    return [run_public(r, [w for w in waves if w["run_id"] == r["id"]], campaign, live.get(r["id"]))
+            for r in runs]
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats)

@@ -17,6 +17,7 @@ from hexcast.core.ids import BIGINT_MAX
 from hexcast.core.logging import configure_logging
 from hexcast.core.settings import Settings, get_settings
 from scheduler import repo
+from scheduler.lifecycle import RunSnapshot, snapshots
 from scheduler.service import Campaign
 from sender import run_message_stats
 
@@ -71,6 +72,9 @@ async def _progress(settings: Settings, campaign_id: int) -> list[dict[str, Any]
             ids = [r["id"] for r in runs]
             waves = await repo.waves_of(conn, run_ids=ids)
             stats = await run_message_stats(conn, tenant_id=c["tenant_id"], run_ids=ids)
+            live = {p.run["id"]: p for p in await snapshots(
+                conn, quiet_hours_on=settings.sender_quiet_hours,
+                run_ids=[r["id"] for r in runs if r["finished_at"] is None])}
     finally:
         await pool.close()
     out = []
@@ -79,30 +83,57 @@ async def _progress(settings: Settings, campaign_id: int) -> list[dict[str, Any]
         out.append({"id": r["id"], "state": r["state"], "released": sum(w["released"] for w in mine),
                     "waves_done": sum(w["state"] == "done" for w in mine), "waves": len(mine),
                     "sent": stats[r["id"]].sent, "states": stats[r["id"]].states,
-                    "done": r["released_at"] is not None
-                    and stats[r["id"]].sent >= sum(w["released"] for w in mine)})
+                    "done": r["finished_at"] is not None,
+                    "zones": _zone_lines(live[r["id"]]) if r["id"] in live else []})
     return out
+
+
+def _zone_lines(snap: RunSnapshot) -> list[tuple[str, bool, str]]:
+    """(zone, nothing left, what remains and when it is projected to finish) per zone."""
+    lines = []
+    for z in snap.zones:
+        finish = "-" if z.remaining == 0 else (
+            f"{z.projected_finish_at:%Y-%m-%d %H:%M:%S}Z" if z.projected_finish_at else "never")
+        deadline = f" deadline {z.deadline_at:%Y-%m-%d %H:%M:%S}Z" if z.deadline_at else ""
+        risk = " AT RISK" if z.at_risk else ""
+        lines.append((z.time_zone or snap.run["campaign_zone"], z.remaining == 0,
+                      f"remaining {z.remaining} at {z.rate_per_s:.1f}/s finish {finish}{deadline}{risk}"))
+    return lines
+
+
+def _show(progress: Progress, tasks: dict[Any, TaskID], runs: list[dict[str, Any]]) -> None:
+    for run in runs:
+        total = max(run["released"], 1)
+        info = (f"{run['state']} waves {run['waves_done']}/{run['waves']} released "
+                f"{run['released']} sent {run['sent']} {run['states']}")
+        if run["id"] not in tasks:
+            tasks[run["id"]] = progress.add_task(f"run {run['id']}", total=total, info=info)
+        progress.update(tasks[run["id"]], total=total, completed=run["sent"], info=info)
+        for zone, done, text in run["zones"]:
+            key = (run["id"], zone)
+            if key not in tasks:
+                tasks[key] = progress.add_task(f"  {zone}", total=1, info=text)
+            progress.update(tasks[key], completed=int(done), info=text)
 
 
 @campaign_app.command("status")
 def status(
     campaign_id: CampaignId,
-    watch: Annotated[float, typer.Option(help="Refresh every N seconds until released; 0 = once")] = 0,
+    watch: Annotated[float, typer.Option(
+        help="Refresh every N seconds until every run is finished (or Ctrl-C); 0 = once")] = 0,
 ) -> None:
-    """Runs of a campaign with released/sent progress bars."""
+    """Runs of a campaign with released/sent progress bars; an unfinished run's zones with what
+    remains, the measured rate and the projected finish (AT RISK: after the deadline)."""
     settings = _settings()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   console=console) as progress:
-        tasks: dict[int, TaskID] = {}
-        while True:
-            runs = asyncio.run(_progress(settings, campaign_id))
-            for run in runs:
-                total = max(run["released"], 1)
-                info = (f"{run['state']} waves {run['waves_done']}/{run['waves']} released "
-                        f"{run['released']} sent {run['sent']} {run['states']}")
-                if run["id"] not in tasks:
-                    tasks[run["id"]] = progress.add_task(f"run {run['id']}", total=total, info=info)
-                progress.update(tasks[run["id"]], total=total, completed=run["sent"], info=info)
-            if not watch or all(r["done"] for r in runs):
-                return
-            time.sleep(watch)
+        tasks: dict[Any, TaskID] = {}
+        try:
+            while True:
+                runs = asyncio.run(_progress(settings, campaign_id))
+                _show(progress, tasks, runs)
+                if not watch or all(r["done"] for r in runs):
+                    return
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None

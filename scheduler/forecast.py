@@ -10,23 +10,31 @@ its zone) the rate is found by bisection over the forecast instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = [
     "MIN_PACED_RATE",
+    "RATE_FLOOR",
     "QuietHours",
     "WaveForecast",
     "WavePlan",
-    "bulk_capacity",
     "forecast",
+    "meets",
+    "message_capacity",
     "pacing_rate",
     "required_rate",
 ]
 
 MIN_PACED_RATE = 10.0
 """Deadline pacing never goes slower than this (messages/s), so small runs finish promptly."""
+RATE_FLOOR = 0.01
+"""The least rate the forecast asks for (messages/s, the slowest a campaign may be capped at):
+a plan that meets at it is said to need it."""
+_MAX_RATE = 1e9
+"""A plan that misses at this rate (messages/s) needs an infinite one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +58,10 @@ class WaveForecast:
         return self.deadline_at is None or self.finishes_at <= self.deadline_at
 
 
-def bulk_capacity(provider_rate_per_s: float, bulk_share: float, max_rate: float | None) -> float:
-    """Messages/s a campaign may use: the bulk share of the provider, capped by the campaign."""
-    capacity = provider_rate_per_s * bulk_share
+def message_capacity(segments_per_s: float, segments_per_message: int, max_rate: float | None) -> float:
+    """Messages/s a campaign may use: its lane's segments/s through the routes
+    (``sender.lane_capacity``) over its messages' segments, capped by the campaign."""
+    capacity = segments_per_s / max(segments_per_message, 1)
     return min(capacity, max_rate) if max_rate is not None else capacity
 
 
@@ -88,15 +97,21 @@ class QuietHours:
         return self._next(instant, zone, self.start)
 
 
+def _sending(seconds: float) -> timedelta:
+    """``seconds`` of sending, rounded up to whole microseconds: sending something always
+    takes time, so a plan never meets a deadline by rounding."""
+    return timedelta(microseconds=math.ceil(seconds * 1e6))
+
+
 def _send_until(start: datetime, seconds: float, zone: ZoneInfo, quiet: QuietHours) -> datetime:
     """When ``seconds`` of sending that begins at ``start`` ends, pausing through quiet hours."""
     if quiet.start == quiet.end:
-        return start + timedelta(seconds=seconds)
+        return start + _sending(seconds)
     t, left = quiet.open_at(start, zone), seconds
     for _ in range(10_000):
         window = (quiet.closes_at(t, zone) - t).total_seconds()
         if left <= window:
-            return t + timedelta(seconds=left)
+            return t + _sending(left)
         left -= window
         t = quiet.open_at(t + timedelta(seconds=window), zone)
     return datetime.max.replace(tzinfo=start.tzinfo)
@@ -116,34 +131,44 @@ def forecast(
             start = quiet.open_at(start, zone)
             finish = _send_until(start, wave.messages / rate, zone, quiet)
         else:
-            finish = start + timedelta(seconds=wave.messages / rate)
+            finish = start + _sending(wave.messages / rate)
         free_at = finish
         out.append(WaveForecast(wave.time_zone, wave.messages, start, finish, wave.deadline_at))
     return out
 
 
-def _bisect_rate(waves: list[WavePlan], quiet: QuietHours, default_zone: str) -> float:
-    def meets(rate: float) -> bool:
-        return all(w.meets_deadline for w in forecast(waves, rate, quiet=quiet, default_zone=default_zone))
+def meets(
+    waves: list[WavePlan], rate: float, *, quiet: QuietHours | None = None, default_zone: str = "UTC"
+) -> bool:
+    """Whether every wave finishes by its deadline at ``rate``."""
+    return all(w.meets_deadline for w in forecast(waves, rate, quiet=quiet, default_zone=default_zone))
 
-    hi = 1.0
-    while not meets(hi):
-        hi *= 4
-        if hi > 1e9:
+
+def _bisect_rate(waves: list[WavePlan], quiet: QuietHours | None, default_zone: str,
+                 low: float) -> float:
+    """The least rate (at least ``low``, which must not be above it) that meets, to 1e-12
+    relative: a bracket [hi / 4, hi] found by factors of 4, then halved (meeting is monotone
+    in the rate)."""
+    def ok(rate: float) -> bool:
+        return meets(waves, rate, quiet=quiet, default_zone=default_zone)
+
+    if ok(low):
+        return low
+    hi = low * 4
+    while not ok(hi):
+        if hi >= _MAX_RATE:
             return float("inf")
-    lo = 0.0
-    for _ in range(40):
+        hi = min(hi * 4, _MAX_RATE)
+    lo = max(hi / 4, low)
+    while hi - lo > hi * 1e-12:
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if meets(mid) else (mid, hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
     return hi
 
 
-def required_rate(
-    waves: list[WavePlan], *, quiet: QuietHours | None = None, default_zone: str = "UTC"
-) -> float | None:
-    """The least rate meeting every wave's deadline; None without deadlines; inf if impossible."""
-    if quiet is not None and any(w.deadline_at and w.messages for w in waves):
-        return _bisect_rate(waves, quiet, default_zone)
+def _spans_rate(waves: list[WavePlan]) -> float | None:
+    """The largest, over every span of consecutive waves, of their messages over the time
+    between the first one's fire and the last one's deadline (None: no such span)."""
     ordered = sorted(waves, key=lambda w: w.fire_at)
     need: float | None = None
     for i, first in enumerate(ordered):
@@ -155,6 +180,26 @@ def required_rate(
             span = (last.deadline_at - first.fire_at).total_seconds()
             rate = float("inf") if span <= 0 else total / span
             need = rate if need is None else max(need, rate)
+    return need
+
+
+def required_rate(
+    waves: list[WavePlan], *, quiet: QuietHours | None = None, default_zone: str = "UTC"
+) -> float | None:
+    """The least rate meeting every wave's deadline, never below ``RATE_FLOOR``; None without
+    deadlines; inf if impossible. The forecast meets at it: the span bound is checked against
+    the forecast (whose times are whole microseconds) and raised by a hair if need be."""
+    need = _spans_rate(waves)
+    if need is None or need == float("inf"):
+        return need
+    need = max(need, RATE_FLOOR)  # quiet hours only ever need more
+    if quiet is not None:
+        return _bisect_rate(waves, quiet, default_zone, need)
+    step = 1e-12
+    while not meets(waves, need):
+        if step > 1e-6:  # a wave with nothing to send, waiting past its deadline
+            return _bisect_rate(waves, None, default_zone, need)
+        need, step = need * (1 + step), step * 2
     return need
 
 

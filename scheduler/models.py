@@ -17,16 +17,21 @@ from sender import Lane, validate_template
 from targeting import Name, SegmentDefinition, unset_default, validate_time_zone
 
 __all__ = [
+    "CAMPAIGN_LANES",
     "MIN_RATE",
     "PLACEHOLDER_FIELDS",
     "CampaignCreate",
     "CampaignPublic",
     "CampaignStats",
     "CampaignUpdate",
+    "OnDeadline",
+    "PlanFix",
     "PreviewPublic",
     "PreviewRequest",
+    "Priority",
     "QuietHoursIn",
     "RunPublic",
+    "RoutePreview",
     "RunStats",
     "TemplateCreate",
     "TemplatePublic",
@@ -43,6 +48,16 @@ MIN_RATE = 0.01
 """The slowest pace a campaign may ask for (messages/s): a smaller one (5e-324 passed ``> 0``)
 put a wave's forecast finish beyond the calendar, and the preview answered 500."""
 TimeMode = Literal["fixed", "recipient_local"]
+OnDeadline = Literal["expire", "send_late"]
+"""At a wave's deadline: expire what is not sent yet (reason ``deadline``), or send it late."""
+Priority = Literal["normal", "reserved"]
+_PRIORITY = ("reserved: each run reserves its recipients' daily cap slot for its send day (in"
+             " their zone), so geo offers and other campaigns leave it to this one; its run is"
+             " created up to 24 h before it fires. Off for tenants with reserve_caps false")
+CAMPAIGN_LANES = frozenset({Lane.BULK})
+"""The lanes a campaign may use: bulk (a later one for small triggered campaigns may join)."""
+_ON_DEADLINE = ("expire: nothing of a wave reaches a provider after its deadline (what is left"
+                " expires with reason deadline); send_late: it is sent after the deadline")
 Body = Annotated[PgText, Field(min_length=1, max_length=1600)]
 
 
@@ -104,6 +119,8 @@ class CampaignCreate(BaseModel):
     deadline: datetime | None = None
     max_rate: Annotated[float | None, Field(ge=MIN_RATE, le=1_000_000, allow_inf_nan=False)] = None
     lane: Lane = Lane.BULK
+    on_deadline: OnDeadline = Field(default="expire", description=_ON_DEADLINE)
+    priority: Priority = Field(default="normal", description=_PRIORITY)
 
     _tz = field_validator("time_zone")(validate_time_zone)
 
@@ -127,8 +144,9 @@ class CampaignCreate(BaseModel):
     @field_validator("lane")
     @classmethod
     def _lane(cls, value: Lane) -> Lane:
-        if value in (Lane.OTP, Lane.TRANSACTIONAL):  # marketing: consent, never exempt
-            raise ValueError(f"campaigns cannot use the {value.value} lane")
+        # marketing: consent, never exempt; geo would skip the bulk cap and fair share
+        if value not in CAMPAIGN_LANES:
+            raise ValueError(f"campaigns cannot use the {value.value} lane (only bulk)")
         return value
 
     @model_validator(mode="after")
@@ -203,6 +221,8 @@ class CampaignPublic(BaseModel):
         "The deadline as a wall time, in time_zone (fixed) or in each recipient's zone"))
     max_rate: float | None
     lane: Lane
+    on_deadline: OnDeadline = Field(description=_ON_DEADLINE)
+    priority: Priority = Field(description=_PRIORITY)
     state: str
     created_at: AwareDatetime
 
@@ -230,6 +250,12 @@ class ZonePreview(BaseModel):
     starts_at: AwareDatetime | None = None
     finishes_at: AwareDatetime | None = None
     deadline_at: AwareDatetime | None = None
+    late_by_s: float | None = Field(default=None, description=(
+        "How long after its deadline the zone's wave finishes at the planned rate; null when"
+        " it is on time (or in fixed mode: see the preview's late_by_s)"))
+    fits: int | None = Field(default=None, description=(
+        "When the plan misses: the most of this zone's sendable recipients that fit (fix."
+        "lower_audience_by)"))
 
 
 _SCHEDULED_FOR = "When the run starts: its first wave fires (recipient_local: in the earliest zone)"
@@ -247,6 +273,32 @@ def run_clock(*, time_mode: str, time_zone: str, wall: datetime, first_fire_at: 
     return wall_clock(first_fire_at, ZoneInfo(time_zone)), time_zone
 
 
+class RoutePreview(BaseModel):
+    name: str
+    segments_per_s: float = Field(description="What the campaign's lane may take of the route")
+    planned_segments_per_s: float = Field(description="Its part of the planned rate")
+    planned_segments: int = Field(description="Segments of this run it is planned to carry")
+
+
+class PlanFix(BaseModel):
+    """The least change that meets every deadline, each one alone (computed on the forecast)."""
+
+    start_earlier_s: int | None = Field(description=(
+        "Start every wave this many seconds earlier (deadlines unchanged); null: no start"
+        " within a year meets"))
+    required_segments_per_s: float | None = Field(description=(
+        "The rate the deadlines need, in segments/s; null: no rate meets"))
+    add_segments_per_s: float | None = Field(description=(
+        "Route capacity to add for the lane: required minus what the routes give (null: they"
+        " give enough, the campaign's max_rate holds it back)"))
+    max_rate_at_least: float | None = Field(description=(
+        "Messages/s the campaign's max_rate must allow (null: it is not what holds it back)"))
+    lower_audience_by: int | None = Field(description=(
+        "Recipients to leave out: the sendable audience minus the most that fit (each zone's"
+        " fits, in fire order); null: not even an empty wave meets"))
+    suggestions: list[str]
+
+
 class PreviewPublic(BaseModel):
     campaign_id: int
     scheduled_for: AwareDatetime = Field(description=_SCHEDULED_FOR)
@@ -259,13 +311,30 @@ class PreviewPublic(BaseModel):
     encoding: str
     segments_per_message: int = Field(description="Upper bound over the placeholders' values")
     cost_units: int = Field(description="sendable x segments per message")
-    capacity_per_s: float
-    rate_per_s: float
-    required_rate_per_s: float | None
+    capacity_segments_per_s: float = Field(description=(
+        "Segments/s the campaign's lane has for this tenant: the sum over the routes serving"
+        " both, each at the lane's share of its rate"))
+    capacity_per_s: float = Field(description=(
+        "Messages/s: capacity_segments_per_s over segments_per_message, capped by max_rate"))
+    rate_per_s: float = Field(description="The planned rate, messages/s")
+    required_rate_per_s: float | None = Field(description="What the deadlines need, messages/s")
+    routes: list[RoutePreview]
     starts_at: AwareDatetime | None
     finishes_at: AwareDatetime | None
     meets_deadline: bool
+    late_by_s: float | None = Field(description=(
+        "How long after its deadline the latest wave finishes; null: on time"))
     verdict: str
+    fix: PlanFix | None = Field(description="What would make it meet; null when it meets")
+
+
+_REMAINING = ("Unfinished runs: messages of the zone not yet sent (not released, and the senders'"
+              " backlog on the zone released last)")
+_MEASURED = ("Unfinished runs: messages/s settled over the last minute (the planned rate before it"
+             " sends, between zones and in quiet hours)")
+_PROJECTED = "Unfinished runs: when the zone is projected to finish at that rate, quiet hours included"
+_FINISHED = ("When every message had its outcome: finished, finished_with_expired (or cancelled);"
+             " a receipt not in by campaign_receipt_wait_s after the last acceptance never comes")
 
 
 class WavePublic(BaseModel):
@@ -275,7 +344,13 @@ class WavePublic(BaseModel):
     state: str
     released: int
     held_out: int
+    expired: int = Field(description="Recipients not released: the wave's deadline had passed")
     chunks: int
+    remaining: int | None = Field(default=None, description=_REMAINING)
+    measured_rate_per_s: float | None = Field(default=None, description=_MEASURED)
+    projected_finish_at: AwareDatetime | None = Field(default=None, description=_PROJECTED)
+    at_risk: bool = Field(default=False, description="Projected to finish after its deadline")
+    at_risk_at: AwareDatetime | None = Field(default=None, description="When campaign.at_risk was raised")
 
 
 class RunPublic(BaseModel):
@@ -288,24 +363,38 @@ class RunPublic(BaseModel):
     rate_per_s: float | None
     created_at: AwareDatetime
     released_at: AwareDatetime | None
+    finished_at: AwareDatetime | None = Field(default=None, description=_FINISHED)
+    counts: dict[str, int] | None = Field(default=None, description="Its messages per state when it finished")
+    measured_rate_per_s: float | None = Field(default=None, description=_MEASURED)
     waves: list[WavePublic]
 
 
 class RunStats(BaseModel):
     run_id: int
     state: str
-    audience: int = Field(description="Recipients released or held out so far")
+    audience: int = Field(description=(
+        "Recipients released, held out or cut at the deadline so far"))
     released: int
     held_out: int
     sent: int
     delivered: int
     failed: int
     deferred: int
+    expired: int = Field(description=(
+        "Messages expired, and recipients not released because their wave's deadline passed"))
+    expired_by_reason: dict[str, int] = Field(description=(
+        "The same by reason: deadline (cut-off, released or not), ttl passed, ..."))
+    cut_at_deadline: int = Field(description=(
+        "Recipients the scheduler did not release: their wave's deadline had passed"))
     suppressed_by_reason: dict[str, int]
     states: dict[str, int]
     clicks: int = Field(description="Clicks on the run's links by people (bots excluded)")
     clicked: int = Field(description="Messages of the run with at least one such click")
     opt_outs: int = Field(description="Recipients who opted out after the run sent to them")
+    reserved: int = Field(default=0, description=(
+        "Recipients whose daily cap slot the run reserved (priority reserved)"))
+    held_back_by_reservation: int = Field(default=0, description=(
+        "Geo offers suppressed (reason reserved) because the run had reserved their slot"))
 
 
 class CampaignStats(BaseModel):

@@ -40,14 +40,16 @@ Row = asyncpg.Record
 _TEMPLATE_COLS = "id, tenant_id, name, body, created_at"
 _CAMPAIGN_COLS = (
     "id, tenant_id, name, template_id, body, segment, cron, run_at, time_zone, time_mode,"
-    " deadline, max_rate, lane::text AS lane, state, created_at"
+    " deadline, max_rate, lane::text AS lane, on_deadline, priority, state, created_at"
 )
 _RUN_COLS = (
-    "id, campaign_id, tenant_id, scheduled_for, first_fire_at, state, rate_per_s, created_at, released_at"
+    "id, campaign_id, tenant_id, scheduled_for, first_fire_at, state, rate_per_s, created_at, released_at,"
+    " finished_at, counts"
 )
 _WAVE_COLS = (
-    "id, run_id, time_zone, fire_at, deadline_at, state, cursor_id, released, held_out, chunks,"
-    " claimed_by, lease_until"
+    "id, run_id, time_zone, fire_at, deadline_at, state, cursor_id, released, held_out, expired,"
+    " chunks,"
+    " claimed_by, lease_until, at_risk_at"
 )
 
 
@@ -199,16 +201,18 @@ async def claim_wave(conn: Conn, *, owner: str, lease_s: float) -> Row | None:
 
 async def checkpoint(
     conn: Conn, *, wave_id: int, owner: str, lease_s: float, cursor_id: int, released: int,
-    held_out: Sequence[int], run_id: int,
+    held_out: Sequence[int], run_id: int, expired: int | None = None,
 ) -> bool:
-    """Record a published chunk and renew the lease; False if the claim was lost."""
+    """Record a published chunk (or, given ``expired``, a page cut at the deadline: counted,
+    never published, not a chunk) and renew the lease; False if the claim was lost."""
     async with conn.transaction():
         moved = await conn.fetchval(
             "UPDATE campaign_waves SET cursor_id = $3, released = released + $4,"
-            " held_out = held_out + $5, chunks = chunks + 1,"
+            " held_out = held_out + $5, expired = expired + COALESCE($7::int, 0),"
+            " chunks = chunks + ($7::int IS NULL)::int,"
             " lease_until = now() + make_interval(secs => $6)"
             " WHERE id = $1 AND claimed_by = $2 AND state = 'releasing' AND cursor_id < $3 RETURNING id",
-            wave_id, owner, cursor_id, released, len(held_out), lease_s,
+            wave_id, owner, cursor_id, released, len(held_out), lease_s, expired,
         )
         if moved is None:
             return False

@@ -33,9 +33,12 @@ from hexcast.core.errors import HexcastError
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 from scheduler import repo
+from scheduler.deadline import chunk_expiry, cut_off
+from scheduler.lifecycle import Lifecycle
+from scheduler.reserving import Reserver, ahead
 from scheduler.runs import audience_page, create_run
-from scheduler.service import Campaign, chunk_key, chunk_record, due_fire
-from sender import release_due, settled_count
+from scheduler.service import Campaign, chunk_key, chunk_record, chunk_size, due_fire
+from sender import CapReservations, release_due, settled_count
 
 __all__ = ["Scheduler", "run_scheduler"]
 
@@ -47,10 +50,12 @@ _BACKLOG_WAIT_S = 30.0  # a chunk the senders do not settle by then no longer ho
 _INFRA = PG_OUTAGES + REDIS_OUTAGES
 """Outages: they end a tick instead of skipping a campaign."""
 _SETTLE_SAMPLE = 16  # message keys of a chunk probed to tell whether the senders settled it
+_CUT_PAGE = 10_000  # recipients counted a statement when a wave is cut at its deadline
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, control: RunControl) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, control: RunControl,
+                 reservations: CapReservations | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.bus = bus
@@ -58,12 +63,17 @@ class Scheduler:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._waves: set[asyncio.Task[None]] = set()
         self._active: set[int] = set()  # ids of the waves those tasks release
+        self.lifecycle = Lifecycle(settings, pool)
+        self.reserver = Reserver(settings, pool, reservations) if reservations else None
 
     async def tick(self) -> int:
         """Create due runs, start releasing every due wave nobody holds (each in its own task,
         so waves of different runs and tenants are released side by side), then requeue
-        deferred messages now due (quiet hours, caps, paused runs); returns the waves started."""
+        deferred messages now due (quiet hours, caps, paused runs) and look at unfinished runs
+        (``scheduler.lifecycle``); returns the waves started."""
         await self.create_due_runs()
+        if self.reserver is not None:
+            await self.reserver.fill()  # reserved runs' cap reservations, a page at a time
         started = 0
         while len(self._waves) < _MAX_WAVES and (claim := await self._claim()) is not None:
             wave_id = claim[2]["id"]
@@ -75,6 +85,7 @@ class Scheduler:
             task.add_done_callback(partial(self._wave_done, wave_id))
             started += 1
         await release_due(self.pool, self.bus, self.settings, now=datetime.now(UTC))
+        await self.lifecycle.maybe_step()  # finished runs, zones at risk
         return started
 
     def _wave_done(self, wave_id: int, task: asyncio.Task[None]) -> None:
@@ -102,7 +113,7 @@ class Scheduler:
                 try:
                     c = Campaign.from_row(row)
                     last = await repo.last_run(conn, campaign_id=c.id)
-                    fire = due_fire(c, last=last, now=now, grace=grace)
+                    fire = due_fire(c, last=last, now=now, grace=grace, ahead=ahead(c))
                     if fire is not None:
                         await create_run(conn, self.control, c, fire, self.settings)
                 except _INFRA:
@@ -129,22 +140,29 @@ class Scheduler:
         s, run_id, wave_id = self.settings, run["id"], wave["id"]
         cursor, sent, started = wave["cursor_id"], 0, time.monotonic()
         rate = run["rate_per_s"] or s.provider_rate_per_s * s.sender_bulk_share
+        size, paced = chunk_size(rate, s.scheduler_chunk_size)
         unsettled: deque[list[str]] = deque()  # message keys of chunks published, oldest first
+        expires_at = chunk_expiry(c, wave["deadline_at"])
+        cut_at = None if expires_at is None else started + (
+            expires_at - datetime.now(UTC)).total_seconds()
         while True:
             async with self.pool.acquire() as conn:
                 if await repo.run_state(conn, run_id=run_id) != "running":
                     await repo.release_claim(conn, wave_id=wave_id, owner=self.owner)
                     log.info("wave_stopped", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
                     return
+                if cut_off(c, wave["deadline_at"], datetime.now(UTC)):  # (a paused run: on resume)
+                    break
                 rows = await audience_page(
                     conn, c, as_of=run["first_fire_at"], resolution=s.h3_resolution,
-                    zone=wave["time_zone"], after_id=cursor, limit=s.scheduler_chunk_size)
+                    zone=wave["time_zone"], after_id=cursor, limit=size)
             if not rows:
                 await self._finish(c, run_id, wave_id)
                 return
             send = [r for r in rows if not r["holdout"]]
             if send:
-                record = chunk_record(c, run_id=run_id, rows=send, now=datetime.now(UTC))
+                record = chunk_record(c, run_id=run_id, rows=send, now=datetime.now(UTC),
+                                      expires_at=expires_at, paced=paced)
                 await self.bus.publish(c.lane.topic, chunk_key(run_id, wave_id, cursor), record.encode())
                 unsettled.append([i.message_key for i in record.items])
             async with self.pool.acquire() as conn:
@@ -156,21 +174,29 @@ class Scheduler:
                 log.warning("wave_claim_lost", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
                 return
             cursor, sent = rows[-1]["id"], sent + len(send)
-            if not await self._pace(wave_id, sent / rate - (time.monotonic() - started), unsettled):
+            # ahead by a chunk more than _LEAD_S: the senders have the next chunk before this
+            # one runs out (a paced chunk lasts seconds; its senders may run a window early)
+            ahead_s = (sent - size) / rate - (time.monotonic() - started)
+            if not await self._pace(wave_id, ahead_s, unsettled, cut_at):
                 return
+        await self._cut(c, run, wave, cursor)
 
-    async def _pace(self, wave_id: int, ahead_s: float, unsettled: deque[list[str]]) -> bool:
+    async def _pace(self, wave_id: int, ahead_s: float, unsettled: deque[list[str]],
+                    cut_at: float | None = None) -> bool:
         """Wait until the wave is at most ``_LEAD_S`` ahead of its run's rate and at most
         ``scheduler_backlog_chunks`` of its chunks are not yet settled by the senders (or the
         oldest has held it up for ``_BACKLOG_WAIT_S``), renewing the lease while waiting.
         The second bound keeps send.bulk short, so another tenant's chunk released now is
-        not queued behind this run's backlog."""
+        not queued behind this run's backlog. ``cut_at`` (monotonic): the wave's deadline, when
+        it is a cut-off; the wait ends there."""
         now = time.monotonic()
         deadline, give_up = now + ahead_s - _LEAD_S, now + _BACKLOG_WAIT_S
         lease = self.settings.scheduler_lease_s
         renew_at = now + lease / 3
         while True:
             now = time.monotonic()
+            if cut_at is not None and now >= cut_at:
+                return True
             if now >= deadline and (now >= give_up or await self._caught_up(unsettled)):
                 return True
             await asyncio.sleep(min(_STEP_S, max(deadline - now, 0.0) or _STEP_S))
@@ -198,6 +224,31 @@ class Scheduler:
             unsettled.popleft()
         return True
 
+    async def _cut(self, c: Campaign, run: Any, wave: Any, cursor: int) -> None:
+        """The wave's deadline has passed: what is left is never released. It is counted on the
+        wave (``expired``; holdouts recorded as usual) page by page from the cursor, without a
+        message row each, and the wave is finished."""
+        s, run_id, wave_id, cut = self.settings, run["id"], wave["id"], 0
+        while True:
+            async with self.pool.acquire() as conn:
+                rows = await audience_page(
+                    conn, c, as_of=run["first_fire_at"], resolution=s.h3_resolution,
+                    zone=wave["time_zone"], after_id=cursor, limit=_CUT_PAGE)
+                if not rows:
+                    break
+                page = sum(1 for r in rows if not r["holdout"])
+                kept = await repo.checkpoint(
+                    conn, wave_id=wave_id, owner=self.owner, lease_s=s.scheduler_lease_s,
+                    cursor_id=rows[-1]["id"], released=0, run_id=run_id, expired=page,
+                    held_out=[r["id"] for r in rows if r["holdout"]])
+            if not kept:
+                log.warning("wave_claim_lost", campaign_id=c.id, run_id=run_id, wave_id=wave_id)
+                return
+            cursor, cut = rows[-1]["id"], cut + page
+        log.info("wave_cut_at_deadline", tenant_id=c.tenant_id, campaign_id=c.id, run_id=run_id,
+                 wave_id=wave_id, zone=wave["time_zone"], expired=cut)
+        await self._finish(c, run_id, wave_id)
+
     async def _finish(self, c: Campaign, run_id: int, wave_id: int) -> None:
         async with self.pool.acquire() as conn:
             released = await repo.finish_wave(conn, wave_id=wave_id, owner=self.owner, run_id=run_id)
@@ -219,7 +270,9 @@ async def run_scheduler(settings: Settings) -> None:
     redis = connect_redis(settings.redis_url)
     bus = Bus(settings)
     await bus.start()
-    scheduler = Scheduler(settings, pool, bus, RunControl(redis, Keys(settings.redis_prefix)))
+    keys = Keys(settings.redis_prefix)
+    scheduler = Scheduler(settings, pool, bus, RunControl(redis, keys),
+                          CapReservations(redis, keys))
     log.info("scheduler_started", owner=scheduler.owner)
     try:
         while True:

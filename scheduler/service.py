@@ -1,4 +1,4 @@
-"""Campaign logic without I/O: due runs, waves, chunk records, previews, pacing."""
+"""Campaign logic without I/O: due runs, waves, chunk records, pacing (previews: ``preview.py``)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.forecast import (
-    QuietHours,
-    WavePlan,
-    bulk_capacity,
-    forecast,
-    pacing_rate,
-    required_rate,
-)
-from scheduler.models import PreviewPublic, ZonePreview, run_clock
+from scheduler.deadline import wave_deadline
+from scheduler.forecast import MIN_PACED_RATE, WavePlan, message_capacity, pacing_rate
 from scheduler.timing import localize, next_fire, wall_clock
-from sender import Lane, SendBatch, SendRequest, bulk_key, render, segment_info
+from sender import (
+    PACE_WINDOW_S,
+    PACED_CHUNK_WINDOWS,
+    Lane,
+    LaneCapacity,
+    SendBatch,
+    SendRequest,
+    bulk_key,
+    render,
+    segment_info,
+)
 from targeting import SegmentDefinition
 
 __all__ = [
     "Campaign",
     "Fire",
     "ZoneCount",
-    "build_preview",
     "chunk_key",
     "chunk_record",
+    "chunk_size",
     "due_fire",
     "max_segments",
     "plan_waves",
@@ -54,6 +57,8 @@ class Campaign:
     max_rate: float | None
     lane: Lane
     created_at: datetime
+    on_deadline: str = "expire"  # or "send_late" (scheduler.deadline)
+    priority: str = "normal"  # or "reserved" (scheduler.reserving)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -70,7 +75,8 @@ class Campaign:
             segment=SegmentDefinition.model_validate(row["segment"]), cron=row["cron"],
             run_at=row["run_at"], time_zone=row["time_zone"], time_mode=row["time_mode"],
             deadline=row["deadline"], max_rate=row["max_rate"], lane=Lane(row["lane"]),
-            created_at=row["created_at"],
+            created_at=row["created_at"], on_deadline=row["on_deadline"],
+            priority=row["priority"],
         )
 
 
@@ -115,14 +121,17 @@ def _local_fire(c: Campaign, last: datetime | None, now: datetime, grace: timede
     return Fire(wall, localize(wall, EARLIEST_ZONE))
 
 
-def due_fire(c: Campaign, *, last: datetime | None, now: datetime, grace: timedelta) -> Fire | None:
-    """The campaign's next run if its first wave is due at ``now``; None otherwise.
+def due_fire(c: Campaign, *, last: datetime | None, now: datetime, grace: timedelta,
+             ahead: timedelta = timedelta(0)) -> Fire | None:
+    """The campaign's next run if its first wave is due at ``now`` (or within ``ahead``: a
+    reserved campaign's run is created before its send day, with its cap reservation); None
+    otherwise.
 
     ``last`` is the latest existing run's ``scheduled_for``. Fires more than ``grace`` in the
     past (the scheduler was down) are skipped, not caught up; nothing fires after the deadline.
     """
     fire = (_local_fire if c.local else _fixed_fire)(c, last, now, grace)
-    if fire is None or fire.first_fire_at > now:
+    if fire is None or fire.first_fire_at > now + ahead:
         return None
     wall = fire.scheduled_for if c.local else wall_clock(fire.first_fire_at, c.zone)
     if c.deadline is not None and wall >= c.deadline:
@@ -143,19 +152,20 @@ def plan_waves(c: Campaign, fire: Fire, zones: list[ZoneCount], *, now_run: bool
     """One wave per zone (recipient_local) or one for everyone (fixed); ``now_run`` fires all now."""
     sendable = {z.time_zone: z.audience - z.holdout for z in zones}
     if not c.local:
-        deadline = localize(c.deadline, c.zone) if c.deadline else None
-        return [WavePlan(None, fire.first_fire_at, sum(sendable.values()), deadline)]
+        return [WavePlan(None, fire.first_fire_at, sum(sendable.values()), wave_deadline(c, None))]
     plans = []
     for zone, n in sorted(sendable.items()):
-        tz = ZoneInfo(zone)
-        at = fire.first_fire_at if now_run else localize(fire.scheduled_for, tz)
-        plans.append(WavePlan(zone, at, n, localize(c.deadline, tz) if c.deadline else None))
+        at = fire.first_fire_at if now_run else localize(fire.scheduled_for, ZoneInfo(zone))
+        plans.append(WavePlan(zone, at, n, wave_deadline(c, zone)))
     return plans
 
 
-def run_rate(c: Campaign, plans: list[WavePlan], *, provider_rate: float, bulk_share: float) -> float:
-    """Messages/s for the run: paced to its deadline within the bulk capacity."""
-    return pacing_rate(plans, bulk_capacity(provider_rate, bulk_share, c.max_rate))
+def run_rate(c: Campaign, plans: list[WavePlan], *, capacity: LaneCapacity) -> float:
+    """Messages/s for the run: paced to its deadline within what the routes give its lane
+    (segments/s over its messages' segments, at most ``max_rate``). With no route serving
+    the lane, ``MIN_PACED_RATE``: the senders dead-letter what no route takes."""
+    cap = message_capacity(capacity.segments_per_s, max_segments(c.body)[1], c.max_rate)
+    return pacing_rate(plans, cap) if cap > 0 else MIN_PACED_RATE
 
 
 def max_segments(body: str) -> tuple[str, int]:
@@ -173,62 +183,26 @@ def chunk_key(run_id: int, wave_id: int, after_id: int) -> str:
     return f"run{run_id}:wave{wave_id}:after{after_id}"
 
 
-def chunk_record(c: Campaign, *, run_id: int, rows: list[Any], now: datetime) -> SendBatch:
-    """A bulk send record for recipients ``rows`` (id, user_id, phone, names, time_zone)."""
+def chunk_size(rate_per_s: float, most: int) -> tuple[int, bool]:
+    """Recipients a chunk, and whether it is paced: ``most`` for a run whose pacing window
+    (rate × ``PACE_WINDOW_S``) is a full chunk or more; else whole windows, up to
+    ``PACED_CHUNK_WINDOWS`` of them within ``most``, so the sender sends a window a call."""
+    window = max(1, int(rate_per_s * PACE_WINDOW_S))
+    if window >= most:
+        return most, False
+    return window * min(PACED_CHUNK_WINDOWS, most // window), True
+
+
+def chunk_record(c: Campaign, *, run_id: int, rows: list[Any], now: datetime,
+                 expires_at: datetime | None = None, paced: bool = False) -> SendBatch:
+    """A bulk send record for recipients ``rows`` (id, user_id, phone, names, time_zone);
+    ``expires_at``: the wave's deadline, when it is a cut-off (``scheduler.deadline``)."""
     items = [
         SendRequest(
             message_key=bulk_key(campaign_run_id=run_id, recipient_id=r["id"]),
             tenant_id=c.tenant_id, user_id=r["user_id"], phone=r["phone"],
-            body=render(c.body, r)[:1600], campaign_run_id=run_id,
+            body=render(c.body, r)[:1600], campaign_run_id=run_id, expires_at=expires_at,
         )
         for r in rows
     ]
-    return SendBatch(lane=c.lane, items=items, created_at=now)
-
-
-def _verdict(meets: bool, need: float | None, capacity: float) -> str:
-    if need is None:
-        return "no deadline"
-    if meets:
-        return f"meets the deadline at {capacity:.1f}/s or more; needs {need:.2f}/s"
-    if need == float("inf"):
-        return "cannot meet deadline: it is before the start"
-    return f"cannot meet deadline: needs {need:.2f} messages/s, capacity is {capacity:.2f}/s"
-
-
-def build_preview(
-    c: Campaign, fire: Fire, zones: list[ZoneCount], *, provider_rate: float, bulk_share: float,
-    quiet: QuietHours | None = None,
-) -> PreviewPublic:
-    """Audience per zone, holdout, cost and the wave forecast for ``fire``."""
-    plans = plan_waves(c, fire, zones)
-    capacity = bulk_capacity(provider_rate, bulk_share, c.max_rate)
-    rate = pacing_rate(plans, capacity, quiet=quiet, default_zone=c.time_zone)
-    waves = forecast(plans, rate, quiet=quiet, default_zone=c.time_zone)
-    need = required_rate(plans, quiet=quiet, default_zone=c.time_zone)
-    meets = need is None or need <= capacity
-    by_zone = {w.time_zone: w for w in waves}
-    encoding, segs = max_segments(c.body)
-    out = [
-        ZonePreview(
-            time_zone=z.time_zone, audience=z.audience, holdout=z.holdout,
-            sendable=z.audience - z.holdout,
-            starts_at=by_zone[z.time_zone].starts_at if z.time_zone in by_zone else None,
-            finishes_at=by_zone[z.time_zone].finishes_at if z.time_zone in by_zone else None,
-            deadline_at=by_zone[z.time_zone].deadline_at if z.time_zone in by_zone else None,
-        )
-        for z in zones
-    ]
-    sendable = sum(z.audience - z.holdout for z in zones)
-    local_time, zone = run_clock(time_mode=c.time_mode, time_zone=c.time_zone, wall=fire.scheduled_for,
-                                 first_fire_at=fire.first_fire_at)
-    return PreviewPublic(
-        campaign_id=c.id, scheduled_for=fire.first_fire_at, local_time=local_time, time_zone=zone,
-        audience=sum(z.audience for z in zones), holdout=sum(z.holdout for z in zones),
-        sendable=sendable, zones=out, encoding=encoding, segments_per_message=segs,
-        cost_units=sendable * segs, capacity_per_s=capacity, rate_per_s=rate,
-        required_rate_per_s=None if need in (None, float("inf")) else need,
-        starts_at=min((w.starts_at for w in waves), default=None),
-        finishes_at=max((w.finishes_at for w in waves), default=None),
-        meets_deadline=meets, verdict=_verdict(meets, need, capacity),
-    )
+    return SendBatch(lane=c.lane, items=items, created_at=now, paced=paced)

@@ -68,6 +68,11 @@ class CircuitBreaker:
         self._trial = False
         self._move(BreakerState.CLOSED)
 
+    def abandon(self) -> None:
+        """A call :meth:`allow` let through was not made (nothing was left to send): the
+        half-open trial is still to be made, by the next call."""
+        self._trial = False
+
     def failure(self) -> None:
         self._failures += 1
         self._trial = False

@@ -22,6 +22,7 @@ from functools import partial
 
 from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.core.logging import get_logger
+from sender import expiry
 from sender.countries import country_of
 from sender.grants import Grants
 from sender.holds import Holds
@@ -47,11 +48,14 @@ _NOTHING_SCREENED = Screened(zones={}, ids=set(), blocked=set())
 @dataclass(frozen=True, slots=True)
 class Policy:
     """How one lane sends: attempts per message, the grace before a ``sending`` row counts as
-    orphaned, the geo offer TTL, and how many slices of a bulk record go side by side."""
+    orphaned, the geo offer TTL, how close to its expiry (a TTL or a campaign's deadline) a
+    message may still be handed to a provider, and how many slices of a bulk record go side
+    by side."""
 
     max_attempts: int = 3
     reconcile_grace_s: float = 300.0
     geo_ttl_s: float = 1800.0
+    expiry_margin_s: float = 1.0
     bulk_parts: int = 1
     fault_kill_after_calls: int = 0  # TEST ONLY: die between acceptance and commit
 
@@ -82,6 +86,7 @@ class Dispatcher:
         self._reconciler = Reconciler(store=store, router=router, max_attempts=policy.max_attempts)
         self._grace = timedelta(seconds=policy.reconcile_grace_s)
         self._geo_ttl = timedelta(seconds=policy.geo_ttl_s)
+        self._margin = timedelta(seconds=policy.expiry_margin_s)
         self._calls = 0
         self._busy: set[int] = set()  # rows this process works on; its sweeper leaves them be
 
@@ -102,9 +107,10 @@ class Dispatcher:
         by_lane: dict[Lane, list[SendRequest]] = {}
         for batch in batches:
             by_lane.setdefault(batch.lane, []).extend(self._with_ttl(batch))
+        whole = any(b.paced for b in batches)  # whole windows: a slice would be a call of its own
         outcomes: list[Outcome] = []
         for lane, items in by_lane.items():
-            parts = max(1, self._policy.bulk_parts) if lane is Lane.BULK else 1
+            parts = max(1, self._policy.bulk_parts) if lane is Lane.BULK and not whole else 1
             size = -(-len(items) // parts) or 1
             slices = [items[start : start + size] for start in range(0, len(items), size)]
             done = await asyncio.gather(*(self._handle_items(lane, s) for s in slices),
@@ -163,12 +169,10 @@ class Dispatcher:
                    and (r.updated_at is None or r.updated_at <= now - self._grace)]
         pending = await self._reconciler.reconcile(orphans, outcome)
         pending += [r for r in rows if r.state is Q]
-        stale = [r for r in pending if r.expires_at is not None and r.expires_at <= now]
-        outcome.expired += len(await self._store.move(stale, MessageState.EXPIRED, [Q], "ttl passed"))
-        stale_ids = {r.id for r in stale}
-        pending = [r for r in pending if r.id not in stale_ids]
+        pending = await self._expire(pending, Q, outcome)
         if self._holds is not None and self._lane is not Lane.OTP:  # OTPs: user-initiated
-            pending = await self._holds.apply(pending, outcome, now, screened.zones)
+            pending = await self._holds.apply(pending, outcome, now, screened.zones,
+                                              screened.recipients)
         for start in range(0, len(pending), 1000):
             await self._send_chunk(pending[start : start + 1000], outcome, screened)
 
@@ -182,6 +186,7 @@ class Dispatcher:
         chunk.sort(key=lambda r: flows[r.id])  # one tenant, run (and country) per provider call
         avoid: set[str] = set()
         while chunk:
+            chunk = await self._expire(chunk, Q, outcome)  # the last grant may have waited long
             pace = None
             if self._runs is not None:
                 chunk, pace = await self._runs.admit(chunk, outcome)
@@ -252,13 +257,17 @@ class Dispatcher:
         """One provider call. Returns rows back in ``queued`` to retry, and whether it counts."""
         own = await self._senders.pick(part) \
             if self._senders is not None and route.spec.tenant_senders else {}
-        outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body,
-                             expires_at=r.expires_at, sender=own.get(r.id)) for r in part]
         async with route.calling:
             if await until_up(route.bucket.paused):  # a 429 arrived since the grant
                 route.breaker.success()  # it answered (busy), and a half-open trial must end
                 return await self._store.move(part, Q, [S], f"{route.spec.name} rate limited",
                                               attempts=-1), False
+            part = await self._expire(part, S, outcome)  # waiting for the account may pass it
+            if not part:
+                route.breaker.abandon()  # no call: a half-open trial was not made
+                return [], False
+            outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body,
+                                 expires_at=r.expires_at, sender=own.get(r.id)) for r in part]
             async with self._router.calling(route):
                 report = await route.adapter.send(outgoing)
         if report.results:
@@ -322,6 +331,20 @@ class Dispatcher:
         outcome.failed += len(await self._store.move(rest, MessageState.FAILED, [S], why))
         outcome.kill(rest, why)
         return [], False
+
+    async def _expire(
+        self, rows: list[MessageRow], state: MessageState, outcome: Outcome
+    ) -> list[MessageRow]:
+        """Rows (in ``state``) at or within the margin of their expiry expire, with reason
+        ``deadline`` (a campaign's) or ``ttl passed`` (``sender.expiry``); returns the others."""
+        stale = expiry.due(rows, datetime.now(UTC), self._margin)
+        if not stale:
+            return rows
+        for why in dict.fromkeys(map(expiry.reason, stale)):
+            outcome.expired += len(await self._store.move(
+                [r for r in stale if expiry.reason(r) == why], MessageState.EXPIRED, [state], why))
+        gone = {r.id for r in stale}
+        return [r for r in rows if r.id not in gone]
 
     async def _suppress(self, rows: list[MessageRow], outcome: Outcome) -> set[int]:
         """Opted-out numbers and marketing without consent (``sender.consent``): suppressed."""

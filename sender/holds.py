@@ -1,32 +1,44 @@
 """Holds before a provider call on the marketing lanes: quiet hours and per-recipient caps.
 
 A message that may not go now is deferred to its next allowed instant (released by
-``sender.deferred``), or expires when that instant is past its TTL. The hours themselves are
+``sender.deferred``), or expires when that instant is past its TTL (a campaign message: past
+its deadline, reason ``deadline``; ``sender.expiry``). The hours themselves are
 ``sender.quiet``; the caps' Redis script is ``sender.limits.RecipientCaps``. A tenant's own
 window and caps (``sender.tenant_rules``, read through ``rules`` once per chunk at most) narrow
 both: the hours the law and the tenant allow, the smaller of each cap. OTPs and confirmations
 are user-initiated and skip both (the dispatcher calls no holds on the otp lane).
+
+Cap reservations (``sender.reservations``; unless the tenant turned them off) are checked in the
+caps' call on the geo and bulk lanes: a geo offer that only a reserved campaign's slot holds
+back is suppressed with reason ``reserved`` and counted for that campaign's run; another
+campaign's message is deferred like a capped one (reason ``reserved until …``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from functools import partial
-from zoneinfo import ZoneInfo
 
 from hexcast.core.cache import Keys
+from sender import expiry
 from sender.journal import Store, until_up
-from sender.limits import CapCheck, CapRule, RecipientCaps
-from sender.models import MessageState
+from sender.limits import CapCheck, CapRule, CapVerdict, RecipientCaps
+from sender.models import Lane, MessageState
 from sender.outcome import Outcome
 from sender.quiet import NEVER, STRICT_WINDOW, primary_zone, verdicts, window_for
 from sender.repo import MessageRow
+from sender.reservations import LocalDay, index_key, local_day
 from sender.tenant_rules import LEGAL_RULES, RulesLoader, TenantRules
 
-__all__ = ["DEFAULT_CAP_RULES", "Holds"]
+__all__ = ["DEFAULT_CAP_RULES", "RESERVED", "Holds"]
 
 Q = MessageState.QUEUED
+RESERVED = "reserved"
+_RESERVING_LANES = (Lane.GEO, Lane.BULK)  # transactional messages were asked for: never held
+_BARE = Keys("")
+Recipients = Mapping[tuple[int, str], int | None]  # (tenant, phone) → recipient id
 DEFAULT_CAP_RULES = (CapRule(3, 5, 600), CapRule(3, 3, 600))  # (default, stricter states)
 
 
@@ -48,10 +60,11 @@ class Holds:
 
     async def apply(
         self, rows: list[MessageRow], outcome: Outcome, now: datetime,
-        known: dict[tuple[int, str], str | None],
+        known: dict[tuple[int, str], str | None], ids: Recipients | None = None,
     ) -> list[MessageRow]:
-        """The rows that may go now; the others are deferred or expired. ``known``: profile
-        zones already looked up (None: no zone); the others are read here."""
+        """The rows that may go now; the others are deferred, expired or (geo offers a cap
+        reservation holds back) suppressed. ``known``: profile zones already looked up (None:
+        no zone), ``ids``: recipient ids already looked up; the others are read here."""
         if not rows:
             return rows
         missing = list({(r.tenant_id, r.phone) for r in rows} - known.keys())
@@ -61,13 +74,54 @@ class Holds:
             later, why = self._quiet_verdicts(rows, profile, tenants, now)
             rows = await self._hold(rows, later, outcome, why)
         if self._caps is not None and rows:
-            days: dict[str, tuple[int, int]] = {}  # zone → its local day, computed once
-            checks = [self._cap_check(r, profile.get((r.tenant_id, r.phone)), now, days,
-                                      tenants.get(r.tenant_id, LEGAL_RULES)) for r in rows]
-            waits = await until_up(partial(self._caps.check, checks))
-            later = [now + timedelta(seconds=w) if w else None for w in waits]
-            rows = await self._hold(rows, later, outcome, ["recipient cap"] * len(rows))
+            rows = await self._capped(self._caps, rows, outcome, now, profile, tenants, ids or {})
         return rows
+
+    async def _capped(
+        self, caps: RecipientCaps, rows: list[MessageRow], outcome: Outcome, now: datetime,
+        profile: dict[tuple[int, str], str | None], tenants: dict[int, TenantRules],
+        known: Recipients,
+    ) -> list[MessageRow]:
+        """Caps and cap reservations in one script call; returns the rows that may go now."""
+        ids = await self._recipient_ids(rows, tenants, known)
+        days: dict[str, LocalDay] = {}  # zone → its local day, computed once
+        checks = [self._cap_check(r, profile.get((r.tenant_id, r.phone)), now, days,
+                                  tenants.get(r.tenant_id, LEGAL_RULES),
+                                  ids.get((r.tenant_id, r.phone)) if _reserves(r, tenants) else None)
+                  for r in rows]
+        said = await until_up(partial(caps.verdicts, checks))
+        rows, said = await self._reserved(rows, said, outcome)
+        later = [now + timedelta(seconds=v.wait_s) if v.wait_s else None for v in said]
+        why = [RESERVED if v.reserved_by else "recipient cap" for v in said]
+        return await self._hold(rows, later, outcome, why)
+
+    async def _recipient_ids(
+        self, rows: list[MessageRow], tenants: dict[int, TenantRules], known: Recipients
+    ) -> dict[tuple[int, str], int | None]:
+        """The recipient ids of the rows cap reservations apply to (one query for those not
+        looked up yet): the geo and bulk lanes of tenants that did not turn them off."""
+        wanted = {(r.tenant_id, r.phone) for r in rows if _reserves(r, tenants)}
+        missing = list(wanted - known.keys())
+        found = await self._store.recipient_ids(missing) if missing else {}
+        return {k: known[k] if k in known else found.get(k) for k in wanted}
+
+    async def _reserved(
+        self, rows: list[MessageRow], said: list[CapVerdict], outcome: Outcome
+    ) -> tuple[list[MessageRow], list[CapVerdict]]:
+        """Geo offers that only a reservation holds are suppressed (reason ``reserved``) and
+        counted for the reserving run; the other rows and their verdicts are returned."""
+        offers = {r.id: v.reserved_by for r, v in zip(rows, said, strict=True)
+                  if v.reserved_by and r.lane is Lane.GEO}
+        if not offers:
+            return rows, said
+        moved = await self._store.move([r for r in rows if r.id in offers],
+                                       MessageState.SUPPRESSED, [Q], RESERVED)
+        outcome.suppressed += len(moved)
+        counts = Counter(offers[r.id] for r in moved)
+        if counts:
+            await self._store.held_back(dict(counts))
+        kept = [(r, v) for r, v in zip(rows, said, strict=True) if r.id not in offers]
+        return [r for r, _ in kept], [v for _, v in kept]
 
     async def _tenant_rules(self, rows: list[MessageRow]) -> dict[int, TenantRules]:
         """The rules of the rows' tenants (one cached lookup), if any step needs them."""
@@ -108,33 +162,41 @@ class Holds:
         for rule in dict.fromkeys(rules):
             held = [(r, t) for r, t, w in zip(rows, later, rules, strict=True)
                     if t is not None and w == rule]
-            lost = [r for r, t in held
+            lost = [(r, t) for r, t in held
                     if t is NEVER or (r.expires_at is not None and t >= r.expires_at)]
+            late = [r for r, t in lost if t is not NEVER and expiry.reason(r) == expiry.DEADLINE]
+            lost_ids, late_ids = {r.id for r, _ in lost}, {r.id for r in late}
             why = f"{rule}: no allowed time before the message expires"
-            outcome.expired += len(await self._store.move(lost, MessageState.EXPIRED, [Q], why))
-            lost_ids = {r.id for r in lost}
+            outcome.expired += len(await self._store.move(
+                [r for r, _ in lost if r.id not in late_ids], MessageState.EXPIRED, [Q], why))
+            outcome.expired += len(await self._store.move(late, MessageState.EXPIRED, [Q],
+                                                          expiry.DEADLINE))
             outcome.deferred += await self._store.defer(
                 [(r, t) for r, t in held if r.id not in lost_ids], reason=f"{rule} until ")
         return allowed
 
     def _cap_check(
         self, row: MessageRow, profile_zone: str | None, now: datetime,
-        days: dict[str, tuple[int, int]], tenant: TenantRules,
+        days: dict[str, LocalDay], tenant: TenantRules, recipient_id: int | None,
     ) -> CapCheck:
+        """``recipient_id``: None when no reservation applies (lane, tenant, or no recipient
+        row); else the reservations of the row's local day are checked too."""
         zone = primary_zone(row.phone, profile_zone)
-        span = days.get(zone.key)
-        if span is None:
-            span = days[zone.key] = _local_day_ms(now, zone)
+        today = days.get(zone.key)
+        if today is None:
+            today = days[zone.key] = local_day(now, zone)
         strict = window_for(row.phone) is STRICT_WINDOW
         key = self._keys("cap", row.tenant_id, row.phone) if self._keys else row.phone
-        return CapCheck(key=key, message_key=row.message_key, day_start_ms=span[0],
-                        next_day_ms=span[1],
-                        rule=tenant.capped(self._cap_rules[1] if strict else self._cap_rules[0]))
+        reserving = "" if recipient_id is None else index_key(
+            self._keys or _BARE, row.tenant_id, today.day)
+        return CapCheck(key=key, message_key=row.message_key, day_start_ms=today.start_ms,
+                        next_day_ms=today.next_ms,
+                        rule=tenant.capped(self._cap_rules[1] if strict else self._cap_rules[0]),
+                        reservations=reserving,
+                        recipient_id=-1 if recipient_id is None else recipient_id,
+                        run_id=row.campaign_run_id or 0)
 
 
-def _local_day_ms(now: datetime, zone: ZoneInfo) -> tuple[int, int]:
-    """Start of ``now``'s local day in ``zone`` and of the next, in epoch milliseconds."""
-    local = now.astimezone(zone)
-    day_start = datetime.combine(local.date(), time(0), zone)
-    next_day = datetime.combine(local.date() + timedelta(days=1), time(0), zone)
-    return int(day_start.timestamp() * 1000), int(next_day.timestamp() * 1000)
+def _reserves(row: MessageRow, tenants: dict[int, TenantRules]) -> bool:
+    """Whether cap reservations apply to ``row``: geo and bulk, unless its tenant said no."""
+    return row.lane in _RESERVING_LANES and tenants.get(row.tenant_id, LEGAL_RULES).reserve_caps

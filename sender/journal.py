@@ -21,7 +21,7 @@ from hexcast.core.cache import REDIS_OUTAGES
 from hexcast.core.db import PG_OUTAGES, Conn
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
-from sender import consent, dlr, links_repo, receipts_repo, repo, settle
+from sender import consent, dlr, links_repo, receipts_repo, repo, reservations_repo, settle
 from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
 
 __all__ = ["EventSink", "Journal", "Link", "Store", "until_up", "with_state"]
@@ -53,6 +53,13 @@ class Store(Protocol):
     async def stale(self, lane: Lane, *, older_than_s: float, after_id: int) -> repo.PendingPage: ...
 
     async def profile_zones(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
+        ...
+
+    async def recipient_ids(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        ...
+
+    async def held_back(self, counts: dict[int, int]) -> None:
+        """Geo offers held back by cap reservations, per reserving run (for its stats)."""
         ...
 
     async def move(self, rows: Sequence[Row], to: MessageState, frm: Sequence[MessageState],
@@ -99,6 +106,12 @@ class Journal:
 
     async def profile_zones(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
         return await self._run(lambda c: repo.profile_zones(c, recipients=recipients))
+
+    async def recipient_ids(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        return await self._run(lambda c: repo.recipient_ids(c, recipients=recipients))
+
+    async def held_back(self, counts: dict[int, int]) -> None:
+        await self._run(lambda c: reservations_repo.add_held_back(c, counts=counts))
 
     async def move(self, rows: Sequence[Row], to: MessageState, frm: Sequence[MessageState],
                    reason: str, *, attempts: int = 0) -> list[Row]:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from sender.lua import RECIPIENT_CAPS, TOKEN_BUCKET
 
-__all__ = ["CapCheck", "CapRule", "FairShare", "Grant", "RecipientCaps", "TokenBucket"]
+__all__ = ["CapCheck", "CapRule", "CapVerdict", "FairShare", "Grant", "RecipientCaps", "TokenBucket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,27 +119,50 @@ class CapRule:
 
 @dataclass(frozen=True, slots=True)
 class CapCheck:
-    """One message against its recipient's caps (``key``: the recipient's sorted set)."""
+    """One message against its recipient's caps (``key``: the recipient's sorted set), and the
+    cap reservations of its local day (``reservations``: their hash, '' for none; see
+    ``sender.reservations``) for ``recipient_id``, whose message of ``run_id`` takes its own."""
 
     key: str
     message_key: str
     day_start_ms: int
     next_day_ms: int
     rule: CapRule
+    reservations: str = ""
+    recipient_id: int = -1
+    run_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CapVerdict:
+    """0 s: allowed (now counted); else seconds until it would be, and the run whose cap
+    reservation alone holds it (None: a cap holds it)."""
+
+    wait_s: float
+    reserved_by: int | None = None
 
 
 class RecipientCaps:
-    """Per-recipient caps (local day, rolling 24 h, spacing) for a chunk in one Lua call."""
+    """Per-recipient caps (local day, rolling 24 h, spacing) and cap reservations for a chunk
+    in one Lua call."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._script = client.register_script(RECIPIENT_CAPS)
 
     async def check(self, checks: list[CapCheck]) -> list[float]:
         """For each check: 0 if allowed (now counted), else seconds until it would be."""
+        return [v.wait_s for v in await self.verdicts(checks)]
+
+    async def verdicts(self, checks: list[CapCheck]) -> list[CapVerdict]:
+        """For each check, whether it is allowed (then counted) and what holds it."""
         if not checks:
             return []
+        hashes = list(dict.fromkeys(c.reservations for c in checks if c.reservations))
+        at = {key: n for n, key in enumerate(hashes, start=1)}
         args = json.dumps([[c.message_key, c.day_start_ms, c.next_day_ms, c.rule.per_day,
-                             c.rule.per_24h, int(c.rule.min_spacing_s * 1000)] for c in checks],
+                            c.rule.per_24h, int(c.rule.min_spacing_s * 1000),
+                            at.get(c.reservations, 0), c.recipient_id, c.run_id] for c in checks],
                           separators=(",", ":"))
-        waits = await self._script(keys=[c.key for c in checks], args=[args])
-        return [int(w) / 1000 for w in waits]
+        out = await self._script(keys=[c.key for c in checks] + hashes, args=[args])
+        return [CapVerdict(int(out[i]) / 1000, int(out[i + 1]) or None)
+                for i in range(0, len(out), 2)]

@@ -76,12 +76,20 @@ if granted < requested and wait_ms < 1 then wait_ms = 1 end
 return {granted, wait_ms}
 """
 
-#: Per-recipient caps for a whole chunk in one call. KEYS[i] = recipient i's sorted set of send
-#: times (member = message key). ARGV[1] = a JSON array with one array per recipient: message
+#: Per-recipient caps for a whole chunk in one call. KEYS[1..n] = recipient i's sorted set of
+#: send times (member = message key); KEYS[n+1..] = cap reservation hashes of (tenant, local
+#: date) (``sender.reservations``: run id → bit offset 0; the run's bitmap is ``<hash>:<run>``,
+#: in the same hash-tag slot). ARGV[1] = a JSON array with one array per recipient: message
 #: key, local day start (ms), next local day start (ms), max per local day, max per rolling
-#: 24 h, min spacing (ms) (one string rather than 6 arguments a recipient, which redis-py
-#: packed one by one).
-#: Returns one number per recipient: 0 = allowed (and counted), else ms until it would be.
+#: 24 h, min spacing (ms), the position of its reservation hash after KEYS[n] (0: none), its
+#: recipient id, and the campaign run of the message (0: none) (one string rather than 9
+#: arguments a recipient, which redis-py packed one by one).
+#: Reservations count toward the local day's cap: a message holding no reservation of its own
+#: is held while sends today + other runs' reservations reach the cap. A message whose run
+#: reserved the recipient takes its reserved slot (other reservations do not hold it, so
+#: reservations beyond the cap go to the first to send) and clears its bit when counted.
+#: Returns two numbers per recipient: 0 = allowed (and counted), else ms until it would be;
+#: then the run whose reservation alone held it (0: none, or held by a cap).
 #: A message already counted (a retry after a crash) is allowed again without counting twice.
 RECIPIENT_CAPS = """
 local t = redis.call('TIME')
@@ -89,36 +97,67 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local day = 86400000
 local out = {}
 local checks = cjson.decode(ARGV[1])
-for i = 1, #KEYS do
+local n = #checks
+local reserving = {}
+local function reserved(pos, rid, own)
+  local index = KEYS[n + pos]
+  local runs = reserving[pos]
+  if runs == nil then
+    runs = redis.call('HGETALL', index)
+    reserving[pos] = runs
+  end
+  local others, by, mine, at = 0, 0, nil, 0
+  for j = 1, #runs, 2 do
+    local offset = rid - tonumber(runs[j + 1])
+    if offset >= 0 and redis.call('GETBIT', index .. ':' .. runs[j], offset) == 1 then
+      if tonumber(runs[j]) == own then
+        mine, at = index .. ':' .. runs[j], offset
+      else
+        others = others + 1
+        if by == 0 then by = tonumber(runs[j]) end
+      end
+    end
+  end
+  return others, by, mine, at
+end
+for i = 1, n do
   local key = KEYS[i]
   local c = checks[i]
   local member, day_start, next_day = c[1], c[2], c[3]
   local max_day, max_24h, spacing = c[4], c[5], c[6]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - day)
-  if redis.call('ZSCORE', key, member) then
-    out[i] = 0
-  else
-    local wait = 0
+  local wait, by, mine, at = 0, 0, nil, 0
+  if not redis.call('ZSCORE', key, member) then
     local in_24h = redis.call('ZCARD', key)
     if in_24h >= max_24h then
       local oldest = redis.call('ZRANGE', key, in_24h - max_24h, in_24h - max_24h, 'WITHSCORES')
       wait = math.max(wait, tonumber(oldest[2]) + day - now)
     end
-    if redis.call('ZCOUNT', key, day_start, '+inf') >= max_day then
+    local today = redis.call('ZCOUNT', key, day_start, '+inf')
+    if today >= max_day then
       wait = math.max(wait, next_day - now)
     end
     local last = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
     if last[2] and now - tonumber(last[2]) < spacing then
       wait = math.max(wait, tonumber(last[2]) + spacing - now)
     end
-    if wait > 0 then
-      out[i] = wait
-    else
+    if wait == 0 and c[7] > 0 then
+      local others
+      others, by, mine, at = reserved(c[7], c[8], c[9])
+      if mine == nil and today + others >= max_day then
+        wait = math.max(1, next_day - now)
+      else
+        by = 0
+      end
+    end
+    if wait == 0 then
       redis.call('ZADD', key, now, member)
       redis.call('PEXPIRE', key, day + 60000)
-      out[i] = 0
+      if mine then redis.call('SETBIT', mine, at, 0) end
     end
   end
+  out[2 * i - 1] = wait
+  out[2 * i] = by
 end
 return out
 """

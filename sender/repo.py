@@ -13,8 +13,9 @@ see BENCHMARKS.md). As text, the primary or unique key is the only way in.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 
@@ -33,6 +34,7 @@ __all__ = [
     "enqueue",
     "mark_accepted",
     "profile_zones",
+    "recipient_ids",
     "requeue_failed",
     "stale_rows",
     "transition",
@@ -180,6 +182,7 @@ class Screened:
     zones: dict[tuple[int, str], str | None]
     ids: set[int]
     blocked: set[int]
+    recipients: dict[tuple[int, str], int | None] = field(default_factory=dict)  # their ids
 
 
 # Blocked at insert: the recipient row is joined once for the zone and the consent. Only what
@@ -196,7 +199,7 @@ WITH ins AS (
     RETURNING id, message_key, tenant_id, phone, lane, confirmation, updated_at
 ), {_statement_event(rows="ins", from_state="NULL", to_state="'queued'", actor="$10",
                      reason="'enqueued'")}
-SELECT m.id, m.message_key, m.updated_at, r.time_zone AS profile_zone,
+SELECT m.id, m.message_key, m.updated_at, r.time_zone AS profile_zone, r.id AS recipient_id,
     NOT m.confirmation AND ({OPTED_OUT} OR (m.lane::text NOT IN ('otp', 'transactional')
         AND NOT (r.consent_at IS NOT NULL AND r.opted_out_at IS NULL))) AS blocked
 FROM ins m LEFT JOIN recipients r ON r.tenant_id = m.tenant_id AND r.phone = m.phone
@@ -223,7 +226,9 @@ async def enqueue(
     screened = Screened(zones={(r.tenant_id, r.phone): z["profile_zone"]
                                for r, z in zip(rows, inserted, strict=True)},
                         ids={r.id for r in rows},
-                        blocked={r["id"] for r in inserted if r["blocked"]})
+                        blocked={r["id"] for r in inserted if r["blocked"]},
+                        recipients={(r.tenant_id, r.phone): z["recipient_id"]
+                                    for r, z in zip(rows, inserted, strict=True)})
     if len(rows) < len(first):  # a redelivery or a retry: the rows that were there already
         done = {r.message_key for r in rows}
         rows += [_row(r) for r in await conn.fetch(
@@ -326,19 +331,33 @@ async def due_deferred(conn: Conn, *, now: datetime, limit: int) -> list[Message
     return [_row(r) for r in rows]
 
 
+async def _by_phone(
+    conn: Conn, recipients: Sequence[tuple[int, str]], column: Literal["time_zone", "id"]
+) -> dict[tuple[int, str], Any]:
+    """(tenant, phone) → ``column`` of the recipient with that number, where it is set."""
+    if not recipients:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT r.tenant_id, r.phone, r.{column} AS value FROM recipients r"
+        " JOIN unnest($1::bigint[], $2::text[]) AS x(t, p) ON r.tenant_id = x.t AND r.phone = x.p"
+        f" WHERE r.{column} IS NOT NULL",
+        [t for t, _ in recipients], [p for _, p in recipients],
+    )
+    return {(r["tenant_id"], r["phone"]): r["value"] for r in rows}
+
+
 async def profile_zones(
     conn: Conn, *, recipients: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], str]:
     """(tenant, phone) → the recipient profile's time zone, where one is set."""
-    if not recipients:
-        return {}
-    rows = await conn.fetch(
-        "SELECT r.tenant_id, r.phone, r.time_zone FROM recipients r"
-        " JOIN unnest($1::bigint[], $2::text[]) AS x(t, p) ON r.tenant_id = x.t AND r.phone = x.p"
-        " WHERE r.time_zone IS NOT NULL",
-        [t for t, _ in recipients], [p for _, p in recipients],
-    )
-    return {(r["tenant_id"], r["phone"]): r["time_zone"] for r in rows}
+    return await _by_phone(conn, recipients, "time_zone")
+
+
+async def recipient_ids(
+    conn: Conn, *, recipients: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """(tenant, phone) → the recipient's id, for those with a recipient row (one query)."""
+    return await _by_phone(conn, recipients, "id")
 
 
 async def requeue_failed(conn: Conn, *, keys: Sequence[str], actor: str) -> set[int]:

@@ -18,7 +18,7 @@ from sender.repo import MessageRow
 __all__ = ["Pace", "RunGate"]
 
 Q = MessageState.QUEUED
-Pace = tuple[str, float]  # the run's pacing bucket key and its rate (messages/s)
+Pace = tuple[str, float]  # the run's pacing bucket key and its rate (segments/s)
 
 
 class RunGate:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hexcast.core.db import Conn
+from sender.reservations_repo import reservation_counts
 
 __all__ = ["RunMessageStats", "run_message_stats", "settled_count"]
 
@@ -15,16 +16,19 @@ __all__ = ["RunMessageStats", "run_message_stats", "settled_count"]
 class RunMessageStats:
     states: dict[str, int] = field(default_factory=dict)
     suppressed_by_reason: dict[str, int] = field(default_factory=dict)
+    expired_by_reason: dict[str, int] = field(default_factory=dict)
     sent: int = 0  # reached the provider (accepted at some point)
     clicks: int = 0  # clicks by people (bots and prefetchers excluded) on the run's links
     clicked: int = 0  # messages with at least one such click
     opt_outs: int = 0  # recipients who opted out after a message of the run was sent to them
+    reserved: int = 0  # recipients whose daily cap slot the run reserved (priority reserved)
+    held_back: int = 0  # geo offers suppressed because the run had reserved their slot
 
 
 async def run_message_stats(
     conn: Conn, *, tenant_id: int, run_ids: Sequence[int]
 ) -> dict[int, RunMessageStats]:
-    """Per run: messages per state, suppressed per reason, and how many were sent."""
+    """Per run: messages per state, suppressed and expired per reason, and how many were sent."""
     rows = await conn.fetch(
         "SELECT campaign_run_id AS run_id, state::text AS state, reason, count(*) AS n,"
         " count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent"
@@ -37,10 +41,15 @@ async def run_message_stats(
         stats = out[r["run_id"]]
         stats.states[r["state"]] = stats.states.get(r["state"], 0) + r["n"]
         stats.sent += r["sent"]
-        if r["state"] == "suppressed":
+        by_reason = {"suppressed": stats.suppressed_by_reason,
+                     "expired": stats.expired_by_reason}.get(r["state"])
+        if by_reason is not None:
             reason = r["reason"] or "unspecified"
-            stats.suppressed_by_reason[reason] = stats.suppressed_by_reason.get(reason, 0) + r["n"]
+            by_reason[reason] = by_reason.get(reason, 0) + r["n"]
     await _add_engagement(conn, out, tenant_id=tenant_id, run_ids=run_ids)
+    reserved = await reservation_counts(conn, tenant_id=tenant_id, run_ids=run_ids)
+    for run_id, (n, held) in reserved.items():
+        out[run_id].reserved, out[run_id].held_back = n, held
     return out
 
 

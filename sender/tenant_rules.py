@@ -2,7 +2,8 @@
 
 Tenants set them through ``PATCH /v1/tenant/settings`` (columns of ``tenants``, migration
 0017): a recipient-local window ``quiet_start``–``quiet_end`` (no wrap; NULL: the legal window)
-and per-recipient caps ``cap_per_day`` / ``cap_per_24h`` (NULL: the defaults). The holds apply
+and per-recipient caps ``cap_per_day`` / ``cap_per_24h`` (NULL: the defaults), and whether cap
+reservations count (``reserve_caps``, migration 0025). The holds apply
 them (``sender.holds``); this module reads them in one query for the tenants of a chunk and
 keeps them ``ttl_s`` (30 s) per tenant, so a change takes effect within that time and a message
 costs no lookup.
@@ -29,6 +30,7 @@ class TenantRules:
     cap_per_day: int | None = None
     cap_per_24h: int | None = None
     sender_ids: tuple[str, ...] = ()  # the tenant's own; routes with tenant_senders use them
+    reserve_caps: bool = True  # reserved campaigns' cap reservations hold others back
 
     def capped(self, rule: CapRule) -> CapRule:
         """``rule`` with each cap the smaller of the tenant's and the rule's own."""
@@ -56,14 +58,15 @@ def _least(default: int, tenant: int | None) -> int:
 async def read_tenant_rules(conn: Conn, tenant_ids: Collection[int]) -> dict[int, TenantRules]:
     """The rules of ``tenant_ids`` (unknown ids are left out), one query."""
     rows = await conn.fetch(
-        "SELECT id, quiet_start, quiet_end, cap_per_day, cap_per_24h, sender_ids FROM tenants"
+        "SELECT id, quiet_start, quiet_end, cap_per_day, cap_per_24h, sender_ids, reserve_caps"
+        " FROM tenants"
         " WHERE id = ANY($1::bigint[])", list(tenant_ids))
     return {
         r["id"]: TenantRules(
             window=Window(r["quiet_start"], r["quiet_end"])
             if r["quiet_start"] is not None and r["quiet_end"] is not None else None,
             cap_per_day=r["cap_per_day"], cap_per_24h=r["cap_per_24h"],
-            sender_ids=tuple(r["sender_ids"] or ()))
+            sender_ids=tuple(r["sender_ids"] or ()), reserve_caps=r["reserve_caps"])
         for r in rows
     }
 

@@ -26,7 +26,8 @@ class RunState(StrEnum):
 
 
 class RunControl:
-    """Reads and writes ``run:<id>:state`` and ``run:<id>:rate`` (messages per second)."""
+    """Reads and writes ``run:<id>:state`` and ``run:<id>:rate`` (the run's pace in segments
+    per second, the unit of the senders' buckets: its messages/s x segments a message)."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self._client = client

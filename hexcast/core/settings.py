@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     scheduler_misfire_grace_s: float = Field(
         default=3600.0, ge=0, description="Fires missed by more than this are skipped."
     )
+    campaign_receipt_wait_s: float = Field(
+        default=3600.0, ge=0, description="A run whose messages all reached a provider is finished"
+        " once every receipt came, or this long after its last message was accepted.",
+    )
     import_max_bytes: int = Field(default=268_435_456, ge=1024, description="Recipient import body cap.")
     # --- sender ---
     sender_providers: str = Field(

@@ -1,7 +1,8 @@
 """A tenant's own sending settings (columns of ``tenants``): SQL only.
 
 HELP text, max segments per message, quiet hours (NULL: the legal window), per-recipient caps
-(NULL: the sender's defaults) and its own sender ids (NULL: the routes'). Whether a value is
+(NULL: the sender's defaults), its own sender ids (NULL: the routes') and whether reserved
+campaigns reserve their audience's daily cap slot (``reserve_caps``). Whether a value is
 allowed (never looser than the law or the defaults) is the API's rule,
 ``hexcast.settings_api``; the columns only keep their shape.
 """
@@ -18,7 +19,7 @@ from hexcast.core.errors import NotFound
 __all__ = ["SETTING_COLUMNS", "read_settings", "update_settings"]
 
 SETTING_COLUMNS = ("help_text", "max_segments", "quiet_start", "quiet_end", "cap_per_day",
-                   "cap_per_24h", "sender_ids")
+                   "cap_per_24h", "sender_ids", "reserve_caps")
 
 
 async def read_settings(conn: Conn, *, tenant_id: int) -> asyncpg.Record:

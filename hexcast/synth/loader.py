@@ -22,7 +22,9 @@ from hexcast.synth.campaign import (
     generate_campaign,
 )
 from hexcast.synth.population import DEMO_TENANT, SynthData, SynthMessage, SynthVisit, geo_messages
+from scheduler import lifecycle_repo
 from scheduler import repo as scheduler_repo
+from scheduler.progress import end_state
 from targeting import repo as targeting_repo
 from targeting.models import StoreCreate
 from targeting.service import fence_cells
@@ -144,6 +146,9 @@ async def _load_campaign(conn: Conn, data: SynthData, tenant_id: int) -> SynthCa
     campaign = generate_campaign(data, campaign_id=row["id"], run_id=run_id, recipient_ids=ids)
     await _copy_run(conn, campaign, tenant_id, run_id)
     await _copy_run_outcomes(conn, campaign, tenant_id, run_id)
+    counts = await lifecycle_repo.message_counts(conn, run_id=run_id)
+    await lifecycle_repo.record_finish(conn, run_id=run_id, from_state="running", counts=counts,
+                                       state=end_state("running", counts, 0), at=campaign.finished_at)
     return campaign
 
 

@@ -71,11 +71,18 @@ from hexcast.testing.keys import REDIS_URL, clear_prefixes, redis_prefix
 from hexcast.testing.seeding import CONSENT, SeededObjects, created, recipient_body, seed_objects
 from hexcast.testing.settings import OPERATOR_TOKEN, clear_session_state, make_settings
 from hexcast.testing.simulator import SimStartError, running_sim
-from hexcast.testing.stack import Stack, matcher_metrics, running_broker, wait_matcher_knows
+from hexcast.testing.stack import (
+    CAMPAIGN_PROCESSES,
+    Stack,
+    matcher_metrics,
+    running_broker,
+    wait_matcher_knows,
+)
 from hexcast.testing.waiting import eventually
 from hexcast.testing.webhooks import RecordedRequest, WebhookRecorder
 
 __all__ = [
+    "CAMPAIGN_PROCESSES",
     "CONSENT",
     "OPERATOR_TOKEN",
     "REDIS_URL",

@@ -29,7 +29,8 @@ from hexcast.devstack.procs import free_port, hexcast_process, wait_http
 from hexcast.testing.settings import OPERATOR_TOKEN
 from hexcast.testing.waiting import eventually
 
-__all__ = ["DEFAULT_PROCESSES", "Stack", "matcher_metrics", "running_broker", "wait_matcher_knows"]
+__all__ = ["CAMPAIGN_PROCESSES", "DEFAULT_PROCESSES", "Stack", "matcher_metrics", "running_broker",
+           "wait_matcher_knows"]
 
 
 DEFAULT_PROCESSES: dict[str, list[str]] = {
@@ -38,6 +39,14 @@ DEFAULT_PROCESSES: dict[str, list[str]] = {
     "matcher": ["matcher"],
     "sender-geo": ["sender", "--lane", "geo"],
 }
+
+CAMPAIGN_PROCESSES: dict[str, list[str]] = {
+    "provider-sim": ["provider-sim"],
+    "api": ["api"],
+    "sender-bulk": ["sender", "--lane", "bulk"],
+    "scheduler": ["scheduler"],
+}
+"""What a campaign needs end to end: the api, one scheduler and one bulk sender."""
 
 
 class Stack:

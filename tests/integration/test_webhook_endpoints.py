@@ -164,7 +164,9 @@ async def test_no_subscriber_writes_no_outbox_rows(database_url: str) -> None:
         (other.id, "optout.created"), (other.id, "inbound.received")]
 
 
-def test_campaign_finished_is_written_when_the_run_is_released(database_url: str) -> None:
+def test_campaign_finished_is_written_once_when_the_run_ends(database_url: str) -> None:
+    """Not at release (messages are still being sent then), but when the scheduler records the
+    run's end, with its counts; recording it again writes nothing."""
     async def scenario() -> list[str]:
         conn = await asyncpg.connect(database_url)
         try:
@@ -179,15 +181,18 @@ def test_campaign_finished_is_written_when_the_run_is_released(database_url: str
                 "INSERT INTO campaign_runs (campaign_id, tenant_id, scheduled_for, first_fire_at)"
                 " VALUES ($1, $2, now(), now()) RETURNING id", campaign, tenant.id)
             await conn.execute("UPDATE campaign_runs SET released_at = now() WHERE id = $1", run)
-            await conn.execute("UPDATE campaign_runs SET state = 'paused' WHERE id = $1", run)
+            for _ in range(2):
+                await conn.execute(
+                    "UPDATE campaign_runs SET state = 'finished', counts = '{\"delivered\": 2}',"
+                    " finished_at = COALESCE(finished_at, now()) WHERE id = $1", run)
             rows = await conn.fetch("SELECT type, payload FROM webhook_outbox WHERE tenant_id = $1",
                                     tenant.id)
-            return [f"{r['type']}:{json.loads(r['payload'])['data']['campaign_run_id'] == run}"
-                    for r in rows]
+            return [f"{r['type']}:{json.loads(r['payload'])['data']['campaign_run_id'] == run}:"
+                    f"{json.loads(r['payload'])['data']['counts']}" for r in rows]
         finally:
             await conn.close()
 
-    assert asyncio.run(scenario()) == ["campaign.finished:True"]
+    assert asyncio.run(scenario()) == ["campaign.finished:True:{'delivered': 2}"]
 
 
 async def test_a_reply_is_forwarded_with_the_message_it_answers(database_url: str) -> None:

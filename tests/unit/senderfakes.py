@@ -70,6 +70,8 @@ class MemoryStore:
         self.audit: list[tuple[str, MessageState | None, MessageState, str]] = []  # every move
         self.links: list[tuple[str, int, str, str]] = []
         self.carrier_opt_outs: list[str] = []  # phones the carrier said unsubscribed
+        self.recipients: dict[tuple[int, str], int] = {}  # (tenant, phone) → recipient id
+        self.held: dict[int, int] = {}  # geo offers held back per reserving run
         self._rows: dict[int, _Stored] = {}
         self._by_key: dict[str, int] = {}
 
@@ -131,6 +133,13 @@ class MemoryStore:
 
     async def profile_zones(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
         return {}
+
+    async def recipient_ids(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        return {k: self.recipients[k] for k in recipients if k in self.recipients}
+
+    async def held_back(self, counts: dict[int, int]) -> None:
+        for run, n in counts.items():
+            self.held[run] = self.held.get(run, 0) + n
 
     async def move(self, rows: Sequence[MessageRow], to: MessageState, frm: Sequence[MessageState],
                    reason: str, *, attempts: int = 0) -> list[MessageRow]:

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from scheduler.models import CampaignCreate
-from scheduler.service import Campaign, Fire, ZoneCount, build_preview, chunk_key, chunk_record
+from scheduler.preview import build_preview
+from scheduler.service import Campaign, Fire, ZoneCount, chunk_key, chunk_record
 from scheduler.timing import localize
+from sender.capacity import LaneCapacity, RouteCapacity
 from sender.keys import bulk_key
 from sender.models import Lane
 from targeting.segments import SegmentDefinition, is_holdout
@@ -80,10 +82,11 @@ def test_preview_sums_zones_and_costs_segments() -> None:
     wall = datetime(2030, 11, 26, 9)
     zones = [ZoneCount("America/Chicago", 100, 5), ZoneCount("Asia/Kolkata", 50, 2)]
     preview = build_preview(c, Fire(wall, wall.replace(tzinfo=ZoneInfo("Etc/GMT-14")).astimezone(UTC)),
-                            zones, provider_rate=100.0, bulk_share=0.5)
+                            zones, capacity=LaneCapacity(Lane.BULK, (RouteCapacity("a", 50.0),)))
     assert (preview.audience, preview.holdout, preview.sendable) == (150, 7, 143)
     assert preview.cost_units == 143 * preview.segments_per_message
     assert preview.capacity_per_s == 50.0
+    assert [r.planned_segments for r in preview.routes] == [preview.cost_units]
     assert preview.meets_deadline
     starts = {z.time_zone: z.starts_at for z in preview.zones}
     assert starts["Asia/Kolkata"] == datetime(2030, 11, 26, 3, 30, tzinfo=UTC)
