@@ -51,7 +51,7 @@ from sender.links_repo import save_links
 
 T = TypeVar("T")
 SEED = 17
-MAX_EXAMPLES = 100
+MAX_EXAMPLES = 60
 """Fuzzing examples per operation (the coverage phase adds its boundary cases)."""
 CHECKS = [not_a_server_error, response_schema_conformance]
 WEBHOOK_TOKEN = "fuzz-webhook-token"
