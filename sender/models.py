@@ -142,7 +142,7 @@ class ProviderSpec(BaseModel):
     mode: Literal["batch", "single"] = "batch"
     lookup: bool = True
     weight: Annotated[int, Field(ge=1, le=1000)] = 1
-    priority: Annotated[int, Field(ge=1, le=9)] = 1  # 1 first; 2 only when every 1 fails
+    priority: Annotated[int, Field(ge=1, le=9)] = 1  # 1 first; 2 when every 1 fails or is full
     concurrency: Annotated[int | None, Field(ge=1, le=512)] = None  # requests in flight
     lanes: list[Lane] = Field(default_factory=lambda: list(Lane))
     rate_per_s: Annotated[float | None, Field(gt=0)] = None  # segments/s; None = provider_*

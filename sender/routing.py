@@ -83,9 +83,9 @@ def serves(spec: ProviderSpec, lane: Lane, tenant: int | None, country: str | No
 
 
 def weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
-    """All ``routes``: by priority (1 first: the next priority only takes over when every
-    route before it fails or is stopped), and within a priority by repeated weighted draws
-    without replacement."""
+    """All ``routes``: by priority (1 first: the grants try the next priority when every route
+    before it fails, is stopped or has no capacity at that moment), and within a priority by
+    repeated weighted draws without replacement."""
     order: list[Route] = []
     for priority in sorted({r.spec.priority for r in routes}):
         left = [r for r in routes if r.spec.priority == priority]
