@@ -5,7 +5,8 @@ pipeline), ``visits`` (scenario 2), ``limits`` (scenario 4's raw limits), ``prov
 (scenario 1 through each provider dialect, side by side; not part of ``all``), ``smpp`` (scenario 1
 over SMPP routes beside the HTTP batch adapter, and the SMSC's limit; not part of ``all``),
 ``outbox`` (scenario 1 for a tenant without and with a subscribed webhook endpoint, with
-transactional sends alongside; not part of ``all``), ``report`` (rewrite
+transactional sends alongside; not part of ``all``), ``forecast`` (scenario 1 capped by a
+max_rate: the live projected finish per zone against the actual one; not part of ``all``), ``report`` (rewrite
 BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
 recipients / 5 (5M → 1M, the issue's sizes); below 1M recipients the catalog is 2,000 stores /
 10,000 promotions instead of 10,000 / 50,000, and the holiday runs with one bulk sender only,
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import outbox, providers, smpp, ui, webhooks
+from bench import forecast, outbox, providers, smpp, ui, webhooks
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -116,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     webhooks.add_arguments(sub.add_parser("webhooks", help="tenant webhooks: outbox → receiver events/s"))
     outbox.add_arguments(sub.add_parser("outbox", help="the holiday run without and with a webhook"
                                         " endpoint; transactional latency under it"))
+    forecast.add_arguments(sub.add_parser("forecast", help="the live projected finish per zone against"
+                                          " the actual one, on a capped holiday run"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
     report.add_argument("--json", type=Path, default=OUT / "latest.json")
     return parser
@@ -139,6 +142,10 @@ def main() -> None:
     if args.scenario == "outbox":  # the outbox's cost, transactional latency (bench/outbox.py)
         ui.console.print(machine())
         outbox.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        return
+    if args.scenario == "forecast":  # projected vs actual finish per zone (bench/forecast.py)
+        ui.console.print(machine())
+        forecast.run(args, "python -m bench " + " ".join(sys.argv[1:]))
         return
     if args.scenario == "report":
         results = json.loads(args.json.read_text())

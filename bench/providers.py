@@ -25,7 +25,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,17 +269,18 @@ def ledger_requests(sim: httpx.Client) -> int:
 
 def _campaign(settings: Settings, key: str, result: DialectResult, pids: dict[str, int],
               one_text: bool, requests: Callable[[httpx.Client], int],
-              alongside: Alongside) -> int:
-    """Probe, create the campaign, run it now and wait for the ledger; returns the run id.
-    ``requests`` counts the provider requests so far (the run's are the difference)."""
-    body = {**_BODY, "body": ONE_TEXT} if one_text else _BODY
+              alongside: Alongside, campaign: Mapping[str, Any] | None = None) -> int:
+    """Probe, create the campaign (``campaign``'s fields over the holiday's), run it now and
+    wait for the ledger; returns the run id. ``requests`` counts the provider requests so far
+    (the run's are the difference)."""
+    body = {**_BODY, **({"body": ONE_TEXT} if one_text else {}), **(campaign or {})}
     with httpx.Client(base_url=settings.api_public_url, headers={"X-API-Key": key}, timeout=60) as api, \
             httpx.Client(base_url=settings.provider_url, timeout=30) as sim:
         base = _probe(api, sim)
         requests_before = requests(sim)
-        campaign = api.post("/v1/campaigns", json=body).raise_for_status().json()
+        created = api.post("/v1/campaigns", json=body).raise_for_status().json()
         started, cpu = time.monotonic(), snapshot(pids)
-        run_id: int = api.post(f"/v1/campaigns/{campaign['id']}/run-now").raise_for_status().json()["id"]
+        run_id: int = api.post(f"/v1/campaigns/{created['id']}/run-now").raise_for_status().json()["id"]
         alongside.start()
         timeout = max(600.0, result.recipients / 100)  # gives up below 100 recipients/s
         total, finished = _wait_ledger(sim, base["total"] + result.recipients, timeout,
@@ -310,11 +311,12 @@ def run_dialect(broker_url: str, dsn: str, dialect: str, *, recipients: int, rou
 def run_holiday_through(settings: Settings, dsn: str, result: DialectResult, *,
                         one_text: bool = False, sim_args: Sequence[str] = (),
                         requests: Callable[[httpx.Client], int] = ledger_requests,
-                        alongside: Alongside | None = None) -> DialectResult:
+                        alongside: Alongside | None = None,
+                        campaign: Mapping[str, Any] | None = None) -> DialectResult:
     """The holiday scenario of ``result`` (its audience size, name and round) with
     ``settings``' route: provider-sim (``hexcast provider-sim *sim_args``), api, scheduler, one
-    bulk sender and an OTP sender, on a fresh audience in ``dsn``, ``alongside`` beside it;
-    ``result`` filled in."""
+    bulk sender and an OTP sender, on a fresh audience in ``dsn``, ``alongside`` beside it, the
+    ``campaign`` fields (a ``max_rate``) over the holiday's; ``result`` filled in."""
     asyncio.run(create_topics(settings))
     tenant_id, key, _ = asyncio.run(load_holiday_audience(dsn, result.recipients))
     result.loadavg_start = loadavg()
@@ -326,7 +328,7 @@ def run_holiday_through(settings: Settings, dsn: str, result: DialectResult, *,
         alongside = alongside or Nothing()
         alongside.setup(procs, tenant_id, key)
         run_id = _campaign(settings, key, result, {n: c.pid for n, c in procs.children.items()},
-                           one_text, requests, alongside)
+                           one_text, requests, alongside, campaign)
         time.sleep(2.0)  # let the sender commit its last acceptances
         result.states = asyncio.run(_states(dsn, run_id))
         alongside.finish()
