@@ -6,7 +6,9 @@ pipeline), ``visits`` (scenario 2), ``limits`` (scenario 4's raw limits), ``prov
 over SMPP routes beside the HTTP batch adapter, and the SMSC's limit; not part of ``all``),
 ``outbox`` (scenario 1 for a tenant without and with a subscribed webhook endpoint, with
 transactional sends alongside; not part of ``all``), ``forecast`` (scenario 1 capped by a
-max_rate: the live projected finish per zone against the actual one; not part of ``all``), ``report`` (rewrite
+max_rate: the live projected finish per zone against the actual one; not part of ``all``),
+``ordering`` (pure: a Black-Friday plan's zones released one after another against side by
+side; not part of ``all``), ``report`` (rewrite
 BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
 recipients / 5 (5M → 1M, the issue's sizes); below 1M recipients the catalog is 2,000 stores /
 10,000 promotions instead of 10,000 / 50,000, and the holiday runs with one bulk sender only,
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import forecast, outbox, providers, smpp, ui, webhooks
+from bench import forecast, ordering, outbox, providers, smpp, ui, webhooks
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -119,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
                                         " endpoint; transactional latency under it"))
     forecast.add_arguments(sub.add_parser("forecast", help="the live projected finish per zone against"
                                           " the actual one, on a capped holiday run"))
+    ordering.add_arguments(sub.add_parser("ordering", help="a run's waves one after another against"
+                                          " side by side, on a Black-Friday plan (pure)"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
     report.add_argument("--json", type=Path, default=OUT / "latest.json")
     return parser
@@ -146,6 +150,9 @@ def main() -> None:
     if args.scenario == "forecast":  # projected vs actual finish per zone (bench/forecast.py)
         ui.console.print(machine())
         forecast.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        return
+    if args.scenario == "ordering":  # pure: the plan's order against side by side (bench/ordering.py)
+        ordering.run(args)
         return
     if args.scenario == "report":
         results = json.loads(args.json.read_text())

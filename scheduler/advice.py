@@ -8,7 +8,7 @@ capacity), is the least that meets every deadline; the forecast decides:
 - **capacity**: the rate the deadlines need (:func:`~scheduler.forecast.required_rate`) in
   segments/s, less what the routes give; and the campaign's own ``max_rate`` when that is
   what holds it back;
-- **audience**: the most recipients that fit. Waves in fire order, each keeps the most of
+- **audience**: the most recipients that fit. Waves in release order, each keeps the most of
   its recipients for which the waves kept so far (the later ones still empty) meet every
   deadline; one more in any wave cut would miss. Without quiet hours this is the largest
   audience that fits (the kept counts are the greatest feasible prefix sums).
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from scheduler.forecast import QuietHours, WavePlan, meets, required_rate
+from scheduler.forecast import QuietHours, WavePlan, meets, release_order, required_rate
 
 __all__ = ["MAX_SHIFT_S", "Suggestions", "most_that_fit", "start_earlier_s", "suggest"]
 
@@ -73,10 +73,10 @@ def most_that_fit(
     waves: list[WavePlan], rate: float, *, quiet: QuietHours | None = None, default_zone: str = "UTC"
 ) -> list[int] | None:
     """Per wave (in the order given), the most of its messages that fit at ``rate``: waves
-    taken in fire order, each keeps the most for which the waves kept so far and the later
+    taken in release order, each keeps the most for which the waves kept so far and the later
     ones emptied meet every deadline (an empty wave still waits for the ones before it).
     None when even the empty plan misses."""
-    order = sorted(range(len(waves)), key=lambda k: waves[k].fire_at)
+    order = sorted(range(len(waves)), key=lambda k: release_order(waves[k]))
     kept = [0] * len(waves)
     for i in order:
         def ok(n: int, i: int = i) -> bool:

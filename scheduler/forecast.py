@@ -2,10 +2,12 @@
 
 Pure. Waves are served first come, first served by one paced stream of ``rate`` messages per
 second (the campaign's share of the provider): a wave starts at its fire instant or when the
-previous wave is done, whichever is later. The rate a set of deadlines needs is the largest,
-over every span of consecutive waves, of their messages over the time between the first
-one's fire and the last one's deadline. With quiet hours (a wave sends only outside them, in
-its zone) the rate is found by bisection over the forecast instead.
+previous wave is done, whichever is later; waves fired together go earliest deadline first
+(:func:`release_order`); the scheduler releases a run's waves so (``scheduler.repo.claim_wave``).
+The rate a set of deadlines needs is the largest, over every span of consecutive waves, of
+their messages over the time between the first one's fire and the last one's deadline. With
+quiet hours (a wave sends only outside them, in its zone) the rate is found by bisection over
+the forecast instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "forecast",
     "meets",
     "message_capacity",
+    "release_order",
     "pacing_rate",
     "required_rate",
 ]
@@ -56,6 +59,12 @@ class WaveForecast:
     @property
     def meets_deadline(self) -> bool:
         return self.deadline_at is None or self.finishes_at <= self.deadline_at
+
+
+def release_order(wave: WavePlan) -> tuple[datetime, datetime]:
+    """The order a run's waves are served in: by fire instant, then the earlier deadline (one
+    without a deadline last); ties keep the plan's order."""
+    return wave.fire_at, wave.deadline_at or datetime.max.replace(tzinfo=wave.fire_at.tzinfo)
 
 
 def message_capacity(segments_per_s: float, segments_per_message: int, max_rate: float | None) -> float:
@@ -120,11 +129,11 @@ def _send_until(start: datetime, seconds: float, zone: ZoneInfo, quiet: QuietHou
 def forecast(
     waves: list[WavePlan], rate: float, *, quiet: QuietHours | None = None, default_zone: str = "UTC"
 ) -> list[WaveForecast]:
-    """Start and finish of each wave (in fire order) at ``rate`` messages per second; with
+    """Start and finish of each wave (in :func:`release_order`) at ``rate`` messages per second; with
     ``quiet``, a wave (in its zone, or ``default_zone``) sends only outside quiet hours."""
     out: list[WaveForecast] = []
     free_at: datetime | None = None
-    for wave in sorted(waves, key=lambda w: w.fire_at):
+    for wave in sorted(waves, key=release_order):
         start = wave.fire_at if free_at is None else max(wave.fire_at, free_at)
         if quiet is not None and wave.messages:
             zone = ZoneInfo(wave.time_zone or default_zone)
@@ -169,7 +178,7 @@ def _bisect_rate(waves: list[WavePlan], quiet: QuietHours | None, default_zone: 
 def _spans_rate(waves: list[WavePlan]) -> float | None:
     """The largest, over every span of consecutive waves, of their messages over the time
     between the first one's fire and the last one's deadline (None: no such span)."""
-    ordered = sorted(waves, key=lambda w: w.fire_at)
+    ordered = sorted(waves, key=release_order)
     need: float | None = None
     for i, first in enumerate(ordered):
         total = 0

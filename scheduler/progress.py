@@ -8,10 +8,13 @@ many are *final* (delivered, failed, expired, suppressed); see migration 0024.
   settled, and either every one is final or no message settled for ``receipt_wait_s`` (a
   receipt that has not come by then is taken as never coming: the message stays ``accepted``
   in the counts).
-- **Projection**: what is left of each zone (not yet released; the senders' backlog counts on
-  the zone released last) is sent at the rate measured over the last minute, by the same
-  model as the plan (:func:`scheduler.forecast.forecast`: one paced stream, zones first come
-  first served, quiet hours in each zone's own time).
+- **Projection**: what is left of each zone (not yet released, plus its part of the senders'
+  backlog) is sent at the rate measured over the last minute, by the same model as the plan
+  (:func:`scheduler.forecast.forecast`: one paced stream, zones one after another in release
+  order, quiet hours in each zone's own time), which is how the scheduler releases a run's
+  waves. Messages carry no zone: the backlog (released, not yet settled) is the last messages
+  released, so it counts on the zone releasing now, and what it has released falls short of,
+  on the zones released before it, latest first.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from scheduler.forecast import QuietHours, WavePlan, forecast
+from scheduler.forecast import QuietHours, WavePlan, forecast, release_order
 
 __all__ = [
     "FINAL_STATES",
@@ -153,14 +156,22 @@ def measured_rate(recent: int, *, window_s: float | None, planned_rate: float, i
 
 
 def _remaining(zones: Sequence[ZoneState], backlog: int) -> list[int]:
-    """Per zone (in the given order): not yet released, plus the senders' backlog on the zone
-    released last (the latest started; the first, if none has started)."""
+    """Per zone (in the given order): not yet released, plus its part of the backlog (see the
+    module's docstring; all of it on the first zone if none has released anything)."""
     left = [0 if z.released_all else max(z.planned - z.released, 0) for z in zones]
-    if backlog > 0 and zones:
-        started = [i for i, z in enumerate(zones) if z.started_at is not None or z.released > 0]
-        head = max(started, key=lambda i: zones[i].fire_at) if started else 0
-        left[head] += backlog
+    if backlog <= 0 or not zones:
+        return left
+    started = [i for i, z in enumerate(zones) if z.started_at is not None and z.released > 0]
+    for i in sorted(started, key=lambda i: zones[i].started_at or zones[i].fire_at, reverse=True):
+        part = min(backlog, zones[i].released)
+        left[i], backlog = left[i] + part, backlog - part
+    if backlog > 0:  # more than was released (a chunk republished): on the latest, or the first
+        left[started[-1] if started else 0] += backlog
     return left
+
+
+def _plan(z: ZoneState, messages: int) -> WavePlan:
+    return WavePlan(z.time_zone, z.fire_at, messages, z.deadline_at)
 
 
 def project(
@@ -168,8 +179,8 @@ def project(
     quiet: QuietHours | None = None, default_zone: str = "UTC",
 ) -> list[ZoneProjection]:
     """Each zone's remaining work and projected finish at ``rate`` (see the module's
-    docstring), in fire order."""
-    ordered = sorted(zones, key=lambda z: (z.fire_at, z.wave_id))
+    docstring), in release order."""
+    ordered = sorted(zones, key=lambda z: (*release_order(_plan(z, z.planned)), z.wave_id))
     left = _remaining(ordered, backlog)
     plans = [WavePlan(z.time_zone, max(z.fire_at, now), n, z.deadline_at)
              for z, n in zip(ordered, left, strict=True) if n > 0]
@@ -185,6 +196,11 @@ def _finishes(plans: list[WavePlan], rate: float, quiet: QuietHours | None,
     if rate <= 0:
         return [None] * len(plans)
     try:
-        return [f.finishes_at for f in forecast(plans, rate, quiet=quiet, default_zone=default_zone)]
+        found = forecast(plans, rate, quiet=quiet, default_zone=default_zone)
     except OverflowError:
         return [None] * len(plans)
+    out: list[datetime | None] = [None] * len(plans)  # the forecast's order is release order
+    for k, f in zip(sorted(range(len(plans)), key=lambda k: release_order(plans[k])), found,
+                    strict=True):
+        out[k] = f.finishes_at
+    return out

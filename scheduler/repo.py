@@ -178,6 +178,12 @@ async def insert_run(
     return run_id
 
 
+# A run's waves are released one after another, in the plan's order (fire instant, then the
+# earlier deadline: run-now fires every zone at once), never side by side: the forecast and the
+# rate a deadline needs (scheduler.forecast) serve them so, and sharing the run's rate between
+# overlapping waves would make the earlier deadlines miss (DESIGN.md, "Waves in order"). A wave
+# is due when no earlier wave of its run is left to release. ``due_waves``: the run's waves
+# fired and not yet released, this one included (its share of send.bulk, see the runner).
 _CLAIM = f"""
 UPDATE campaign_waves w SET claimed_by = $1, lease_until = now() + make_interval(secs => $2),
     state = 'releasing', started_at = COALESCE(w.started_at, now())
@@ -185,16 +191,25 @@ WHERE w.id = (
     SELECT w2.id FROM campaign_waves w2 JOIN campaign_runs r ON r.id = w2.run_id
     WHERE w2.state IN ('pending', 'releasing') AND w2.fire_at <= now() AND r.state = 'running'
       AND (w2.lease_until IS NULL OR w2.lease_until < now())
+      AND NOT EXISTS (
+          SELECT 1 FROM campaign_waves e
+          WHERE e.run_id = w2.run_id AND e.state IN ('pending', 'releasing')
+            AND (e.fire_at, COALESCE(e.deadline_at, 'infinity'), e.id)
+                < (w2.fire_at, COALESCE(w2.deadline_at, 'infinity'), w2.id))
     ORDER BY w2.fire_at, w2.id
     FOR UPDATE OF w2 SKIP LOCKED
     LIMIT 1
 )
-RETURNING {_WAVE_COLS}
+RETURNING {_WAVE_COLS}, (
+    SELECT count(*) FROM campaign_waves d
+    WHERE d.run_id = w.run_id AND d.state IN ('pending', 'releasing') AND d.fire_at <= now()
+)::int AS due_waves
 """
 
 
 async def claim_wave(conn: Conn, *, owner: str, lease_s: float) -> Row | None:
-    """Claim one due wave nobody holds (or whose holder's lease lapsed)."""
+    """Claim one due wave nobody holds (or whose holder's lease lapsed), the first of its run
+    still to release."""
     row: Row | None = await conn.fetchrow(_CLAIM, owner, lease_s)
     return row
 

@@ -6,9 +6,11 @@ from the checkpointed cursor. A chunk is published (broker ack) before its check
 crash in between republishes it under the same record key and message keys, which the
 sender's dedupe absorbs: at least once, effectively once.
 
-Waves are released side by side (one task each), and each stays only a couple of chunks ahead
-of what the senders have settled, so runs of different tenants are interleaved on send.bulk
-instead of one run's backlog sitting in front of another's.
+Waves of different runs are released side by side (one task each); a run's own waves one after
+another, in the plan's order (``scheduler.repo.claim_wave``), as the forecast serves them.
+Each wave stays only a couple of chunks (per wave of its run that has fired) ahead of what the
+senders have settled, so runs of different tenants are interleaved on send.bulk instead of one
+run's backlog sitting in front of another's.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ class Scheduler:
         rate = run["rate_per_s"] or s.provider_rate_per_s * s.sender_bulk_share
         size, paced = chunk_size(rate, s.scheduler_chunk_size)
         unsettled: deque[list[str]] = deque()  # message keys of chunks published, oldest first
+        # the run's waves are released one at a time: this one may hold the chunks of every
+        # wave of its run that has fired (as many as they would side by side)
+        allowance = s.scheduler_backlog_chunks * max(1, wave["due_waves"])
         expires_at = chunk_expiry(c, wave["deadline_at"])
         cut_at = None if expires_at is None else started + (
             expires_at - datetime.now(UTC)).total_seconds()
@@ -177,14 +182,14 @@ class Scheduler:
             # ahead by a chunk more than _LEAD_S: the senders have the next chunk before this
             # one runs out (a paced chunk lasts seconds; its senders may run a window early)
             ahead_s = (sent - size) / rate - (time.monotonic() - started)
-            if not await self._pace(wave_id, ahead_s, unsettled, cut_at):
+            if not await self._pace(wave_id, ahead_s, unsettled, allowance, cut_at):
                 return
         await self._cut(c, run, wave, cursor)
 
     async def _pace(self, wave_id: int, ahead_s: float, unsettled: deque[list[str]],
-                    cut_at: float | None = None) -> bool:
+                    allowance: int, cut_at: float | None = None) -> bool:
         """Wait until the wave is at most ``_LEAD_S`` ahead of its run's rate and at most
-        ``scheduler_backlog_chunks`` of its chunks are not yet settled by the senders (or the
+        ``allowance`` of its chunks are not yet settled by the senders (or the
         oldest has held it up for ``_BACKLOG_WAIT_S``), renewing the lease while waiting.
         The second bound keeps send.bulk short, so another tenant's chunk released now is
         not queued behind this run's backlog. ``cut_at`` (monotonic): the wave's deadline, when
@@ -197,7 +202,7 @@ class Scheduler:
             now = time.monotonic()
             if cut_at is not None and now >= cut_at:
                 return True
-            if now >= deadline and (now >= give_up or await self._caught_up(unsettled)):
+            if now >= deadline and (now >= give_up or await self._caught_up(unsettled, allowance)):
                 return True
             await asyncio.sleep(min(_STEP_S, max(deadline - now, 0.0) or _STEP_S))
             if time.monotonic() >= renew_at:
@@ -208,14 +213,14 @@ class Scheduler:
                         log.warning("wave_claim_lost", wave_id=wave_id)
                         return False
 
-    async def _caught_up(self, unsettled: deque[list[str]]) -> bool:
+    async def _caught_up(self, unsettled: deque[list[str]], allowance: int) -> bool:
         """Drop the chunks the senders have settled; True if few enough are left.
 
         A chunk counts as settled when an evenly spaced sample of its message keys is (the
         whole chunk, 1,000 index probes polled five times a second by every waiting wave,
         was a tenth of PostgreSQL's work in a bulk run); the bound is a pacing aid, not a
         guarantee, and a sender works on a chunk's slices side by side."""
-        while len(unsettled) > self.settings.scheduler_backlog_chunks:
+        while len(unsettled) > allowance:
             probe = _sample(unsettled[0], _SETTLE_SAMPLE)
             async with self.pool.acquire() as conn:
                 done = await settled_count(conn, message_keys=probe)

@@ -55,6 +55,7 @@ from hexcast.testing.db import (
     create_database,
     drop_database,
     dsn,
+    fetch_rows,
     throwaway_database,
     throwaway_database_sync,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "drop_database",
     "dsn",
     "eventually",
+    "fetch_rows",
     "make_recipient",
     "make_settings",
     "make_store",

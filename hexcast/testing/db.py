@@ -25,6 +25,7 @@ __all__ = [
     "database_name",
     "drop_database",
     "dsn",
+    "fetch_rows",
     "throwaway_database",
     "throwaway_database_sync",
 ]
@@ -73,6 +74,16 @@ async def drop_database(name: str, *, server: str | None = None) -> None:
     conn = await asyncpg.connect(server or SERVER_DSN)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def fetch_rows(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """The rows of one statement on the database at ``url``, in a connection of its own (what
+    a test reads back from the database its processes wrote)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
 

@@ -24,7 +24,14 @@ import pytest
 
 from hexcast.core.kafka import delete_topics
 from hexcast.core.topics import create_topics, topic_specs
-from hexcast.testing import CAMPAIGN_PROCESSES, Stack, eventually, make_settings, make_tenant
+from hexcast.testing import (
+    CAMPAIGN_PROCESSES,
+    Stack,
+    eventually,
+    fetch_rows,
+    make_settings,
+    make_tenant,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -174,7 +181,8 @@ ZONES = {"America/New_York": 100, "America/Chicago": 30, "America/Los_Angeles": 
 
 def test_each_zone_is_cut_at_its_own_deadline(stack: Stack, database_url: str) -> None:
     """The deadline wall time is 7 s away in New York, an hour or more in the other zones: New
-    York (100 recipients at 10/s shared with the others) is cut, the others send everything."""
+    York (100 recipients at 10/s) is cut, the others send everything. Run-now fires every
+    zone at once; the waves are released one after another, earliest deadline first."""
     prefixes = {zone: f"+44780030{n}" for n, zone in enumerate(ZONES)}
     groups = [(prefixes[z], z, n) for z, n in ZONES.items()]
     api, campaign, run = _start(stack, database_url, groups, zone="America/New_York",
@@ -188,11 +196,22 @@ def test_each_zone_is_cut_at_its_own_deadline(stack: Stack, database_url: str) -
         waves = {w["time_zone"]: w for w in _run(api, campaign["id"])["waves"]}
         ny = _accepted_at(_ledger(stack, prefixes["America/New_York"]))
         assert len(ny) < ZONES["America/New_York"]
-        assert max(ny, default=deadlines["America/New_York"]) < deadlines["America/New_York"]
+        assert all(t < deadlines["America/New_York"] for t in ny)
         for zone in list(ZONES)[1:]:
             assert (waves[zone]["released"], waves[zone]["expired"]) == (ZONES[zone], 0)
             assert len(_ledger(stack, prefixes[zone])) == ZONES[zone]  # sent, before its deadline
         assert stats["sent"] == len(ny) + sum(list(ZONES.values())[1:])
+        released = asyncio.run(_release_spans(database_url, run["id"]))
+        assert [z for z, _, _ in released] == sorted(ZONES, key=lambda z: deadlines[z])
+        for (_, _, ended), (_, started, _) in zip(released, released[1:], strict=False):
+            assert started >= ended
+
+
+async def _release_spans(dsn: str, run_id: int) -> list[tuple[str, datetime, datetime]]:
+    """Each wave's zone, start and end of release, in the order they started."""
+    rows = await fetch_rows(dsn, "SELECT time_zone, started_at, finished_at FROM campaign_waves"
+                            " WHERE run_id = $1 ORDER BY started_at", run_id)
+    return [(r["time_zone"], r["started_at"], r["finished_at"]) for r in rows]
 
 
 def test_send_late_sends_after_the_deadline(stack: Stack, database_url: str) -> None:

@@ -31,6 +31,7 @@ from hexcast.testing import (
     Stack,
     TenantRef,
     eventually,
+    fetch_rows,
     make_settings,
     make_tenant,
 )
@@ -77,12 +78,8 @@ async def _tenant(dsn: str, n: int, prefix: str, phones: str) -> TenantRef:
 
 
 async def _events(dsn: str, tenant_id: int) -> list[tuple[str, dict[str, Any]]]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT type, payload::text AS payload FROM webhook_outbox"
-                                " WHERE tenant_id = $1 ORDER BY id", tenant_id)
-    finally:
-        await conn.close()
+    rows = await fetch_rows(dsn, "SELECT type, payload::text AS payload FROM webhook_outbox"
+                            " WHERE tenant_id = $1 ORDER BY id", tenant_id)
     return [(r["type"], json.loads(r["payload"])["data"]) for r in rows]
 
 

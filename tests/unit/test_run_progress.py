@@ -2,8 +2,8 @@
 
 When a run is finished (receipts awaited up to a window), the state it ends in, how its rate
 is measured, and the projection per zone: with a constant rate it is the plan's own forecast
-(Hypothesis), a run exactly on plan projects its planned finish, and the senders' backlog
-counts on the zone released last."""
+(Hypothesis), zones fired together go earliest deadline first, a run exactly on plan projects
+its planned finish, and the senders' backlog counts on the zones released last."""
 
 from __future__ import annotations
 
@@ -140,13 +140,27 @@ def test_a_run_on_plan_projects_the_planned_finish(n: int, rate: float, part: fl
     assert abs((p.projected_finish_at or now) - planned) <= timedelta(seconds=1 / rate + 1e-3)
 
 
-def test_the_senders_backlog_counts_on_the_zone_released_last() -> None:
+def test_zones_fired_together_are_projected_earliest_deadline_first() -> None:
+    """Run-now fires every zone at once; the scheduler releases them one after another,
+    earliest deadline first (as the plan): at 10/s, C (deadline 1 h) then A then B."""
+    zones = [_zone(1, zone="A", planned=100, deadline_s=7200),
+             _zone(2, zone="B", planned=400, deadline_s=9000),
+             _zone(3, zone="C", planned=100, deadline_s=3600)]
+    found = {p.wave_id: p.projected_finish_at for p in project(zones, backlog=0, rate=10, now=T0)}
+    assert found == {3: T0 + timedelta(seconds=10), 1: T0 + timedelta(seconds=20),
+                     2: T0 + timedelta(seconds=60)}
+
+
+def test_the_senders_backlog_counts_on_the_zones_released_last() -> None:
+    """The backlog is the last messages released: 250 of them, the zone releasing now has
+    released 100, so 150 are the end of the zone released before it."""
     zones = [_zone(1, fire_s=0, planned=1000, released=1000, state="done", started_s=0),
-             _zone(2, fire_s=3600, planned=1000, released=400, state="releasing", started_s=3600),
-             _zone(3, fire_s=7200, planned=1000)]
-    now = T0 + timedelta(seconds=3700)
+             _zone(2, fire_s=0, planned=1000, released=1000, state="done", started_s=60),
+             _zone(3, fire_s=0, planned=1000, released=100, state="releasing", started_s=160),
+             _zone(4, fire_s=7200, planned=1000)]
+    now = T0 + timedelta(seconds=170)
     left = {p.wave_id: p.remaining for p in project(zones, backlog=250, rate=10, now=now)}
-    assert left == {1: 0, 2: 600 + 250, 3: 1000}
+    assert left == {1: 0, 2: 150, 3: 900 + 100, 4: 1000}
 
 
 def test_a_zone_is_at_risk_when_projected_after_its_deadline_or_never() -> None:
