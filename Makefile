@@ -28,7 +28,7 @@ integration: $(STAMP)
 	$(BIN)/pytest tests/integration -q
 
 test: $(STAMP) lint
-	$(BIN)/pytest tests -q -p no:cacheprovider
+	$(BIN)/pytest tests -q -p no:cacheprovider --durations=40
 
 # Quick check (< 3 min): `make bench`; full size: `make bench BENCH_ARGS="--recipients 5000000"`.
 BENCH_ARGS ?= --recipients 100000

@@ -79,7 +79,7 @@ def _zones(run: Any, waves: list[Any]) -> list[ZoneState]:
     planned = _planned(run)
     return [ZoneState(w["id"], w["time_zone"], w["fire_at"], w["deadline_at"],
                       planned.get(w["time_zone"], w["released"]), w["released"], w["state"],
-                      w["started_at"]) for w in waves]
+                      w["started_at"], w["finished_at"]) for w in waves]
 
 
 async def snapshots(conn: Conn, *, quiet_hours_on: bool, run_ids: list[int] | None = None
@@ -107,7 +107,10 @@ def _snapshot(run: Any, waves: list[Any], zones: list[ZoneState], window_s: floa
     tally = Tally() if row is None else Tally(row["settled"], row["final"], row["recent"],
                                               row["idle_s"])
     backlog = max(sum(z.released for z in zones) - tally.settled, 0)
-    idle = backlog == 0 and not any(z.releasing for z in zones)
+    # idle by plan: nothing with the senders and no wave due (releasing, or fired and waiting
+    # for the one before it or for its claim)
+    idle = backlog == 0 and not any(z.releasing or (not z.released_all and z.fire_at <= now)
+                                    for z in zones)
     rate = measured_rate(tally.recent, window_s=window_s, planned_rate=run["rate_per_s"] or 0.0,
                          idle=idle)
     projected = project(zones, backlog=backlog, rate=rate, now=now,

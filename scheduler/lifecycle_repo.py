@@ -45,7 +45,7 @@ async def unfinished_runs(conn: Conn, *, run_ids: Sequence[int] | None = None) -
 async def lifecycle_waves(conn: Conn, *, run_ids: Sequence[int]) -> list[Row]:
     return list(await conn.fetch(
         "SELECT id, run_id, time_zone, fire_at, deadline_at, state, released, held_out, expired,"
-        " started_at, at_risk_at FROM campaign_waves WHERE run_id = ANY($1::bigint[])"
+        " started_at, finished_at, at_risk_at FROM campaign_waves WHERE run_id = ANY($1::bigint[])"
         " ORDER BY fire_at, id",
         list(run_ids),
     ))

@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from scheduler.forecast import QuietHours, WavePlan, forecast, release_order
 
 __all__ = [
     "FINAL_STATES",
+    "GAP_S",
     "MEASURE_WINDOW_S",
     "SETTLED_STATES",
     "WARMUP_S",
@@ -48,6 +49,9 @@ MEASURE_WINDOW_S = 60.0
 """The rate of a run is measured over this much of its latest sending."""
 WARMUP_S = 10.0
 """Until a run has sent this long, its planned rate stands in for the measured one."""
+GAP_S = 5.0
+"""A zone whose release started within this of the previous one's end continues the same
+stretch of sending (the scheduler claims the next wave within a poll)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class ZoneState:
     released: int
     state: str  # the wave's: pending, releasing, then done or cancelled
     started_at: datetime | None = None
+    finished_at: datetime | None = None  # when its release ended
 
     @property
     def releasing(self) -> bool:
@@ -129,23 +134,35 @@ def end_state(run_state: str, counts: Mapping[str, int], cut_at_deadline: int) -
     return "finished"
 
 
+def _sending_since(started: Sequence[ZoneState]) -> datetime:
+    """When the run's current stretch of sending began: the start of the latest started zone,
+    taken back over each zone before it that was still releasing, or ended at most
+    ``GAP_S`` before the next one started (a run's waves go one after another, so the
+    stretch spans several; a zone that fired after a pause starts a new one)."""
+    order = sorted(started, key=lambda z: z.started_at or z.fire_at)
+    since = order[-1].started_at or order[-1].fire_at
+    for prev in reversed(order[:-1]):
+        if prev.finished_at is not None and prev.finished_at < since - timedelta(seconds=GAP_S):
+            break
+        since = prev.started_at or prev.fire_at
+    return since
+
+
 def measuring_window(zones: Sequence[ZoneState], *, now: datetime, quiet: QuietHours | None = None,
                      default_zone: str = "UTC") -> float | None:
     """The seconds of the run's current sending its rate is measured over: the last minute,
-    or since the earliest releasing zone started (the latest started one, once none is
-    releasing). None before any zone started, while the zone at the head of the line is in
-    quiet hours, and until it has sent ``WARMUP_S``: its planned rate stands in."""
+    or since its current stretch of sending began (:func:`_sending_since`). None before any
+    zone started, while the zone at the head of the line is in quiet hours, and until the
+    stretch has lasted ``WARMUP_S``: the planned rate stands in."""
     started = [z for z in zones if z.started_at is not None]
     if not started:
         return None
-    releasing = [z.started_at for z in started if z.releasing and z.started_at is not None]
-    since = min(releasing) if releasing else max(z.started_at for z in started if z.started_at)
     if quiet is not None:
         head = max(started, key=lambda z: z.fire_at)
         zone = ZoneInfo(head.time_zone or default_zone)
         if quiet.open_at(now, zone) != now:
             return None
-    span = (now - since).total_seconds()
+    span = (now - _sending_since(started)).total_seconds()
     return None if span < WARMUP_S else min(MEASURE_WINDOW_S, span)
 
 

@@ -77,6 +77,7 @@ from hexcast.testing.stack import (
     Stack,
     matcher_metrics,
     running_broker,
+    running_stack,
     wait_matcher_knows,
 )
 from hexcast.testing.waiting import eventually
@@ -114,6 +115,7 @@ __all__ = [
     "redis_prefix",
     "running_broker",
     "running_sim",
+    "running_stack",
     "seed_objects",
     "throwaway_database",
     "throwaway_database_sync",

@@ -14,6 +14,7 @@ default) with one settings object, on free ports, and waits for the HTTP ones to
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -23,14 +24,16 @@ from typing import Any
 
 import httpx
 
+from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
+from hexcast.core.topics import create_topics, topic_specs
 from hexcast.devstack.broker import EmbeddedBroker
 from hexcast.devstack.procs import free_port, hexcast_process, wait_http
 from hexcast.testing.settings import OPERATOR_TOKEN
 from hexcast.testing.waiting import eventually
 
 __all__ = ["CAMPAIGN_PROCESSES", "DEFAULT_PROCESSES", "Stack", "matcher_metrics", "running_broker",
-           "wait_matcher_knows"]
+           "running_stack", "wait_matcher_knows"]
 
 
 DEFAULT_PROCESSES: dict[str, list[str]] = {
@@ -105,6 +108,20 @@ def running_broker() -> Iterator[str]:
         return
     with EmbeddedBroker() as broker:
         yield broker.url
+
+
+@contextmanager
+def running_stack(settings: Settings, log_dir: Path, processes: dict[str, list[str]] | None = None
+                  ) -> Iterator[Stack]:
+    """A started :class:`Stack` for the ``with`` block, on topics of its settings created before
+    and deleted after (what a test module's stack fixture does)."""
+    asyncio.run(create_topics(settings))
+    stack = Stack(settings, log_dir, processes)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
 def matcher_metrics(api_url: str, tenant_id: int) -> dict[str, int]:

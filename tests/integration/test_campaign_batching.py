@@ -17,9 +17,15 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.core.kafka import delete_topics
-from hexcast.core.topics import create_topics, topic_specs
-from hexcast.testing import CAMPAIGN_PROCESSES, Stack, TenantRef, eventually, make_settings, make_tenant
+from hexcast.testing import (
+    CAMPAIGN_PROCESSES,
+    Stack,
+    TenantRef,
+    eventually,
+    make_settings,
+    make_tenant,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +53,8 @@ def world(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
     asyncio.run(_audience(database_url, tenant.id))
     settings = make_settings(broker_url, database_url, provider_rate_per_s=5000.0, provider_burst=5000.0,
                              sim_rate_per_s=100_000.0, scheduler_poll_s=0.5)
-    asyncio.run(create_topics(settings))
-    stack = Stack(settings, tmp_path_factory.mktemp("batching"), PROCESSES)
-    stack.start()
-    try:
+    with running_stack(settings, tmp_path_factory.mktemp("batching"), PROCESSES) as stack:
         yield stack, tenant
-    finally:
-        stack.stop()
-        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
 def test_a_paced_run_sends_a_window_a_call(world: tuple[Stack, TenantRef]) -> None:

@@ -22,8 +22,6 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.core.kafka import delete_topics
-from hexcast.core.topics import create_topics, topic_specs
 from hexcast.testing import (
     CAMPAIGN_PROCESSES,
     Stack,
@@ -31,6 +29,7 @@ from hexcast.testing import (
     fetch_rows,
     make_settings,
     make_tenant,
+    running_stack,
 )
 
 pytestmark = pytest.mark.e2e
@@ -48,13 +47,8 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
         sim_rate_per_s=20.0, sender_bulk_share=1.0, scheduler_poll_s=0.5, scheduler_lease_s=3.0,
         scheduler_chunk_size=10,  # release paced by the scheduler, not in one chunk
     )
-    asyncio.run(create_topics(settings))
-    running = Stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES).start()
-    try:
+    with running_stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES) as running:
         yield running
-    finally:
-        running.stop()
-        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
 def _api(stack: Stack, dsn: str) -> tuple[httpx.Client, int]:

@@ -23,8 +23,6 @@ import asyncpg
 import httpx
 import pytest
 
-from hexcast.core.kafka import delete_topics
-from hexcast.core.topics import create_topics, topic_specs
 from hexcast.testing import (
     CAMPAIGN_PROCESSES,
     OPERATOR_TOKEN,
@@ -34,6 +32,7 @@ from hexcast.testing import (
     fetch_rows,
     make_settings,
     make_tenant,
+    running_stack,
 )
 from tests.integration.webhookkit import add_endpoint
 
@@ -52,13 +51,8 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
         sim_rate_per_s=RATE, sender_bulk_share=1.0, scheduler_poll_s=0.5,
         campaign_receipt_wait_s=30.0,
     )
-    asyncio.run(create_topics(settings))
-    running = Stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES).start()
-    try:
+    with running_stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES) as running:
         yield running
-    finally:
-        running.stop()
-        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
 async def _tenant(dsn: str, n: int, prefix: str, phones: str) -> TenantRef:

@@ -25,9 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.control import RunControl, RunState
-from hexcast.core.kafka import delete_topics
-from hexcast.core.topics import create_topics, topic_specs
-from hexcast.testing import Stack, TenantRef, eventually, make_settings, make_tenant
+from hexcast.testing import Stack, TenantRef, eventually, make_settings, make_tenant, running_stack
 from sender.keys import bulk_key
 
 pytestmark = pytest.mark.e2e
@@ -52,13 +50,8 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
         # (CI saw 500 of a chunk left queued once; the default grace is 300 s)
         sender_reconcile_grace_s=20.0, sender_sweep_interval_s=5.0,
     )
-    asyncio.run(create_topics(settings))
-    running = Stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES).start()
-    try:
+    with running_stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES) as running:
         yield running
-    finally:
-        running.stop()
-        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
 def _tenant(dsn: str) -> TenantRef:

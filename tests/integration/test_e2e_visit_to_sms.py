@@ -11,9 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hexcast.core.kafka import delete_topics
-from hexcast.core.topics import create_topics, topic_specs
-from hexcast.testing import Stack, eventually, make_settings, make_tenant, wait_matcher_knows
+from hexcast.testing import Stack, eventually, make_settings, make_tenant, running_stack, wait_matcher_knows
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +24,8 @@ NOWHERE = (41.8827, -87.0)  # Lake Michigan: no store near
 @pytest.fixture(scope="module")
 def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = make_settings(broker_url, database_url)
-    asyncio.run(create_topics(settings))
-    running = Stack(settings, tmp_path_factory.mktemp("logs")).start()
-    try:
+    with running_stack(settings, tmp_path_factory.mktemp("logs")) as running:
         yield running
-    finally:
-        running.stop()
-        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hexcast.core.bus import Bus
-from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
-from hexcast.core.topics import create_topics, topic_specs
 from hexcast.testing import (
     Stack,
     clear_prefixes,
@@ -24,6 +22,7 @@ from hexcast.testing import (
     make_settings,
     make_tenant,
     matcher_metrics,
+    running_stack,
     wait_matcher_knows,
 )
 from sender.models import DeliveryEvent, Lane, MessageState, SendBatch, SendRequest, delivery_records
@@ -42,14 +41,11 @@ RELOAD_S = 10.0  # a failure bound for polling, not a timing assertion
 @pytest.fixture(scope="module")
 def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = make_settings(broker_url, database_url, matcher_cap_per_day=1)
-    asyncio.run(create_topics(settings))
-    running = Stack(settings, tmp_path_factory.mktemp("geo"),
-                    processes={"api": ["api"], "matcher": ["matcher"]}).start()
     try:
-        yield running
+        with running_stack(settings, tmp_path_factory.mktemp("geo"),
+                           processes={"api": ["api"], "matcher": ["matcher"]}) as running:
+            yield running
     finally:
-        running.stop()
-        asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
         asyncio.run(clear_prefixes([settings.redis_prefix]))
 
 

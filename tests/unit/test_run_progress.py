@@ -35,11 +35,12 @@ ZONES = ["America/New_York", "America/Chicago", "America/Los_Angeles", "Pacific/
 
 def _zone(wave_id: int, *, fire_s: float = 0, planned: int = 1000, released: int = 0,
           state: str = "pending", started_s: float | None = None, zone: str | None = None,
-          deadline_s: float | None = None) -> ZoneState:
-    return ZoneState(wave_id, zone, T0 + timedelta(seconds=fire_s),
-                     None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
-                     planned, released, state,
-                     None if started_s is None else T0 + timedelta(seconds=started_s))
+          deadline_s: float | None = None, finished_s: float | None = None) -> ZoneState:
+    def at(s: float | None) -> datetime | None:
+        return None if s is None else T0 + timedelta(seconds=s)
+
+    return ZoneState(wave_id, zone, T0 + timedelta(seconds=fire_s), at(deadline_s), planned,
+                     released, state, at(started_s), at(finished_s))
 
 
 # ------------------------------------------------------------------------------ finishing
@@ -76,6 +77,20 @@ def test_the_rate_is_measured_over_the_last_minute_of_sending() -> None:
     assert measured_rate(120, window_s=60, planned_rate=5, idle=False) == 2
     assert measured_rate(0, window_s=None, planned_rate=5, idle=False) == 5  # warming up
     assert measured_rate(0, window_s=60, planned_rate=5, idle=True) == 5  # between zones
+
+
+def test_the_window_spans_the_waves_released_one_after_another() -> None:
+    """Waves of 3 s each, one after another: at 15 s the run has sent for 15 s (a window of
+    15 s, not 3 s of the latest wave, which would keep the planned rate forever). A wave
+    that fired after a pause starts a new stretch, which warms up again."""
+    chain = [_zone(1, state="done", started_s=0, finished_s=3, released=10),
+             _zone(2, state="done", started_s=3.5, finished_s=6.5, released=10),
+             _zone(3, state="done", started_s=7, finished_s=10, released=10),
+             _zone(4, state="releasing", started_s=12, released=10)]
+    assert measuring_window(chain, now=T0 + timedelta(seconds=15)) == 15
+    paused = [*chain[:3], _zone(4, fire_s=600, state="releasing", started_s=600.5, released=10)]
+    assert measuring_window(paused, now=T0 + timedelta(seconds=605)) is None
+    assert measuring_window(paused, now=T0 + timedelta(seconds=630)) == 29.5
 
 
 def test_quiet_hours_at_the_head_of_the_line_are_no_measure() -> None:
