@@ -118,10 +118,10 @@ def _watch(stack: Stack, campaign_id: int) -> subprocess.Popen[str]:
 
 def test_a_run_that_cannot_meet_its_deadline_is_at_risk_once(stack: Stack) -> None:
     dsn = stack.settings.database_url
-    tenant = asyncio.run(_tenant(dsn, 900, "atrisk", "+13125"))
+    tenant = asyncio.run(_tenant(dsn, 450, "atrisk", "+13125"))  # 15 s at RATE
     with httpx.Client(base_url=stack.api_url, headers={"X-API-Key": tenant.api_key},
                       timeout=30) as api:
-        campaign = _start_now(api, deadline_s=20, on_deadline="send_late")
+        campaign = _start_now(api, deadline_s=10, on_deadline="send_late")
         eventually(lambda: _run(api, campaign["id"]), timeout=30)
         watch = _watch(stack, campaign["id"])
         wave = eventually(lambda: _at_risk_wave(api, campaign["id"]), timeout=60)
@@ -139,7 +139,7 @@ def test_a_run_that_cannot_meet_its_deadline_is_at_risk_once(stack: Stack) -> No
     assert watch.returncode == 0, err
     assert f"run {run['id']}" in out
     assert run["state"] == "finished"
-    assert run["counts"] == {"delivered": 900}
+    assert run["counts"] == {"delivered": 450}
     assert run["waves"][0]["at_risk_at"] is not None
     events = asyncio.run(_events(dsn, tenant.id))
     assert [(t, d["campaign_run_id"]) for t, d in events] == [
