@@ -21,7 +21,16 @@ from hexcast.core.cache import REDIS_OUTAGES
 from hexcast.core.db import PG_OUTAGES, Conn
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
-from sender import consent, dlr, links_repo, receipts_repo, repo, reservations_repo, settle
+from sender import (
+    consent,
+    dlr,
+    links_repo,
+    receipts_repo,
+    recipients_repo,
+    repo,
+    reservations_repo,
+    settle,
+)
 from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
 
 __all__ = ["EventSink", "Journal", "Link", "Store", "until_up", "with_state"]
@@ -105,10 +114,10 @@ class Journal:
             c, lane=lane, older_than_s=older_than_s, after_id=after_id, limit=1000))
 
     async def profile_zones(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], str]:
-        return await self._run(lambda c: repo.profile_zones(c, recipients=recipients))
+        return await self._run(lambda c: recipients_repo.profile_zones(c, recipients=recipients))
 
     async def recipient_ids(self, recipients: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        return await self._run(lambda c: repo.recipient_ids(c, recipients=recipients))
+        return await self._run(lambda c: recipients_repo.recipient_ids(c, recipients=recipients))
 
     async def held_back(self, counts: dict[int, int]) -> None:
         await self._run(lambda c: reservations_repo.add_held_back(c, counts=counts))

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
 
 import asyncpg
 
@@ -33,8 +32,6 @@ __all__ = [
     "due_deferred",
     "enqueue",
     "mark_accepted",
-    "profile_zones",
-    "recipient_ids",
     "requeue_failed",
     "stale_rows",
     "transition",
@@ -329,35 +326,6 @@ async def due_deferred(conn: Conn, *, now: datetime, limit: int) -> list[Message
         now, limit,
     )
     return [_row(r) for r in rows]
-
-
-async def _by_phone(
-    conn: Conn, recipients: Sequence[tuple[int, str]], column: Literal["time_zone", "id"]
-) -> dict[tuple[int, str], Any]:
-    """(tenant, phone) → ``column`` of the recipient with that number, where it is set."""
-    if not recipients:
-        return {}
-    rows = await conn.fetch(
-        f"SELECT r.tenant_id, r.phone, r.{column} AS value FROM recipients r"
-        " JOIN unnest($1::bigint[], $2::text[]) AS x(t, p) ON r.tenant_id = x.t AND r.phone = x.p"
-        f" WHERE r.{column} IS NOT NULL",
-        [t for t, _ in recipients], [p for _, p in recipients],
-    )
-    return {(r["tenant_id"], r["phone"]): r["value"] for r in rows}
-
-
-async def profile_zones(
-    conn: Conn, *, recipients: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], str]:
-    """(tenant, phone) → the recipient profile's time zone, where one is set."""
-    return await _by_phone(conn, recipients, "time_zone")
-
-
-async def recipient_ids(
-    conn: Conn, *, recipients: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], int]:
-    """(tenant, phone) → the recipient's id, for those with a recipient row (one query)."""
-    return await _by_phone(conn, recipients, "id")
 
 
 async def requeue_failed(conn: Conn, *, keys: Sequence[str], actor: str) -> set[int]:
