@@ -35,7 +35,7 @@ from scheduler.reserving import release_cancelled
 from scheduler.runs import campaign_capacity, create_run, zone_counts
 from scheduler.service import Campaign, Fire, max_segments, upcoming_fire
 from scheduler.views import campaign_public, run_public, run_stats, template_public
-from sender import CapReservations, run_message_stats, tenant_max_segments
+from sender import CapReservations, RouteControl, run_message_stats, tenant_max_segments
 
 __all__ = ["router"]
 
@@ -56,6 +56,14 @@ def _reservations(request: Request) -> CapReservations:
 
 
 ReservationsDep = Annotated[CapReservations, Depends(_reservations)]
+
+
+def _routes(request: Request) -> RouteControl:
+    settings = request.app.state.settings
+    return RouteControl(request.app.state.redis, Keys(settings.redis_prefix))
+
+
+RoutesDep = Annotated[RouteControl, Depends(_routes)]
 
 
 async def _check_segments(conn: Conn, tenant_id: int, text: str) -> None:
@@ -172,7 +180,7 @@ def _next_fire(c: Campaign) -> Fire:
 
 @router.post("/campaigns/{campaign_id}/preview", response_model=PreviewPublic)
 async def preview_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep, settings: SettingsDep,
-                           body: PreviewRequest | None = None) -> PreviewPublic:
+                           routes: RoutesDep, body: PreviewRequest | None = None) -> PreviewPublic:
     """Audience per zone, holdout, cost units and the wave forecast of the next run at what the
     configured routes give its lane (in segments), each route's part, a deadline verdict, the
     rate needed and, when it misses, the least change that meets; optionally with quiet hours
@@ -181,7 +189,7 @@ async def preview_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: Po
     async with pool.acquire() as conn:
         c = Campaign.from_row(await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id))
         zones = await zone_counts(conn, c, as_of=datetime.now(UTC), resolution=settings.h3_resolution)
-    return build_preview(c, _next_fire(c), zones, capacity=campaign_capacity(c, settings),
+    return build_preview(c, _next_fire(c), zones, capacity=await campaign_capacity(c, settings, routes),
                          quiet=QuietHours(quiet.start, quiet.end) if quiet is not None else None)
 
 
@@ -228,14 +236,14 @@ async def cancel_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: Poo
 @router.post("/campaigns/{campaign_id}/run-now", status_code=status.HTTP_201_CREATED,
              response_model=RunPublic)
 async def run_now(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep, settings: SettingsDep,
-                  control: ControlDep, idempotency_key: IdempotencyKey = None) -> Any:
+                  control: ControlDep, routes: RoutesDep, idempotency_key: IdempotencyKey = None) -> Any:
     """Start a run now: every wave fires immediately."""
     async def create() -> RunPublic:
         async with pool.acquire() as conn:
             row = await repo.get_campaign(conn, tenant_id=tenant.id, campaign_id=campaign_id)
             if row["state"] != "active":
                 raise ConflictError(f"campaign {campaign_id} is {row['state']}")
-            run_id = await start_now(conn, control, Campaign.from_row(row), settings)
+            run_id = await start_now(conn, control, routes, Campaign.from_row(row), settings)
             waves = await repo.waves_of(conn, run_ids=[run_id])
             return run_public(await repo.get_run(conn, run_id=run_id), waves, row)
 
@@ -243,10 +251,12 @@ async def run_now(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep, se
                             digest=request_hash(f"/v1/campaigns/{campaign_id}/run-now", None), create=create)
 
 
-async def start_now(conn: Conn, control: RunControl, c: Campaign, settings: Settings) -> int:
+async def start_now(conn: Conn, control: RunControl, routes: RouteControl, c: Campaign,
+                    settings: Settings) -> int:
     """Create a run of ``c`` whose waves all fire now."""
     now = datetime.now(UTC)
-    run_id = await create_run(conn, control, c, Fire(now.replace(tzinfo=None), now), settings, now_run=True)
+    run_id = await create_run(conn, control, c, Fire(now.replace(tzinfo=None), now), settings,
+                              routes=routes, now_run=True)
     if run_id is None:
         raise ConflictError("a run was started at this very instant; retry")
     return run_id

@@ -19,7 +19,7 @@ from hexcast.core.settings import Settings, get_settings
 from scheduler import repo
 from scheduler.lifecycle import RunSnapshot, snapshots
 from scheduler.service import Campaign
-from sender import run_message_stats
+from sender import RouteControl, run_message_stats
 
 __all__ = ["campaign_app", "scheduler_command"]
 
@@ -49,7 +49,8 @@ async def _run_now(settings: Settings, campaign_id: int) -> int:
     try:
         async with pool.acquire() as conn:
             row = await repo.get_campaign(conn, tenant_id=None, campaign_id=campaign_id)
-            return await start_now(conn, RunControl(redis, Keys(settings.redis_prefix)),
+            keys = Keys(settings.redis_prefix)
+            return await start_now(conn, RunControl(redis, keys), RouteControl(redis, keys),
                                    Campaign.from_row(row), settings)
     finally:
         await redis.aclose()

@@ -40,7 +40,7 @@ from scheduler.lifecycle import Lifecycle
 from scheduler.reserving import Reserver, ahead
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, chunk_size, due_fire
-from sender import CapReservations, release_due, settled_count
+from sender import CapReservations, RouteControl, release_due, settled_count
 
 __all__ = ["Scheduler", "run_scheduler"]
 
@@ -57,11 +57,12 @@ _CUT_PAGE = 10_000  # recipients counted a statement when a wave is cut at its d
 
 class Scheduler:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, control: RunControl,
-                 reservations: CapReservations | None = None) -> None:
+                 reservations: CapReservations | None = None, *, routes: RouteControl) -> None:
         self.settings = settings
         self.pool = pool
         self.bus = bus
         self.control = control
+        self.routes = routes
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._waves: set[asyncio.Task[None]] = set()
         self._active: set[int] = set()  # ids of the waves those tasks release
@@ -117,7 +118,8 @@ class Scheduler:
                     last = await repo.last_run(conn, campaign_id=c.id)
                     fire = due_fire(c, last=last, now=now, grace=grace, ahead=ahead(c))
                     if fire is not None:
-                        await create_run(conn, self.control, c, fire, self.settings)
+                        await create_run(conn, self.control, c, fire, self.settings,
+                                         routes=self.routes)
                 except _INFRA:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one bad campaign must not stop the rest
@@ -277,7 +279,7 @@ async def run_scheduler(settings: Settings) -> None:
     await bus.start()
     keys = Keys(settings.redis_prefix)
     scheduler = Scheduler(settings, pool, bus, RunControl(redis, keys),
-                          CapReservations(redis, keys))
+                          CapReservations(redis, keys), routes=RouteControl(redis, keys))
     log.info("scheduler_started", owner=scheduler.owner)
     try:
         while True:

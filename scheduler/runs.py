@@ -13,7 +13,7 @@ from hexcast.core.settings import Settings
 from scheduler import repo, reserving
 from scheduler.forecast import forecast
 from scheduler.service import Campaign, Fire, ZoneCount, max_segments, plan_waves, run_rate
-from sender import LaneCapacity, lane_capacity, provider_specs
+from sender import LaneCapacity, RouteControl, lane_capacity, provider_specs
 from targeting import audience_query, zone_counts_query
 
 __all__ = ["audience_page", "campaign_capacity", "create_run", "zone_counts"]
@@ -21,12 +21,14 @@ __all__ = ["audience_page", "campaign_capacity", "create_run", "zone_counts"]
 log = get_logger("hexcast.scheduler")
 
 
-def campaign_capacity(c: Campaign, settings: Settings) -> LaneCapacity:
-    """Segments/s the campaign's lane has for its tenant through the configured routes."""
+async def campaign_capacity(c: Campaign, settings: Settings, routes: RouteControl) -> LaneCapacity:
+    """Segments/s the campaign's lane has for its tenant through the configured routes that
+    take traffic now (none an operator drained or disabled)."""
     return lane_capacity(
         provider_specs(settings), c.lane, c.tenant_id, default_rate=settings.provider_rate_per_s,
         transactional_share=settings.sender_transactional_share,
-        bulk_share=settings.sender_bulk_share, segments_per_message=max_segments(c.body)[1])
+        bulk_share=settings.sender_bulk_share, segments_per_message=max_segments(c.body)[1],
+        unavailable=await routes.unavailable())
 
 
 async def zone_counts(conn: Conn, c: Campaign, *, as_of: datetime, resolution: int) -> list[ZoneCount]:
@@ -59,14 +61,14 @@ def _forecast_json(plans: list[Any], rate: float) -> dict[str, Any]:
 
 async def create_run(
     conn: Conn, control: RunControl, c: Campaign, fire: Fire, settings: Settings,
-    *, now_run: bool = False,
+    *, routes: RouteControl, now_run: bool = False,
 ) -> int | None:
     """Create the run of ``fire`` with its waves and pacing; None if it existed already."""
     if await refresh_stats(conn, table="recipients"):  # a fresh bulk load: plan on real numbers
         log.info("recipients_analyzed", tenant_id=c.tenant_id, campaign_id=c.id)
     zones = await zone_counts(conn, c, as_of=fire.first_fire_at, resolution=settings.h3_resolution)
     plans = plan_waves(c, fire, zones, now_run=now_run)
-    capacity = campaign_capacity(c, settings)
+    capacity = await campaign_capacity(c, settings, routes)
     if capacity.segments_per_s <= 0:
         log.warning("no_route_serves_lane", tenant_id=c.tenant_id, campaign_id=c.id, lane=c.lane.value)
     rate = run_rate(c, plans, capacity=capacity)

@@ -27,6 +27,7 @@ from sender.reservations_repo import (
     release_reservations,
     start_reservation,
 )
+from sender.route_control import RouteControl
 from sender.routing import provider_specs
 from sender.stats import RunMessageStats, run_message_stats, settled_count
 from sender.text import placeholders, render, segment_info, validate_template
@@ -44,6 +45,7 @@ __all__ = [
     "PACED_CHUNK_WINDOWS",
     "Reserve",
     "RouteCapacity",
+    "RouteControl",
     "RunMessageStats",
     "SendBatch",
     "SendRequest",

@@ -7,7 +7,8 @@ bulk also from its own share (``sender_bulk_share``). So a route gives otp and t
 its whole rate, geo ``rate x (1 - t)`` and bulk ``rate x min(1 - t, b)``. A single-message API
 with ``requests_per_s`` carries at most that many messages a second. A route limited to some
 countries counts in full (the audience's countries are not read), and the bulk lane's fair
-share between tenants is left out: this is what one tenant sending alone can have.
+share between tenants is left out: this is what one tenant sending alone can have. A route an
+operator drained or disabled (``sender.route_control``) gives nothing while it is so.
 
 Routes take traffic by priority (1 first) and, within a priority, by weight; a route whose
 bucket is empty passes the rest to the next one (``sender.grants``). :meth:`LaneCapacity.split`
@@ -75,16 +76,17 @@ def lane_share(lane: Lane, *, transactional_share: float, bulk_share: float) -> 
 def lane_capacity(
     specs: Iterable[ProviderSpec], lane: Lane, tenant: int, *, default_rate: float,
     transactional_share: float, bulk_share: float, segments_per_message: int = 1,
-    dry_run: bool = False,
+    dry_run: bool = False, unavailable: frozenset[str] = frozenset(),
 ) -> LaneCapacity:
     """Segments/s ``lane`` can have for ``tenant``: each route serving both (dry-run routes
-    only for a tenant in dry run, live ones for the others), at the lane's share of its rate;
-    ``segments_per_message`` converts a single-message API's requests/s."""
+    only for a tenant in dry run, live ones for the others) and not ``unavailable`` (drained
+    or disabled), at the lane's share of its rate; ``segments_per_message`` converts a
+    single-message API's requests/s."""
     share = lane_share(lane, transactional_share=transactional_share, bulk_share=bulk_share)
     routes = []
     for spec in specs:
         if lane not in spec.lanes or (spec.tenants is not None and tenant not in spec.tenants) \
-                or (spec.kind == "dryrun") != dry_run:
+                or (spec.kind == "dryrun") != dry_run or spec.name in unavailable:
             continue
         rate = (spec.rate_per_s or default_rate) * share
         if spec.mode == "single" and spec.requests_per_s is not None:

@@ -56,6 +56,11 @@ class RouteControl:
         raw = await self._client.hgetall(self._keys("routes", "state"))
         return {_text(k): RouteState(_text(v)) for k, v in raw.items()}
 
+    async def unavailable(self) -> frozenset[str]:
+        """The routes that take no new traffic now (draining or disabled)."""
+        return frozenset(name for name, state in (await self.states()).items()
+                         if state is not RouteState.ENABLED)
+
     async def set(self, route: str, state: RouteState) -> None:
         await self._client.hset(self._keys("routes", "state"), route, state.value)
 

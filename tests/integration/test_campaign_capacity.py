@@ -21,10 +21,12 @@ import asyncpg
 import httpx
 import pytest
 
+from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.kafka import delete_topics
 from hexcast.core.topics import create_topics, topic_specs
 from hexcast.testing import CAMPAIGN_PROCESSES, Stack, TenantRef, eventually, make_settings, make_tenant
-from sender import PACE_WINDOW_S, segment_info
+from sender import PACE_WINDOW_S, RouteControl, segment_info
+from sender.route_control import RouteState
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +142,29 @@ def test_the_preview_counts_the_routes_serving_the_lane_and_the_tenant(world: Wo
     assert big["fix"]["add_segments_per_s"] == pytest.approx(120.0 - 98.0)
     assert (big["fix"]["start_earlier_s"], big["fix"]["lower_audience_by"]) == (2, 300 - 245)
     assert any(s.startswith("add 22.00 segments/s of bulk capacity") for s in big["fix"]["suggestions"])
+
+
+def test_a_drained_route_gives_the_preview_nothing_until_it_is_enabled(world: World) -> None:
+    """The big tenant's partner route drained (its state in Redis, as `hexcast providers
+    drain` sets it): the preview has main's 28 segments/s only; enabled again, 98."""
+    def routes(state: RouteState) -> dict[str, float]:
+        asyncio.run(_set_route(world.stack, "partner", state))
+        with _api(world, world.big) as api:
+            campaign_id = _campaign(api)
+            preview = api.post(f"/v1/campaigns/{campaign_id}/preview").json()
+        return {r["name"]: r["segments_per_s"] for r in preview["routes"]}
+
+    assert routes(RouteState.DRAINING) == {"main": pytest.approx(28.0)}
+    assert routes(RouteState.DISABLED) == {"main": pytest.approx(28.0)}
+    assert routes(RouteState.ENABLED) == {"main": pytest.approx(28.0), "partner": pytest.approx(70.0)}
+
+
+async def _set_route(stack: Stack, name: str, state: RouteState) -> None:
+    client = connect_redis(stack.settings.redis_url)
+    try:
+        await RouteControl(client, Keys(stack.settings.redis_prefix)).set(name, state)
+    finally:
+        await client.aclose()
 
 
 def _accepted_at(world: World, prefix: str) -> list[datetime]:

@@ -46,9 +46,10 @@ def test_only_routes_serving_the_lane_and_the_tenant_count() -> None:
         _spec("us", rate_per_s=10.0, countries=["US"]),  # counted: countries are not read
         _spec("dryrun", kind="dryrun", rate_per_s=1000.0),
     ]
-    def names(lane: Lane, tenant: int, dry_run: bool = False) -> dict[str, float]:
+    def names(lane: Lane, tenant: int, dry_run: bool = False,
+              unavailable: frozenset[str] = frozenset()) -> dict[str, float]:
         cap = lane_capacity(specs, lane, tenant, default_rate=1.0, transactional_share=0.2,
-                            bulk_share=0.7, dry_run=dry_run)
+                            bulk_share=0.7, dry_run=dry_run, unavailable=unavailable)
         return {r.name: round(r.segments_per_s, 9) for r in cap.routes}
 
     assert names(Lane.BULK, 1) == {"a": 70.0, "us": 7.0}
@@ -56,6 +57,7 @@ def test_only_routes_serving_the_lane_and_the_tenant_count() -> None:
     assert names(Lane.GEO, 7) == {"a": 80.0, "us": 8.0}
     assert names(Lane.OTP, 1) == {"a": 100.0, "otp": 500.0, "us": 10.0}
     assert names(Lane.BULK, 1, dry_run=True) == {"dryrun": 700.0}
+    assert names(Lane.BULK, 7, unavailable=frozenset({"a", "gone"})) == {"b": 28.0, "us": 7.0}
 
 
 def test_a_single_message_api_with_a_request_limit_carries_that_many_messages() -> None:
