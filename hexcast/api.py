@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hexcast import __version__
+from hexcast.admin_api import router as operator_admin_router
 from hexcast.core.bodyguard import BodyGuard
 from hexcast.core.bus import Bus, BusUnavailable
 from hexcast.core.cache import connect_redis
@@ -184,6 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(replies_router)
     app.include_router(webhook_endpoints_router)
     app.include_router(provider_admin_router)
+    app.include_router(operator_admin_router)
     app.include_router(campaigns_router)
     app.include_router(keys_router)
     app.include_router(tenant_settings_router)

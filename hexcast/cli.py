@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -64,12 +65,25 @@ def db_migrate() -> None:
     typer.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
+def _who() -> str:
+    """The local user, for the audit log."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return "unknown"
+
+
 @tenant_app.command("create")
-def tenant_create(name: Annotated[str, typer.Argument(help="Tenant (brand) name")]) -> None:
-    """Create a tenant and print its API key (shown once)."""
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="Tenant (brand) name")],
+    reason: Annotated[str, typer.Option(help="Why, for the operator audit log")] = "created from the CLI",
+) -> None:
+    """Create a tenant and print its admin API key (shown once); written to the operator
+    audit log (actor: cli:<user>)."""
     from hexcast.ops import new_tenant
 
-    tenant_id, key = _run(lambda: new_tenant(_settings(), name))
+    actor = f"cli:{_who()}"
+    tenant_id, key = _run(lambda: new_tenant(_settings(), name, actor=actor, reason=reason))
     typer.echo(f"tenant {tenant_id} {name}\napi key: {key}")
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from hexcast.core import operator_log
 from hexcast.core.bus import Bus
-from hexcast.core.db import apply_migrations, connect_pool
+from hexcast.core.db import Conn, apply_migrations, connect_pool
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
-from hexcast.core.tenants import create_tenant
+from hexcast.core.tenants import Tenant, create_tenant
 from hexcast.synth import SynthParams, SynthSummary, generate, load
 from targeting import repo as targeting_repo
 from targeting.service import profile_record, promotion_record, store_record
 
-__all__ = ["demo_data", "migrate", "new_tenant", "sync_catalog"]
+__all__ = ["demo_data", "migrate", "new_tenant", "open_tenant", "sync_catalog"]
 
 _log = get_logger(__name__)
 
@@ -25,11 +26,22 @@ async def migrate(settings: Settings) -> list[str]:
         await pool.close()
 
 
-async def new_tenant(settings: Settings, name: str) -> tuple[int, str]:
+async def open_tenant(conn: Conn, *, name: str, actor: str, reason: str) -> tuple[Tenant, str]:
+    """A new tenant and its first admin key (shown this once), recorded in the operator audit
+    log in the same transaction."""
+    async with conn.transaction():
+        tenant, key = await create_tenant(conn, name=name)
+        await operator_log.record(conn, actor=actor, action="tenant.create",
+                                  target=f"tenant:{tenant.id}", reason=reason,
+                                  detail={"name": tenant.name})
+    return tenant, key
+
+
+async def new_tenant(settings: Settings, name: str, *, actor: str, reason: str) -> tuple[int, str]:
     pool = await connect_pool(settings.database_url, max_size=1)
     try:
         async with pool.acquire() as conn:
-            tenant, key = await create_tenant(conn, name=name)
+            tenant, key = await open_tenant(conn, name=name, actor=actor, reason=reason)
     finally:
         await pool.close()
     return tenant.id, key

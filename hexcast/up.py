@@ -95,7 +95,8 @@ async def _demo_tenant(settings: Settings) -> tuple[int, str]:
         await conn.execute("DELETE FROM tenants WHERE name LIKE $1", DEMO_PREFIX + "%")
     finally:
         await conn.close()
-    return await new_tenant(settings, f"{DEMO_PREFIX}{int(time.time())}")
+    return await new_tenant(settings, f"{DEMO_PREFIX}{int(time.time())}", actor="hexcast up",
+                            reason="demo data")
 
 
 def _replay(api: httpx.Client, visits: int, recipients: int) -> None:

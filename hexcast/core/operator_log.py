@@ -1,0 +1,54 @@
+"""The operator audit log: who did what, on what, when and why (migration 0026).
+
+Every operator action outside a tenant's own API is recorded in the same transaction as its
+effect. Provider route actions have their own table (``route_actions``); :func:`recent` reads
+both, newest first. Plain SQL, keyword-only arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hexcast.core.db import Conn
+
+__all__ = ["OperatorAction", "recent", "record"]
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAction:
+    at: datetime
+    actor: str
+    action: str  # e.g. tenant.create, route.drain
+    target: str  # what it acted on, e.g. tenant:12, route:twilio-us
+    reason: str
+    detail: dict[str, Any]
+
+
+async def record(conn: Conn, *, actor: str, action: str, target: str, reason: str,
+                 detail: dict[str, Any] | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO operator_actions (actor, action, target, reason, detail)"
+        " VALUES ($1, $2, $3, $4, $5::text::jsonb)",  # text: the same with or without a jsonb codec
+        actor, action, target, reason, json.dumps(detail or {}))
+
+
+_RECENT = """
+SELECT at, actor, action, target, reason, detail::text AS detail FROM (
+    SELECT at, actor, action, target, reason, detail FROM operator_actions
+    UNION ALL
+    SELECT at, actor, 'route.' || action, 'route:' || route, reason, '{}'::jsonb FROM route_actions
+) AS a
+WHERE $2::text IS NULL OR starts_with(a.action, $2)
+ORDER BY at DESC LIMIT $1
+"""
+
+
+async def recent(conn: Conn, *, limit: int, action: str | None = None) -> list[OperatorAction]:
+    """The latest ``limit`` actions (those whose action starts with ``action``, if given),
+    newest first."""
+    rows = await conn.fetch(_RECENT, limit, action)
+    return [OperatorAction(r["at"], r["actor"], r["action"], r["target"], r["reason"],
+                           json.loads(r["detail"])) for r in rows]
