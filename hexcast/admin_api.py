@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from hexcast.core import operator_log
+from hexcast.core.operator_log import Audited
 from hexcast.core.pgtext import PgText
 from hexcast.core.web import PoolDep, RequireOperator
 from hexcast.ops import open_tenant
@@ -19,12 +20,8 @@ __all__ = ["OperatorActionPublic", "TenantIssued", "TenantOpen", "router"]
 router = APIRouter(prefix="/v1/admin", tags=["operators"], dependencies=[RequireOperator])
 
 
-class TenantOpen(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TenantOpen(Audited):
     name: Annotated[PgText, Field(min_length=1, max_length=200, description="The brand's name")]
-    reason: Annotated[PgText, Field(min_length=1, max_length=500, description="Why, for the audit log")]
-    actor: Annotated[PgText, Field(min_length=1, max_length=128)] = "operator-api"
 
 
 class TenantIssued(BaseModel):

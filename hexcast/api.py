@@ -28,6 +28,7 @@ from hexcast.core.settings import Settings
 from hexcast.core.watchdog import LoopWatchdog
 from hexcast.keys_api import router as keys_router
 from hexcast.settings_api import router as tenant_settings_router
+from scheduler.admin_api import router as campaign_admin_router
 from scheduler.api import router as campaigns_router
 from scheduler.metrics import metrics_router as campaign_metrics_router
 from sender.admin_api import router as provider_admin_router
@@ -186,6 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhook_endpoints_router)
     app.include_router(provider_admin_router)
     app.include_router(operator_admin_router)
+    app.include_router(campaign_admin_router)
     app.include_router(campaigns_router)
     app.include_router(keys_router)
     app.include_router(tenant_settings_router)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -12,6 +11,7 @@ import typer
 
 from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
+from hexcast.core.operator_log import cli_actor
 from hexcast.core.settings import Settings, get_settings
 from hexcast.keys_cli import key_app
 from scheduler.cli import campaign_app, scheduler_command
@@ -65,14 +65,6 @@ def db_migrate() -> None:
     typer.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
-def _who() -> str:
-    """The local user, for the audit log."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
-        return "unknown"
-
-
 @tenant_app.command("create")
 def tenant_create(
     name: Annotated[str, typer.Argument(help="Tenant (brand) name")],
@@ -82,7 +74,7 @@ def tenant_create(
     audit log (actor: cli:<user>)."""
     from hexcast.ops import new_tenant
 
-    actor = f"cli:{_who()}"
+    actor = cli_actor()
     tenant_id, key = _run(lambda: new_tenant(_settings(), name, actor=actor, reason=reason))
     typer.echo(f"tenant {tenant_id} {name}\napi key: {key}")
 

@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request, status
 
 from hexcast.core.cache import Keys
-from hexcast.core.control import RunControl, RunState
+from hexcast.core.control import RunControl
 from hexcast.core.db import Conn
 from hexcast.core.errors import ConflictError, InvalidInput
 from hexcast.core.idempotency import IdempotencyKey, idempotent, request_hash
@@ -17,6 +17,7 @@ from hexcast.core.scopes import MarketerTenant
 from hexcast.core.settings import Settings
 from hexcast.core.web import AfterId, IdPath, Limit, PoolDep, SettingsDep
 from scheduler import repo
+from scheduler.campaign_state import CampaignAction, change_state
 from scheduler.forecast import QuietHours
 from scheduler.lifecycle import snapshots
 from scheduler.models import (
@@ -31,7 +32,6 @@ from scheduler.models import (
     TemplatePublic,
 )
 from scheduler.preview import build_preview
-from scheduler.reserving import release_cancelled
 from scheduler.runs import campaign_capacity, create_run, zone_counts
 from scheduler.service import Campaign, Fire, max_segments, upcoming_fire
 from scheduler.views import campaign_public, run_public, run_stats, template_public
@@ -193,44 +193,31 @@ async def preview_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: Po
                          quiet=QuietHours(quiet.start, quiet.end) if quiet is not None else None)
 
 
-_CAMPAIGN_FROM = {"paused": ("active",), "active": ("paused",), "cancelled": ("active", "paused")}
-
-
-async def _set_state(pool: asyncpg.Pool, control: RunControl, tenant_id: int, campaign_id: int,
-                     state: str, run_state: RunState, from_states: list[str]) -> CampaignPublic:
-    async with pool.acquire() as conn, conn.transaction():
-        row = await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id)
-        if row["state"] not in _CAMPAIGN_FROM[state]:
-            raise ConflictError(f"campaign {campaign_id} is {row['state']}")
-        run_ids = await repo.set_campaign_state(conn, campaign_id=campaign_id, state=state,
-                                                run_state=run_state.value, from_run_states=from_states)
-    for run_id in run_ids:
-        await control.set_state(run_id, run_state)
-    async with pool.acquire() as conn:
-        return campaign_public(await repo.get_campaign(conn, tenant_id=tenant_id, campaign_id=campaign_id))
+async def _change(pool: asyncpg.Pool, control: RunControl, reservations: CapReservations | None,
+                  tenant_id: int, campaign_id: int, action: CampaignAction) -> CampaignPublic:
+    row = await change_state(pool, control, reservations, campaign_id=campaign_id, action=action,
+                             tenant_id=tenant_id)
+    return campaign_public(row)
 
 
 @router.post("/campaigns/{campaign_id}/pause", response_model=CampaignPublic)
 async def pause_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
                          control: ControlDep) -> CampaignPublic:
     """Stop releasing and sending its unfinished runs; no new runs start while paused."""
-    return await _set_state(pool, control, tenant.id, campaign_id, "paused", RunState.PAUSED, ["running"])
+    return await _change(pool, control, None, tenant.id, campaign_id, CampaignAction.PAUSE)
 
 
 @router.post("/campaigns/{campaign_id}/resume", response_model=CampaignPublic)
 async def resume_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
                           control: ControlDep) -> CampaignPublic:
-    return await _set_state(pool, control, tenant.id, campaign_id, "active", RunState.RUNNING, ["paused"])
+    return await _change(pool, control, None, tenant.id, campaign_id, CampaignAction.RESUME)
 
 
 @router.post("/campaigns/{campaign_id}/cancel", response_model=CampaignPublic)
 async def cancel_campaign(campaign_id: IdPath, tenant: MarketerTenant, pool: PoolDep,
                           control: ControlDep, reservations: ReservationsDep) -> CampaignPublic:
     """Cancel its unfinished runs and every future one; their cap reservations are released."""
-    cancelled = await _set_state(pool, control, tenant.id, campaign_id, "cancelled",
-                                 RunState.CANCELLED, ["running", "paused"])
-    await release_cancelled(pool, reservations, campaign_id=campaign_id)
-    return cancelled
+    return await _change(pool, control, reservations, tenant.id, campaign_id, CampaignAction.CANCEL)
 
 
 @router.post("/campaigns/{campaign_id}/run-now", status_code=status.HTTP_201_CREATED,

@@ -1,4 +1,4 @@
-"""Operator commands: ``hexcast scheduler`` and ``hexcast campaign run-now|status``."""
+"""Operator commands: ``hexcast scheduler`` and ``hexcast campaign run-now|status|pause|resume|cancel``."""
 
 from __future__ import annotations
 
@@ -7,19 +7,24 @@ import time
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field, TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.control import RunControl
 from hexcast.core.db import connect_pool
+from hexcast.core.errors import HexcastError
 from hexcast.core.ids import BIGINT_MAX
 from hexcast.core.logging import configure_logging
+from hexcast.core.operator_log import cli_actor
+from hexcast.core.pgtext import PgText
 from hexcast.core.settings import Settings, get_settings
 from scheduler import repo
+from scheduler.campaign_state import Audit, CampaignAction, change_state
 from scheduler.lifecycle import RunSnapshot, snapshots
 from scheduler.service import Campaign
-from sender import RouteControl, run_message_stats
+from sender import CapReservations, RouteControl, run_message_stats
 
 __all__ = ["campaign_app", "scheduler_command"]
 
@@ -55,6 +60,59 @@ async def _run_now(settings: Settings, campaign_id: int) -> int:
     finally:
         await redis.aclose()
         await pool.close()
+
+
+async def _act(settings: Settings, campaign_id: int, action: CampaignAction, reason: str) -> str:
+    pool = await connect_pool(settings.database_url, max_size=2)
+    redis = connect_redis(settings.redis_url)
+    try:
+        keys = Keys(settings.redis_prefix)
+        row = await change_state(pool, RunControl(redis, keys), CapReservations(redis, keys),
+                                 campaign_id=campaign_id, action=action, tenant_id=None,
+                                 audit=Audit(actor=cli_actor(), reason=reason))
+        return str(row["state"])
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def _campaign_action(action: CampaignAction, campaign_id: int, reason: str, yes: bool) -> None:
+    try:
+        reason = _REASON.validate_python(reason)
+    except ValidationError as exc:
+        typer.echo(f"error: --reason: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+    if not yes:
+        typer.confirm(f"{action.value} campaign {campaign_id} ({reason})?", abort=True)
+    try:
+        state = asyncio.run(_act(_settings(), campaign_id, action, reason))
+    except HexcastError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"campaign {campaign_id}: {state}")
+
+
+Reason = Annotated[str, typer.Option(help="Why, for the operator audit log")]
+_REASON = TypeAdapter(Annotated[PgText, Field(min_length=1, max_length=500)])
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
+
+
+@campaign_app.command("pause")
+def pause(campaign_id: CampaignId, reason: Reason, yes: Yes = False) -> None:
+    """Pause any tenant's campaign (audited)."""
+    _campaign_action(CampaignAction.PAUSE, campaign_id, reason, yes)
+
+
+@campaign_app.command("resume")
+def resume(campaign_id: CampaignId, reason: Reason, yes: Yes = False) -> None:
+    """Resume a paused campaign (audited)."""
+    _campaign_action(CampaignAction.RESUME, campaign_id, reason, yes)
+
+
+@campaign_app.command("cancel")
+def cancel(campaign_id: CampaignId, reason: Reason, yes: Yes = False) -> None:
+    """Cancel any tenant's campaign and its unfinished runs (audited)."""
+    _campaign_action(CampaignAction.CANCEL, campaign_id, reason, yes)
 
 
 @campaign_app.command("run-now")

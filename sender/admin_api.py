@@ -3,15 +3,13 @@ enable without a restart (``sender.route_control``). Every action is audited."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from hexcast.core.cache import Keys
 from hexcast.core.errors import NotFound
-from hexcast.core.pgtext import PgText
+from hexcast.core.operator_log import Audited
 from hexcast.core.web import PoolDep, RequireOperator, SettingsDep, TextPath
 from sender.route_control import RouteAction, RouteControl, RouteState, act, history
 from sender.routing import provider_specs
@@ -21,12 +19,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/admin/providers", tags=["operators"], dependencies=[RequireOperator])
 
 
-class RouteActionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RouteActionIn(Audited):
     action: RouteAction
-    reason: Annotated[PgText, Field(min_length=1, max_length=500)]
-    actor: Annotated[PgText, Field(min_length=1, max_length=128)] = "operator-api"
 
 
 class RouteActionPublic(BaseModel):

@@ -7,14 +7,27 @@ both, newest first. Plain SQL, keyword-only arguments.
 
 from __future__ import annotations
 
+import getpass
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from hexcast.core.db import Conn
+from hexcast.core.pgtext import PgText
 
-__all__ = ["OperatorAction", "recent", "record"]
+__all__ = ["Audited", "OperatorAction", "cli_actor", "recent", "record"]
+
+
+class Audited(BaseModel):
+    """The body of an operator action: why, and who (an operator's name or tool)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[PgText, Field(min_length=1, max_length=500, description="Why, for the audit log")]
+    actor: Annotated[PgText, Field(min_length=1, max_length=128)] = "operator-api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +38,14 @@ class OperatorAction:
     target: str  # what it acted on, e.g. tenant:12, route:twilio-us
     reason: str
     detail: dict[str, Any]
+
+
+def cli_actor() -> str:
+    """``cli:<login name>``: who runs an operator command on this machine."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return "cli:unknown"
 
 
 async def record(conn: Conn, *, actor: str, action: str, target: str, reason: str,
