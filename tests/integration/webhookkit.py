@@ -60,6 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # the worker opens up to 50 connections at once; with the default listen backlog of 5 the
+    # kernel dropped connection attempts under load, the worker's connects timed out and a
+    # short test retry schedule ended deliveries as failed (a flake of the kill -9 test)
+    request_queue_size = 128
 
     def __init__(self, receiver: Receiver) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
