@@ -187,17 +187,14 @@ def _remaining(zones: Sequence[ZoneState], backlog: int) -> list[int]:
     return left
 
 
-def _plan(z: ZoneState, messages: int) -> WavePlan:
-    return WavePlan(z.time_zone, z.fire_at, messages, z.deadline_at)
-
-
 def project(
     zones: Sequence[ZoneState], *, backlog: int, rate: float, now: datetime,
     quiet: QuietHours | None = None, default_zone: str = "UTC",
 ) -> list[ZoneProjection]:
     """Each zone's remaining work and projected finish at ``rate`` (see the module's
     docstring), in release order."""
-    ordered = sorted(zones, key=lambda z: (*release_order(_plan(z, z.planned)), z.wave_id))
+    ordered = sorted(zones, key=lambda z: (
+        *release_order(WavePlan(z.time_zone, z.fire_at, z.planned, z.deadline_at)), z.wave_id))
     left = _remaining(ordered, backlog)
     plans = [WavePlan(z.time_zone, max(z.fire_at, now), n, z.deadline_at)
              for z, n in zip(ordered, left, strict=True) if n > 0]
