@@ -11,6 +11,7 @@ import typer
 
 from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
+from hexcast.core.metrics import serve_metrics
 from hexcast.core.operator_log import cli_actor
 from hexcast.core.settings import Settings, get_settings
 from hexcast.keys_cli import key_app
@@ -105,6 +106,7 @@ def api() -> None:
     from hexcast.api import create_app
 
     settings = _settings()
+    serve_metrics(settings, process="api")
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_level="warning", access_log=False)
 
@@ -116,6 +118,7 @@ def matcher() -> None:
     from streams.agents import register_matcher
 
     settings = _settings()
+    serve_metrics(settings, process="matcher")
     faust_app = create_faust_app(settings, role="matcher")
     register_matcher(faust_app, settings)
     run_worker(faust_app, loglevel="warning")
@@ -128,6 +131,7 @@ def archiver() -> None:
     from streams.archive import register_archiver
 
     settings = _settings()
+    serve_metrics(settings, process="archiver")
     faust_app = create_faust_app(settings, role="archiver")
     register_archiver(faust_app, settings)
     run_worker(faust_app, loglevel="warning")
@@ -140,6 +144,7 @@ def sender(lane: Annotated[Lane, typer.Option(help="Which lane this worker serve
     from sender.agents import register_sender
 
     settings = _settings()
+    serve_metrics(settings, process=f"sender-{lane.value}")
     faust_app = create_faust_app(settings, role=f"sender-{lane.value}")
     register_sender(faust_app, settings, lane=lane)
     run_worker(faust_app, loglevel="warning")
@@ -150,7 +155,9 @@ def webhooks() -> None:
     """Run a webhooks worker: the outbox → signed requests to tenants' endpoints."""
     from sender.webhooks import run_webhooks
 
-    asyncio.run(run_webhooks(_settings()))
+    settings = _settings()
+    serve_metrics(settings, process="webhooks")
+    asyncio.run(run_webhooks(settings))
 
 
 @app.command("webhook-listen")
@@ -176,6 +183,7 @@ def provider_sim(
     from providersim.server import SimConfig, run_sim
 
     s = _settings()
+    serve_metrics(s, process="provider-sim")
     hook = "status" if s.sim_mode == "single" else "dlr"  # Twilio-like callbacks, or batches
     if s.sim_dialect != "generic":  # a provider's own callbacks, to its route's webhook
         hook = f"providers/{s.provider_name}"

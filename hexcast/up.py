@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import signal
 import time
@@ -31,7 +32,7 @@ from hexcast.devstack.procs import ChildProcess, hexcast_process, wait_http
 from hexcast.ops import migrate, new_tenant, sync_catalog
 from sender import queries as sender_queries
 
-__all__ = ["run_stack"]
+__all__ = ["PROCESSES", "metrics_targets", "run_stack", "write_service_discovery"]
 
 console = Console()
 PROCESSES = {
@@ -124,10 +125,29 @@ async def _watch(settings: Settings, tenant_id: int, until: float) -> None:
         await conn.close()
 
 
+def metrics_targets(live: Settings) -> dict[str, int]:
+    """Each process's ``/metrics`` port: ``metrics_base_port`` onwards, in ``PROCESSES`` order."""
+    return {name: live.metrics_base_port + i for i, name in enumerate(PROCESSES)}
+
+
+def write_service_discovery(path: Path, host: str, ports: dict[str, int]) -> None:
+    """A Prometheus file-based service discovery file: one target group per process, labelled
+    ``process`` (rewritten atomically: Prometheus re-reads it when it changes)."""
+    groups = [{"targets": [f"{host}:{port}"], "labels": {"process": name, "job": "hexcast"}}
+              for name, port in ports.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(groups, indent=2) + "\n")
+    temporary.replace(path)
+
+
 def _start_children(live: Settings, state: Path, procs: contextlib.ExitStack) -> list[ChildProcess]:
     children = []
+    ports = metrics_targets(live)
+    write_service_discovery(state / "prometheus" / "targets.json", live.metrics_host, ports)
     for name, args in PROCESSES.items():
-        child = hexcast_process(name, args, env=live.to_env(), log_dir=state / "logs")
+        env = {**live.to_env(), "HEXCAST_METRICS_PORT": str(ports[name])}
+        child = hexcast_process(name, args, env=env, log_dir=state / "logs")
         child.spawn()
         procs.callback(child.terminate, 10.0)  # stopped before the infrastructure, in reverse
         children.append(child)

@@ -17,6 +17,7 @@ from hexcast.core.db import connect_pool
 from hexcast.core.errors import HexcastError
 from hexcast.core.ids import BIGINT_MAX
 from hexcast.core.logging import configure_logging
+from hexcast.core.metrics import serve_metrics
 from hexcast.core.operator_log import cli_actor
 from hexcast.core.pgtext import PgText
 from hexcast.core.settings import Settings, get_settings
@@ -43,7 +44,9 @@ def scheduler_command() -> None:
     """Run a scheduler: due campaign runs → time-zone waves → chunks on send.bulk."""
     from scheduler.runner import run_scheduler
 
-    asyncio.run(run_scheduler(_settings()))
+    settings = _settings()
+    serve_metrics(settings, process="scheduler")
+    asyncio.run(run_scheduler(settings))
 
 
 async def _run_now(settings: Settings, campaign_id: int) -> int:

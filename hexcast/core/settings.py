@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         " `/metrics/matcher`: every tenant's counters). Unset: they answer 401. `hexcast up`"
         " generates one.",
     )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Where each process's Prometheus `/metrics` listens"
+        " (loopback by default: the counters name tenants).")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="This process's `/metrics` port; unset: none."
+        " `hexcast up` gives each process its own, from `metrics_base_port` up, and lists them"
+        " in a Prometheus file-based service discovery file.")
+    metrics_base_port: int = Field(default=9460, ge=1, le=65000,
+                                   description="The first `/metrics` port `hexcast up` hands out.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
 

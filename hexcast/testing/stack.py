@@ -29,6 +29,7 @@ from hexcast.core.settings import Settings
 from hexcast.core.topics import create_topics, topic_specs
 from hexcast.devstack.broker import EmbeddedBroker
 from hexcast.devstack.procs import free_port, hexcast_process, wait_http
+from hexcast.testing.scrape import Samples, scrape
 from hexcast.testing.settings import OPERATOR_TOKEN
 from hexcast.testing.waiting import eventually
 
@@ -71,10 +72,13 @@ class Stack:
         self.api_url = self.settings.api_public_url
         self.sim_url = self.settings.provider_url
         env = self.settings.to_env()
-        self.children = {
-            name: hexcast_process(name, args, env=env, log_dir=log_dir)
-            for name, args in (processes or DEFAULT_PROCESSES).items()
-        }
+        self.metrics_urls: dict[str, str] = {}
+        self.children = {}
+        for name, args in (processes or DEFAULT_PROCESSES).items():
+            port = free_port()
+            self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
+            self.children[name] = hexcast_process(
+                name, args, env={**env, "HEXCAST_METRICS_PORT": str(port)}, log_dir=log_dir)
 
     def start(self) -> Stack:
         for child in self.children.values():
@@ -91,6 +95,10 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n{c.tail()}" for n, c in self.children.items())
+
+    def scrape(self, *names: str) -> Samples:
+        """The metrics of the named processes (all when none is named), summed by labels."""
+        return scrape([self.metrics_urls[n] for n in names or tuple(self.metrics_urls)])
 
     def ledger(self) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.sim_url}/ledger", params={"limit": 10000})
