@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration bench clean
+.PHONY: run test lint typecheck unit integration bench clean deps
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -13,7 +13,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,analysis]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Debian packages the stack and the tests run: chromium (the console's browser tests), Prometheus
+# with promtool and Alertmanager with amtool (`hexcast up` starts them; the alerting tests run
+# them). Installed with apt-get, as root, only when one of the binaries is missing.
+DEBIAN_PACKAGES := chromium prometheus prometheus-alertmanager
+DEBIAN_BINARIES := /usr/bin/chromium /usr/bin/prometheus /usr/bin/promtool \
+	/usr/bin/prometheus-alertmanager /usr/bin/amtool
+
+deps:
+	@missing=""; for bin in $(DEBIAN_BINARIES); do test -x $$bin || missing="$$missing $$bin"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "missing:$$missing; installing the Debian packages $(DEBIAN_PACKAGES)"; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "make deps: apt-get needs root: run 'sudo make deps' (or install $(DEBIAN_PACKAGES) yourself)" >&2; \
+		exit 1; \
+	fi; \
+	apt-get update && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES)
+
+run: deps $(STAMP)
 	$(BIN)/hexcast up
 
 lint: $(STAMP)
@@ -24,10 +42,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-integration: $(STAMP)
+integration: deps $(STAMP)
 	$(BIN)/pytest tests/integration -q
 
-test: $(STAMP) lint
+test: deps $(STAMP) lint
 	$(BIN)/pytest tests -q -p no:cacheprovider --durations=40
 
 # Quick check (< 3 min): `make bench`; full size: `make bench BENCH_ARGS="--recipients 5000000"`.

@@ -130,8 +130,10 @@ def rss_mb(pid: int) -> float:
 class Procs:
     """The child processes of one scenario; ``with`` stops whatever is still running."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: bool = False) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.metrics_urls: dict[str, str] = {}  # with ``metrics``: each child's /metrics
         self.children: dict[str, ChildProcess] = {}
         self.peak_rss: dict[str, float] = {}
         self._spies: list[subprocess.Popen[bytes]] = []
@@ -140,6 +142,10 @@ class Procs:
               argv: list[str] | None = None) -> ChildProcess:
         """``hexcast <args>`` (or ``argv``) with the scenario's settings as HEXCAST_* env."""
         env = (settings or self.settings).to_env()
+        if self.metrics:
+            port = free_port()
+            env["HEXCAST_METRICS_PORT"] = str(port)
+            self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
         OUT.mkdir(parents=True, exist_ok=True)
         if argv is None:
             child = hexcast_process(name, args, env=env, log_dir=OUT)

@@ -21,30 +21,26 @@ import asyncio
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 
 from bench import ui
-from bench.common import Procs, bench_settings, clear_redis, database, loadavg, machine
+from bench.common import Procs, bench_settings, database
 from bench.otp import OtpLoad, OtpReport
 from bench.providers import (
     CHILDREN,
     DialectResult,
     dialect_settings,
-    keep,
-    orders,
     run_holiday_through,
-    save,
     shares,
+    side_by_side,
     span,
 )
 from bench.webhooks import Counter
 from hexcast.core.settings import Settings
-from hexcast.devstack.broker import EmbeddedBroker
 from sender.webhooks.signing import new_secret
 
 __all__ = ["BARE", "EVENTS", "HEADER", "SUBSCRIBED", "Beside", "OutboxResult", "add_arguments",
@@ -235,19 +231,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Both tenants in every round on an embedded broker; the results document (also saved)."""
-    doc: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-                           "command": command, "args": vars(args) | {"scenario": "outbox"}}
-    started, results = time.perf_counter(), list[OutboxResult]()
-    try:
-        with EmbeddedBroker() as broker, ui.live():
-            for n, order in enumerate(orders([BARE, SUBSCRIBED], max(1, args.rounds))):
-                for variant in order:
-                    results.append(_one(broker.url, variant, n, args))
-                    keep(results, "outbox")
-    finally:
-        clear_redis()
-    doc |= {"wall_s": time.perf_counter() - started, "loadavg_end": loadavg(),
-            "results": [asdict(r) for r in results], "markdown": markdown(results)}
-    ui.console.print(f"results: {save(doc, 'outbox')}")
-    ui.console.print(doc["markdown"])
-    return doc
+    return side_by_side(args, command, scenario="outbox", variants=[BARE, SUBSCRIBED],
+                        one=lambda url, variant, n: _one(url, variant, n, args), markdown=markdown)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from rich.table import Table
@@ -58,6 +58,7 @@ __all__ = [
     "add_arguments",
     "dialect_settings",
     "markdown",
+    "side_by_side",
     "orders",
     "keep",
     "ledger_requests",
@@ -72,6 +73,8 @@ __all__ = [
     "span",
     "table",
 ]
+
+R = TypeVar("R", bound="DialectResult")
 
 DEFAULT_DIALECTS = ("generic", "sinch", "plivo", "twilio")
 BATCH_DIALECTS = frozenset({"sinch", "plivo"})
@@ -312,15 +315,17 @@ def run_holiday_through(settings: Settings, dsn: str, result: DialectResult, *,
                         one_text: bool = False, sim_args: Sequence[str] = (),
                         requests: Callable[[httpx.Client], int] = ledger_requests,
                         alongside: Alongside | None = None,
-                        campaign: Mapping[str, Any] | None = None) -> DialectResult:
+                        campaign: Mapping[str, Any] | None = None,
+                        metrics: bool = False) -> DialectResult:
     """The holiday scenario of ``result`` (its audience size, name and round) with
     ``settings``' route: provider-sim (``hexcast provider-sim *sim_args``), api, scheduler, one
     bulk sender and an OTP sender, on a fresh audience in ``dsn``, ``alongside`` beside it, the
-    ``campaign`` fields (a ``max_rate``) over the holiday's; ``result`` filled in."""
+    ``campaign`` fields (a ``max_rate``) over the holiday's; with ``metrics`` each process
+    serves its /metrics (``procs.metrics_urls``); ``result`` filled in."""
     asyncio.run(create_topics(settings))
     tenant_id, key, _ = asyncio.run(load_holiday_audience(dsn, result.recipients))
     result.loadavg_start = loadavg()
-    with Procs(settings) as procs:
+    with Procs(settings, metrics=metrics) as procs:
         procs.serve(sim_args)
         procs.start("scheduler", ["scheduler"])
         procs.start("sender-bulk-0", ["sender", "--lane", "bulk"])
@@ -396,5 +401,29 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             "results": [asdict(r) for r in results], "markdown": markdown(results)}
     ui.console.print(f"results: {save(doc)}")
     ui.console.print(table(results))
+    ui.console.print(doc["markdown"])
+    return doc
+
+
+def side_by_side(args: argparse.Namespace, command: str, *, scenario: str, variants: list[str],
+                 one: Callable[[str, str, int], R], markdown: Callable[[Sequence[R]], str]
+                 ) -> dict[str, Any]:
+    """Every variant in every round (``args.rounds``, order rotated: :func:`orders`) on one
+    embedded broker, each run by ``one(broker_url, variant, round)``; the results document,
+    saved as bench/out/<scenario>-<UTC>.json and printed with ``markdown``."""
+    doc: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                           "command": command, "args": vars(args) | {"scenario": scenario}}
+    started, results = time.perf_counter(), list[R]()
+    try:
+        with EmbeddedBroker() as broker, ui.live():
+            for n, order in enumerate(orders(variants, max(1, args.rounds))):
+                for variant in order:
+                    results.append(one(broker.url, variant, n))
+                    keep(results, scenario)
+    finally:
+        clear_redis()
+    doc |= {"wall_s": time.perf_counter() - started, "loadavg_end": loadavg(),
+            "results": [asdict(r) for r in results], "markdown": markdown(results)}
+    ui.console.print(f"results: {save(doc, scenario)}")
     ui.console.print(doc["markdown"])
     return doc

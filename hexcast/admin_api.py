@@ -1,6 +1,7 @@
 """Operator routes of the api (operator token): create a tenant with its first admin key, and
 read the operator audit log (``hexcast.core.operator_log``). Provider routes' controls are in
-``sender.admin_api``."""
+``sender.admin_api``, dead letters in ``sender.dlq_api``, unknown messages in
+``sender.unknown_api``."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ class TenantIssued(BaseModel):
 class OperatorActionPublic(BaseModel):
     at: AwareDatetime
     actor: str
-    action: str = Field(description="tenant.create, route.drain, route.disable, route.enable, ...")
-    target: str = Field(description="What it acted on: tenant:<id>, route:<name>")
+    action: str = Field(description="tenant.create, campaign.pause, route.drain, dlq.requeue,"
+                        " message.resolve, ...")
+    target: str = Field(description="What it acted on: tenant:<id>, campaign:<id>, route:<name>,"
+                        " dlq:<offset>, message:<key>")
     reason: str
     detail: dict[str, Any]
 
@@ -55,8 +58,9 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z.]+$",
                                         description="Only actions starting with this")] = None,
 ) -> list[OperatorActionPublic]:
-    """Operator actions, newest first: tenants created, provider routes drained, disabled or
-    enabled; who, when, on what and why."""
+    """Operator actions, newest first: tenants created, campaigns paused, resumed or cancelled,
+    provider routes drained, disabled or enabled, dead letters requeued, unknown messages
+    resolved; who, when, on what and why."""
     async with pool.acquire() as conn:
         found = await operator_log.recent(conn, limit=limit, action=action)
     return [OperatorActionPublic(at=a.at, actor=a.actor, action=a.action, target=a.target,

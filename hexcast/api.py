@@ -15,14 +15,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hexcast import __version__
+from hexcast import __version__, console
 from hexcast.admin_api import router as operator_admin_router
+from hexcast.alerts_api import router as alerts_router
 from hexcast.core.bodyguard import BodyGuard
 from hexcast.core.bus import Bus, BusUnavailable
 from hexcast.core.cache import connect_redis
 from hexcast.core.db import connect_pool
 from hexcast.core.echo import MESSAGE_LIMIT, clip_echo, clip_text
 from hexcast.core.errors import ConflictError, Forbidden, HexcastError, InvalidInput, NotFound, Unauthorized
+from hexcast.core.http_metrics import RequestMetrics
 from hexcast.core.logging import configure_logging, get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.watchdog import LoopWatchdog
@@ -30,13 +32,13 @@ from hexcast.keys_api import router as keys_router
 from hexcast.settings_api import router as tenant_settings_router
 from scheduler.admin_api import router as campaign_admin_router
 from scheduler.api import router as campaigns_router
-from scheduler.metrics import metrics_router as campaign_metrics_router
 from sender.admin_api import router as provider_admin_router
 from sender.api import router as sender_router
+from sender.dlq_api import router as dlq_admin_router
 from sender.messages_api import router as messages_router
 from sender.replies_api import router as replies_router
+from sender.unknown_api import router as unknown_admin_router
 from sender.webhooks import router as webhook_endpoints_router
-from streams.api import metrics_router as matcher_metrics_router
 from streams.api import openapi_schemas as visit_schemas
 from streams.api import router as visits_router
 from targeting.api import router as targeting_router
@@ -177,9 +179,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes,
                        limits={"/v1/recipients/import": settings.import_max_bytes})
+    app.add_middleware(RequestMetrics, router=app.router)  # outermost: counts the guard's 413s
     app.include_router(visits_router)
-    app.include_router(matcher_metrics_router)
-    app.include_router(campaign_metrics_router)
     app.include_router(targeting_router)
     app.include_router(sender_router)
     app.include_router(messages_router)
@@ -187,10 +188,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhook_endpoints_router)
     app.include_router(provider_admin_router)
     app.include_router(operator_admin_router)
+    app.include_router(alerts_router)
     app.include_router(campaign_admin_router)
+    app.include_router(dlq_admin_router)
+    app.include_router(unknown_admin_router)
     app.include_router(campaigns_router)
     app.include_router(keys_router)
     app.include_router(tenant_settings_router)
+    console.install(app)  # /console: the live operator console
 
     _extend_openapi(app, visit_schemas())
 

@@ -28,6 +28,8 @@ from hexcast.devstack.localinfra import (
     postgres_reachable,
     redis_reachable,
 )
+from hexcast.devstack.monitoring import Receivers, running_monitoring
+from hexcast.devstack.monitoring import missing as monitoring_missing
 from hexcast.devstack.procs import ChildProcess, hexcast_process, wait_http
 from hexcast.ops import migrate, new_tenant, sync_catalog
 from sender import queries as sender_queries
@@ -59,7 +61,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def _infrastructure(settings: Settings, state: Path) -> Iterator[Settings]:
-    """Broker, PostgreSQL and Redis: use what answers, start throwaway ones for what does not."""
+    """Broker, PostgreSQL and Redis: use what answers, start throwaway ones for what does not;
+    then Prometheus and Alertmanager when they are installed."""
     with contextlib.ExitStack() as stack:
         updates: dict[str, object] = {}
         if settings.broker_url is None:
@@ -77,7 +80,30 @@ def _infrastructure(settings: Settings, state: Path) -> Iterator[Settings]:
             stack.callback(rd.stop)
             updates["redis_url"] = rd.start()
             console.print(f"[green]redis[/] throwaway server at {updates['redis_url']}")
+        prometheus_url = _monitoring(settings, state, stack)
+        if prometheus_url is not None and settings.prometheus_url is None:
+            updates["prometheus_url"] = prometheus_url  # the console's rates and percentiles
         yield settings.model_copy(update=updates)
+
+
+def _monitoring(settings: Settings, state: Path, stack: contextlib.ExitStack) -> str | None:
+    """Prometheus and Alertmanager from the installed binaries, configured from deploy/:
+    scraping what ``write_service_discovery`` lists, alerting into this api (and Slack, if
+    ``slack_webhook_url`` is set). Returns Prometheus's URL; None (with a warning) without
+    the binaries or deploy/."""
+    why = monitoring_missing()
+    if why is not None or settings.operator_token is None:
+        console.print(f"[yellow]monitoring[/] Prometheus and Alertmanager not started: {why}")
+        return None
+    receivers = Receivers(api_url=settings.api_public_url, operator_token=settings.operator_token,
+                          slack_webhook_url=settings.slack_webhook_url)
+    running = stack.enter_context(running_monitoring(
+        state, targets_file=state / "prometheus" / "targets.json", receivers=receivers,
+        prometheus_port=settings.prometheus_port, alertmanager_port=settings.alertmanager_port))
+    slack = "hexcast and Slack" if settings.slack_webhook_url else "hexcast"
+    console.print(f"[green]prometheus[/] {running.prometheus_url}  [green]alertmanager[/] "
+                  f"{running.alertmanager_url} (alerts to {slack})")
+    return running.prometheus_url
 
 
 async def _prepare(settings: Settings) -> None:
@@ -180,8 +206,10 @@ def run_stack(*, visits: int, duration: float, quiet_hours: bool, demo: bool = T
             asyncio.run(_prepare(live))
             _start_children(live, state, procs)
             console.print(f"[green]api[/] {live.api_public_url} (OpenAPI docs: {live.api_public_url}/docs)")
-            console.print(f"[green]operator token[/] {live.operator_token} (Authorization: Bearer …"
-                          f" for {live.api_public_url}/metrics and /metrics/matcher)", soft_wrap=True)
+            console.print(f"[green]operator token[/] {live.operator_token} (Authorization:"
+                          f" Bearer … for {live.api_public_url}/v1/admin/…)", soft_wrap=True)
+            console.print(f"[bold green]console[/] {live.api_public_url}/console (sign in with that"
+                          " token, or with a tenant's admin API key)", soft_wrap=True)
             until = time.monotonic() + (duration if duration > 0 else float("inf"))
             try:
                 if demo:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from providersim.config import SimConfig
+from providersim.metrics import count_fault, count_request
 from providersim.outbox import Outbox, iso_now
 
 __all__ = ["MAX_BATCH", "MessageIn", "Record", "Sim", "TokenBucket", "rejected", "respond"]
@@ -147,14 +148,18 @@ class Sim:
             self.requests_while_limited += 1
         if self.fault_rng.random() < self.config.fail_rate:
             self.injected += 1
+            count_request(self.config.dialect, "error")
+            count_fault("error")
             return JSONResponse({"error": "injected"}, status_code=503)
         wait_s = self.bucket.take(n)
         if wait_s:
             wait_s = self.config.retry_after_s or wait_s
             self.rate_limited += 1
             self.limited_until = now + wait_s
+            count_request(self.config.dialect, "throttled")
             headers = {"Retry-After": str(wait_s)}
             return JSONResponse({"error": "rate_limited"}, status_code=429, headers=headers)
+        count_request(self.config.dialect, "ok")
         return None
 
     def garbled_answer(self) -> Response | None:
@@ -163,6 +168,7 @@ class Sim:
         if not (self.config.garble_rate and self.fault_rng.random() < self.config.garble_rate):
             return None
         self.garbled += 1
+        count_fault("garbled")
         return Response(b'{"results": [{"client_ref": ', media_type="application/json")
 
     def accept(
@@ -217,5 +223,6 @@ def rejected(client_ref: str) -> dict[str, Any]:
 async def respond(sim: Sim, resp: Response) -> Response:
     """Answer after the configured latency (the work is already done: a slow ack)."""
     if sim.config.latency_ms:
+        count_fault("latency")
         await asyncio.sleep(sim.config.latency_ms / 1000.0)
     return resp

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import structlog
 
+from providersim.metrics import count_fault
+
 if TYPE_CHECKING:
     from providersim.ledger import Record, Sim
 
@@ -62,6 +64,7 @@ class Outbox:
             for rec in self.scheduled.popleft()[1]:
                 failed = fail_rate > 0 and self.rng.random() < fail_rate
                 rec.status = "failed" if failed else "delivered"
+                count_fault("failed_delivery", int(failed))
                 chunk.append(rec.receipt(at))
                 if len(chunk) == DLR_CHUNK:
                     self.ready.append(chunk)
@@ -141,6 +144,8 @@ def _faults(sim: Sim, rng: random.Random, requests: list[dict[str, Any]]) -> lis
     rate = sim.config.callback_dup_rate
     out = [r for request in requests
            for r in ([request, request] if rate and rng.random() < rate else [request])]
+    count_fault("duplicate_callback", len(out) - len(requests))
     if sim.config.callback_shuffle:
+        count_fault("shuffled_callbacks")
         rng.shuffle(out)
     return out

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hexcast.core.smpp.concat import split
 from hexcast.core.smpp.pdu import DeliverSm, Pdu, Status
 from providersim.ledger import Sim
+from providersim.metrics import count_fault
 from providersim.smsc_book import Receipt, SmscBook
 from providersim.smsc_session import Session, Throttle
 
@@ -106,6 +107,7 @@ class Smsc:
         self._drop_count = 0
         self.sim.config = self.sim.config.model_copy(update={"smpp_drop_after": None})
         self.stats["dropped_connections"] += 1
+        count_fault("smpp_dropped_connection")
         return True
 
     def lost(self, session: Session) -> None:
@@ -137,10 +139,12 @@ class Smsc:
         for receipt in receipts:
             due = now + (cfg.dlr_delay_s if delay is None else delay)
             copies = 2 if delay is None and self.rng.random() < cfg.callback_dup_rate else 1
+            count_fault("duplicate_callback", copies - 1)
             for _ in range(copies):
                 jitter = self.rng.random() * max(cfg.dlr_delay_s, 0.05) if cfg.callback_shuffle else 0
                 heapq.heappush(self._due, (due + jitter, next(self._order), receipt))
         if receipts:
+            count_fault("shuffled_callbacks", int(cfg.callback_shuffle))
             self._wake.set()
 
     # --- MO messages ----------------------------------------------------------------------

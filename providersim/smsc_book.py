@@ -22,6 +22,7 @@ from hexcast.core.smpp.receipt import (
     receipt_tlvs,
 )
 from providersim.ledger import MessageIn, Sim
+from providersim.metrics import count_fault
 
 __all__ = ["ESM_RECEIPT", "Receipt", "SmscBook", "TrackedPart", "e164"]
 
@@ -128,6 +129,7 @@ class SmscBook:
         failed = self.failed(key)
         if wanted not in (1, 2) or (wanted == 2 and not failed):
             return []
+        count_fault("failed_delivery", int(failed))
         state = MessageState.UNDELIVERABLE if failed else MessageState.DELIVERED
         stat, err = ("UNDELIV", "027") if failed else ("DELIVRD", "000")
         shown = part_id if self.sim.config.smpp_id_format == "hex" else str(int(part_id, 16))

@@ -30,6 +30,7 @@ from hexcast.core.smpp.pdu import (
     encode,
     error_answer,
 )
+from providersim.metrics import count_fault, count_request
 
 if TYPE_CHECKING:
     from providersim.smsc import Smsc
@@ -105,6 +106,7 @@ class Session:
             if then_close:
                 self.close()
             return
+        count_fault("smpp_slow_answer")
         loop = asyncio.get_running_loop()
         loop.call_later(delay, self._write, pdu)
         if then_close:
@@ -140,6 +142,7 @@ class Session:
                   Status.ESME_RINVPASWD if body.password != cfg.smpp_password else Status.ESME_ROK)
         if status:
             self.smsc.stats["binds_refused"] += 1
+            count_fault("smpp_bind_refused", int(status == Status.ESME_RBINDFAIL))
             self._answer(pdu.reply(status=status))
             return
         self.bound, self.system_id = pdu.command, body.system_id
@@ -154,10 +157,12 @@ class Session:
             return
         if not self.smsc.throttle.admit(self.smsc.sim.config.smpp_throttle_per_s):
             self.smsc.stats["throttled"] += 1
+            count_request("smpp", "throttled")
             self._answer(pdu.reply(status=Status.ESME_RTHROTTLED))
             return
         status, message_id, receipts = self.smsc.book.submit(self.system_id, pdu.body)
         self.smsc.stats["submits"] += 1
+        count_request("smpp", "ok")
         self.smsc.schedule(receipts)
         body = SubmitSmResp(message_id) if not status else None
         self._answer(pdu.reply(body, status), then_close=self.smsc.drop_due())

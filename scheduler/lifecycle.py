@@ -1,7 +1,7 @@
 """Run lifecycle and live progress, read from the runs' tallies (see ``scheduler.progress``).
 
 :func:`snapshots` gives each unfinished run's tally, measured rate and per-zone projection
-(the api's ``GET /v1/campaigns/{id}/runs``, ``/metrics/campaigns`` and the CLI read it);
+(the api's ``GET /v1/campaigns/{id}/runs``, the scheduler's gauges and the CLI read it);
 :class:`Lifecycle` is the scheduler loop's part: it finishes the runs that are over (counts,
 end time, ``campaign.finished`` once) and marks zones projected to miss their deadline
 (``campaign.at_risk`` once per zone and run).

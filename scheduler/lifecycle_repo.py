@@ -21,6 +21,7 @@ __all__ = [
     "record_finish",
     "tallies",
     "unfinished_runs",
+    "unfinished_runs_by_state",
 ]
 
 Row = asyncpg.Record
@@ -40,6 +41,14 @@ async def unfinished_runs(conn: Conn, *, run_ids: Sequence[int] | None = None) -
     """Runs not finished yet and not paused (all, or those of ``run_ids``), with what their
     progress needs: the planned waves, the campaign's zone, the tenant's own sending window."""
     return list(await conn.fetch(_UNFINISHED, None if run_ids is None else list(run_ids)))
+
+
+async def unfinished_runs_by_state(conn: Conn) -> dict[str, int]:
+    """Runs not finished yet per state (the partial index of unfinished runs; finished runs,
+    however many, are not read)."""
+    rows = await conn.fetch("SELECT state, count(*) AS n FROM campaign_runs"
+                            " WHERE finished_at IS NULL GROUP BY state")
+    return {r["state"]: r["n"] for r in rows}
 
 
 async def lifecycle_waves(conn: Conn, *, run_ids: Sequence[int]) -> list[Row]:

@@ -32,11 +32,14 @@ from hexcast.core.cache import REDIS_OUTAGES, Keys, connect_redis
 from hexcast.core.control import RunControl, RunState
 from hexcast.core.db import PG_OUTAGES, connect_pool
 from hexcast.core.errors import HexcastError
+from hexcast.core.kafka_lag import LAG_REFRESH_S, ConsumerLag
 from hexcast.core.logging import get_logger
+from hexcast.core.metrics import refresh_every
 from hexcast.core.settings import Settings
 from scheduler import repo
 from scheduler.deadline import chunk_expiry, cut_off
 from scheduler.lifecycle import Lifecycle
+from scheduler.metrics import REFRESH_S, RELEASED, refresh_campaign_gauges
 from scheduler.reserving import Reserver, ahead
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, chunk_size, due_fire
@@ -171,6 +174,7 @@ class Scheduler:
                 record = chunk_record(c, run_id=run_id, rows=send, now=datetime.now(UTC),
                                       expires_at=expires_at, paced=paced)
                 await self.bus.publish(c.lane.topic, chunk_key(run_id, wave_id, cursor), record.encode())
+                RELEASED.labels(str(c.tenant_id), str(c.id)).inc(len(send))
                 unsettled.append([i.message_key for i in record.items])
             async with self.pool.acquire() as conn:
                 kept = await repo.checkpoint(
@@ -280,6 +284,12 @@ async def run_scheduler(settings: Settings) -> None:
     keys = Keys(settings.redis_prefix)
     scheduler = Scheduler(settings, pool, bus, RunControl(redis, keys),
                           CapReservations(redis, keys), routes=RouteControl(redis, keys))
+    lag = ConsumerLag(settings)
+    gauges = [  # this process's gauges (see scheduler.metrics, hexcast.core.kafka_lag)
+        asyncio.create_task(refresh_every(REFRESH_S, partial(refresh_campaign_gauges, settings, pool),
+                                          name="campaigns")),
+        asyncio.create_task(refresh_every(LAG_REFRESH_S, lag.refresh, name="kafka_consumer_lag")),
+    ]
     log.info("scheduler_started", owner=scheduler.owner)
     try:
         while True:
@@ -289,6 +299,10 @@ async def run_scheduler(settings: Settings) -> None:
                 log.warning("scheduler_retry", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(settings.scheduler_poll_s)
     finally:
+        for task in gauges:
+            task.cancel()
+        await asyncio.gather(*gauges, return_exceptions=True)
+        await lag.close()
         await scheduler.stop()
         await bus.stop()
         await redis.aclose()

@@ -8,6 +8,8 @@ from sender.deferred import release_due
 from sender.expiry import DEADLINE
 from sender.inbound_repo import tenant_max_segments
 from sender.keys import bulk_key, geo_key
+from sender.message_list import MessageFilter, list_messages, one_message
+from sender.message_list import histories as message_histories
 from sender.models import (
     PACE_WINDOW_S,
     PACED_CHUNK_WINDOWS,
@@ -27,7 +29,9 @@ from sender.reservations_repo import (
     release_reservations,
     start_reservation,
 )
-from sender.route_control import RouteControl
+from sender.route_control import RouteAction, RouteControl, RouteState
+from sender.route_control import act as act_on_route
+from sender.route_control import history as route_history
 from sender.routing import provider_specs
 from sender.stats import RunMessageStats, run_message_stats, settled_count
 from sender.text import placeholders, render, segment_info, validate_template
@@ -40,15 +44,19 @@ __all__ = [
     "DeliveryEvent",
     "Lane",
     "LaneCapacity",
+    "MessageFilter",
     "MessageState",
     "PACE_WINDOW_S",
     "PACED_CHUNK_WINDOWS",
     "Reserve",
+    "RouteAction",
     "RouteCapacity",
     "RouteControl",
+    "RouteState",
     "RunMessageStats",
     "SendBatch",
     "SendRequest",
+    "act_on_route",
     "advance_reservation",
     "Window",
     "bulk_key",
@@ -56,13 +64,17 @@ __all__ = [
     "finish_filling",
     "geo_key",
     "lane_capacity",
+    "list_messages",
+    "message_histories",
     "narrowed",
     "offsets_by_day",
+    "one_message",
     "placeholders",
     "provider_specs",
     "release_due",
     "release_reservations",
     "render",
+    "route_history",
     "run_message_stats",
     "segment_info",
     "settled_count",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Collection
 from typing import Any
 
@@ -19,15 +18,15 @@ from hexcast.core.db import connect_pool
 from hexcast.core.deadletter import Letter, dead_letter
 from hexcast.core.faustapp import raw_topic
 from hexcast.core.logging import get_logger
+from hexcast.core.metrics import refresh_every
 from hexcast.core.settings import Settings
-from sender import cutover
+from sender import cutover, gauges, metrics
 from sender.deliveries import route_deliveries
 from sender.dispatch import Dispatcher, Policy
 from sender.holds import Holds
 from sender.isolation import screen_records, send_isolated
 from sender.journal import Journal, Store
 from sender.limits import CapRule, RecipientCaps
-from sender.metrics import BINDS_TTL_S, binds_key
 from sender.models import DeliveryEvent, Lane, delivery_records
 from sender.providers.base import Connected
 from sender.routing import Router, build_router, provider_specs
@@ -55,6 +54,8 @@ class _Worker:
         self._close: list[Any] = []
         self.dispatcher: Dispatcher
         self.router: Router
+        self.redis: aioredis.Redis
+        self.keys: Keys
 
     async def __aenter__(self) -> _Worker:
         async with self._lock:
@@ -96,9 +97,14 @@ class _Worker:
         for route in router.routes:  # SMPP binds: receipts and replies come over them
             if isinstance(route.adapter, Connected):
                 route.adapter.deliver_to(route_deliveries(route.spec, pool, bus, publish))
+        keys = Keys(settings.redis_prefix)
         tasks = [asyncio.create_task(_sweep_forever(self.dispatcher, settings, lane)),
-                 asyncio.create_task(_report_binds(router, redis, Keys(settings.redis_prefix),
-                                                   f"{lane.value}-{os.getpid()}"))]
+                 asyncio.create_task(refresh_every(gauges.REFRESH_S, gauges.binds_refresher(router),
+                                                   name="smpp_live_binds")),
+                 asyncio.create_task(refresh_every(
+                     gauges.REFRESH_S, gauges.redis_refresher(router, redis, keys),
+                     name="route_states_dlq_depth"))]
+        self.redis, self.keys = redis, keys
 
         async def stop_sweeper() -> None:
             for task in tasks:
@@ -132,9 +138,10 @@ def register_sender(app: faust.App, settings: Settings, *, lane: Lane) -> None:
     async def dead(letters: list[Letter]) -> None:
         for key, value, reason in letters:
             log.error("dead_letter", lane=lane.value, reason=reason)
-            with contextlib.suppress(RedisError):  # a metric is not worth a stall
-                await worker.router.count("dlq_letters")
             await dlq.send(key=key, value=dead_letter(source.get_topic_name(), key, reason, value))
+        metrics.count_letters(lane.value, (reason for _, _, reason in letters))
+        with contextlib.suppress(RedisError):  # the depth gauge is not worth a stall
+            await gauges.note_letters(worker.redis, worker.keys, len(letters))
 
     async def send_agent(stream: Any) -> None:
         async with worker:
@@ -182,18 +189,6 @@ def _cap_rules(settings: Settings) -> tuple[CapRule, CapRule]:
     spacing = settings.sender_cap_min_spacing_s
     return (CapRule(settings.sender_cap_per_day, settings.sender_cap_per_24h, spacing),
             CapRule(settings.sender_cap_per_day, settings.sender_cap_strict_per_24h, spacing))
-
-
-async def _report_binds(router: Router, redis: aioredis.Redis, keys: Keys, process: str) -> None:
-    """Every 5 s, this process's live binds per SMPP route, for ``/metrics``."""
-    connected = [(r.spec.name, r.adapter) for r in router.routes if isinstance(r.adapter, Connected)]
-    while connected:
-        try:
-            for name, adapter in connected:
-                await redis.set(binds_key(keys, name, process), adapter.live_binds, ex=BINDS_TTL_S)
-        except RedisError as exc:  # a metric is not worth a stall
-            log.warning("binds_report_failed", error=str(exc))
-        await asyncio.sleep(5.0)
 
 
 async def _sweep_forever(dispatcher: Dispatcher, settings: Settings, lane: Lane) -> None:

@@ -1,5 +1,6 @@
-"""Routes: OTPs, provider delivery receipts and inbound replies, links, metrics (a tenant's
-messages and their status: ``sender.messages_api``)."""
+"""Routes: OTPs, provider delivery receipts and inbound replies, links (a tenant's messages
+and their status: ``sender.messages_api``). The sender's metrics are on each process's own
+``/metrics`` port (``sender.metrics``)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,18 @@ from urllib.parse import parse_qsl
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Path, Request, status
-from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from hexcast.core.bus import Bus
-from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.core.idempotency import idempotent, request_hash
 from hexcast.core.pgtext import PgText
 from hexcast.core.scopes import SendTenant
-from hexcast.core.web import BusDep, IdPath, PoolDep, RequireOperator, SettingsDep, TextPath
+from hexcast.core.web import BusDep, IdPath, PoolDep, SettingsDep, TextPath
 from sender import dlr, inbound_repo, links_repo, queries, settle
 from sender.keys import otp_key
 from sender.links import is_bot
-from sender.metrics import render_metrics
 from sender.models import (
     DeliveryEvent,
     Lane,
@@ -255,16 +254,3 @@ async def follow_link(
                               campaign_run_id=link["campaign_run_id"], at=datetime.now(UTC))
         await bus.publish_many("delivery", delivery_records([event]))
     return RedirectResponse(link["url"], status_code=302)
-
-
-@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
-            dependencies=[RequireOperator])
-async def metrics(pool: PoolDep, settings: SettingsDep) -> str:
-    """Prometheus text: sends, segments, 429s, breaker states, DLQ, deferrals, opt-out latency
-    (every tenant's: the operator token only)."""
-    client = connect_redis(settings.redis_url)
-    try:
-        async with pool.acquire() as conn:
-            return await render_metrics(conn, client, Keys(settings.redis_prefix))
-    finally:
-        await client.aclose()

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,22 +116,53 @@ def dlq_show(offset: Annotated[int, typer.Argument(min=0)]) -> None:
     typer.echo(found[0].model_dump_json(indent=2))
 
 
+Reason = Annotated[str, typer.Option("--reason", min=1, help="Why (kept in the audit trail).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
+
+
+def _audited(reason: str, question: str, yes: bool) -> tuple[str, str]:
+    """(actor, reason) for the operator audit log once the operator said yes; a reason the log
+    cannot take exits 2, a no exits 1."""
+    from pydantic import ValidationError
+
+    from hexcast.core.operator_log import Audited, cli_actor
+
+    try:
+        audited = Audited(reason=reason.strip(), actor=cli_actor())
+    except ValidationError as exc:
+        typer.echo(f"error: --reason: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+    if not yes:
+        typer.confirm(f"{question} ({audited.reason})?", abort=True)
+    return audited.actor, audited.reason
+
+
 @dlq_app.command("replay")
 def dlq_replay(
-    offset: Annotated[int | None, typer.Argument(min=0, help="One letter; all when omitted")] = None,
+    reason: Reason,
+    offset: Annotated[int | None, typer.Argument(
+        min=0, help="One letter; when omitted, every letter not replayed yet")] = None,
+    yes: Yes = False,
 ) -> None:
     """Send dead letters again: failed messages are requeued, and the sender re-checks consent,
-    opt-out, quiet hours and dedupe before anything goes out."""
-    from sender.dlq import replay
+    opt-out, quiet hours and dedupe before anything goes out. Audited per letter."""
+    from hexcast.core.errors import InvalidInput
+    from sender.dlq import Selection, replay
 
-    count = asyncio.run(replay(get_settings(), offset=offset))
-    typer.echo(f"replayed: {count} messages")
+    what = "every dead letter not replayed yet" if offset is None else f"dead letter {offset}"
+    actor, why = _audited(reason, f"replay {what}", yes)
+    selection = Selection(offsets=() if offset is None else (offset,))
+    try:
+        done = asyncio.run(replay(get_settings(), selection=selection, actor=actor, reason=why))
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="OFFSET") from None
+    for letter in done:
+        if letter.skipped:
+            typer.echo(f"{letter.offset}: not replayed: {letter.skipped}", err=True)
+    typer.echo(f"replayed: {sum(d.messages for d in done)} messages")
 
 
-Reason = Annotated[str, typer.Option("--reason", min=1, help="Why (kept in the audit trail).")]
-
-
-def _route_action(action: str, name: str, reason: str, wait_s: float) -> None:
+def _route_action(action: str, name: str, reason: str, wait_s: float, yes: bool) -> None:
     from hexcast.core.cache import Keys, connect_redis
     from hexcast.core.db import connect_pool
     from hexcast.core.errors import ConfigError
@@ -149,7 +178,7 @@ def _route_action(action: str, name: str, reason: str, wait_s: float) -> None:
     if name not in names:
         typer.echo(f"error: no provider route {name!r} (routes: {', '.join(sorted(names))})", err=True)
         raise typer.Exit(2)
-    actor = os.environ.get("HEXCAST_ACTOR") or getpass.getuser()
+    actor, reason = _audited(reason, f"{action} route {name}", yes)
 
     async def run() -> int:
         client = connect_redis(settings.redis_url)
@@ -180,22 +209,23 @@ def _route_action(action: str, name: str, reason: str, wait_s: float) -> None:
 def providers_drain(
     name: str, reason: Reason,
     wait_s: Annotated[float, typer.Option(min=0, help="How long to wait for calls in flight.")] = 60,
+    yes: Yes = False,
 ) -> None:
     """Send nothing new to a route (every sender within about a second) and wait until the
     calls already made have finished."""
-    _route_action("drain", name, reason, wait_s)
+    _route_action("drain", name, reason, wait_s, yes)
 
 
 @providers_app.command("disable")
-def providers_disable(name: str, reason: Reason) -> None:
+def providers_disable(name: str, reason: Reason, yes: Yes = False) -> None:
     """Send nothing new to a route; calls already made finish on their own."""
-    _route_action("disable", name, reason, 0)
+    _route_action("disable", name, reason, 0, yes)
 
 
 @providers_app.command("enable")
-def providers_enable(name: str, reason: Reason) -> None:
+def providers_enable(name: str, reason: Reason, yes: Yes = False) -> None:
     """Give a drained or disabled route traffic again."""
-    _route_action("enable", name, reason, 0)
+    _route_action("enable", name, reason, 0, yes)
 
 
 @providers_app.command("codes")
@@ -233,13 +263,14 @@ def cutover_set(
     Reversible; audited; every sender applies it within about a second."""
     from hexcast.core.db import connect_pool
     from hexcast.core.errors import NotFound
+    from hexcast.core.operator_log import cli_actor
     from hexcast.core.tenants import find_tenant
     from sender.cutover import set_send_mode
 
     if mode not in ("live", "dry_run"):
         typer.echo("error: mode must be live or dry_run", err=True)
         raise typer.Exit(2)
-    actor = os.environ.get("HEXCAST_ACTOR") or getpass.getuser()
+    actor = cli_actor()
 
     async def run() -> None:
         pool = await connect_pool(get_settings().database_url, max_size=1)
@@ -336,8 +367,12 @@ def unknown_resolve(
     keys: Annotated[list[str], typer.Argument(help="Message keys (see `hexcast unknown list`)")],
     outcome: Annotated[str, typer.Option("--as", help="delivered or failed")],
     reason: Annotated[str, typer.Option(help="Why: what the provider's records say")],
+    provider_status: Annotated[str | None, typer.Option(
+        help="The provider's own status, e.g. DELIVRD (kept in the audit log)")] = None,
+    yes: Yes = False,
 ) -> None:
-    """Settle unknown messages as the provider's records show; their tenants are told."""
+    """Settle unknown messages as the provider's records show; their tenants are told. Each
+    message settled is in the operator audit log."""
     from hexcast.core.bus import Bus
     from hexcast.core.db import connect_pool
     from sender import dlr
@@ -348,8 +383,8 @@ def unknown_resolve(
         raise typer.BadParameter("--as delivered or --as failed", param_hint="--as")
     if not reason.strip():
         raise typer.BadParameter("say why", param_hint="--reason")
+    actor, why = _audited(reason, f"resolve {len(keys)} message(s) as {outcome}", yes)
     settings = get_settings()
-    actor = f"operator:{os.environ.get('USER') or getpass.getuser()}"
 
     async def run() -> int:
         pool = await connect_pool(settings.database_url, max_size=1)
@@ -358,7 +393,7 @@ def unknown_resolve(
         try:
             async with pool.acquire() as conn:
                 changed = await resolve(conn, keys=keys, outcome=cast("Outcome", outcome),
-                                        reason=reason.strip(), actor=actor)
+                                        reason=why, actor=actor, provider_status=provider_status)
             await bus.publish_many("delivery", delivery_records(dlr.receipt_events(changed)))
             return len(changed)
         finally:

@@ -39,18 +39,22 @@ WITH old AS (
 ), upd AS (
     UPDATE messages m SET state = 'suppressed', reason = old.why, updated_at = now()
     FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state, old.why
+    RETURNING m.id, old.state AS from_state, old.why, m.provider
+), ev AS (
+    INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+    SELECT id, from_state, 'suppressed', $2, why FROM upd
 )
-INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, 'suppressed', $2, why FROM upd
-RETURNING message_id, reason
+SELECT id AS message_id, why AS reason, provider FROM upd
 """
 
 
 
-async def suppress_blocked(conn: Conn, *, ids: Sequence[int], actor: str) -> dict[int, str]:
-    """``queued → suppressed`` for opted-out numbers and marketing without consent: id → why."""
+async def suppress_blocked(
+    conn: Conn, *, ids: Sequence[int], actor: str
+) -> dict[int, tuple[str, str | None]]:
+    """``queued → suppressed`` for opted-out numbers and marketing without consent: id → (why,
+    the provider the row is with)."""
     if not ids:
         return {}
     rows = await conn.fetch(_SUPPRESS, list(ids), actor)
-    return {r["message_id"]: r["reason"] for r in rows}
+    return {r["message_id"]: (r["reason"], r["provider"]) for r in rows}

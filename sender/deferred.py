@@ -16,7 +16,7 @@ import asyncpg
 from hexcast.core.bus import Bus
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
-from sender import repo
+from sender import metrics, repo
 from sender.models import MAX_CHUNK, Lane, MessageState, SendBatch, SendRequest
 
 __all__ = ["release_due"]
@@ -43,6 +43,7 @@ async def release_due(pool: asyncpg.Pool, bus: Bus, settings: Settings, *, now: 
                 from_states=[MessageState.DEFERRED], reason="deferral over", actor="release",
             )
         mine = [r for r in rows if r.id in moved]
+        metrics.count_moves(MessageState.QUEUED, ((r.tenant_id, r.lane, moved[r.id]) for r in mine))
         for lane in Lane:
             items = [_request(r) for r in mine if r.lane is lane]
             if items:

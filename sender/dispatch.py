@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from hexcast.core.errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from hexcast.core.logging import get_logger
-from sender import expiry
+from sender import expiry, metrics
 from sender.countries import country_of
 from sender.grants import Grants
 from sender.holds import Holds
@@ -269,7 +270,9 @@ class Dispatcher:
             outgoing = [Outgoing(client_ref=r.client_ref, to=r.phone, body=r.body,
                                  expires_at=r.expires_at, sender=own.get(r.id)) for r in part]
             async with self._router.calling(route):
+                started = time.perf_counter()
                 report = await route.adapter.send(outgoing)
+                metrics.observe_call(route.spec.name, "submit", report.failure, started)
         if report.results:
             self._fault_hook()
         by_ref = {r.client_ref: r for r in part}
@@ -297,9 +300,13 @@ class Dispatcher:
     ) -> None:
         """Messages the provider refused one by one fail with its error; a refusal because the
         recipient unsubscribed at the carrier (Twilio 21610) also records an opt-out."""
+        failed = []
         for row, error in rejected:
-            outcome.failed += len(await self._store.move(
-                [row], MessageState.FAILED, [S], f"provider rejected: {error}"))
+            failed += [(r.tenant_id, route.spec.name, metrics.error_code(error))
+                       for r in await self._store.move([row], MessageState.FAILED, [S],
+                                                       f"provider rejected: {error}")]
+        outcome.failed += len(failed)
+        metrics.count_errors(failed)
         table = error_table(route.spec.kind)
         opted = [row for row, error in rejected
                  if table.error(error.split(":", 1)[0].strip()) is ErrorClass.OPTED_OUT]
@@ -314,8 +321,8 @@ class Dispatcher:
             route.breaker.success()  # it answered: alive, just busy
             outcome.rate_limited += 1
             log.info("provider_429", provider=name, retry_after=failure.retry_after, size=len(rest))
+            metrics.PROVIDER_THROTTLED.labels(provider=name).inc()
             await until_up(partial(route.bucket.pause, failure.retry_after))
-            await until_up(partial(self._router.count, "429", name))
             return await self._store.move(rest, Q, [S], f"{name} rate limited", attempts=-1), False
         if isinstance(failure, ProviderUnavailable):
             route.breaker.failure()
@@ -328,7 +335,9 @@ class Dispatcher:
             return await self._store.move(rest, Q, [S], f"{name} unavailable: {failure}"), True
         route.breaker.success()
         why = f"{name} refused the request: {failure}"
-        outcome.failed += len(await self._store.move(rest, MessageState.FAILED, [S], why))
+        failed = await self._store.move(rest, MessageState.FAILED, [S], why)
+        outcome.failed += len(failed)
+        metrics.count_errors((r.tenant_id, name, "request_refused") for r in failed)
         outcome.kill(rest, why)
         return [], False
 

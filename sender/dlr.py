@@ -21,7 +21,7 @@ from hexcast.core.db import PG_OUTAGES
 from hexcast.core.deadletter import dead_letter
 from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
-from sender import repo
+from sender import metrics, repo
 from sender.models import DeliveryEvent, Lane, MessageState
 
 __all__ = ["DLR_SOURCE", "apply_receipts", "dead_letter_receipts", "receipt_events"]
@@ -43,6 +43,8 @@ async def apply_receipts(
 
     changed, failed = await isolate(receipts, run, log=log, event="receipts_failed",
                                     passthrough=PG_OUTAGES)
+    for group in changed:
+        metrics.count_receipts(group)
     await dead_letter_receipts(bus, [({"client_ref": ref, "status": status, "error": error},
                                       f"receipt for {ref!r} not applied: {why}")
                                      for (ref, status, error), why in failed])
@@ -55,6 +57,7 @@ async def dead_letter_receipts(bus: Bus, refused: Sequence[tuple[Any, str]]) -> 
         return
     for _, why in refused:
         log.error("dead_letter", source=DLR_SOURCE, reason=why[:300])
+    metrics.count_letters("", (why for _, why in refused))
     await bus.publish_many("send.dlq", [
         ("dlr", dead_letter(DLR_SOURCE, b"dlr", why, json.dumps({"receipts": [item]}, default=str).encode()))
         for item, why in refused

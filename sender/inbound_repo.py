@@ -7,7 +7,7 @@ import asyncpg
 from hexcast.core.db import Conn, one
 
 __all__ = [
-    "flagged", "record_inbound", "resolve_flagged", "tenant_max_segments", "tenant_reply_info",
+    "campaign_of", "flagged", "record_inbound", "resolve_flagged", "tenant_max_segments", "tenant_reply_info",
     "tenants_of",
 ]
 
@@ -63,6 +63,14 @@ async def record_inbound(
     return int(row["id"]), True, row["reply_to"]
 
 
+async def campaign_of(conn: Conn, *, message_key: str) -> int | None:
+    """The campaign of a message (None: it is of none), for the opt-outs it caused."""
+    value = await conn.fetchval(
+        "SELECT r.campaign_id FROM messages m JOIN campaign_runs r ON r.id = m.campaign_run_id"
+        " WHERE m.message_key = $1", message_key)
+    return int(value) if value is not None else None
+
+
 async def tenant_reply_info(conn: Conn, *, tenant_id: int) -> tuple[str, str] | None:
     """A tenant's (name, help text), or None if there is no such tenant."""
     row = await conn.fetchrow("SELECT name, help_text FROM tenants WHERE id = $1", tenant_id)
@@ -95,8 +103,8 @@ async def resolve_flagged(
         row = await conn.fetchrow(
             "UPDATE inbound_messages SET resolved_at = now(), resolution = $3, resolved_by = $4"
             " WHERE id = $1 AND tenant_id = $2 AND flagged AND resolved_at IS NULL"
-            " RETURNING id, phone, resolution, resolved_at", inbound_id, tenant_id, resolution,
-            actor)
+            " RETURNING id, phone, resolution, resolved_at, reply_to", inbound_id, tenant_id,
+            resolution, actor)
         if row is not None and resolution == "opt_out":
             await conn.execute(
                 "INSERT INTO opt_outs (tenant_id, phone, source) VALUES ($1, $2, 'review')"

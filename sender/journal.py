@@ -9,7 +9,7 @@ nothing is dropped. Tests of the dispatcher put an in-memory store in its place.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -25,6 +25,7 @@ from sender import (
     consent,
     dlr,
     links_repo,
+    metrics,
     receipts_repo,
     recipients_repo,
     repo,
@@ -32,6 +33,7 @@ from sender import (
     settle,
 )
 from sender.models import DeliveryEvent, Lane, MessageState, SendRequest
+from sender.text import segment_count
 
 __all__ = ["EventSink", "Journal", "Link", "Store", "until_up", "with_state"]
 
@@ -107,7 +109,10 @@ class Journal:
         return await until_up(once)
 
     async def enqueue(self, lane: Lane, items: list[SendRequest]) -> tuple[list[Row], repo.Screened]:
-        return await self._run(lambda c: repo.enqueue(c, lane=lane, items=items, actor=self._actor))
+        rows, screened = await self._run(
+            lambda c: repo.enqueue(c, lane=lane, items=items, actor=self._actor))
+        metrics.count_moves(Q, ((r.tenant_id, lane, None) for r in rows if r.id in screened.ids))
+        return rows, screened
 
     async def stale(self, lane: Lane, *, older_than_s: float, after_id: int) -> repo.PendingPage:
         return await self._run(lambda c: repo.stale_rows(
@@ -126,10 +131,9 @@ class Journal:
                    reason: str, *, attempts: int = 0) -> list[Row]:
         if not rows:
             return []
-        moved_ids = await self._run(lambda c: repo.transition(
+        moved = _counted(rows, to, await self._run(lambda c: repo.transition(
             c, ids=[r.id for r in rows], to=to, from_states=frm, reason=reason, actor=self._actor,
-            attempts=attempts))
-        moved = [r for r in rows if r.id in moved_ids]
+            attempts=attempts)))
         if to not in (Q, S):
             await self._emit(moved, to, reason)
         return moved
@@ -138,17 +142,21 @@ class Journal:
         claimed = await self._run(lambda c: repo.claim_for_sending(
             c, ids=[r.id for r in rows], provider=provider, actor=self._actor,
             reason=f"calling {provider}"))
-        return [r for r in rows if r.id in claimed]  # still as read: copies cost per message
+        mine = [r for r in rows if r.id in claimed]  # still as read: copies cost per message
+        metrics.count_moves(S, ((r.tenant_id, r.lane, provider) for r in mine))
+        return mine
 
     async def accept(self, pairs: Sequence[tuple[Row, str]],
                      segments: dict[int, int] | None = None,
                      part_ids: dict[int, tuple[str, ...]] | None = None) -> int:
         if not pairs:
             return 0
-        moved_ids = await self._run(lambda c: repo.mark_accepted(
+        moved_ids = await self._run(lambda c: repo.accept_messages(
             c, accepted=[(r.id, pmid) for r, pmid in pairs], actor=self._actor,
             segments=[(segments or {}).get(r.id) for r, _ in pairs], part_ids=part_ids))
-        moved = [r for r, _ in pairs if r.id in moved_ids]
+        moved = _counted([r for r, _ in pairs], MessageState.ACCEPTED, moved_ids)
+        metrics.count_segments(((r.tenant_id, r.lane, moved_ids[r.id]),
+                                (segments or {}).get(r.id) or segment_count(r.body)) for r in moved)
         await self._emit(moved, MessageState.ACCEPTED, "provider accepted")
         await self._settle_early_receipts(
             [pmid for r, pmid in pairs if r.id in moved_ids],
@@ -175,10 +183,11 @@ class Journal:
         """Opted-out numbers and marketing without consent: ``suppressed`` with the reason."""
         if not rows:
             return {}
-        why = await self._run(lambda c: consent.suppress_blocked(
+        found = await self._run(lambda c: consent.suppress_blocked(
             c, ids=[r.id for r in rows], actor=self._actor))
-        await self._emit([r for r in rows if r.id in why], MessageState.SUPPRESSED, "blocked",
-                         reasons=why)
+        moved = _counted(rows, MessageState.SUPPRESSED, {i: p for i, (_, p) in found.items()})
+        why = {i: w for i, (w, _) in found.items()}
+        await self._emit(moved, MessageState.SUPPRESSED, "blocked", reasons=why)
         return why
 
     async def defer(self, held: list[tuple[Row, datetime]], *, reason: str) -> int:
@@ -187,7 +196,8 @@ class Journal:
             return 0
         moved_ids = await self._run(lambda c: repo.defer(
             c, deferrals=[(r.id, t) for r, t in held], reason=reason, actor=self._actor))
-        moved = [r for r, _ in held if r.id in moved_ids]
+        moved = _counted([r for r, _ in held], MessageState.DEFERRED, moved_ids)
+        metrics.count_deferred(reason, ((r.tenant_id, r.lane, None) for r in moved))
         await self._emit(moved, MessageState.DEFERRED, reason.removesuffix(" until "))
         return len(moved)
 
@@ -196,7 +206,8 @@ class Journal:
 
     async def carrier_opt_out(self, rows: list[Row]) -> None:
         recipients = [(r.tenant_id, r.phone) for r in rows]
-        await self._run(lambda c: receipts_repo.record_carrier_opt_outs(c, recipients=recipients))
+        metrics.count_optouts(await self._run(
+            lambda c: receipts_repo.record_carrier_opt_outs(c, recipients=recipients)))
         log.info("carrier_opt_outs", count=len(rows))
 
     async def _emit(self, rows: Sequence[Row], state: MessageState, reason: str,
@@ -213,6 +224,15 @@ class Journal:
              "at": at}
             for r in rows
         ]))
+
+
+def _counted(rows: Sequence[Row], state: MessageState, moved: Mapping[int, str | None]
+             ) -> list[Row]:
+    """The ``rows`` a statement moved into ``state`` (``moved``: id → the provider each is
+    with), counted in ``hexcast_messages_total``."""
+    kept = [r for r in rows if r.id in moved]
+    metrics.count_moves(state, ((r.tenant_id, r.lane, moved[r.id]) for r in kept))
+    return kept
 
 
 def with_state(row: Row, state: MessageState, provider: str | None = None) -> Row:

@@ -165,16 +165,20 @@ async def mark_applied(conn: Conn, *, keys: Sequence[Key]) -> None:
     )
 
 
-async def record_carrier_opt_outs(conn: Conn, *, recipients: Sequence[tuple[int, str]]) -> None:
+async def record_carrier_opt_outs(conn: Conn, *, recipients: Sequence[tuple[int, str]]
+                                  ) -> list[int]:
     """Numbers the carrier reports unsubscribed (Twilio 21610): opted out for the tenant, as a
-    STOP reply would (``sender.consent`` then suppresses their marketing)."""
+    STOP reply would (``sender.consent`` then suppresses their marketing). Returns the tenant
+    of each opt-out that is new."""
     if not recipients:
-        return
+        return []
     tenants, phones = [r[0] for r in recipients], [r[1] for r in recipients]
-    await conn.execute(
+    new = await conn.fetch(
         "INSERT INTO opt_outs (tenant_id, phone, source) SELECT *, 'carrier'"
-        " FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING", tenants, phones)
+        " FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING RETURNING tenant_id",
+        tenants, phones)
     await conn.execute(
         "UPDATE recipients r SET opted_out_at = now(), updated_at = now()"
         " FROM unnest($1::bigint[], $2::text[]) AS x(t, p)"
         " WHERE r.tenant_id = x.t AND r.phone = x.p AND r.opted_out_at IS NULL", tenants, phones)
+    return [int(r["tenant_id"]) for r in new]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 from hexcast.core.errors import ProviderUnavailable
 from hexcast.core.logging import get_logger
+from sender import metrics
 from sender.journal import Store, with_state
 from sender.models import MessageState
 from sender.outcome import Outcome
@@ -78,8 +80,14 @@ class Reconciler:
 
     async def _lookup(self, route: Route, client_ref: str) -> ProviderResult | None:
         for attempt in range(self._max_attempts):
+            started = time.perf_counter()
             try:
-                return await route.adapter.lookup(client_ref)
-            except ProviderUnavailable:
+                found = await route.adapter.lookup(client_ref)
+            except ProviderUnavailable as exc:
+                metrics.observe_call(route.spec.name, "lookup", exc, started)
                 await asyncio.sleep(backoff(attempt))
+                continue
+            metrics.observe_call(route.spec.name, "lookup", None, started)
+            return found
         raise ProviderUnavailable(f"lookup of {client_ref} failed {self._max_attempts} times")
+

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from hexcast.core.bus import Bus
 from hexcast.core.db import Conn
-from sender import inbound_repo
-from sender.inbound import classify, confirmation_text, needs_review
+from sender import inbound_repo, metrics
+from sender.inbound import InboundKind, classify, confirmation_text, needs_review
 from sender.keys import confirmation_key
 from sender.models import Lane, SendBatch, SendRequest
 
@@ -43,6 +43,8 @@ async def take_reply(
     inbound_id, new, reply_to = await inbound_repo.record_inbound(
         conn, tenant_id=tenant_id, phone=phone, body=body, kind=kind.value, flagged=flagged,
         provider_ref=provider_ref)
+    if new:
+        await _count(conn, tenant_id, kind, reply_to)
     text = confirmation_text(kind, tenant_name=info[0], help_text=info[1])
     if text is None:
         return Taken(kind.value, flagged, new, reply_to, None)
@@ -50,6 +52,15 @@ async def take_reply(
     reply = SendRequest(message_key=key, tenant_id=tenant_id, phone=phone, body=text,
                         confirmation=True, expires_at=datetime.now(UTC) + timedelta(hours=1))
     return Taken(kind.value, flagged, new, reply_to, reply)
+
+
+async def _count(conn: Conn, tenant_id: int, kind: InboundKind, reply_to: str | None) -> None:
+    """A new STOP counts for the campaign of the message it answers; a new HELP counts."""
+    if kind is InboundKind.OPT_OUT:
+        campaign = await inbound_repo.campaign_of(conn, message_key=reply_to) if reply_to else None
+        metrics.count_optouts([tenant_id], campaign)
+    elif kind is InboundKind.HELP:
+        metrics.HELP_REQUESTS.labels(tenant=str(tenant_id)).inc()
 
 
 async def publish_confirmation(bus: Bus, reply: SendRequest) -> None:

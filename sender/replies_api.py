@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from hexcast.core.errors import NotFound
 from hexcast.core.scopes import MarketerTenant
 from hexcast.core.web import AfterId, IdPath, PoolDep
-from sender import inbound_repo
+from sender import inbound_repo, metrics
 
 __all__ = ["FlaggedPublic", "ResolutionCreate", "router"]
 
@@ -67,6 +67,10 @@ async def resolve_flagged(
         row = await inbound_repo.resolve_flagged(
             conn, tenant_id=tenant.id, inbound_id=inbound_id, resolution=body.action,
             actor=f"tenant:{tenant.id}")
+        if row is not None and row["resolution"] == "opt_out":
+            answered = row["reply_to"]
+            metrics.count_optouts([tenant.id], await inbound_repo.campaign_of(
+                conn, message_key=answered) if answered else None)
     if row is None:
         raise NotFound(f"no unresolved flagged reply {inbound_id}")
     return ResolutionPublic(id=row["id"], resolution=row["resolution"],

@@ -26,6 +26,7 @@ __all__ = [
     "MessageRow",
     "PendingPage",
     "Screened",
+    "accept_messages",
     "apply_receipts",
     "claim_for_sending",
     "defer",
@@ -54,7 +55,8 @@ def _statement_event(*, rows: str, from_state: str, to_state: str, actor: str, r
 )"""
 
 
-# Moves rows from any of $4 to $2 with reason $3, appending one event per moved row.
+# Moves rows from any of $4 to $2 with reason $3, appending one event per moved row; answers
+# each moved row's provider (for the metrics' labels).
 _TRANSITION = """
 WITH old AS (
     SELECT id, state FROM messages WHERE id = ANY($1::bigint[]) AND state::text = ANY($4::text[])
@@ -63,11 +65,12 @@ WITH old AS (
     UPDATE messages m SET state = $2::message_state, reason = $3, updated_at = now(),
         attempts = m.attempts + $6::int, provider = COALESCE($7, m.provider)
     FROM old WHERE m.id = old.id
-    RETURNING m.id, old.state AS from_state
+    RETURNING m.id, old.state AS from_state, m.provider
+), ev AS (
+    INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+    SELECT id, from_state, $2::message_state, $5, $3 FROM upd
 )
-INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-SELECT id, from_state, $2::message_state, $5, $3 FROM upd
-RETURNING message_id
+SELECT id AS message_id, provider FROM upd
 """
 
 # `old` carries the new values, so the update joins it alone by key (joining the unnest
@@ -83,10 +86,10 @@ WITH old AS (
         sent_at = now(), updated_at = now(), reason = NULL,
         segments = COALESCE(old.segs, m.segments)
     FROM old WHERE m.id = old.id
-    RETURNING m.id
+    RETURNING m.id, m.provider
 ), {_statement_event(rows="upd", from_state="'sending'", to_state="'accepted'", actor="$3",
                      reason="'provider accepted'")}
-SELECT id AS message_id FROM upd
+SELECT id AS message_id, provider FROM upd
 """
 
 _PARTS = """
@@ -110,13 +113,14 @@ WITH r AS (
         delivered_at = CASE WHEN old.status = 'delivered' THEN now() ELSE m.delivered_at END
     FROM old WHERE m.id = old.id
     RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error, m.message_key,
-        m.tenant_id, m.lane::text AS lane, m.promotion_id, m.campaign_run_id, m.user_id, m.phone
+        m.tenant_id, m.lane::text AS lane, m.promotion_id, m.campaign_run_id, m.user_id, m.phone,
+        m.provider, extract(epoch FROM clock_timestamp() - m.sent_at)::float8 AS receipt_s
 ), ins AS (
     INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
     SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
 )
 SELECT message_key, tenant_id, lane, to_state::text AS state, error, promotion_id,
-    campaign_run_id, user_id, phone FROM upd
+    campaign_run_id, user_id, phone, provider, receipt_s FROM upd
 """
 
 # queued → sending (+1 attempt, provider $2) for rows still allowed at this very statement.
@@ -291,10 +295,11 @@ async def claim_for_sending(
 
 async def defer(
     conn: Conn, *, deferrals: Sequence[tuple[int, datetime]], reason: str, actor: str
-) -> set[int]:
-    """``queued → deferred`` with each row's ``not_before``; returns the ids moved."""
+) -> dict[int, str | None]:
+    """``queued → deferred`` with each row's ``not_before``; returns the ids moved, each with
+    the provider the row is with."""
     if not deferrals:
-        return set()
+        return {}
     rows = await conn.fetch(
         """
         WITH old AS (
@@ -307,15 +312,16 @@ async def defer(
                 reason = $3 || to_char(old.not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
                 updated_at = now()
             FROM old WHERE m.id = old.id
-            RETURNING m.id, old.state AS from_state, m.reason
+            RETURNING m.id, old.state AS from_state, m.reason, m.provider
+        ), ev AS (
+            INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
+            SELECT id, from_state, 'deferred', $4, reason FROM upd
         )
-        INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
-        SELECT id, from_state, 'deferred', $4, reason FROM upd
-        RETURNING message_id
+        SELECT id AS message_id, provider FROM upd
         """,
         [d[0] for d in deferrals], [d[1] for d in deferrals], reason, actor,
     )
-    return {r["message_id"] for r in rows}
+    return {r["message_id"]: r["provider"] for r in rows}
 
 
 async def due_deferred(conn: Conn, *, now: datetime, limit: int) -> list[MessageRow]:
@@ -333,8 +339,9 @@ async def requeue_failed(conn: Conn, *, keys: Sequence[str], actor: str) -> set[
     ids = await conn.fetch(
         "SELECT id FROM messages WHERE message_key = ANY($1::text[]) AND state = 'failed'", list(keys)
     )
-    return await transition(conn, ids=[r["id"] for r in ids], to=MessageState.QUEUED,
-                            from_states=[MessageState.FAILED], reason="dlq replay", actor=actor)
+    return set(await transition(conn, ids=[r["id"] for r in ids], to=MessageState.QUEUED,
+                                from_states=[MessageState.FAILED], reason="dlq replay",
+                                actor=actor))
 
 
 async def transition(
@@ -347,17 +354,17 @@ async def transition(
     actor: str,
     attempts: int = 0,
     provider: str | None = None,
-) -> set[int]:
-    """Move the rows still in ``from_states`` to ``to``; returns the ids actually moved.
-    ``attempts`` is added to their attempt count (-1 gives back the attempt of a claim whose
-    call the provider did not process: a 429)."""
+) -> dict[int, str | None]:
+    """Move the rows still in ``from_states`` to ``to``; returns the ids actually moved, each
+    with the provider the row is with. ``attempts`` is added to their attempt count (-1 gives
+    back the attempt of a claim whose call the provider did not process: a 429)."""
     if not ids:
-        return set()
+        return {}
     rows = await conn.fetch(
         _TRANSITION, list(ids), to.value, reason, [s.value for s in from_states], actor,
         attempts, provider,
     )
-    return {r["message_id"] for r in rows}
+    return {r["message_id"]: r["provider"] for r in rows}
 
 
 async def mark_accepted(
@@ -367,15 +374,25 @@ async def mark_accepted(
 ) -> set[int]:
     """``sending`` → ``accepted`` with the provider's message ids (and segment counts), and the
     ids the provider gave each part of a multi-part message (``part_ids`` by message id), in
-    one transaction: a part's receipt finds its place from then on."""
+    one transaction: a part's receipt finds its place from then on. Returns the ids moved."""
+    return set(await accept_messages(conn, accepted=accepted, actor=actor, segments=segments,
+                                     part_ids=part_ids))
+
+
+async def accept_messages(
+    conn: Conn, *, accepted: Sequence[tuple[int, str]], actor: str,
+    segments: Sequence[int | None] | None = None,
+    part_ids: Mapping[int, Sequence[str]] | None = None,
+) -> dict[int, str | None]:
+    """:func:`mark_accepted`, answering each moved id with the provider it is with."""
     if not accepted:
-        return set()
+        return {}
     segs = list(segments) if segments is not None else [None] * len(accepted)
     async with conn.transaction():
         rows = await conn.fetch(
             _ACCEPT, [a[0] for a in accepted], [a[1] for a in accepted], actor, segs
         )
-        moved = {r["message_id"] for r in rows}
+        moved = {r["message_id"]: r["provider"] for r in rows}
         places = [(mid, pid, n, len(ids)) for mid, ids in (part_ids or {}).items()
                   if mid in moved and len(ids) > 1 for n, pid in enumerate(ids, 1)]
         if places:

@@ -22,9 +22,9 @@ from hexcast.core.cache import Keys
 from hexcast.core.errors import ConfigError
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
+from sender import metrics
 from sender.breaker import BreakerState, CircuitBreaker
 from sender.limits import FairShare, TokenBucket
-from sender.metrics import breaker_key, counter_key
 from sender.models import Lane, ProviderSpec
 from sender.providers import Provider, build_provider
 from sender.route_control import RouteControl, RouteState
@@ -101,7 +101,6 @@ class Router:
 
     def __init__(
         self, routes: list[Route], *, seed: int | None = None,
-        client: aioredis.Redis | None = None, keys: Keys | None = None,
         control: RouteControl | None = None, refresh_s: float = 1.0,
         dry_run: Callable[[], Awaitable[set[int]]] | None = None,
     ) -> None:
@@ -111,41 +110,16 @@ class Router:
         self._dry_run: set[int] = set()  # tenants in dry run: dry-run routes only
         self._refresh_s = refresh_s
         self._refreshed = -refresh_s
+        self._refreshing = asyncio.Lock()
         self._stopped: set[str] = set()
         self._by_name = {r.spec.name: r for r in routes}
         self._rng = random.Random(seed)
-        self._client = client
-        self._keys = keys
-        self._tasks: set[asyncio.Task[object]] = set()
-        self._exported: dict[str, BreakerState] = {}
-        self._export_lock = asyncio.Lock()
 
-    async def count(self, name: str, label: str = "", amount: int = 1) -> None:
-        """Add to a shared counter exported on ``/metrics``."""
-        if self._client is not None and self._keys is not None:
-            key = counter_key(self._keys, name)
-            if label:
-                await self._client.hincrby(key, label, amount)
-            else:
-                await self._client.incrby(key, amount)
-
-    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
-        """Log a transition and export the new state (written in the background)."""
+    @staticmethod
+    def breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
+        """Log a transition and show the new state (``hexcast_breaker_state``)."""
         log.warning("breaker_transition", provider=name, from_state=old.value, to_state=new.value)
-        if self._client is None or self._keys is None:
-            return
-        self._exported[name] = new
-        task: asyncio.Task[object] = asyncio.ensure_future(self._export(name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _export(self, name: str) -> None:
-        """Write the provider's latest state; one write at a time, so a late write of an older
-        transition can never overwrite a newer state."""
-        if self._client is None or self._keys is None:
-            return
-        async with self._export_lock:
-            await self._client.hset(breaker_key(self._keys), name, self._exported[name].value)
+        metrics.breaker_moved(name, new.value)
 
     def add(self, route: Route) -> None:
         self.routes.append(route)
@@ -178,11 +152,19 @@ class Router:
 
     async def refresh(self) -> None:
         """Re-read the operators' route states if the last read is older than ``refresh_s``."""
-        now = time.monotonic()
         if (self._control is None and self._dry_run_source is None) \
-                or now - self._refreshed < self._refresh_s:
+                or time.monotonic() - self._refreshed < self._refresh_s:
             return
-        self._refreshed = now
+        async with self._refreshing:  # callers meanwhile wait for this read, not the old states
+            started = time.monotonic()
+            if started - self._refreshed < self._refresh_s:
+                return  # read while this caller waited
+            try:
+                await self._read_states()
+            finally:
+                self._refreshed = started  # a failed read is retried after refresh_s, too
+
+    async def _read_states(self) -> None:
         if self._dry_run_source is not None:
             self._dry_run = await self._dry_run_source()
         states = await self._control.states() if self._control is not None else {}
@@ -247,8 +229,7 @@ def build_router(
     """The lane's router; ``dry_run`` reads which tenants are in dry run (with it, a dry-run
     route named ``dryrun`` is added when the configuration has none)."""
     keys = Keys(settings.redis_prefix)
-    router = Router([], client=client, keys=keys, control=RouteControl(client, keys),
-                    dry_run=dry_run)
+    router = Router([], control=RouteControl(client, keys), dry_run=dry_run)
     specs = provider_specs(settings)
     if dry_run is not None and not any(s.kind == "dryrun" for s in specs):
         specs.append(ProviderSpec(name="dryrun", kind="dryrun", token="-"))
@@ -270,4 +251,5 @@ def build_router(
             fair=fair,
             requests=requests,
         ))
+    metrics.start_routes(lane.value, [s.name for s in specs])
     return router

@@ -18,7 +18,7 @@ import asyncpg
 
 from hexcast.core.db import Conn
 from hexcast.core.logging import get_logger
-from sender import receipts_repo, repo
+from sender import metrics, receipts_repo, repo
 from sender.providers import Receipt, StatusTable
 from sender.providers.status import DeliveryStatus, ErrorClass
 from sender.receipts_repo import Stored, Target
@@ -92,16 +92,20 @@ async def settle(
     applying: list[tuple[str, str, str | None]] = []
     opted_out: list[tuple[int, str]] = []
     done: list[tuple[str, str]] = []
+    codes: dict[str, str] = {}  # message key → the provider's own code, for the metrics
     for (provider, ref, by_ref), (status, part) in decided.items():
         target: Target | None = (by_key if by_ref else by_id).get(ref)
         if target is None:
             continue  # its message is not known yet: it waits for the acceptance
         applying.append((target.message_key, status.value, _why(provider, part)))
+        if part is not None:
+            codes[target.message_key] = part.code or part.status.value
         if part is not None and part.error_class is ErrorClass.OPTED_OUT:
             opted_out.append((target.tenant_id, target.phone))
         done.append((provider, ref))
     changed = await repo.apply_receipts(conn, receipts=applying, actor=actor)
-    await receipts_repo.record_carrier_opt_outs(conn, recipients=opted_out)
+    metrics.count_receipts(changed, codes=codes)
+    metrics.count_optouts(await receipts_repo.record_carrier_opt_outs(conn, recipients=opted_out))
     await receipts_repo.mark_applied(conn, keys=done)
     if opted_out:
         log.info("carrier_opt_outs", count=len(opted_out))

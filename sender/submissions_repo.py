@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hexcast.core.db import Conn
+from sender import metrics
 from sender.models import MessageState
 from sender.submissions import Planned
 
@@ -63,6 +64,7 @@ async def store_messages(conn: Conn, *, tenant_id: int, planned: Sequence[Planne
         [f"send_at until {p.send_at.isoformat()}" if p.send_at else None for p in planned],
     )
     states = {r["message_key"]: MessageState(r["state"]) for r in rows}
+    _count(tenant_id, planned, states)
     missing = [p.request.message_key for p in planned if p.request.message_key not in states]
     if missing:
         found = await conn.fetch(
@@ -70,3 +72,13 @@ async def store_messages(conn: Conn, *, tenant_id: int, planned: Sequence[Planne
             " AND message_key = ANY($2::text[])", tenant_id, missing)
         states.update({r["message_key"]: MessageState(r["state"]) for r in found})
     return states
+
+
+def _count(tenant_id: int, planned: Sequence[Planned], stored: dict[str, MessageState]) -> None:
+    """The messages stored now (``stored``: key → state), in the sender's metrics."""
+    lanes = {p.request.message_key: p.lane for p in planned}
+    for state in set(stored.values()):
+        mine = [k for k, s in stored.items() if s is state]
+        metrics.count_moves(state, ((tenant_id, lanes[k], None) for k in mine))
+        if state is MessageState.DEFERRED:
+            metrics.count_deferred("send_at", ((tenant_id, lanes[k], None) for k in mine))

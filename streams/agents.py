@@ -36,7 +36,7 @@ BATCH_WAIT_S = 0.02
 
 
 class MatcherWorker:
-    """What one matcher process holds: the state, its feed, the Redis gate and metrics."""
+    """What one matcher process holds: the state, its feed, the Redis gate and its counts."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.state = MatchState(resolution=settings.h3_resolution,
@@ -50,7 +50,7 @@ class MatcherWorker:
         keys = Keys(settings.redis_prefix)
         self.gate = SendGate(client, keys, cap_per_day=settings.matcher_cap_per_day,
                              cap_per_24h=settings.matcher_cap_per_24h)
-        self.metrics = MatcherMetrics(client, keys)
+        self.metrics = MatcherMetrics()
         self.per_visit = settings.matcher_max_per_visit
 
     def _match(self, record: VisitRecord) -> MatchResult | str:
@@ -121,7 +121,7 @@ class MatcherWorker:
         async for events in stream.take_events(BATCH_RECORDS, within=BATCH_WAIT_S):
             await self.match_batch(events)
             if self.metrics.due():
-                await self.metrics.flush()
+                self.metrics.flush()
 
     async def release_budgets(self, stream: Any) -> None:
         """Budget slots of geo messages that ended suppressed/expired/failed come back. A bad
@@ -147,7 +147,7 @@ class MatcherWorker:
 
     async def housekeeping(self) -> None:
         if self.metrics.due():
-            await self.metrics.flush()
+            self.metrics.flush()
 
     async def prune(self) -> None:
         dropped = self.state.presence.prune(datetime.now(UTC) - _PRESENCE_KEEP)

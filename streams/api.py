@@ -7,21 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
 from hexcast.core import strictjson
-from hexcast.core.cache import Keys
+from hexcast.core.bus import BusUnavailable
 from hexcast.core.scopes import IngestTenant
-from hexcast.core.web import BusDep, RequireOperator, SettingsDep
-from streams.metrics import render_matcher_metrics
+from hexcast.core.web import BusDep
+from streams.metrics import VISITS_ACCEPTED, VISITS_REJECTED
 from streams.models import VisitBatchIn, VisitIn, VisitsAccepted
 from streams.service import group_visits, visit_key
 
-__all__ = ["metrics_router", "openapi_schemas", "router"]
+__all__ = ["openapi_schemas", "router"]
 
 router = APIRouter(prefix="/v1", tags=["visits"])
-metrics_router = APIRouter()
 
 _BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -54,6 +52,7 @@ async def _parse(request: Request) -> list[VisitIn]:
     try:
         payload = strictjson.loads(await request.body())
     except strictjson.MalformedJSON as exc:
+        VISITS_REJECTED.labels("malformed_json").inc()
         raise RequestValidationError(
             [{"loc": ("body",), "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]
         ) from None
@@ -62,8 +61,15 @@ async def _parse(request: Request) -> list[VisitIn]:
             return VisitBatchIn.model_validate(payload).events
         return [VisitIn.model_validate(payload)]
     except ValidationError as exc:
+        VISITS_REJECTED.labels("invalid").inc(_events_in(payload))
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from None
+
+
+def _events_in(payload: object) -> int:
+    """How many visit events a refused body holds (a batch is refused whole)."""
+    events = payload.get("events") if isinstance(payload, dict) else None
+    return len(events) if isinstance(events, list) and events else 1
 
 
 @router.post(
@@ -76,15 +82,13 @@ async def _parse(request: Request) -> list[VisitIn]:
 async def post_visits(request: Request, tenant: IngestTenant, bus: BusDep) -> VisitsAccepted:
     events = await _parse(request)
     records = group_visits(tenant.id, events, received_at=datetime.now(UTC))
-    await bus.publish_many(
-        "visits", [(visit_key(r.tenant_id, r.user_id), r.encode()) for r in records]
-    )
+    try:
+        await bus.publish_many(
+            "visits", [(visit_key(r.tenant_id, r.user_id), r.encode()) for r in records]
+        )
+    except BusUnavailable:
+        VISITS_REJECTED.labels("unavailable").inc(len(events))
+        raise
+    VISITS_ACCEPTED.labels(str(tenant.id)).inc(len(events))
     return VisitsAccepted(accepted=len(events), records=len(records))
 
-
-@metrics_router.get("/metrics/matcher", tags=["ops"], response_class=PlainTextResponse,
-                    dependencies=[RequireOperator])
-async def matcher_metrics(request: Request, settings: SettingsDep) -> str:
-    """Prometheus text: matcher visits in, matched, and suppressed by reason, per tenant (every
-    tenant's: the operator token only)."""
-    return await render_matcher_metrics(request.app.state.redis, Keys(settings.redis_prefix))

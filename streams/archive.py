@@ -21,6 +21,7 @@ from hexcast.core.isolation import isolate
 from hexcast.core.logging import get_logger
 from hexcast.core.retry import until_available
 from hexcast.core.settings import Settings
+from streams.metrics import ARCHIVER_DEAD_LETTERS, ARCHIVER_VISITS
 from streams.models import VisitEvent, VisitRecord
 from streams.repo import insert_visits
 
@@ -42,7 +43,10 @@ def register_archiver(app: faust.App, settings: Settings) -> None:
                 records, letters = screen_all(VisitRecord, [(e.message.key, e.message.value)
                                                             for e in events], what="bad visit record")
                 stored, failed = await store_isolated(pool, records)
-                letters += _unstored(failed)
+                unstored = _unstored(failed)
+                ARCHIVER_VISITS.inc(stored)
+                _count_letters(bad_record=len(letters), not_stored=len(unstored))
+                letters += unstored
                 for letter in letters:
                     log.error("dead_letter", reason=letter.reason[:300])
                     await dlq.send(key=letter.key, value=dead_letter(
@@ -52,6 +56,12 @@ def register_archiver(app: faust.App, settings: Settings) -> None:
             await pool.close()
 
     app.agent(visits, name="archive_visits")(archive)
+
+
+def _count_letters(**by_reason: int) -> None:
+    for reason, n in by_reason.items():
+        if n:
+            ARCHIVER_DEAD_LETTERS.labels(reason).inc(n)
 
 
 def _unstored(failed: list[tuple[tuple[bytes | None, Event], str]]) -> list[Letter]:

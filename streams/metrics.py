@@ -1,83 +1,81 @@
-"""Matcher metrics per tenant: Redis hash counters, exported by the api's ``/metrics/matcher``.
+"""Prometheus metrics of the visit path: the api's ingestion, the matcher and the archiver.
 
-Matchers add up counts in memory and flush them about once a second in one pipeline, so the
-hot path does not talk to Redis for metrics. Reasons: see ``streams.matcher`` (accuracy,
-no_geofence, outside_hours, no_interest, not_triggered, duplicate, no_profile, no_consent) and
-``streams.gate`` (cooldown, cap, budget, max_per_visit).
+Counted in the process doing the work (each serves its own ``/metrics``, see
+:mod:`hexcast.core.metrics`). The matcher's hot path adds up counts per tenant in a plain
+``Counter`` and :class:`MatcherMetrics` moves them to the Prometheus counters about once a
+second, a handful of ``inc(n)`` calls instead of several per visit. Suppression reasons: see
+``streams.matcher`` (accuracy, no_geofence, no_promotion, outside_hours, no_interest,
+not_triggered, duplicate, no_profile, no_consent) and ``streams.gate`` (cooldown, cap, budget,
+max_per_visit).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter as Counts
 
-import redis.asyncio as aioredis
+from prometheus_client import Counter
 
-from hexcast.core.cache import Keys
+__all__ = [
+    "ARCHIVER_DEAD_LETTERS",
+    "ARCHIVER_VISITS",
+    "MATCHER_TOTALS",
+    "SUPPRESSED",
+    "VISITS_ACCEPTED",
+    "VISITS_REJECTED",
+    "MatcherMetrics",
+]
 
-__all__ = ["MatcherMetrics", "matcher_metrics_key", "render_matcher_metrics"]
+MATCHER_TOTALS = {
+    "visits": Counter("hexcast_matcher_visits", "Visit events the matcher read", ["tenant"]),
+    "matched": Counter("hexcast_matcher_matched",
+                       "Sends the matcher let through its gate (cooldown, caps, budget)",
+                       ["tenant"]),
+    "triggered": Counter("hexcast_matcher_triggered",
+                         "Promotions a visit triggered, before the gate", ["tenant"]),
+    "budget_released": Counter("hexcast_matcher_budget_released",
+                               "Promotion budget slots given back by geo messages that never"
+                               " reached the handset", ["tenant"]),
+}
+"""Count name in the matcher's per-tenant counts → its counter; any other name is a reason."""
+SUPPRESSED = Counter("hexcast_matcher_suppressed",
+                     "Visit events or triggered sends the matcher suppressed, by reason",
+                     ["tenant", "reason"])
 
-_TOTALS = {"visits": "hexcast_matcher_visits_total", "matched": "hexcast_matcher_matched_total",
-           "triggered": "hexcast_matcher_triggered_total",
-           "budget_released": "hexcast_matcher_budget_released_total"}
+VISITS_ACCEPTED = Counter("hexcast_visits_accepted", "Visit events the api accepted (published)",
+                          ["tenant"])
+VISITS_REJECTED = Counter("hexcast_visits_rejected", "Visit events the api refused, by reason"
+                          " (malformed_json, invalid, unavailable)", ["reason"])
 
-
-def matcher_metrics_key(keys: Keys, tenant_id: int | str) -> str:
-    return keys("metrics", "matcher", tenant_id)
-
-
-def _tenants_key(keys: Keys) -> str:
-    return keys("metrics", "matcher_tenants")
+ARCHIVER_VISITS = Counter("hexcast_archiver_visits", "Visit events the archiver stored")
+ARCHIVER_DEAD_LETTERS = Counter("hexcast_archiver_dead_letters",
+                                "Visit records the archiver dead-lettered, by reason"
+                                " (bad_record, not_stored)", ["reason"])
 
 
 class MatcherMetrics:
-    """Per-tenant counters of one matcher process, flushed to Redis."""
+    """One matcher process's per-tenant counts, moved to the Prometheus counters by
+    :meth:`flush` (the agents flush when :meth:`due`, and on a 1 s timer). Every total of a
+    tenant the process has seen has a series, 0 until it counts."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, every_s: float = 1.0) -> None:
-        self._client = client
-        self._keys = keys
+    def __init__(self, *, every_s: float = 1.0) -> None:
         self._every = every_s
-        self._pending: dict[int, Counter[str]] = {}
+        self._pending: dict[int, Counts[str]] = {}
         self._last = time.monotonic()
 
-    def add(self, tenant_id: int, counts: Counter[str]) -> None:
-        self._pending.setdefault(tenant_id, Counter()).update(counts)
+    def add(self, tenant_id: int, counts: Counts[str]) -> None:
+        self._pending.setdefault(tenant_id, Counts()).update(counts)
 
     def due(self) -> bool:
         return bool(self._pending) and time.monotonic() - self._last >= self._every
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         pending, self._pending = self._pending, {}
         self._last = time.monotonic()
-        if not pending:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.sadd(_tenants_key(self._keys), *pending)
-            for tenant_id, counts in pending.items():
-                for name, n in counts.items():
-                    if n:
-                        pipe.hincrby(matcher_metrics_key(self._keys, tenant_id), name, n)
-            await pipe.execute()
-
-
-async def render_matcher_metrics(client: aioredis.Redis, keys: Keys) -> str:
-    """Prometheus text: visits in, matched, and suppressed by reason, per tenant."""
-    tenants = sorted(_text(t) for t in await client.smembers(_tenants_key(keys)))
-    async with client.pipeline(transaction=False) as pipe:
-        for tenant in tenants:
-            pipe.hgetall(matcher_metrics_key(keys, tenant))
-        hashes = await pipe.execute()
-    per_tenant = {t: {_text(k): int(v) for k, v in h.items()} for t, h in zip(tenants, hashes, strict=True)}
-    lines: list[str] = []
-    for name, metric in _TOTALS.items():
-        lines.append(f"# TYPE {metric} counter")
-        lines += [f'{metric}{{tenant="{t}"}} {c.get(name, 0)}' for t, c in sorted(per_tenant.items())]
-    lines.append("# TYPE hexcast_matcher_suppressed_total counter")
-    for tenant, counts in sorted(per_tenant.items()):
-        lines += [f'hexcast_matcher_suppressed_total{{tenant="{tenant}",reason="{r}"}} {n}'
-                  for r, n in sorted(counts.items()) if r not in _TOTALS]
-    return "\n".join(lines) + "\n"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        for tenant_id, counts in pending.items():
+            tenant = str(tenant_id)
+            for name, total in MATCHER_TOTALS.items():  # every total of a tenant seen, 0 or not
+                total.labels(tenant).inc(max(counts.pop(name, 0), 0))
+            for reason, n in counts.items():
+                if n > 0:
+                    SUPPRESSED.labels(tenant, reason).inc(n)

@@ -13,14 +13,15 @@ Label values are short strings: a tenant's id, a lane, a route's name, a state, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from prometheus_client import Gauge, Info, start_http_server
 
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 
-__all__ = ["PROCESS_INFO", "UP_SINCE", "refresh_every", "serve_metrics"]
+__all__ = ["PROCESS_INFO", "UP_SINCE", "RefreshedGauge", "refresh_every", "serve_metrics"]
 
 _log = get_logger(__name__)
 
@@ -53,3 +54,23 @@ async def refresh_every(interval_s: float, refresh: Callable[[], Awaitable[None]
         except Exception as exc:  # noqa: BLE001 - a gauge refresh never stops its process
             _log.warning("metrics_refresh_failed", gauge=name, error=repr(exc))
         await asyncio.sleep(interval_s)
+
+
+Labels = TypeVar("Labels", bound=tuple[str, ...])
+
+
+class RefreshedGauge:
+    """A labelled gauge whose series a refresh replaces all at once: :meth:`replace` sets the
+    given series and removes those the last refresh set and this one does not (a finished
+    campaign, a consumer group gone), so a scrape never shows a stale series."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+        self._labels: set[tuple[str, ...]] = set()
+
+    def replace(self, values: Mapping[Labels, float]) -> None:
+        for labels, value in values.items():
+            self.gauge.labels(*labels).set(value)
+        for gone in self._labels - values.keys():
+            self.gauge.remove(*gone)
+        self._labels = set(values)

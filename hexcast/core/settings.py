@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     )
     operator_token: str | None = Field(
         default=None, min_length=16, description="Bearer token of the operator routes (`/metrics`,"
-        " `/metrics/matcher`: every tenant's counters). Unset: they answer 401. `hexcast up`"
+        " `/v1/admin`: every tenant's data). Unset: they answer 401. `hexcast up`"
         " generates one.",
     )
     metrics_host: str = Field(
@@ -62,6 +62,20 @@ class Settings(BaseSettings):
         " in a Prometheus file-based service discovery file.")
     metrics_base_port: int = Field(default=9460, ge=1, le=65000,
                                    description="The first `/metrics` port `hexcast up` hands out.")
+    prometheus_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="The Prometheus server that scrapes"
+        " every process (its HTTP API, e.g. http://127.0.0.1:9090): the console's rates, latency"
+        " percentiles and error codes. Unset: the console shows those cells as not connected.")
+    prometheus_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Where `hexcast up` runs Prometheus (installed"
+        " binary, hexcast/devstack/monitoring.py); unset: a free port.")
+    alertmanager_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Where `hexcast up` runs Alertmanager; unset: a"
+        " free port.")
+    slack_webhook_url: str | None = Field(
+        default=None, pattern=r"^https?://", repr=False, description="A Slack-compatible incoming"
+        " webhook Alertmanager posts alert groups to (`hexcast up`; compose reads it as a secret)."
+        " Unset: alerts go to hexcast only.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
 
@@ -209,7 +223,7 @@ class Settings(BaseSettings):
         default=2_592_000.0, ge=3600, description="Events, deliveries and attempts older than"
         " this are deleted (30 days; replay reaches back this far). Pending ones are kept.")
 
-    @field_validator("operator_token", mode="before")
+    @field_validator("operator_token", "prometheus_url", "slack_webhook_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -20,7 +20,7 @@ from hexcast.testing.keys import REDIS_URL, clear_prefixes, handed_out, new_tag,
 __all__ = ["OPERATOR_TOKEN", "STATE_DIR", "clear_session_state", "make_settings"]
 
 OPERATOR_TOKEN = "integration-operator-token"
-"""Every test settings object's operator token (``/metrics``, ``/metrics/matcher``)."""
+"""Every test settings object's operator token (the operator routes: ``/metrics``, ``/v1/admin``)."""
 STATE_DIR = Path(tempfile.gettempdir()) / f"hexcast-tests-{os.getpid()}"
 """The parent of every test settings object's state directory (faust data) in this process."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,6 @@ from hexcast.core.topics import create_topics, topic_specs
 from hexcast.devstack.broker import EmbeddedBroker
 from hexcast.devstack.procs import free_port, hexcast_process, wait_http
 from hexcast.testing.scrape import Samples, scrape
-from hexcast.testing.settings import OPERATOR_TOKEN
 from hexcast.testing.waiting import eventually
 
 __all__ = ["CAMPAIGN_PROCESSES", "DEFAULT_PROCESSES", "Stack", "matcher_metrics", "running_broker",
@@ -132,36 +130,41 @@ def running_stack(settings: Settings, log_dir: Path, processes: dict[str, list[s
         asyncio.run(delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
 
-def matcher_metrics(api_url: str, tenant_id: int) -> dict[str, int]:
-    """One tenant's matcher counters from the api's ``/metrics/matcher``: totals by name
-    (``visits_total``), suppressions by reason (``no_geofence``)."""
-    text = httpx.get(f"{api_url}/metrics/matcher", timeout=10,
-                     headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}).text
+def matcher_metrics(stack: Stack, tenant_id: int) -> dict[str, int]:
+    """One tenant's matcher counters, scraped from the stack's matcher processes (those named
+    ``matcher…``; a restarted matcher counts from zero): totals by name (``visits_total``),
+    suppressions by reason (``no_geofence``)."""
+    urls = [url for name, url in stack.metrics_urls.items() if name.startswith("matcher")]
+    try:
+        samples = scrape(urls)
+    except httpx.TransportError:  # a matcher (re)starting: it has counted nothing yet
+        samples = Samples()
+    tenant = str(tenant_id)
     found: dict[str, int] = {}
-    for name, labels, value in re.findall(r"^(hexcast_matcher_\w+)\{([^}]*)\} (\d+)$", text, re.M):
-        if f'tenant="{tenant_id}"' in labels:
-            reason = re.search(r'reason="(\w+)"', labels)
-            found[reason.group(1) if reason else name.removeprefix("hexcast_matcher_")] = int(value)
+    for name in ("visits", "matched", "triggered", "budget_released"):
+        found[f"{name}_total"] = int(samples.value(f"hexcast_matcher_{name}_total", tenant=tenant))
+    for labels, value in samples.select("hexcast_matcher_suppressed_total", tenant=tenant).items():
+        found[dict(labels)["reason"]] = int(value)
     return found
 
 
-def wait_matcher_knows(api_url: str, tenant_id: int, visit_nowhere: Callable[[], None]) -> None:
+def wait_matcher_knows(stack: Stack, tenant_id: int, visit_nowhere: Callable[[], None]) -> None:
     """Wait until the matcher holds a just-created recipient's profile. It comes on the
     ``profiles`` topic, which the matcher may read after a visit posted right away (that visit
     then counts ``no_profile``): post one-event visits to a place with no store until one counts
     ``no_geofence``, then until the matcher counted all of them. Every visit posted before must
     already be counted, as the wait compares counts."""
-    start = matcher_metrics(api_url, tenant_id)
+    start = matcher_metrics(stack, tenant_id)
     posted = 0
 
     def check() -> bool | None:
         nonlocal posted
         visit_nowhere()
         posted += 1
-        return matcher_metrics(api_url, tenant_id).get("no_geofence", 0) > start.get(
+        return matcher_metrics(stack, tenant_id).get("no_geofence", 0) > start.get(
             "no_geofence", 0) or None
 
     eventually(check, timeout=30, every=0.3)
     total = start.get("visits_total", 0) + posted
-    eventually(lambda: matcher_metrics(api_url, tenant_id).get("visits_total", 0) >= total or None,
+    eventually(lambda: matcher_metrics(stack, tenant_id).get("visits_total", 0) >= total or None,
                timeout=90)

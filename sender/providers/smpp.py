@@ -45,6 +45,7 @@ from hexcast.core.logging import get_logger
 from hexcast.core.smpp.concat import Part, decode_text, reassemble, segment_of, split
 from hexcast.core.smpp.pdu import Command, DeliverSm, Pdu, Status, SubmitSm, SubmitSmResp
 from hexcast.core.smpp.receipt import MessageState, parse_receipt, read_receipt_tlvs
+from sender import metrics
 from sender.models import ProviderSpec, SmppOptions
 from sender.providers.base import (
     Callbacks,
@@ -197,6 +198,7 @@ class SmppProvider:
                 continue
             if resp.status not in _THROTTLES or time.monotonic() > give_up:
                 return resp
+            metrics.PROVIDER_THROTTLED.labels(provider=self.name).inc()  # slowed, sent again
 
     def read_deliveries(self, pdus: list[DeliverSm]) -> tuple[list[Receipt], list[Reply]]:
         """Receipts and replies from deliver_sm bodies; an unreadable one is logged and left."""

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -25,8 +26,9 @@ import httpx
 
 from hexcast.core.db import PG_OUTAGES, Conn, connect_pool, refresh_stats
 from hexcast.core.logging import get_logger
+from hexcast.core.metrics import refresh_every
 from hexcast.core.settings import Settings
-from sender.webhooks import queue
+from sender.webhooks import metrics, queue
 from sender.webhooks.retention import prune
 from sender.webhooks.signing import batch_id, signature_header
 from sender.webhooks.ssrf import UnsafeUrl, resolve_target
@@ -217,18 +219,21 @@ class WebhookWorker:
                 await queue.succeeded(conn, endpoint_id=endpoint_id, webhook_id=request.webhook_id,
                                       event_ids=request.event_ids, status=outcome.status,
                                       duration_ms=outcome.duration_ms, ids=ids, lease=lease)
+                metrics.count_attempt(rows[0]["tenant_id"], endpoint_id, outcome.status)
                 return
             async with conn.transaction():
                 await queue.log_attempt(
                     conn, endpoint_id=endpoint_id, webhook_id=request.webhook_id,
                     event_ids=request.event_ids, status=outcome.status, error=outcome.error,
                     duration_ms=outcome.duration_ms)
-                await queue.retry(conn, ids=ids, lease=lease, schedule=self._schedule,
-                                  error=outcome.error or "failed", at_least_s=self._wait(outcome))
+                given_up = await queue.retry(conn, ids=ids, lease=lease, schedule=self._schedule,
+                                             error=outcome.error or "failed",
+                                             at_least_s=self._wait(outcome))
                 failing = await queue.mark_failing(
                     conn, endpoint_id=endpoint_id, ok=False,
                     disable_after_s=self._settings.webhook_disable_after_s)
                 await self._disable(conn, endpoint_id, outcome, failing)
+        metrics.count_attempt(rows[0]["tenant_id"], endpoint_id, outcome.status, given_up)
 
     async def _disable(self, conn: Conn, endpoint_id: int, outcome: Outcome, failing: bool) -> None:
         """A 410 disables the endpoint at once; so does failing for ``webhook_disable_after_s``."""
@@ -250,11 +255,21 @@ async def run_webhooks(settings: Settings) -> None:
     client = httpx.AsyncClient(
         follow_redirects=False, timeout=settings.webhook_timeout_s, trust_env=False,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=32))
+    gauges = asyncio.create_task(refresh_every(metrics.REFRESH_S, partial(_refresh_gauges, pool),
+                                               name="webhook_backlog"))
     try:
         await WebhookWorker(settings, pool, client).run()
     finally:
+        gauges.cancel()
         await client.aclose()
         await pool.close()
+
+
+async def _refresh_gauges(pool: asyncpg.Pool) -> None:
+    """The backlog and failing endpoints, from the webhook tables (small, indexed)."""
+    async with pool.acquire() as conn:
+        metrics.show_backlog(await queue.backlog(conn))
+        metrics.show_failing(await queue.failing_endpoints(conn))
 
 
 def _groups(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:

@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 EventType = Literal["message.accepted", "message.delivered", "message.failed", "message.expired",
-                    "inbound.received", "optout.created", "campaign.finished", "campaign.at_risk"]
+                    "inbound.received", "optout.created", "campaign.finished", "campaign.at_risk",
+                    "alert.firing", "alert.resolved"]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 """What an endpoint may subscribe to; ``endpoint.disabled`` goes to every other endpoint."""
 

@@ -25,8 +25,8 @@ import asyncpg
 
 from hexcast.core.db import Conn
 
-__all__ = ["claim", "disable", "fan_out", "log_attempt", "mark_failing", "retry",
-           "succeeded"]
+__all__ = ["backlog", "claim", "disable", "fan_out", "failing_endpoints", "log_attempt",
+           "mark_failing", "retry", "succeeded"]
 
 _FAN_OUT = """
 WITH o AS (
@@ -177,3 +177,21 @@ async def disable(conn: Conn, *, endpoint_id: int, reason: str) -> bool:
     """Disable the endpoint and tell the tenant's other enabled endpoints
     (``endpoint.disabled``); False when it was disabled already."""
     return await conn.fetchrow(_DISABLE, endpoint_id, reason) is not None
+
+
+async def backlog(conn: Conn) -> dict[int, int]:
+    """Pending deliveries of each tenant with an endpoint, those parked for a disabled endpoint
+    left out (the pending deliveries' index, and the endpoints: never the message log)."""
+    rows = await conn.fetch(
+        "SELECT e.tenant_id, count(d.id) AS n FROM webhook_endpoints e"
+        " LEFT JOIN webhook_deliveries d ON d.endpoint_id = e.id AND d.state = 'pending'"
+        " AND d.next_at < 'infinity' GROUP BY 1")
+    return {int(r["tenant_id"]): int(r["n"]) for r in rows}
+
+
+async def failing_endpoints(conn: Conn) -> dict[tuple[int, int], bool]:
+    """(tenant, endpoint) → whether the enabled endpoint's failure clock runs, for every one."""
+    rows = await conn.fetch(
+        "SELECT tenant_id, id, enabled AND failing_since IS NOT NULL AS failing"
+        " FROM webhook_endpoints")
+    return {(int(r["tenant_id"]), int(r["id"])): bool(r["failing"]) for r in rows}

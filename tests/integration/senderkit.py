@@ -16,7 +16,6 @@ import asyncpg
 import httpx
 
 from hexcast.core.bus import Bus
-from hexcast.core.cache import Keys, connect_redis
 from hexcast.core.db import connect_pool
 from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import Settings
@@ -31,10 +30,10 @@ from hexcast.testing import (
     make_settings,
     make_tenant,
 )
+from hexcast.testing.scrape import Samples, scrape
 from sender import queries as sender_queries
 from sender.deferred import release_due
 from sender.keys import bulk_key
-from sender.metrics import render_metrics
 from sender.models import Lane, SendBatch, SendRequest
 
 __all__ = ["SenderWorld", "ledger", "providers_json", "sender_world", "sim_stats"]
@@ -48,6 +47,21 @@ class SenderWorld:
         self.log_dir = log_dir
         self.tenant_id, self.api_key = tenant
         self.children: list[ChildProcess] = []
+        self.metrics_urls: dict[str, str] = {}  # child name → its /metrics
+
+    def _metrics_env(self, name: str, settings: Settings) -> dict[str, str]:
+        """``settings`` as a child's environment, with a ``/metrics`` port of its own."""
+        port = free_port()
+        self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
+        return {**settings.to_env(), "HEXCAST_METRICS_PORT": str(port)}
+
+    def scrape(self, *names: str) -> Samples:
+        """The metrics of the named children (all when none is named), summed by labels; a
+        child just started is waited for until its ``/metrics`` answers."""
+        wanted, children = names or tuple(self.metrics_urls), {c.name: c for c in self.children}
+        for name in wanted:
+            wait_http(self.metrics_urls[name], child=children[name])
+        return scrape([self.metrics_urls[n] for n in wanted])
 
     def api(self, port: int | None = None) -> str:
         """Start the API (its port and public URL go into ``settings`` for later children)."""
@@ -55,7 +69,8 @@ class SenderWorld:
         self.settings = self.settings.model_copy(
             update={"api_port": port, "api_public_url": f"http://127.0.0.1:{port}"}
         )
-        child = hexcast_process("api", ["api"], env=self.settings.to_env(), log_dir=self.log_dir)
+        child = hexcast_process("api", ["api"], env=self._metrics_env("api", self.settings),
+                                log_dir=self.log_dir)
         child.spawn()
         self.children.append(child)
         wait_http(f"{self.settings.api_public_url}/health", child=child)
@@ -91,7 +106,7 @@ class SenderWorld:
 
     def spawn(self, name: str, args: list[str], **overrides: object) -> ChildProcess:
         """Start ``hexcast <args>`` with this world's settings (and ``overrides``)."""
-        env = self.settings.model_copy(update=overrides).to_env()
+        env = self._metrics_env(name, self.settings.model_copy(update=overrides))
         child = hexcast_process(name, args, env=env, log_dir=self.log_dir)
         child.spawn()
         self.children.append(child)
@@ -198,19 +213,6 @@ class SenderWorld:
             finally:
                 await bus.stop()
                 await pool.close()
-
-        return asyncio.run(run())
-
-    def metrics(self) -> str:
-        """What ``/metrics`` shows for this world's database and Redis prefix."""
-        async def run() -> str:
-            conn = await asyncpg.connect(self.settings.database_url)
-            client = connect_redis(self.settings.redis_url)
-            try:
-                return await render_metrics(conn, client, Keys(self.settings.redis_prefix))
-            finally:
-                await client.aclose()
-                await conn.close()
 
         return asyncio.run(run())
 

@@ -52,7 +52,8 @@ def test_quiet_hours_defer_expire_and_release(broker_url: str, tmp_path: Path) -
         assert str(held["reason"]).startswith("quiet hours until ")
         gone = eventually(lambda: _in(world, expired, "expired"))
         assert gone["reason"] == "deadline"  # a campaign message's expiry is its deadline
-        assert "hexcast_deferred 1\n" in world.metrics()
+        assert world.scrape("sender-bulk").value("hexcast_deferred_total", lane="bulk",
+                                                 reason="quiet_hours") == 1
         assert [i["to"] for i in ledger(sim)] == [awake]
 
         # Releasing at the window's start requeues it; the sender checks it again (at the

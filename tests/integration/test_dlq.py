@@ -28,6 +28,12 @@ def _opt_out(world: SenderWorld, phone: str) -> None:
     asyncio.run(run())
 
 
+def _depth(world: SenderWorld, letters: int) -> None:
+    """The sender's DLQ depth gauge (refreshed every few seconds) comes to ``letters``."""
+    eventually(lambda: world.scrape("sender-bulk").value("hexcast_dlq_depth") == letters or None,
+               timeout=30)
+
+
 def test_dead_letters_are_listed_and_replayed_with_checks(broker_url: str, tmp_path: Path) -> None:
     with sender_world(broker_url, tmp_path, provider_max_attempts=2,
                       sender_breaker_failures=50) as world:
@@ -45,13 +51,14 @@ def test_dead_letters_are_listed_and_replayed_with_checks(broker_url: str, tmp_p
         offset = listing.split("\t", 1)[0]
         assert '"source_topic"' in world.cli("dlq", "show", offset)
         letters = len(listing.strip().splitlines())
-        assert f"hexcast_dlq_letters_total {letters}" in world.metrics()
-        assert f"hexcast_dlq_depth {letters}" in world.metrics()
+        assert world.scrape("sender-bulk").value("hexcast_dlq_letters_total", lane="bulk",
+                                                 reason="gave_up") == letters
+        _depth(world, letters)
 
         _opt_out(world, "+13120000001")  # STOP recorded while the letter waited
         httpx.post(f"{sim}/control", json={"fail_rate": 0.0}).raise_for_status()
-        assert "replayed: 3" in world.cli("dlq", "replay", offset)
-        assert f"hexcast_dlq_depth {letters - 1}" in world.metrics()  # that letter was replayed
+        assert "replayed: 3" in world.cli("dlq", "replay", offset, "--reason", "ok", "--yes")
+        _depth(world, letters - 1)  # that letter was replayed
         eventually(lambda: world.states() == {"accepted": 2, "suppressed": 1} or None, timeout=60)
         assert sorted(i["to"] for i in ledger(sim)) == ["+13120000000", "+13120000002"]
         assert (world.message(keys[1]) or {})["reason"] == "opted out"

@@ -55,7 +55,7 @@ def world(stack: Stack, database_url: str) -> dict[str, Any]:
         phones[user] = phone
     nowhere = iter(range(1000))
     for user in users:
-        wait_matcher_knows(stack.api_url, tenant_a, lambda u=f"{user}-{tag}": _visit(
+        wait_matcher_knows(stack, tenant_a, lambda u=f"{user}-{tag}": _visit(
             api, u, NOWHERE, f"ev-nowhere-{next(nowhere)}"))
     return {"api": api, "key_b": key_b, "tag": tag, "store_a": store_a, "promo_a": promo_a,
             "promo_b": promo_b, "phones": phones}

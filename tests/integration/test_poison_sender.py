@@ -142,7 +142,7 @@ def test_replay_sends_a_letters_good_messages_past_bad_letters(broker_url: str, 
                                              ("junk", b"\xff not a letter"),
                                              ("b", json.dumps(other).encode())])
         world.sender("sender-otp", Lane.OTP)
-        assert "replayed: 3 messages" in world.cli("dlq", "replay")
+        assert "replayed: 3 messages" in world.cli("dlq", "replay", "--reason", "fixed", "--yes")
         assert "not a dead letter" in world.cli("dlq", "list")
         eventually(lambda: set(good) <= {i["client_ref"] for i in ledger(sim)} or None, timeout=90)
         assert world.message("replay-nul") is None

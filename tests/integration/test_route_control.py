@@ -99,7 +99,8 @@ async def test_the_drain_command_waits_for_calls_in_flight(
     running = asyncio.create_task(call_for(2.0))
     await asyncio.sleep(0.1)
     started = time.monotonic()
-    done = await asyncio.to_thread(_cli, settings, "drain", "rc-a", "--reason", "carrier outage")
+    done = await asyncio.to_thread(_cli, settings, "drain", "rc-a", "--reason", "carrier outage",
+                                   "--yes")
     waited = time.monotonic() - started
     await running
     assert done.returncode == 0, done.stderr
@@ -125,7 +126,7 @@ def test_draining_a_route_mid_campaign_moves_new_chunks_within_two_seconds(
         world.sender("sender-bulk")
         world.publish(6000, run_id=31)
         eventually(lambda: len(ledger(sim_a)) >= 1500 or None, timeout=60)
-        world.cli("providers", "drain", "a", "--reason", "carrier incident")
+        world.cli("providers", "drain", "a", "--reason", "carrier incident", "--yes")
         time.sleep(2.0)
         settled_a = len(ledger(sim_a))
         assert eventually(lambda: world.states().get("accepted") == 6000 or None, timeout=120)

@@ -15,6 +15,9 @@ from hexcast.core.topics import topic_specs
 from hexcast.devstack.demo import DEMO_PREFIX
 from hexcast.devstack.procs import free_port, hexcast_process, run_sync, wait_http
 from hexcast.testing import make_settings
+from hexcast.testing.scrape import scrape
+from hexcast.testing.waiting import eventually
+from hexcast.up import PROCESSES, metrics_targets
 
 
 async def _demo_tenants(dsn: str) -> int:
@@ -32,6 +35,13 @@ async def _drop_tenant(dsn: str, name: str) -> None:
         await conn.execute("DELETE FROM tenants WHERE name = $1", name)
     finally:
         await conn.close()
+
+
+def _every_process_scraped(prometheus_url: str) -> bool | None:
+    """Whether the Prometheus `hexcast up` started scrapes every process it started, healthy."""
+    targets = httpx.get(f"{prometheus_url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    health = {t["labels"].get("process"): t["health"] for t in targets if t["labels"].get("job") == "hexcast"}
+    return set(health) == set(PROCESSES) and set(health.values()) == {"up"} or None
 
 
 def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: str,
@@ -65,9 +75,17 @@ def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: st
         assert "demo API key" not in log
         token = re.search(r"operator token (\S+)", log)
         assert token, log
-        metrics = httpx.get(f"{settings.api_public_url}/metrics",
-                            headers={"Authorization": f"Bearer {token.group(1)}"})
-        assert metrics.status_code == 200, metrics.text
+        audit = httpx.get(f"{settings.api_public_url}/v1/admin/audit",
+                          headers={"Authorization": f"Bearer {token.group(1)}"})
+        assert audit.status_code == 200, audit.text
+        api_metrics = f"http://{settings.metrics_host}:{metrics_targets(settings)['api']}/metrics"
+        assert scrape([api_metrics]).value("hexcast_process_info", process="api") == 1
+        console = re.search(r"console (\S+/console) ", log)
+        assert console, log
+        assert "Sign in" in httpx.get(console.group(1), follow_redirects=True).text
+        prometheus = re.search(r"prometheus (http\S+)", log)
+        assert prometheus, log
+        eventually(lambda: _every_process_scraped(prometheus.group(1)), timeout=90)
         assert run_sync(lambda: _demo_tenants(database_url)) == demo_before
     finally:
         up.terminate(grace_s=30)

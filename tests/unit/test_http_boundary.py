@@ -207,10 +207,10 @@ def test_operator_routes_need_the_configured_token(
         assert says in response.json()["message"]
 
 
-def test_the_metrics_routes_declare_the_operator_scheme() -> None:
+def test_the_operator_routes_declare_the_operator_scheme() -> None:
     spec = create_app(Settings()).openapi()
     assert spec["components"]["securitySchemes"]["OperatorToken"] == {
         "type": "http", "scheme": "bearer",
         "description": "Operator token (HEXCAST_OPERATOR_TOKEN), for routes that show every tenant's data"}
-    for path in ("/metrics", "/metrics/matcher"):
+    for path in ("/v1/admin/audit",):
         assert spec["paths"][path]["get"]["security"] == [{"OperatorToken": []}]

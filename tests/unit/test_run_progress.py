@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from scheduler.forecast import QuietHours, WavePlan, forecast
 from scheduler.lifecycle import RunSnapshot, quiet_hours
-from scheduler.metrics import render_campaign_metrics
+from scheduler.metrics import campaign_gauges
 from scheduler.progress import (
     WARMUP_S,
     Tally,
@@ -195,13 +195,36 @@ def test_the_gauges_name_tenant_campaign_and_zone() -> None:
     deadline = T0 + timedelta(hours=1)
     snap = RunSnapshot(
         run={"tenant_id": 7, "campaign_id": 3, "campaign_zone": "America/Chicago"}, waves=[],
-        tally=Tally(), tally_rows=0, rate_per_s=2.5, measured=True, zones=[
+        tally=Tally(settled=5), tally_rows=0, rate_per_s=2.5, measured=True, zones=[
             ZoneProjection(1, "America/New_York", 10, 2.5, deadline + timedelta(seconds=30), deadline),
-            ZoneProjection(2, None, 5, 2.5, None, deadline)])
-    text = render_campaign_metrics([snap])
-    assert ('hexcast_campaign_projected_late_seconds{tenant="7",campaign="3",'
-            'zone="America/New_York"} 30.000') in text
-    assert ('hexcast_campaign_projected_late_seconds{tenant="7",campaign="3",'
-            'zone="America/Chicago"} +Inf') in text
-    assert 'hexcast_campaign_remaining_messages{tenant="7",campaign="3",zone="America/Chicago"} 5' in text
-    assert 'hexcast_campaign_measured_rate_per_s{tenant="7",campaign="3"} 2.500' in text
+            ZoneProjection(2, None, 5, 2.5, None, deadline),
+            ZoneProjection(3, "Pacific/Honolulu", 0, 2.5, None, None)])
+    g = campaign_gauges([snap])
+    ny, chicago, honolulu = (("7", "3", z) for z in (
+        "America/New_York", "America/Chicago", "Pacific/Honolulu"))
+    assert g.late == {ny: 30.0, chicago: math.inf, honolulu: 0.0}
+    assert g.remaining == {ny: 10, chicago: 5, honolulu: 0}
+    # a finish only where messages are left (never: +Inf), a deadline only where there is one
+    assert g.finish == {ny: (deadline + timedelta(seconds=30)).timestamp(), chicago: math.inf}
+    assert g.deadline == {ny: deadline.timestamp(), chicago: deadline.timestamp()}
+    assert g.progress == {("7", "3"): 0.25}  # 5 settled of 5 + 15 left
+    assert g.rate == {("7", "3"): 2.5}
+
+
+def test_a_campaigns_unfinished_runs_add_up_and_nothing_left_is_done() -> None:
+    deadline = T0 + timedelta(hours=1)
+
+    def snap(settled: int, left: int, finish: datetime | None) -> RunSnapshot:
+        return RunSnapshot(
+            run={"tenant_id": 7, "campaign_id": 3, "campaign_zone": "UTC"}, waves=[],
+            tally=Tally(settled=settled), tally_rows=0, rate_per_s=1.0, measured=True,
+            zones=[ZoneProjection(1, "UTC", left, 1.0, finish, deadline)])
+
+    g = campaign_gauges([snap(10, 10, deadline - timedelta(seconds=5)),
+                         snap(0, 20, deadline + timedelta(seconds=60))])
+    assert g.remaining == {("7", "3", "UTC"): 30}
+    assert g.late == {("7", "3", "UTC"): 60.0}
+    assert g.finish == {("7", "3", "UTC"): (deadline + timedelta(seconds=60)).timestamp()}
+    assert g.progress == {("7", "3"): 0.25}
+    assert g.rate == {("7", "3"): 2.0}
+    assert campaign_gauges([snap(0, 0, None)]).progress == {("7", "3"): 1.0}
