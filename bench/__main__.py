@@ -7,7 +7,11 @@ over SMPP routes beside the HTTP batch adapter, and the SMSC's limit; not part o
 ``outbox`` (scenario 1 for a tenant without and with a subscribed webhook endpoint, with
 transactional sends alongside; not part of ``all``), ``forecast`` (scenario 1 capped by a
 max_rate: the live projected finish per zone against the actual one; not part of ``all``),
-``ordering`` (pure: a Black-Friday plan's zones released one after another against side by
+``metrics`` (scenario 1 with every process's /metrics served and scraped, against without,
+and one scrape's cost per process; not part of ``all``), ``console`` (the console overview's
+server time, first paint in Chromium and SQL plans over millions of messages; not part of
+``all``), ``ordering`` (pure: a Black-Friday
+plan's zones released one after another against side by
 side; not part of ``all``), ``report`` (rewrite
 BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
 recipients / 5 (5M → 1M, the issue's sizes); below 1M recipients the catalog is 2,000 stores /
@@ -26,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import forecast, ordering, outbox, providers, smpp, ui, webhooks
+from bench import console, forecast, metrics, ordering, outbox, providers, smpp, ui, webhooks
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -121,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
                                         " endpoint; transactional latency under it"))
     forecast.add_arguments(sub.add_parser("forecast", help="the live projected finish per zone against"
                                           " the actual one, on a capped holiday run"))
+    metrics.add_arguments(sub.add_parser("metrics", help="the holiday run with every process's"
+                                         " /metrics served and scraped, and without; scrape cost"))
+    console.add_arguments(sub.add_parser("console", help="the console overview's server time, first"
+                                         " paint and SQL plans at scale"))
     ordering.add_arguments(sub.add_parser("ordering", help="a run's waves one after another against"
                                           " side by side, on a Black-Friday plan (pure)"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
@@ -150,6 +158,11 @@ def main() -> None:
     if args.scenario == "forecast":  # projected vs actual finish per zone (bench/forecast.py)
         ui.console.print(machine())
         forecast.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        return
+    if args.scenario in ("metrics", "console"):  # what Prometheus metrics cost (bench/metrics.py),
+        ui.console.print(machine())  # the console's first paint at scale (bench/console.py)
+        scenario = {"metrics": metrics, "console": console}[args.scenario]
+        scenario.run(args, "python -m bench " + " ".join(sys.argv[1:]))
         return
     if args.scenario == "ordering":  # pure: the plan's order against side by side (bench/ordering.py)
         ordering.run(args)
