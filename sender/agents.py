@@ -180,7 +180,8 @@ def build_dispatcher(
         holds=Holds(store=store, quiet_hours=settings.sender_quiet_hours,
                     caps=RecipientCaps(redis), cap_rules=_cap_rules(settings), keys=keys,
                     rules=rules),
-        runs=RunGate(store=store, control=RunControl(redis, keys), keys=keys),
+        runs=RunGate(store=store, control=RunControl(redis, keys), keys=keys,
+                     pause_recheck_s=settings.sender_pause_recheck_s),
         links=links, senders=TenantSenders(rules) if rules is not None else None,
     )
 

@@ -194,6 +194,10 @@ class Settings(BaseSettings):
         description="Rows left sending/queued this long are swept: reconciled by lookup or sent.",
     )
     sender_sweep_interval_s: float = Field(default=60.0, gt=0)
+    sender_pause_recheck_s: float = Field(
+        default=15.0, gt=0,
+        description="A paused run's messages are deferred this long, then released and checked again.",
+    )
     sender_fault_kill_after_calls: int = Field(
         default=0, ge=0,
         description="TEST ONLY fault hook: SIGKILL the sender right after its Nth accepted provider"

@@ -49,6 +49,7 @@ def stack(broker_url: str, database_url: str, tmp_path_factory: pytest.TempPathF
         # rows a killed scheduler's overlap leaves queued are swept within the tests' waits
         # (CI saw 500 of a chunk left queued once; the default grace is 300 s)
         sender_reconcile_grace_s=20.0, sender_sweep_interval_s=5.0,
+        sender_pause_recheck_s=2.0,  # a paused run's messages are looked at again soon after its resume
     )
     with running_stack(settings, tmp_path_factory.mktemp("logs"), PROCESSES) as running:
         yield running

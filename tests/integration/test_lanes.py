@@ -1,14 +1,15 @@
 """Lane isolation: an OTP or a transactional message never queues behind the bulk backlog.
 
-100,000 bulk recipients are queued on send.bulk and the bulk lane sends at its capped share of
+20,000 bulk recipients are queued on send.bulk and the bulk lane sends at its capped share of
 the account; OTPs are posted meanwhile (one per ``OTP_EVERY`` messages the provider ledgered,
-about 5/s while bulk flows at its 700/s). The provider-sim numbers every accepted message
+about 10/s while bulk flows at its 700/s). The provider-sim numbers every accepted message
 (``seq``), so the test measures each OTP's wait in bulk messages, not in seconds: how many bulk
 messages the ledger accepted between the OTP's post and the OTP itself. A transactional message
 (``POST /v1/messages``) is posted beside each OTP and held to the same bound: its lane, too, has
 its own topic, sender and headroom (it takes from the account bucket only; geo and bulk leave it
-``sender_transactional_share``). The backlog would take minutes to drain; it is not what is
-tested. The 5M version is a benchmark (BENCHMARKS.md).
+``sender_transactional_share``). The backlog outlasts the OTPs (the last is posted after about
+3,000 ledgered messages, and must arrive within N more, below), so it is queued throughout;
+draining it is not what is tested. The 5M version is a benchmark (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from tests.integration.senderkit import ledger, providers_json, sender_world, si
 
 pytestmark = pytest.mark.e2e
 
-BULK = 100_000
+BULK = 20_000
 OTPS = 30
-OTP_EVERY = 140  # ledgered messages between two OTP posts: 0.2 s of the bulk lane's 700/s
+OTP_EVERY = 70  # ledgered messages between two OTP posts: 0.1 s of the bulk lane's 700/s
 ACCOUNT_RATE = 1000.0  # segments/s of the one provider account (every message is 1 segment)
 BULK_SHARE = 0.7
 RECORD = 1000  # bulk messages per send.bulk record (senderkit's publish)
@@ -89,7 +90,7 @@ def bulk_overtaking_bound(*, bulk_parts: int, bulk_concurrency: int) -> int:
       for an account with a ``rate_per_s``), plus its refill during the OTP's pipeline.
     A Retry-After pause stops both lanes alike (one pause key on the account bucket); the bulk
     bucket refills meanwhile, at most to the burst already counted.
-    With the defaults: 2 × 500 + 700 + 700/s × 1 s = 2,400 of the 100,000.
+    With the defaults: 2 × 500 + 700 + 700/s × 1 s = 2,400 of the 20,000.
     """
     bulk_rate = bulk_burst = ACCOUNT_RATE * BULK_SHARE
     in_flight = bulk_concurrency * bulk_parts * math.ceil(RECORD / bulk_parts)
@@ -110,7 +111,7 @@ def test_otps_and_transactional_messages_overtake_the_bulk_backlog(
     OTP is posted, and the bulk bucket may hold a full burst after a moment the lane could not
     use it (reading or enqueueing its next record). Those are 1,700 of N, whatever the OTP
     does; 700 (one second) is the OTP's own delay. N stays small against the backlog: an OTP
-    queued with the bulk records would wait for the over 90,000 bulk messages queued ahead.
+    queued with the bulk records would wait for the over 10,000 bulk messages queued ahead.
     A busy machine barely slows the bulk lane (700/s is a fraction of a core), so what would
     fail this is an OTP pipeline held for seconds while bulk flows.
     """

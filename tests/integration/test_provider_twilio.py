@@ -24,7 +24,7 @@ from sender.providers.twilio import TwilioCallbacks
 ACCOUNT = "AC" + "7" * 32
 TOKEN = "sim-twilio-auth-token"
 SENDER = "+15005550006"  # Twilio's magic "passes all validation" From
-DEFAULTS = {"rate_per_s": 1000.0, "fail_rate": 0.0, "deliver_fail_rate": 0.0}
+DEFAULTS = {"rate_per_s": 1000.0, "rate_burst": None, "fail_rate": 0.0, "deliver_fail_rate": 0.0}
 CALLBACKS = "/v1/webhooks/twilio"
 
 
@@ -59,7 +59,7 @@ def sync_sim(sim_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-async def control(sim: httpx.AsyncClient, **changes: float) -> None:
+async def control(sim: httpx.AsyncClient, **changes: float | None) -> None:
     (await sim.post("/control", json=changes)).raise_for_status()
 
 
@@ -145,13 +145,13 @@ async def test_callbacks_are_signed_as_twilio_signs_and_map_back_to_our_messages
 async def test_over_the_rate_is_rate_limited_and_nothing_more_is_sent(
     sim: httpx.AsyncClient, sim_url: str,
 ) -> None:
-    await control(sim, rate_per_s=1.0)
-    (await sim.post("/control/reset")).raise_for_status()  # a full bucket: 1,000, then 1 a second
-    report = await send(spec(sim_url), outgoing(1010), concurrency=16)
+    await control(sim, rate_per_s=1.0, rate_burst=100.0)
+    (await sim.post("/control/reset")).raise_for_status()  # a full bucket: 100, then 1 a second
+    report = await send(spec(sim_url), outgoing(110), concurrency=16)
     assert isinstance(report.failure, ProviderRateLimited)
     assert report.failure.retry_after > 0  # Twilio sends no Retry-After: the transport's 1 s
     accepted = [r for r in report.results if r.accepted]
-    assert 1000 <= len(accepted) < 1010
+    assert 100 <= len(accepted) < 110
     assert len(items(await sim.get(LEDGER))) == len(accepted)
     stats = (await sim.get("/ledger/stats")).json()
     assert stats["rate_limited"] <= 16  # no request started after the first 429

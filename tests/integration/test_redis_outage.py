@@ -15,7 +15,7 @@ from tests.integration.senderkit import ledger, providers_json, sender_world
 
 pytestmark = pytest.mark.e2e
 
-TOTAL = 2000
+TOTAL = 1000  # the outage comes after 300: what is left shows the resume
 
 
 def _redis(port: int, log: Path) -> subprocess.Popen[bytes]:

@@ -18,7 +18,7 @@ from tests.integration.senderkit import ledger, providers_json, sender_world, si
 
 pytestmark = pytest.mark.e2e
 
-TOTAL = 1000
+TOTAL = 300
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from hexcast.core.db import one
 from hexcast.devstack.procs import ChildProcess
-from hexcast.testing import TenantRef, eventually
+from hexcast.testing import TenantRef, eventually, throwaway_database
 from sender import repo
 from sender.keys import bulk_key
 from tests.integration.senderkit import providers_json, sender_world
@@ -41,9 +41,12 @@ def logs(tmp_path: Path) -> Path:
     return tmp_path / "logs"
 
 
-@pytest.fixture
-def worker(database_url: str, logs: Path) -> Iterator[ChildProcess]:
-    child = webhooks_worker(database_url, logs)
+@pytest.fixture(scope="module")
+def worker(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChildProcess]:
+    """One worker for the tests that watch it deliver, each to tenants and receivers of its
+    own; the tests that kill a worker or start one with other settings do it on a database of
+    their own (``private``), which this one does not serve."""
+    child = webhooks_worker(database_url, tmp_path_factory.mktemp("logs"))
     yield child
     child.terminate()
 
@@ -53,6 +56,15 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(database_url)
     yield connection
     await connection.close()
+
+
+@pytest.fixture
+async def private() -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A database of the test's own (its URL) and a connection to it."""
+    async with throwaway_database() as url:
+        connection = await asyncpg.connect(url)
+        yield url, connection
+        await connection.close()
 
 
 @pytest.fixture
@@ -117,10 +129,14 @@ async def test_out_of_order_receipt_is_seen_after_the_acceptance(
 
 
 async def test_kill_9_mid_stream_loses_nothing(
-        conn: asyncpg.Connection, receivers: Callable[..., Receiver], database_url: str,
+        private: tuple[str, asyncpg.Connection], receivers: Callable[..., Receiver],
         logs: Path) -> None:
+    database_url, conn = private
     receiver = receivers(lambda n, h, b: Answer(delay_s=0.02))
-    child = webhooks_worker(database_url, logs)
+    # what the killed worker claimed comes back when its lease runs out, and the lease grows
+    # with the request timeout: 0.5 s (answers take 0.02 s) makes it 21.5 s instead of 27 s
+    quick = {"webhook_timeout_s": 0.5}
+    child = webhooks_worker(database_url, logs, **quick)
     try:
         tenant, _, _ = await tenant_with_endpoint(
             conn, prefix="whkill", url=receiver.url, types=["message.accepted"])
@@ -129,7 +145,7 @@ async def test_kill_9_mid_stream_loses_nothing(
         eventually(lambda: len(receiver.ok()) >= 40 or None, timeout=30, every=0.01)
         child.kill()
         assert len({s.headers["webhook-id"] for s in receiver.ok()}) < 300
-        child = webhooks_worker(database_url, logs)
+        child = webhooks_worker(database_url, logs, **quick)
         eventually(lambda: len({s.headers["webhook-id"] for s in receiver.ok()}) >= 300 or None,
                    timeout=90)
     finally:
@@ -250,8 +266,9 @@ async def test_a_slow_endpoint_does_not_hold_up_another_tenants_events(
 
 
 async def test_an_endpoint_failing_too_long_is_disabled(
-        conn: asyncpg.Connection, receivers: Callable[..., Receiver], database_url: str,
+        private: tuple[str, asyncpg.Connection], receivers: Callable[..., Receiver],
         logs: Path) -> None:
+    database_url, conn = private
     down, other = receivers(lambda n, h, b: Answer(500)), receivers()
     child = webhooks_worker(database_url, logs, webhook_disable_after_s=0.5)
     try:
