@@ -37,7 +37,6 @@ from hexcast.core.kafka import delete_topics
 from hexcast.core.settings import load_settings
 from hexcast.core.topics import create_topics, topic_specs
 from hexcast.testing import (
-    OPERATOR_TOKEN,
     Stack,
     created,
     eventually,
@@ -195,11 +194,9 @@ class Seeded:
     key: str
 
     def headers(self, path: str) -> dict[str, str]:
-        """The tenant key, and the bearer token webhooks and metrics need."""
+        """The tenant key, and the bearer token the provider webhooks need."""
         if path.startswith("/v1/webhooks/"):
             return {"X-API-Key": self.key, "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-        if path.startswith("/metrics"):
-            return {"X-API-Key": self.key, "Authorization": f"Bearer {OPERATOR_TOKEN}"}
         return {"X-API-Key": self.key}
 
 

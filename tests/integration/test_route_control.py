@@ -81,8 +81,7 @@ async def test_calls_in_flight_are_counted_until_they_end(
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings.to_env(), "HEXCAST_SENDER_PROVIDERS": json.dumps(ROUTES),
-           "HEXCAST_ACTOR": "carol"}
+    env = {**os.environ, **settings.to_env(), "HEXCAST_SENDER_PROVIDERS": json.dumps(ROUTES)}
     return subprocess.run([sys.executable, "-m", "hexcast", "providers", *args],
                           capture_output=True, text=True, env=env, timeout=60, check=False)
 
