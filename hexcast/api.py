@@ -21,13 +21,14 @@ from hexcast.alerts_api import router as alerts_router
 from hexcast.core.bodyguard import BodyGuard
 from hexcast.core.bus import Bus, BusUnavailable
 from hexcast.core.cache import connect_redis
-from hexcast.core.db import connect_pool
+from hexcast.core.db import PG_OUTAGES, connect_pool
 from hexcast.core.echo import MESSAGE_LIMIT, clip_echo, clip_text
 from hexcast.core.errors import ConflictError, Forbidden, HexcastError, InvalidInput, NotFound, Unauthorized
 from hexcast.core.http_metrics import RequestMetrics
 from hexcast.core.logging import configure_logging, get_logger
 from hexcast.core.settings import Settings
 from hexcast.core.watchdog import LoopWatchdog
+from hexcast.health import readiness
 from hexcast.keys_api import router as keys_router
 from hexcast.settings_api import router as tenant_settings_router
 from scheduler.admin_api import router as campaign_admin_router
@@ -75,6 +76,19 @@ async def _hexcast_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("request_failed", path=request.url.path, error=str(exc))
     headers = {"WWW-Authenticate": exc.scheme} if isinstance(exc, Unauthorized) else None
     return JSONResponse(detail, status_code=status, headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL unreachable (down, restarting, out of connections) during a request: a 503
+    the client may retry after ``api_retry_after_s``, never a 500, nothing half done (each
+    request's writes are one transaction, or idempotent on retry)."""
+    settings: Settings = request.app.state.settings
+    log.warning("request_db_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+    return JSONResponse(
+        {"error": "DatabaseUnavailable",
+         "message": f"the database is unavailable ({type(exc).__name__}); retry later"},
+        status_code=503, headers={"Retry-After": str(settings.api_retry_after_s)},
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -177,6 +191,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HexcastError, _hexcast_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in PG_OUTAGES:
+        app.add_exception_handler(outage, _database_unavailable)
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes,
                        limits={"/v1/recipients/import": settings.import_max_bytes})
     app.add_middleware(RequestMetrics, router=app.router)  # outermost: counts the guard's 413s
@@ -201,6 +217,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, bool]:
+        """Liveness: the process answers (what a supervisor restarts on); see ``/ready``."""
         return {"ok": True}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: PostgreSQL and Redis answer (503 naming what does not)."""
+        checks = await readiness(request.app.state.pool, request.app.state.redis)
+        status = 200 if all(checks.values()) else 503
+        headers = None if status == 200 else {"Retry-After": str(settings.api_retry_after_s)}
+        return JSONResponse({"ok": status == 200, **checks}, status_code=status, headers=headers)
 
     return app

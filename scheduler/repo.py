@@ -24,6 +24,7 @@ __all__ = [
     "insert_campaign",
     "insert_run",
     "insert_template",
+    "keep_claim",
     "last_run",
     "list_campaigns",
     "list_runs",
@@ -184,6 +185,10 @@ async def insert_run(
 # overlapping waves would make the earlier deadlines miss (DESIGN.md, "Waves in order"). A wave
 # is due when no earlier wave of its run is left to release. ``due_waves``: the run's waves
 # fired and not yet released, this one included (its share of send.bulk, see the runner).
+_DUE_WAVES = """(
+    SELECT count(*) FROM campaign_waves d
+    WHERE d.run_id = w.run_id AND d.state IN ('pending', 'releasing') AND d.fire_at <= now()
+)::int AS due_waves"""
 _CLAIM = f"""
 UPDATE campaign_waves w SET claimed_by = $1, lease_until = now() + make_interval(secs => $2),
     state = 'releasing', started_at = COALESCE(w.started_at, now())
@@ -200,10 +205,12 @@ WHERE w.id = (
     FOR UPDATE OF w2 SKIP LOCKED
     LIMIT 1
 )
-RETURNING {_WAVE_COLS}, (
-    SELECT count(*) FROM campaign_waves d
-    WHERE d.run_id = w.run_id AND d.state IN ('pending', 'releasing') AND d.fire_at <= now()
-)::int AS due_waves
+RETURNING {_WAVE_COLS}, {_DUE_WAVES}
+"""
+_KEEP = f"""
+UPDATE campaign_waves w SET lease_until = now() + make_interval(secs => $3)
+WHERE w.id = $1 AND w.claimed_by = $2 AND w.state = 'releasing'
+RETURNING {_WAVE_COLS}, {_DUE_WAVES}
 """
 
 
@@ -211,6 +218,13 @@ async def claim_wave(conn: Conn, *, owner: str, lease_s: float) -> Row | None:
     """Claim one due wave nobody holds (or whose holder's lease lapsed), the first of its run
     still to release."""
     row: Row | None = await conn.fetchrow(_CLAIM, owner, lease_s)
+    return row
+
+
+async def keep_claim(conn: Conn, *, wave_id: int, owner: str, lease_s: float) -> Row | None:
+    """The wave as last checkpointed, its lease renewed, if ``owner`` still holds it (a
+    release an outage interrupted goes on from there); None if the claim was lost."""
+    row: Row | None = await conn.fetchrow(_KEEP, wave_id, owner, lease_s)
     return row
 
 

@@ -17,6 +17,7 @@ from hexcast.core.deadletter import Letter, screen_all
 from hexcast.core.isolation import Failed, isolate
 from hexcast.core.logging import get_logger
 from sender.dispatch import Dispatcher
+from sender.journal import until_up
 from sender.models import SendBatch, SendRequest
 from sender.outcome import Outcome
 
@@ -36,16 +37,18 @@ def screen_records(records: Sequence[tuple[bytes | None, bytes]]) -> tuple[list[
 async def send_isolated(dispatcher: Dispatcher, taken: list[Taken]) -> tuple[Outcome, list[Letter]]:
     """Send the records' messages as one group; returns the outcome and the letters of the
     messages that failed for good or failed the group on their own. When nothing fails this
-    is one :meth:`Dispatcher.handle_many`, as before."""
+    is one :meth:`Dispatcher.handle_many`, as before. A PostgreSQL or Redis outage that
+    reaches this far is nobody's fault: the group waits for them and runs again (deduped), it
+    is never dead-lettered for it."""
     try:
-        outcome = await dispatcher.handle_many([batch for _, batch in taken])
+        outcome = await until_up(lambda: dispatcher.handle_many([batch for _, batch in taken]))
         return outcome, _letters(taken, outcome, []) if outcome.dead else []
     except Exception as exc:  # noqa: BLE001 - found item by item below
         log.exception("send_group_failed", records=len(taken))
         tried = exc
 
     async def run(group: list[tuple[int, SendRequest]]) -> Outcome:
-        return await dispatcher.handle_many(_regroup(taken, group))
+        return await until_up(lambda: dispatcher.handle_many(_regroup(taken, group)))
 
     units = [(n, item) for n, (_, batch) in enumerate(taken) for item in batch.items]
     outcomes, failed = await isolate(units, run, log=log, event="send_group_failed", tried=tried)

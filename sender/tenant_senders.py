@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sender.journal import until_up
 from sender.providers.senders import pool_index
 from sender.repo import MessageRow
 from sender.tenant_rules import LEGAL_RULES, RulesLoader
@@ -20,7 +21,8 @@ class TenantSenders:
 
     async def pick(self, rows: Sequence[MessageRow]) -> dict[int, str]:
         """Row id → the tenant's sender id for it (rows of tenants without any are left out)."""
-        found = await self._rules({r.tenant_id for r in rows})
+        tenants = {r.tenant_id for r in rows}
+        found = await until_up(lambda: self._rules(tenants))  # PostgreSQL down: the call waits
         chosen: dict[int, str] = {}
         for row in rows:
             ids = found.get(row.tenant_id, LEGAL_RULES).sender_ids

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hexcast.core.errors import ConfigError
@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="hexcast:", description="Prefix of every Redis key.")
     topic_prefix: str = Field(default="", description="Prefix of every Kafka topic name.")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=32, description="Replicas of each topic `hexcast topics` creates"
+        " (3 on the compose Kafka cluster; the embedded broker has one node).",
+    )
+    topic_min_insync_replicas: int = Field(
+        default=1, ge=1, le=32, description="`min.insync.replicas` of each topic created (at most"
+        " the replication factor): an acks=all write needs this many replicas to succeed.",
+    )
+    kafka_idempotent_producer: bool = Field(
+        default=False, description="Idempotent producers (no duplicate from a producer retry)."
+        " Off locally: the embedded broker (tansu) refuses InitProducerId; compose turns it on.",
+    )
     app_id: str = Field(default="hexcast", description="Faust application id (consumer group).")
     broker_rebalance_timeout: float = Field(default=10.0, gt=0)
     broker_fetch_max_wait_ms: int = Field(
@@ -44,6 +56,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_public_url: str = "http://127.0.0.1:8000"
+    api_retry_after_s: int = Field(
+        default=5, ge=1, le=3600, description="`Retry-After` of the api's 503 answers while"
+        " PostgreSQL is unreachable (`DatabaseUnavailable`).",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Request body cap of every route but the recipient"
         " import (`import_max_bytes`); counted as the body streams in, whatever its encoding.",
@@ -213,6 +229,17 @@ class Settings(BaseSettings):
                                  description="What the simulator signs its callbacks with.")
     sim_lookup: bool = True
     sim_retry_after_s: int = Field(default=0, ge=0, description="Fixed 429 Retry-After; 0 = computed.")
+    sim_ledger_path: str | None = Field(
+        default=None, description="provider-sim keeps its ledger in this file across restarts.")
+    # Retention of the message log (sender/retention.py)
+    message_retention_days: int = Field(
+        default=90, ge=1, le=36_500, description="Messages in a final state (delivered, failed,"
+        " expired, suppressed) this old are deleted with their events, parts, receipts and links.",
+    )
+    message_retention_batch: int = Field(
+        default=5000, ge=1, le=100_000, description="Messages examined per delete statement.")
+    message_retention_every_s: float = Field(
+        default=3600.0, ge=0, description="How often the scheduler prunes the message log; 0 = never.")
     # Tenant webhooks (sender/webhooks/)
     webhook_allow_private_urls: bool = Field(
         default=False, description="Let endpoints resolve to private, loopback or link-local"
@@ -226,6 +253,14 @@ class Settings(BaseSettings):
     webhook_retention_s: float = Field(
         default=2_592_000.0, ge=3600, description="Events, deliveries and attempts older than"
         " this are deleted (30 days; replay reaches back this far). Pending ones are kept.")
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"HEXCAST_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) exceeds"
+                f" HEXCAST_TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor})")
+        return self
 
     @field_validator("operator_token", "prometheus_url", "slack_webhook_url", mode="before")
     @classmethod
@@ -283,7 +318,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"HEXCAST_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            (f"HEXCAST_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "")
+            + err["msg"]
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None

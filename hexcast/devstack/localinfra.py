@@ -235,10 +235,19 @@ class ThrowawayPostgres(Service):
 
     def stop(self) -> None:
         """Stop the server (fast shutdown). Safe to call when it is not running."""
+        self._halt("fast")
+
+    def crash(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: no checkpoint,
+        clients cut off mid-statement); :meth:`start` brings it back on the same data dir and
+        port after crash recovery (the outage tests)."""
+        self._halt("immediate")
+
+    def _halt(self, mode: str) -> None:
         if self._bin is None or not self._server_running():
             return
-        self._pg_ctl("stop", "-m", "fast")
-        _log.info("postgres_stopped", data_dir=str(self.data_dir))
+        self._pg_ctl("stop", "-m", mode)
+        _log.info("postgres_stopped", data_dir=str(self.data_dir), mode=mode)
 
     def _initdb(self) -> None:
         assert self._bin is not None

@@ -27,6 +27,7 @@ import httpx
 from hexcast.core.db import PG_OUTAGES, Conn, connect_pool, refresh_stats
 from hexcast.core.logging import get_logger
 from hexcast.core.metrics import refresh_every
+from hexcast.core.retry import until_available
 from hexcast.core.settings import Settings
 from sender.webhooks import metrics, queue
 from sender.webhooks.retention import prune
@@ -124,9 +125,10 @@ class WebhookWorker:
         log.info("webhooks_started", lease_s=self._lease_s)
         try:
             while True:
-                try:
-                    busy = await self.run_once()
-                except PG_OUTAGES + (asyncpg.PostgresError,) as exc:
+                try:  # PostgreSQL down: nothing is claimed or sent, and no log line per poll
+                    busy = await until_available(self.run_once, errors=PG_OUTAGES, log=log,
+                                                 event="webhooks_paused")
+                except asyncpg.PostgresError as exc:
                     log.warning("webhooks_retry", error=f"{type(exc).__name__}: {exc}")
                     busy = 0
                 if not busy:
