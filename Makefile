@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 
 # Debian packages the stack and the tests run: chromium (the console's browser tests), Prometheus
 # with promtool and Alertmanager with amtool (`hexcast up` starts them; the alerting tests run
-# them). Installed with apt-get, as root, only when one of the binaries is missing.
-DEBIAN_PACKAGES := chromium prometheus prometheus-alertmanager
+# them), docker-compose 1.29 (tests/integration/test_compose.py validates docker-compose.yml with
+# `docker-compose config`, no Docker daemon needed). Installed with apt-get, as root, only when
+# one of the binaries is missing.
+DEBIAN_PACKAGES := chromium prometheus prometheus-alertmanager docker-compose
 DEBIAN_BINARIES := /usr/bin/chromium /usr/bin/prometheus /usr/bin/promtool \
-	/usr/bin/prometheus-alertmanager /usr/bin/amtool
+	/usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/bin/docker-compose
 
 deps:
 	@missing=""; for bin in $(DEBIAN_BINARIES); do test -x $$bin || missing="$$missing $$bin"; done; \

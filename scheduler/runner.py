@@ -35,6 +35,7 @@ from hexcast.core.errors import HexcastError
 from hexcast.core.kafka_lag import LAG_REFRESH_S, ConsumerLag
 from hexcast.core.logging import get_logger
 from hexcast.core.metrics import refresh_every
+from hexcast.core.retry import until_available
 from hexcast.core.settings import Settings
 from scheduler import repo
 from scheduler.deadline import chunk_expiry, cut_off
@@ -43,7 +44,7 @@ from scheduler.metrics import REFRESH_S, RELEASED, refresh_campaign_gauges
 from scheduler.reserving import Reserver, ahead
 from scheduler.runs import audience_page, create_run
 from scheduler.service import Campaign, chunk_key, chunk_record, chunk_size, due_fire
-from sender import CapReservations, RouteControl, release_due, settled_count
+from sender import CapReservations, RouteControl, prune_messages_every, release_due, settled_count
 
 __all__ = ["Scheduler", "run_scheduler"]
 
@@ -144,6 +145,27 @@ class Scheduler:
         return c, run, wave
 
     async def _release(self, c: Campaign, run: Any, wave: Any) -> None:
+        """Release the wave; a PostgreSQL or Redis outage pauses it (``scheduling_paused``),
+        and once they answer it goes on from its checkpoint if the claim is still this
+        replica's (the chunk published but not checkpointed goes again: same keys, deduped)."""
+        while True:
+            try:
+                await self._release_from(c, run, wave)
+                return
+            except _INFRA as exc:
+                log.warning("scheduling_paused", wave_id=wave["id"], error=f"{type(exc).__name__}: {exc}")
+            wave = await until_available(partial(self._keep_claim, wave["id"]), errors=_INFRA,
+                                         log=log, event="scheduling_paused")
+            if wave is None:
+                log.warning("wave_claim_lost", campaign_id=c.id, run_id=run["id"])
+                return
+
+    async def _keep_claim(self, wave_id: int) -> Any:
+        async with self.pool.acquire() as conn:
+            return await repo.keep_claim(conn, wave_id=wave_id, owner=self.owner,
+                                         lease_s=self.settings.scheduler_lease_s)
+
+    async def _release_from(self, c: Campaign, run: Any, wave: Any) -> None:
         s, run_id, wave_id = self.settings, run["id"], wave["id"]
         cursor, sent, started = wave["cursor_id"], 0, time.monotonic()
         rate = run["rate_per_s"] or s.provider_rate_per_s * s.sender_bulk_share
@@ -275,6 +297,17 @@ def _sample(keys: list[str], n: int) -> list[str]:
     return [keys[round(i * step)] for i in range(n)]
 
 
+async def _tick(scheduler: Scheduler) -> None:
+    """One tick; while PostgreSQL or Redis is unreachable, retried with backoff (logged as
+    ``scheduling_paused``: nothing is created, claimed or released, and the waves whose
+    release stopped lose their leases and are claimed again from their checkpoints). Any
+    other failure ends the tick; the next one tries again."""
+    try:
+        await until_available(scheduler.tick, errors=_INFRA, log=log, event="scheduling_paused")
+    except (asyncpg.PostgresError, HexcastError, RedisError) as exc:
+        log.warning("scheduler_retry", error=f"{type(exc).__name__}: {exc}")
+
+
 async def run_scheduler(settings: Settings) -> None:
     """The process: tick every ``scheduler_poll_s`` until cancelled."""
     pool = await connect_pool(settings.database_url, max_size=4)
@@ -290,13 +323,12 @@ async def run_scheduler(settings: Settings) -> None:
                                           name="campaigns")),
         asyncio.create_task(refresh_every(LAG_REFRESH_S, lag.refresh, name="kafka_consumer_lag")),
     ]
+    # Not a gauge, stopped with them: the message log's retention (sender.retention).
+    gauges.append(asyncio.create_task(prune_messages_every(pool, settings)))
     log.info("scheduler_started", owner=scheduler.owner)
     try:
         while True:
-            try:
-                await scheduler.tick()
-            except (OSError, asyncpg.PostgresError, HexcastError, RedisError) as exc:
-                log.warning("scheduler_retry", error=f"{type(exc).__name__}: {exc}")
+            await _tick(scheduler)
             await asyncio.sleep(settings.scheduler_poll_s)
     finally:
         for task in gauges:

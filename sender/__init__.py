@@ -29,6 +29,7 @@ from sender.reservations_repo import (
     release_reservations,
     start_reservation,
 )
+from sender.retention import Pruned, prune_messages, prune_messages_every
 from sender.route_control import RouteAction, RouteControl, RouteState
 from sender.route_control import act as act_on_route
 from sender.route_control import history as route_history
@@ -48,6 +49,7 @@ __all__ = [
     "MessageState",
     "PACE_WINDOW_S",
     "PACED_CHUNK_WINDOWS",
+    "Pruned",
     "Reserve",
     "RouteAction",
     "RouteCapacity",
@@ -71,6 +73,8 @@ __all__ = [
     "one_message",
     "placeholders",
     "provider_specs",
+    "prune_messages",
+    "prune_messages_every",
     "release_due",
     "release_reservations",
     "render",

@@ -19,7 +19,8 @@ class BusUnavailable(HexcastError):
 
 
 class Bus:
-    """One idempotent, acks=all producer shared by a process."""
+    """One acks=all producer shared by a process; idempotent (a retried send is never written
+    twice) when ``kafka_idempotent_producer`` is on (Kafka; the embedded broker refuses it)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -29,6 +30,7 @@ class Bus:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.bootstrap_servers,
             acks="all",
+            enable_idempotence=self._settings.kafka_idempotent_producer,
             linger_ms=2,
             max_batch_size=1_048_576,
             max_request_size=4_194_304,

@@ -5,6 +5,7 @@ In the core, not the app layer: every domain's agents declare their topics with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
     """A faust app for one process role (``matcher``, ``sender-geo``...): its consumer group.
 
     Settings for an at-least-once pipeline: no transactions (the local broker has none), JSON
-    records only, a short rebalance timeout so restarts regain partitions quickly. Faust's data
-    directory goes under the state directory, not the working directory.
+    records only, a short rebalance timeout so restarts regain partitions quickly. Producers
+    wait for every in-sync replica (acks=-1) and are idempotent where the broker can be
+    (``kafka_idempotent_producer``). Faust's data directory goes under the state directory.
     """
     _patch_fetch_wait()
+    _patch_idempotence()
     name = f"{settings.app_id}-{role}"
     datadir = Path(settings.state_dir) / "faust" / name
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
@@ -35,7 +38,7 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
         store="memory://",
         processing_guarantee="at_least_once",
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_session_timeout=max(6.0, settings.broker_rebalance_timeout),
         broker_heartbeat_interval=1.0,
@@ -48,6 +51,7 @@ def create_faust_app(settings: Settings, *, role: str) -> faust.App:
         key_serializer="raw",
     )
     app.hexcast_fetch_max_wait_ms = settings.broker_fetch_max_wait_ms  # type: ignore[attr-defined]
+    app.hexcast_idempotent = settings.kafka_idempotent_producer  # type: ignore[attr-defined]
     if settings.loop_stall_warn_ms:
         watchdog = LoopWatchdog(stall_ms=settings.loop_stall_warn_ms)
 
@@ -80,6 +84,29 @@ def _patch_fetch_wait() -> None:
 
     thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     thread._hexcast_patched = True  # type: ignore[attr-defined]
+
+
+def _patch_idempotence() -> None:
+    """Make faust's producers idempotent when ``kafka_idempotent_producer`` is on.
+
+    Faust asks aiokafka for ``enable_idempotence`` only inside transactions (exactly-once),
+    which the local broker lacks; an at-least-once app gets acks=-1 (``producer_acks``) but a
+    producer retry could still write a record twice. The flag is read from the app, so each
+    app decides (tansu refuses InitProducerId: off there). Idempotent.
+    """
+    producer = faust_aiokafka.Producer
+    if getattr(producer, "_hexcast_patched", False):
+        return
+    extra = producer._settings_extra
+
+    def settings_extra(self: Any) -> Mapping[str, Any]:
+        settings = dict(extra(self))
+        if getattr(self.app, "hexcast_idempotent", False):
+            settings.update(acks="all", enable_idempotence=True)
+        return settings
+
+    producer._settings_extra = settings_extra  # type: ignore[method-assign]
+    producer._hexcast_patched = True  # type: ignore[attr-defined]
 
 
 def raw_topic(app: faust.App, settings: Settings, name: str, **kwargs: Any) -> Any:

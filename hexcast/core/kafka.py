@@ -126,9 +126,16 @@ async def wait_for_broker(bootstrap: str, timeout: float) -> None:  # noqa: ASYN
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Mapping[str, TopicSpec], *, replication_factor: int = 1
+    bootstrap: str, topics: Mapping[str, TopicSpec], *, replication_factor: int = 1,
+    min_insync_replicas: int = 1,
 ) -> None:
-    """Create the topics that do not exist yet; warn about existing ones that differ."""
+    """Create the topics that do not exist yet; warn about existing ones that differ.
+
+    ``min_insync_replicas`` above 1 is set as each new topic's ``min.insync.replicas`` (1 is
+    every broker's default, so nothing is sent for it)."""
+    if not 1 <= min_insync_replicas <= replication_factor:
+        raise ConfigError(f"min.insync.replicas {min_insync_replicas} must be between 1 and"
+                          f" the replication factor {replication_factor}")
     for name in topics:
         if not _TOPIC_NAME.match(name):
             raise ConfigError(f"invalid topic name {name!r} (letters, digits, '.', '_', '-')")
@@ -142,7 +149,7 @@ async def ensure_topics(
                 await _warn_mismatches(admin, {name: topics[name] for name in present})
             missing = {n: s for n, s in topics.items() if n not in existing}
             if missing:
-                await _create(admin, missing, replication_factor)
+                await _create(admin, missing, _Placement(replication_factor, min_insync_replicas))
     except _BrokerErrors as exc:
         raise ConfigError(f"cannot create topics on {bootstrap}: {exc}") from exc
 
@@ -156,19 +163,29 @@ async def _warn_mismatches(admin: AIOKafkaAdminClient, topics: Mapping[str, Topi
             )
 
 
-def _new_topic(name: str, spec: TopicSpec, replication: int, *, configs: bool) -> NewTopic:
-    topic_configs = {"cleanup.policy": "compact"} if spec.compacted and configs else {}
-    return NewTopic(name, spec.partitions, replication, topic_configs=topic_configs)
+@dataclass(frozen=True)
+class _Placement:
+    """How many brokers keep each new topic, and how many must have a write (acks=all)."""
+
+    replication: int
+    min_insync: int
+
+
+def _new_topic(name: str, spec: TopicSpec, placement: _Placement, *, compact: bool) -> NewTopic:
+    topic_configs = {"cleanup.policy": "compact"} if spec.compacted and compact else {}
+    if placement.min_insync > 1:
+        topic_configs["min.insync.replicas"] = str(placement.min_insync)
+    return NewTopic(name, spec.partitions, placement.replication, topic_configs=topic_configs)
 
 
 async def _create(
-    admin: AIOKafkaAdminClient, topics: Mapping[str, TopicSpec], replication: int
+    admin: AIOKafkaAdminClient, topics: Mapping[str, TopicSpec], placement: _Placement
 ) -> None:
-    specs = [_new_topic(n, s, replication, configs=True) for n, s in topics.items()]
+    specs = [_new_topic(n, s, placement, compact=True) for n, s in topics.items()]
     errors = _topic_errors(await admin.create_topics(specs))
     retry = {name: topics[name] for name in errors if topics[name].compacted}
     if retry:
-        plain = [_new_topic(n, s, replication, configs=False) for n, s in retry.items()]
+        plain = [_new_topic(n, s, placement, compact=False) for n, s in retry.items()]
         retried = _topic_errors(await admin.create_topics(plain))
         for name in retry:
             if name not in retried:
@@ -176,7 +193,8 @@ async def _create(
     if errors:
         detail = "; ".join(f"{name}: {why}" for name, why in errors.items())
         raise ConfigError(f"cannot create topics: {detail}")
-    _log.info("topics_created", topics={n: s.partitions for n, s in topics.items()})
+    _log.info("topics_created", topics={n: s.partitions for n, s in topics.items()},
+              replication=placement.replication, min_insync=placement.min_insync)
 
 
 def _topic_errors(response: Any) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The topics hexcast uses, with their partition counts and retention."""
+"""The topics hexcast uses, with their partition counts, compaction and replication."""
 
 from __future__ import annotations
 
@@ -26,4 +26,7 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
 
 
 async def create_topics(settings: Settings) -> None:
-    await ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    """Create the missing topics with the configured replication and ``min.insync.replicas``."""
+    await ensure_topics(settings.bootstrap_servers, topic_specs(settings),
+                        replication_factor=settings.topic_replication_factor,
+                        min_insync_replicas=settings.topic_min_insync_replicas)

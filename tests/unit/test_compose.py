@@ -1,9 +1,14 @@
-"""docker-compose.yml parses, every hexcast service runs a real command with real settings, and
-Prometheus, Alertmanager and Grafana run with deploy/ mounted and scrape every process."""
+"""docker-compose.yml parses, every hexcast service runs a real command with real settings,
+Prometheus, Alertmanager and Grafana run with deploy/ mounted and scrape every process, and the
+stack is durable: three KRaft Kafka nodes, replication factor 3 and min ISR 2 for the brokers and
+for hexcast's own topics, named volumes for Kafka, PostgreSQL and Redis, Redis's AOF on
+(:func:`assert_durable`, also run on ``docker-compose config``'s output by
+tests/integration/test_compose.py)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +26,82 @@ def _services() -> dict[str, Any]:
     return services
 
 
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
 def test_infrastructure_services_have_health_checks() -> None:
     services = _services()
-    assert services["kafka"]["image"].startswith("apache/kafka")
-    for name in ("kafka", "postgres", "redis"):
+    for name in KAFKA_NODES:
+        assert services[name]["image"].startswith("apache/kafka"), name
+    for name in (*KAFKA_NODES, "postgres", "redis"):
         assert "healthcheck" in services[name], name
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as strings, whether written as a mapping or a list."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def _named_volume(compose: dict[str, Any], service: str, target: str) -> str:
+    """The named volume (declared under ``volumes:``) mounted at ``target`` in ``service``."""
+    for volume in compose["services"][service].get("volumes", []):
+        if isinstance(volume, dict):  # docker-compose config's long form
+            source, at = volume.get("source", ""), volume["target"]
+        else:
+            source, at, *_ = volume.split(":")
+        if at == target:
+            assert source in (compose.get("volumes") or {}), (service, source)
+            return str(source)
+    raise AssertionError(f"{service}: nothing mounted at {target}")
+
+
+def assert_durable(compose: dict[str, Any]) -> None:
+    """Three combined broker + controller nodes in one quorum, RF 3 and min ISR 2 for the
+    brokers' defaults, internal topics and hexcast's topics, producers idempotent, all three
+    brokers bootstrapped; Kafka, PostgreSQL and Redis data on named volumes; Redis's AOF on."""
+    services = compose["services"]
+    kafka = {name: _env(services[name]) for name in KAFKA_NODES}
+    assert {env["KAFKA_NODE_ID"] for env in kafka.values()} == {"1", "2", "3"}
+    voters = "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+    for name, env in kafka.items():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters, name
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092", name
+        for key in ("DEFAULT_REPLICATION_FACTOR", "OFFSETS_TOPIC_REPLICATION_FACTOR",
+                    "TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+            assert env[f"KAFKA_{key}"] == "3", (name, key)
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        assert _named_volume(compose, name, env["KAFKA_LOG_DIRS"]) == f"{name}-data"
+    assert len({services[n]["image"] for n in KAFKA_NODES}) == 1
+    hexcast = {n: _env(s) for n, s in services.items() if "build" in s}
+    assert {"api", "topics", "scheduler", "sender-bulk"} <= set(hexcast)
+    for name, env in hexcast.items():
+        assert env["HEXCAST_TOPIC_REPLICATION_FACTOR"] == "3", name
+        assert env["HEXCAST_TOPIC_MIN_INSYNC_REPLICAS"] == "2", name
+        assert env["HEXCAST_KAFKA_IDEMPOTENT_PRODUCER"] == "true", name
+        brokers = env["HEXCAST_BROKER_URL"].removeprefix("kafka://").split(",")
+        assert sorted(brokers) == [f"{n}:9092" for n in KAFKA_NODES], name
+    assert _named_volume(compose, "postgres", "/var/lib/postgresql/data")
+    assert _named_volume(compose, "redis", "/data")
+    command = services["redis"]["command"]
+    command = command.split() if isinstance(command, str) else command
+    assert command[0] == "redis-server"
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_the_stack_is_durable() -> None:
+    assert_durable(yaml.safe_load(COMPOSE.read_text()))
+
+
+def test_hexcast_settings_take_the_compose_values() -> None:
+    env = _env(_services()["api"])
+    settings = Settings(**{k.removeprefix("HEXCAST_").lower(): v for k, v in env.items()
+                           if k.startswith("HEXCAST_") and "${" not in v})
+    assert (settings.topic_replication_factor, settings.topic_min_insync_replicas) == (3, 2)
+    assert settings.kafka_idempotent_producer
 
 
 def test_hexcast_services_run_registered_commands() -> None:
@@ -139,12 +215,19 @@ def test_prometheus_alerts_the_compose_alertmanager_and_loads_the_rules() -> Non
 
 
 def test_alertmanager_reads_its_secrets_from_compose() -> None:
-    compose = yaml.safe_load(COMPOSE.read_text())
-    service = compose["services"]["alertmanager"]
+    """alertmanager.yml reads files under /run/secrets/ (a tmpfs); the entrypoint writes each
+    from a HEXCAST_ variable that compose passes (docker-compose 1.29 has no `secrets:` from
+    `environment:`), then runs alertmanager with the service's flags."""
+    service = _services()["alertmanager"]
     text = (ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
-    for secret in service["secrets"]:
-        assert f"/run/secrets/{secret}" in text, secret
-        assert compose["secrets"][secret]["environment"].startswith("HEXCAST_"), secret
+    script = service["entrypoint"][2]
+    read = set(re.findall(r"/run/secrets/(\w+)", text))
+    written = dict(re.findall(r'printf %s "\$\$(HEXCAST_\w+)" > /run/secrets/(\w+)', script))
+    assert read
+    assert read == set(written.values())
+    assert set(written) <= set(_env(service))
+    assert service["tmpfs"] == ["/run/secrets"]
+    assert script.rstrip().endswith('exec /bin/alertmanager "$$@"')
     assert "http://api:8000/v1/admin/alerts/alertmanager" in text
 
 
