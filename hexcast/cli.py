@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from hexcast.chaos.cli import chaos_command, soak_command
 from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
 from hexcast.core.metrics import serve_metrics
@@ -25,6 +26,7 @@ from sender.cli import (
     unknown_app,
 )
 from sender.models import Lane
+from sender.retention_cli import messages_app
 
 __all__ = ["main"]
 
@@ -45,6 +47,9 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(cutover_app, name="send-mode")
 app.add_typer(parity_app, name="parity")
 app.add_typer(unknown_app, name="unknown")
+app.command("chaos")(chaos_command)
+app.command("soak")(soak_command)
+app.add_typer(messages_app, name="messages")
 
 
 def _settings() -> Settings:
@@ -191,7 +196,7 @@ def provider_sim(
     config = SimConfig(rate_per_s=s.sim_rate_per_s, dlr_url=dlr_url, dlr_delay_s=s.sim_dlr_delay_s,
                        dlr_token=s.dlr_webhook_token, token=s.provider_token, mode=s.sim_mode,
                        lookup=s.sim_lookup, retry_after_s=s.sim_retry_after_s,
-                       dialect=s.sim_dialect, account=s.sim_account,
+                       ledger_path=s.sim_ledger_path, dialect=s.sim_dialect, account=s.sim_account,
                        signing_key=s.sim_signing_key, smpp_port=smpp_port, smpp_host=s.sim_host,
                        smpp_system_id=smpp_system_id, smpp_password=smpp_password)
     run_sim(config, s.sim_host, s.sim_port)

@@ -38,6 +38,7 @@ class SimConfig(BaseModel):
     deliver_fail_rate: Probability = 0.0
     retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
     seed: int = 0
+    ledger_path: str | None = None  # keep the ledger in this file across restarts (providersim.journal)
     # SMSC mode (providersim.smsc): SMPP 3.4 on smpp_port beside the HTTP API. system_id and
     # password are their own settings: SMPP allows 15 and 8 characters, `account` and `token`
     # are longer.
@@ -57,6 +58,7 @@ class ControlIn(BaseModel):
 
     rate_per_s: Rate | None = None
     rate_burst: Rate | None = None
+    dlr_delay_s: Annotated[float, Field(ge=0)] | None = None
     fail_rate: Probability | None = None
     garble_rate: Probability | None = None
     callback_dup_rate: Probability | None = None

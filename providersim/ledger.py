@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from providersim.config import SimConfig
+from providersim.journal import LedgerJournal
 from providersim.metrics import count_fault, count_request
 from providersim.outbox import Outbox, iso_now
 
@@ -58,6 +59,13 @@ class Record:
         self.body = msg.body
         self.accepted_at = accepted_at
         self.status = "accepted"
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Record:
+        """A record read back from the journal (:meth:`ledger_item` with ``extra``)."""
+        msg = MessageIn.model_construct(client_ref=item["client_ref"], to=item["to"], body=item["body"])
+        return cls(int(item["seq"]), msg, str(item["accepted_at"]), str(item["provider_message_id"]),
+                   item.get("extra") or None)
 
     def result(self, duplicate: bool) -> dict[str, Any]:
         return {
@@ -124,12 +132,19 @@ class Sim:
         # unique across resets and restarts without a urandom call per message.
         self.id_prefix = "sim-" + uuid.uuid4().hex[:16]
         self.id_counter = itertools.count(1)
-        self.reset()
+        self.journal = LedgerJournal(config.ledger_path) if config.ledger_path else None
+        self.reset(forget=False)
 
-    def reset(self) -> None:
+    def reset(self, *, forget: bool = True) -> None:
+        """Empty the ledger and the counters; with a journal, ``forget`` deletes it too, and
+        without ``forget`` (a process starting) the ledger is read back from it."""
         self.records: list[Record] = []
         self.by_ref: dict[str, Record] = {}
         self.destinations: set[str] = set()
+        if self.journal is not None and forget:
+            self.journal.truncate()
+        for item in self.journal.read() if self.journal is not None else ():
+            self._keep(Record.from_item(item))
         self.duplicates = 0
         self.requests = 0
         self.rate_limited = 0
@@ -192,14 +207,19 @@ class Sim:
                 continue
             pmid = new_id() if new_id else f"{self.id_prefix}{next(self.id_counter):016x}"
             rec = Record(len(self.records) + 1, msg, now_iso, pmid, extras[n] if extras else None)
-            self.records.append(rec)
-            self.by_ref[rec.client_ref] = rec
-            self.destinations.add(rec.to)
+            self._keep(rec)
             new.append(rec)
             results.append(rec.result(False))
+        if new and self.journal is not None:
+            self.journal.append([r.ledger_item(extra=True) for r in new])
         if new and post_receipts and (self.config.dlr_url is not None or extras):
             self.outbox.schedule(time.monotonic() + self.config.dlr_delay_s, new)
         return results
+
+    def _keep(self, rec: Record) -> None:
+        self.records.append(rec)
+        self.by_ref[rec.client_ref] = rec
+        self.destinations.add(rec.to)
 
     def stats(self) -> dict[str, Any]:
         return {

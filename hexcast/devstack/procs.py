@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import os
+import random
 import re
 import signal
 import socket
@@ -43,12 +44,28 @@ _T = TypeVar("_T")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+_LISTEN_PORTS = range(20_000, 32_768)
+"""Where :func:`free_port` looks: below Linux's ephemeral range (32768-60999), from which the
+kernel gives every outgoing connection its local port. A port handed out from that range
+(``bind(0)``) could be taken by any process's next connection before the child that was given
+it binds it; seen as a child dying with "Address already in use" during chaos runs."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (another process may still take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port nobody listens on right now, outside the ephemeral range (another listener
+    may still take it before it is bound, but no outgoing connection will)."""
+    for _ in range(200):
+        port = random.randrange(_LISTEN_PORTS.start, _LISTEN_PORTS.stop)  # noqa: S311 - not secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the range is full: any
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

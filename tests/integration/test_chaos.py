@@ -1,0 +1,64 @@
+"""The CI-sized chaos run and the rebalance run, on one world of real processes (its own
+PostgreSQL and Redis, which the faults restart; the session's broker).
+
+Each run has its own tenant, campaign and workload; the invariants
+(:mod:`hexcast.chaos.invariants`) are read from PostgreSQL and the provider's ledger at the
+end. A failure prints the run's report, whose seed replays the schedule:
+``hexcast chaos --seed N``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hexcast.chaos.cli import chaos_report
+from hexcast.chaos.runner import ChaosConfig, ChaosResult, chaos_in, world_for
+from hexcast.chaos.workload import Rates
+from hexcast.chaos.world import KINDS, World
+
+SEED = 24
+
+
+@pytest.fixture(scope="module")
+def world(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    state: Path = tmp_path_factory.mktemp("chaos")
+    with world_for(ChaosConfig(), state, broker_url=broker_url).started() as running:
+        yield running
+
+
+def _held(result: ChaosResult) -> None:
+    report = chaos_report(result)
+    print(report)
+    assert result.settled, report
+    assert not result.dead, report
+    assert result.verdict.ok, report
+    assert result.load.accepted_visits, report
+    assert result.load.otps, report
+    assert result.load.transactional, report
+    assert result.load.stops, report
+
+
+def test_every_process_kind_killed_and_postgres_and_redis_restarted_break_no_invariant(
+        world: World) -> None:
+    config = ChaosConfig(recipients=20_000, seed=SEED, window_s=80, max_rate=250, down_s=3,
+                         rates=Rates(visits_per_s=15, stops=15))
+    result = asyncio.run(chaos_in(world, config))
+    kills = {d.fault.target for d in result.done if d.fault.kind == "kill"}
+    assert kills == set(KINDS)
+    assert {d.fault.kind for d in result.done} == {"kill", "postgres", "redis"}
+    _held(result)
+
+
+def test_one_two_one_bulk_senders_and_matchers_mid_campaign_break_no_invariant(world: World) -> None:
+    config = ChaosConfig(recipients=8_000, seed=SEED, window_s=45, max_rate=200, rebalance=True,
+                         rates=Rates(visits_per_s=15, stops=5))
+    result = asyncio.run(chaos_in(world, config))
+    assert [(d.fault.kind, d.fault.target) for d in result.done] == [
+        ("add", "matcher"), ("add", "sender-bulk"), ("remove", "matcher"), ("remove", "sender-bulk")]
+    assert [d.instance for d in result.done] == ["matcher-2", "sender-bulk-2", "matcher", "sender-bulk"]
+    assert {k for k in world.kinds.values()} == set(KINDS)  # one of each again
+    _held(result)
