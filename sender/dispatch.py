@@ -175,11 +175,13 @@ class Dispatcher:
             pending = await self._holds.apply(pending, outcome, now, screened.zones,
                                               screened.recipients)
         for start in range(0, len(pending), 1000):
-            await self._send_chunk(pending[start : start + 1000], outcome, screened)
+            await self._send_chunk(pending[start : start + 1000], outcome, screened, now)
 
     async def _send_chunk(
-        self, chunk: list[MessageRow], outcome: Outcome, screened: Screened
+        self, chunk: list[MessageRow], outcome: Outcome, screened: Screened, checked: datetime
     ) -> None:
+        """Send ``chunk`` in provider calls as grants allow (``checked``: when its quiet hours
+        were last checked)."""
         chunk = await self._prepare(chunk, outcome, screened)
         tries = {r.id: r.attempts for r in chunk}
         segments = {r.id: segment_count(r.body) for r in chunk}
@@ -204,6 +206,7 @@ class Dispatcher:
             part, _ = _take(same_run, segments, grant.segments)
             chunk = chunk[len(part):]
             await self._grants.refund_requests(grant, len(part))
+            part, checked = await self._still_allowed(part, outcome, screened, checked)
             part = await self._claim(part, grant.route.spec.name, outcome)
             if not part:
                 continue
@@ -229,6 +232,17 @@ class Dispatcher:
         if self._links is not None and self._lane is not Lane.OTP:
             chunk = await self._links.apply(chunk)
         return chunk
+
+    async def _still_allowed(
+        self, part: list[MessageRow], outcome: Outcome, screened: Screened, checked: datetime
+    ) -> tuple[list[MessageRow], datetime]:
+        """Quiet hours once more when the grants waited more than ``QUIET_RECHECK`` since
+        they were checked (a chunk can wait past their start): the rows that may still go now
+        (the others' granted segments are not given back), and when this was checked."""
+        now = datetime.now(UTC)
+        if self._holds is None or self._lane is Lane.OTP or now - checked < QUIET_RECHECK:
+            return part, checked
+        return await self._holds.quiet_now(part, outcome, now, screened.zones), now
 
     async def _claim(self, part: list[MessageRow], name: str, outcome: Outcome) -> list[MessageRow]:
         """``queued → sending`` with provider ``name``; the rows a STOP blocked since the chunk
@@ -332,6 +346,9 @@ class Dispatcher:
             if failure.ambiguous:  # the claim made them `sending` with this provider
                 rows = [with_state(r, S, name) for r in rest]
                 return await self._reconciler.reconcile(rows, outcome), True
+            if failure.unreached:  # the route is down, not the message at fault: not counted
+                return await self._store.move(rest, Q, [S], f"{name} unreachable: {failure}",
+                                              attempts=-1), False
             return await self._store.move(rest, Q, [S], f"{name} unavailable: {failure}"), True
         route.breaker.success()
         why = f"{name} refused the request: {failure}"
@@ -384,6 +401,10 @@ class Dispatcher:
             if self._calls >= self._policy.fault_kill_after_calls:
                 log.warning("fault_hook_kill", calls=self._calls)
                 os.kill(os.getpid(), signal.SIGKILL)
+
+
+QUIET_RECHECK = timedelta(seconds=0.5)
+"""A provider call more than this after its rows' quiet-hours check checks them again."""
 
 
 def _take(

@@ -77,6 +77,21 @@ class Holds:
             rows = await self._capped(self._caps, rows, outcome, now, profile, tenants, ids or {})
         return rows
 
+    async def quiet_now(
+        self, rows: list[MessageRow], outcome: Outcome, now: datetime,
+        known: dict[tuple[int, str], str | None],
+    ) -> list[MessageRow]:
+        """Quiet hours again at ``now``, just before a provider call: a chunk checked when it
+        was taken may have waited for its rate grants past the start of a recipient's quiet
+        hours. The rows that may still go; the others are deferred (or expired) as
+        :meth:`apply` does."""
+        if not (self._quiet and rows):
+            return rows
+        missing = list({(r.tenant_id, r.phone) for r in rows} - known.keys())
+        profile = {**known, **(await self._store.profile_zones(missing) if missing else {})}
+        later, why = self._quiet_verdicts(rows, profile, await self._tenant_rules(rows), now)
+        return await self._hold(rows, later, outcome, why)
+
     async def _capped(
         self, caps: RecipientCaps, rows: list[MessageRow], outcome: Outcome, now: datetime,
         profile: dict[tuple[int, str], str | None], tenants: dict[int, TenantRules],

@@ -73,12 +73,16 @@ class ProviderUnavailable(ProviderError):
     ``ambiguous`` is True when the provider may have acted on the request (a read timeout or
     a dropped connection after the request was written); False when it certainly did not (a
     refused connection, or an HTTP 5xx answer, which the provider contract defines as "not
-    processed").
+    processed"). ``unreached`` is True when no connection was made at all (refused, or the
+    connect timed out): the provider is down or cut off, which is no message's fault, so the
+    sender does not count the attempt against the message (it waits, behind the breaker, until
+    the route answers or the message expires).
     """
 
-    def __init__(self, message: str, *, ambiguous: bool = False) -> None:
+    def __init__(self, message: str, *, ambiguous: bool = False, unreached: bool = False) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+        self.unreached = unreached
 
 
 class SmppError(HexcastError):

@@ -264,7 +264,8 @@ class HttpTransport:
         try:
             response = await self.client.request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ProviderUnavailable(f"{self.name}: {type(exc).__name__} on {url}") from exc
+            raise ProviderUnavailable(f"{self.name}: {type(exc).__name__} on {url}",
+                                      unreached=True) from exc
         except httpx.TransportError as exc:  # written, maybe processed: we cannot know
             raise ProviderUnavailable(
                 f"{self.name}: {type(exc).__name__} on {url}", ambiguous=True

@@ -120,7 +120,8 @@ class Session:
                 asyncio.open_connection(ep.host, ep.port), timeout_s)
         except (OSError, TimeoutError) as exc:
             self.closed.set()
-            raise ProviderUnavailable(f"{ep.route}: cannot reach {ep.host}:{ep.port}: {exc}") from exc
+            raise ProviderUnavailable(f"{ep.route}: cannot reach {ep.host}:{ep.port}: {exc}",
+                                      unreached=True) from exc
         self._tasks = [asyncio.create_task(self._read(reader)),
                        asyncio.create_task(self._deliver_loop())]
         bind = Bind(ep.system_id, ep.password, system_type=self._opts.system_type)

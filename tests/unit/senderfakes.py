@@ -277,6 +277,11 @@ def unavailable() -> Answer:
     return Answer(accept=0, failure=ProviderUnavailable("HTTP 503"))
 
 
+def unreachable() -> Answer:
+    """A refused connection: the provider is down and never saw the request."""
+    return Answer(accept=0, failure=ProviderUnavailable("ConnectError", unreached=True))
+
+
 def timeout(keep: int = 0) -> Answer:
     """A read timeout after the request was written: the provider kept the first ``keep``."""
     return Answer(accept=0, keep=keep, failure=ProviderUnavailable("read timeout", ambiguous=True))

@@ -26,6 +26,7 @@ from tests.unit.senderfakes import (
     route,
     timeout,
     unavailable,
+    unreachable,
 )
 
 Q, S = MessageState.QUEUED, MessageState.SENDING
@@ -173,6 +174,18 @@ async def test_out_of_attempts_fails_for_good_after_max_attempts_calls() -> None
     assert Counter(a.sent() + b.sent()) == {key: 3 for key in store.message_keys()}
     assert all(store.row(key).attempts == 3 for key in store.message_keys())
     assert store.events == [(key, FAILED, why) for key in store.message_keys()]
+
+
+async def test_a_provider_that_cannot_be_reached_costs_no_attempt() -> None:
+    """Refused connections (the provider process is down) are the route's failure, not the
+    message's: they open the breaker but never make a message fail for good."""
+    store = MemoryStore()
+    a = FakeProvider("a", *[unreachable()] * 6)
+    out = await dispatcher(store, route(a, failures=100), max_attempts=3).handle_many([batch(2)])
+    assert (out.accepted, out.failed, out.dead) == (2, 0, {})
+    assert len(a.calls) == 7  # six refused, then accepted
+    assert all(store.row(key).attempts == 1 for key in store.message_keys())
+    assert ("msg-0000", S, Q, "a unreachable: ConnectError") in store.audit
 
 
 async def test_unroutable_rows_fail_without_a_call() -> None:

@@ -154,3 +154,20 @@ async def _requeued(store: MemoryStore, *keys: str) -> list[MessageRow]:
     rows = [store.row(k) for k in keys]
     await store.move(rows, MessageState.QUEUED, list(MessageState), "again")
     return [store.row(k) for k in keys]
+
+
+async def test_rows_allowed_when_taken_are_deferred_if_quiet_hours_began_while_they_waited() -> None:
+    """A chunk checked at 20:59:50 whose grants waited past 21:00 (the law's end in Chicago)
+    is checked again before its provider call: nothing goes in quiet hours."""
+    store = MemoryStore()
+    rows, _ = await store.enqueue(Lane.BULK, batch(2, lane=Lane.BULK, phones=[CHICAGO_NUMBER] * 2,
+                                                   prefix="late").items)
+    holds = Holds(store=store, rules=_Loader({}))
+    taken = _chicago(20, 59) + timedelta(seconds=50)
+    assert await holds.apply(rows, Outcome(), taken, {}) == rows
+    outcome = Outcome()
+    assert await holds.quiet_now(rows, outcome, taken + timedelta(seconds=0.5), {}) == rows
+    assert await holds.quiet_now(rows, outcome, taken + timedelta(seconds=11), {}) == []
+    assert outcome.deferred == 2
+    assert store.state("late-0000") is MessageState.DEFERRED
+    assert str(store.reason("late-0000")).startswith("quiet hours until ")
