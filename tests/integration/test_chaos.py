@@ -44,7 +44,7 @@ def _held(result: ChaosResult) -> None:
 
 def test_every_process_kind_killed_and_postgres_and_redis_restarted_break_no_invariant(
         world: World) -> None:
-    config = ChaosConfig(recipients=20_000, seed=SEED, window_s=80, max_rate=250, down_s=3,
+    config = ChaosConfig(recipients=20_000, seed=SEED, window_s=70, max_rate=300, down_s=3,
                          rates=Rates(visits_per_s=15, stops=15))
     result = asyncio.run(chaos_in(world, config))
     kills = {d.fault.target for d in result.done if d.fault.kind == "kill"}
@@ -54,7 +54,7 @@ def test_every_process_kind_killed_and_postgres_and_redis_restarted_break_no_inv
 
 
 def test_one_two_one_bulk_senders_and_matchers_mid_campaign_break_no_invariant(world: World) -> None:
-    config = ChaosConfig(recipients=8_000, seed=SEED, window_s=45, max_rate=200, rebalance=True,
+    config = ChaosConfig(recipients=6_000, seed=SEED, window_s=36, max_rate=200, rebalance=True,
                          rates=Rates(visits_per_s=15, stops=5))
     result = asyncio.run(chaos_in(world, config))
     assert [(d.fault.kind, d.fault.target) for d in result.done] == [
