@@ -10,7 +10,8 @@ max_rate: the live projected finish per zone against the actual one; not part of
 ``metrics`` (scenario 1 with every process's /metrics served and scraped, against without,
 and one scrape's cost per process; not part of ``all``), ``console`` (the console overview's
 server time, first paint in Chromium and SQL plans over millions of messages; not part of
-``all``), ``ordering`` (pure: a Black-Friday
+``all``), ``chaos`` (the chaos workload without faults, then under 30 random faults, in one world; not
+part of ``all``), ``ordering`` (pure: a Black-Friday
 plan's zones released one after another against side by
 side; not part of ``all``), ``report`` (rewrite
 BENCHMARKS.md's table from bench/out/latest.json). Sizes follow ``--recipients``: visits =
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import console, forecast, metrics, ordering, outbox, providers, smpp, ui, webhooks
+from bench import chaos, console, forecast, metrics, ordering, outbox, providers, smpp, ui, webhooks
 from bench.common import OUT, clear_redis, database, loadavg, machine
 from bench.holiday import run_holiday
 from bench.limits import run_limits
@@ -131,38 +132,31 @@ def _parser() -> argparse.ArgumentParser:
                                          " paint and SQL plans at scale"))
     ordering.add_arguments(sub.add_parser("ordering", help="a run's waves one after another against"
                                           " side by side, on a Black-Friday plan (pure)"))
+    chaos.add_arguments(sub.add_parser("chaos", help="the chaos workload without faults, then under"
+                                        " N random faults, in one world"))
     report = sub.add_parser("report", help="rewrite BENCHMARKS.md's table from a results JSON")
     report.add_argument("--json", type=Path, default=OUT / "latest.json")
     return parser
 
 
+OWN_DOCUMENT: dict[str, Any] = {
+    "providers": providers,  # scenario 1 through each provider dialect
+    "smpp": smpp,  # the same, over SMPP routes
+    "webhooks": webhooks,  # outbox → receiver events/s
+    "outbox": outbox,  # the outbox's cost, transactional latency
+    "forecast": forecast,  # projected vs actual finish per zone
+    "metrics": metrics,  # what Prometheus metrics cost
+    "console": console,  # the console's first paint at scale
+    "chaos": chaos,  # throughput and invariants with and without faults
+}
+
+
 def main() -> None:
     args = _parser().parse_args()
     configure_logging("warning")
-    if args.scenario == "providers":  # its own document and table (bench/providers.py)
+    if args.scenario in OWN_DOCUMENT:  # each writes its own document and table (bench/<name>.py)
         ui.console.print(machine())
-        providers.run(args, "python -m bench " + " ".join(sys.argv[1:]))
-        return
-    if args.scenario == "smpp":  # the same, over SMPP routes (bench/smpp.py)
-        ui.console.print(machine())
-        smpp.run(args, "python -m bench " + " ".join(sys.argv[1:]))
-        return
-    if args.scenario == "webhooks":  # outbox → receiver events/s (bench/webhooks.py)
-        ui.console.print(machine())
-        webhooks.run(args, "python -m bench " + " ".join(sys.argv[1:]))
-        return
-    if args.scenario == "outbox":  # the outbox's cost, transactional latency (bench/outbox.py)
-        ui.console.print(machine())
-        outbox.run(args, "python -m bench " + " ".join(sys.argv[1:]))
-        return
-    if args.scenario == "forecast":  # projected vs actual finish per zone (bench/forecast.py)
-        ui.console.print(machine())
-        forecast.run(args, "python -m bench " + " ".join(sys.argv[1:]))
-        return
-    if args.scenario in ("metrics", "console"):  # what Prometheus metrics cost (bench/metrics.py),
-        ui.console.print(machine())  # the console's first paint at scale (bench/console.py)
-        scenario = {"metrics": metrics, "console": console}[args.scenario]
-        scenario.run(args, "python -m bench " + " ".join(sys.argv[1:]))
+        OWN_DOCUMENT[args.scenario].run(args, "python -m bench " + " ".join(sys.argv[1:]))
         return
     if args.scenario == "ordering":  # pure: the plan's order against side by side (bench/ordering.py)
         ordering.run(args)

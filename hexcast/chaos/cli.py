@@ -62,6 +62,8 @@ def chaos_report(result: ChaosResult) -> str:
     lines = [f"# Chaos run, seed {c.seed}", "",
              f"- {c.recipients:,} recipients, window {c.window_s:.0f} s, campaign max rate {c.max_rate:g}/s;"
              f" settled: {'yes' if result.settled else 'NO'} after {result.seconds:.0f} s",
+             f"- campaign: {result.sent:,} accepted by the provider in {result.sending_s:.0f} s"
+             f" ({result.sent_per_s:,.0f}/s)",
              f"- load accepted: {len(result.load.accepted_visits):,} visits, {result.load.otps} OTPs,"
              f" {result.load.transactional} transactional, {len(result.load.stops)} STOPs;"
              f" {result.load.retries} client retries",

@@ -69,6 +69,12 @@ class ChaosResult:
     dead: list[str]  # processes that exited by themselves
     seconds: float  # workload start to settled
     settled: bool
+    sent: int  # the campaign's messages a provider accepted
+    sending_s: float  # the run's first message row to its last acceptance
+
+    @property
+    def sent_per_s(self) -> float:
+        return self.sent / self.sending_s if self.sending_s > 0 else 0.0
 
 
 def apply_fault(world: World, fault: Fault, down_s: float) -> str:
@@ -117,13 +123,15 @@ async def chaos_in(world: World, config: ChaosConfig) -> ChaosResult:
     driver.stop()
     load = await clients
     settled = await _settled(settings.database_url, run_id, seeded.tenant_id, config.settle_s)
+    await _archived(settings.database_url, load.accepted_visits)
     scope = Scope(database_url=settings.database_url, sim_url=settings.provider_url,
                   tenant_ids=(seeded.tenant_id,), run_ids=(run_id,),
                   accepted_visits=tuple(load.accepted_visits), started_at=started_at)
     verdict = await check_invariants(settings, scope)
+    sent, sending_s = await _throughput(settings.database_url, run_id)
     return ChaosResult(config=config, seeded=seeded, run_id=run_id, load=load, done=done,
                        verdict=verdict, dead=world.dead(), seconds=time.monotonic() - started,
-                       settled=settled)
+                       settled=settled, sent=sent, sending_s=sending_s)
 
 
 async def _faults(world: World, config: ChaosConfig, started: float) -> list[Done]:
@@ -135,6 +143,46 @@ async def _faults(world: World, config: ChaosConfig, started: float) -> list[Don
         instance = await asyncio.to_thread(apply_fault, world, fault, config.down_s)
         done.append(Done(fault, round(began - started, 2), round(time.monotonic() - began, 2), instance))
     return done
+
+
+_ARCHIVED = "SELECT count(DISTINCT event_id) FROM visits WHERE event_id = ANY($1::text[])"
+
+
+async def _archived(dsn: str, accepted: list[str], *, quiet_s: float = 20.0) -> None:
+    """Wait until every accepted visit is in the visit history, or until none was added for
+    ``quiet_s`` seconds (the archiver may be catching up after a restart; what it never stores
+    must have been dead-lettered, which the invariant checks)."""
+    stored, still_since = -1, time.monotonic()
+    while time.monotonic() - still_since < quiet_s:
+        try:
+            conn = await asyncpg.connect(dsn)
+            try:
+                now_stored = await conn.fetchval(_ARCHIVED, accepted)
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError):
+            now_stored = stored
+        if now_stored >= len(accepted):
+            return
+        if now_stored != stored:
+            stored, still_since = now_stored, time.monotonic()
+        await asyncio.sleep(1.0)
+
+
+_THROUGHPUT = """
+SELECT count(sent_at) AS sent,
+       coalesce(extract(epoch FROM max(sent_at) - min(created_at)), 0)::float8 AS seconds
+FROM messages WHERE campaign_run_id = $1
+"""
+
+
+async def _throughput(dsn: str, run_id: int) -> tuple[int, float]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(_THROUGHPUT, run_id)
+    finally:
+        await conn.close()
+    return (row["sent"], row["seconds"]) if row is not None else (0, 0.0)
 
 
 _UNSETTLED = """

@@ -17,11 +17,14 @@ __all__ = ["PG_OUTAGES", "Conn", "one", "Migration", "apply_migrations", "availa
 PG_OUTAGES: tuple[type[Exception], ...] = (
     OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
+    asyncpg.InternalClientError,
 )
 """PostgreSQL is unreachable, shutting down (``pg_ctl stop -m fast`` ends each session's
 statement with 57P01), recovering or out of connections (pool acquire timeouts are
 ``TimeoutError``, an ``OSError``): no item's fault, so a loop waits (or a request answers 503)
-instead of dead-lettering."""
+instead of dead-lettering. ``InternalClientError`` is asyncpg's pool losing track of a
+connection the server cut ("connect() called while another connection already exists"): seen
+during a PostgreSQL restart in a chaos run, where it dead-lettered a delivery receipt."""
 
 #: A connection, whether direct or borrowed from a pool; every repo function takes one.
 Conn = asyncpg.Connection | PoolConnectionProxy
