@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -102,6 +102,16 @@ def sent_has_row(sent: Sequence[Sent], never_sent: Mapping[str, str]) -> Checked
     return _result("sent_has_row", checked, orphans + denied,
                    f"{len(orphans)} ledger entries have no message row and {len(denied)} rows"
                    " say their message never reached a provider")
+
+
+def accepted_in_ledger(accepted: Sequence[str], ledgered: Collection[str]) -> Checked:
+    """Every message the sender recorded as taken by the provider (accepted or delivered) is in
+    the provider's ledger: no acceptance recorded for a call that did not happen, and no ledger
+    the provider lost (the simulator keeps it across restarts)."""
+    missing = [k for k in accepted if k not in ledgered]
+    return _result("accepted_in_ledger", f"{len(accepted)} accepted or delivered rows,"
+                   f" {len(missing)} missing from the ledger", missing,
+                   f"{len(missing)} messages recorded as accepted are not in the provider's ledger")
 
 
 def audience_adds_up(runs: Sequence[RunCounts]) -> Checked:

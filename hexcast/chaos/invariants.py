@@ -3,7 +3,8 @@
 
 1. ``once_per_campaign``: no message key twice in the ledger, no recipient twice per run;
    ``sent_has_row``: no ledger entry without its message row, none whose row says it was
-   never sent (queued, deferred, suppressed, expired);
+   never sent (queued, deferred, suppressed, expired); ``accepted_in_ledger``: every row
+   recorded as accepted or delivered is in the ledger;
 2. ``audience_adds_up``: per run, the rows' final states + holdouts + cut = the audience;
 3. ``no_send_after_stop``: nothing claimed for sending after its number's STOP was recorded;
 4. ``quiet_hours``: nothing in the recipient's quiet hours (the sender's own rule);
@@ -106,7 +107,11 @@ async def _database_checks(
     tenants = list(scope.tenant_ids)
     sent, never_sent = await _joined(conn, ledger, tenants)
     ours = [s for s in sent if s.tenant_id in scope.tenant_ids]
+    accepted = [r["message_key"] for r in await conn.fetch(
+        "SELECT message_key FROM messages WHERE tenant_id = ANY($1::bigint[])"
+        " AND state IN ('accepted', 'delivered') AND created_at >= $2", tenants, scope.started_at)]
     results = [checks.once_per_campaign(sent), checks.sent_has_row(sent, never_sent),
+               checks.accepted_in_ledger(accepted, {s.key for s in sent}),
                checks.audience_adds_up(await _runs(conn, list(scope.run_ids)))]
     opted_out = {(r["tenant_id"], r["phone"]): r["opted_out_at"] for r in await conn.fetch(
         "SELECT tenant_id, phone, opted_out_at FROM opt_outs WHERE tenant_id = ANY($1::bigint[])",

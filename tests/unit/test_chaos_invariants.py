@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hexcast.chaos.checks import (
     RunCounts,
     Sent,
+    accepted_in_ledger,
     after_stop,
     audience_adds_up,
     busiest_window,
@@ -53,6 +54,14 @@ def test_sent_has_row_reports_orphans_and_rows_that_deny_the_send() -> None:
     found = sent_has_row([_sent("a"), _sent("x", tenant=None)], {"b": "suppressed"}).violation
     assert found is not None
     assert found.examples == ("x", "b (suppressed)")
+
+
+def test_accepted_in_ledger_reports_acceptances_the_provider_never_recorded() -> None:
+    assert accepted_in_ledger(["a", "b"], {"a", "b", "c"}).violation is None
+    found = accepted_in_ledger(["a", "b", "z"], {"a", "b"}).violation
+    assert found is not None
+    assert found.examples == ("z",)
+    assert "1 messages recorded as accepted" in found.detail
 
 
 def test_audience_adds_up_counts_holdouts_cuts_and_final_states() -> None:
