@@ -51,7 +51,7 @@ def chaos_command(
     result = run_chaos(config, state, broker_url=settings.broker_url)
     report = state / "report.md"
     report.write_text(chaos_report(result))
-    console.print(report.read_text(), markup=False)
+    console.print(report.read_text(), markup=False, soft_wrap=True)
     if not (result.verdict.ok and result.settled and not result.dead):
         raise typer.Exit(1)
 
@@ -120,6 +120,6 @@ def soak_command(
     console.print(f"soak: {seconds / 3600:.2f} h, report in {target}")
     with world_for(ChaosConfig(), state, broker_url=settings.broker_url).started() as world:
         result = asyncio.run(soak_in(world, config, target))
-    console.print(result.readme.read_text(), markup=False)
+    console.print(result.readme.read_text(), markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
