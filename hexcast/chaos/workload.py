@@ -34,6 +34,10 @@ log = get_logger("hexcast.chaos")
 
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
          "Europe/London", "Asia/Tokyo"]
+AREA_CODES = (212, 312, 213, 303, 415, 617, 713, 206)
+"""Mainland US area codes the audience's numbers are drawn from: a number's region joins its
+profile zone in the quiet-hours rule (the strictest wins), so a random area code (Guam, Alaska,
+Hawaii) would silently hold every geo offer of a run back."""
 SHOP = (41.8881, -87.6298)  # a store in Chicago; visits inside its 150 m fence match
 CONSENT = datetime(2026, 1, 1, tzinfo=UTC)  # marketing consent, as the import records it
 _RETRY_S = 0.5
@@ -73,7 +77,7 @@ async def seed(settings: Settings, *, recipients: int, tag: str) -> Seeded:
     """A tenant with a store, a promotion and ``recipients`` consenting recipients (zones in
     turn), whose profiles are published for the matcher."""
     tenant_id, key = await new_tenant(settings, f"chaos-{tag}", actor="hexcast chaos", reason="chaos run")
-    prefix = f"+1{random.Random(tag).randrange(200, 999)}"  # noqa: S311 - a phone range, not a secret
+    prefix = f"+1{random.Random(tag).choice(AREA_CODES)}"  # noqa: S311 - a phone range, not a secret
     conn = await asyncpg.connect(settings.database_url)
     try:
         await conn.copy_records_to_table(

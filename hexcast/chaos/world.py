@@ -27,7 +27,7 @@ from hexcast.core.topics import create_topics
 from hexcast.devstack.broker import EmbeddedBroker
 from hexcast.devstack.localinfra import ThrowawayPostgres, ThrowawayRedis
 from hexcast.devstack.procs import ChildProcess, free_port, hexcast_process, wait_http
-from hexcast.ops import migrate
+from hexcast.ops import migrate, sync_catalog
 from hexcast.up import PROCESSES
 
 __all__ = ["KINDS", "World"]
@@ -52,6 +52,7 @@ class World:
         self.kinds: dict[str, str] = {}
         self.metrics_urls: dict[str, str] = {}
         self.settings: Settings | None = None
+        self.broker: EmbeddedBroker | None = None
         self.postgres = ThrowawayPostgres(state_dir)
         self.redis = ThrowawayRedis(log_path=state_dir / "redis.log")
 
@@ -73,7 +74,8 @@ class World:
         self.state.mkdir(parents=True, exist_ok=True)
         broker = self._broker_url
         if broker is None:
-            broker = self._stack.enter_context(EmbeddedBroker(log_path=self.state / "broker.log")).url
+            self.broker = self._stack.enter_context(EmbeddedBroker(log_path=self.state / "broker.log"))
+            broker = self.broker.url
         dsn = self.postgres.start()
         self._stack.callback(self.postgres.stop)
         redis_url = self.redis.start()
@@ -138,6 +140,25 @@ class World:
         self.postgres.stop()
         time.sleep(down_s)
         self.postgres.start()
+
+    def restart_broker(self, down_s: float) -> None:
+        """Stop the embedded broker (memory-only: every topic, record and committed offset is
+        lost), keep it down ``down_s`` seconds, start it on the same port, then README's
+        recovery: recreate the topics, republish the catalog and profiles from PostgreSQL and
+        restart the matchers (each reads both topics from the start only when it starts: a
+        running one resumes from its old positions, which in the recreated topics may skip
+        records)."""
+        if self.broker is None:
+            raise RuntimeError("the world runs on a broker it did not start")
+        self.broker.stop()
+        time.sleep(down_s)
+        self.broker.start()
+        asyncio.run(create_topics(self.live))
+        asyncio.run(sync_catalog(self.live))
+        for name, kind in self.kinds.items():
+            if kind == "matcher":
+                self.instances[name].terminate(grace_s=10)
+                self.instances[name].spawn()
 
     def restart_redis(self, down_s: float) -> None:
         """Stop Redis (nothing is kept on disk: every key is lost), keep it down ``down_s``
