@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=180.0, help="seconds of workload (and faults)")
     parser.add_argument("--max-rate", type=float, default=2000.0, help="the campaigns' max_rate")
     parser.add_argument("--seed", type=int, default=7, help="draws the fault schedule")
+    parser.add_argument("--provider-rate", type=float, default=3000.0,
+                        help="the provider account's messages/s (the default 200 would make 1M take 2 h)")
 
 
 def _row(name: str, r: ChaosResult) -> str:
@@ -61,8 +63,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     date, where, started = datetime.now(UTC).isoformat(timespec="seconds"), machine(), time.perf_counter()
     common = {"recipients": args.recipients, "window_s": args.window, "max_rate": args.max_rate,
               "settle_s": 900.0, "rates": Rates(visits_per_s=20.0, stops=30)}
+    capacity = {"provider_rate_per_s": args.provider_rate, "sim_rate_per_s": args.provider_rate * 1.5}
     with tempfile.TemporaryDirectory(prefix="hexcast-bench-chaos-") as state, \
-            world_for(ChaosConfig(), Path(state)).started() as world:
+            world_for(ChaosConfig(), Path(state), overrides=capacity).started() as world:
         base = asyncio.run(chaos_in(world, ChaosConfig(**common, faults=0, seed=args.seed)))
         ui.console.print(_row("no faults", base))
         faulted = asyncio.run(chaos_in(world, ChaosConfig(**common, faults=args.faults, seed=args.seed)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,11 +103,13 @@ def run_chaos(config: ChaosConfig, state: Path, *, broker_url: str | None = None
         return asyncio.run(chaos_in(world, config))
 
 
-def world_for(config: ChaosConfig, state: Path, *, broker_url: str | None = None) -> World:
-    """A world set up as ``config`` asks (quiet hours, partitions), not started yet."""
+def world_for(config: ChaosConfig, state: Path, *, broker_url: str | None = None,
+              overrides: Mapping[str, object] | None = None) -> World:
+    """A world set up as ``config`` asks (quiet hours, partitions), and with ``overrides`` of
+    its settings, not started yet."""
     return World(state, broker_url=broker_url, overrides={
         "sender_quiet_hours": config.quiet_hours, "topic_partitions": config.partitions,
-        "broker_rebalance_timeout": 2.0})
+        "broker_rebalance_timeout": 2.0, **(overrides or {})})
 
 
 async def chaos_in(world: World, config: ChaosConfig) -> ChaosResult:
