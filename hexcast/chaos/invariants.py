@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 
 from hexcast.chaos import checks
-from hexcast.chaos.checks import Checked, RunCounts, Sent, Violation
+from hexcast.chaos.checks import LIVE_STATES, Checked, RunCounts, Sent, Violation
 from hexcast.core.db import Conn, connect_pool
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
@@ -85,13 +85,22 @@ def _verdict(results: Sequence[Checked]) -> Verdict:
 
 
 async def check_invariants(settings: Settings, scope: Scope) -> Verdict:
-    """Every invariant over ``scope``'s data; the lead's world calls it once its run settled."""
-    ledger = await read_ledger(scope.sim_url)
-    letters, lettered = await _letters(settings, scope)
+    """Every invariant over ``scope``'s data; the lead's world calls it once its run settled.
+
+    Deferred messages keep being sent while this reads (their hours come): the rows recorded
+    as accepted are read before the ledger, so each must be in it, and the ledger's entries
+    have their rows (written before the provider call) whenever they are read."""
     pool = await connect_pool(scope.database_url, max_size=2)
     try:
         async with pool.acquire() as conn:
+            accepted = [r["message_key"] for r in await conn.fetch(
+                "SELECT message_key FROM messages WHERE tenant_id = ANY($1::bigint[])"
+                " AND state IN ('accepted', 'delivered') AND created_at >= $2",
+                list(scope.tenant_ids), scope.started_at)]
+            ledger = await read_ledger(scope.sim_url)
+            letters, lettered = await _letters(settings, scope)
             results = await _database_checks(conn, settings, scope, ledger, lettered)
+            results.insert(2, checks.accepted_in_ledger(accepted, {i["client_ref"] for i in ledger}))
     finally:
         await pool.close()
     results.append(checks.letters_have_reasons(letters))
@@ -107,11 +116,7 @@ async def _database_checks(
     tenants = list(scope.tenant_ids)
     sent, never_sent = await _joined(conn, ledger, tenants)
     ours = [s for s in sent if s.tenant_id in scope.tenant_ids]
-    accepted = [r["message_key"] for r in await conn.fetch(
-        "SELECT message_key FROM messages WHERE tenant_id = ANY($1::bigint[])"
-        " AND state IN ('accepted', 'delivered') AND created_at >= $2", tenants, scope.started_at)]
     results = [checks.once_per_campaign(sent), checks.sent_has_row(sent, never_sent),
-               checks.accepted_in_ledger(accepted, {s.key for s in sent}),
                checks.audience_adds_up(await _runs(conn, list(scope.run_ids)))]
     opted_out = {(r["tenant_id"], r["phone"]): r["opted_out_at"] for r in await conn.fetch(
         "SELECT tenant_id, phone, opted_out_at FROM opt_outs WHERE tenant_id = ANY($1::bigint[])",
@@ -182,14 +187,19 @@ async def _runs(conn: Conn, run_ids: list[int]) -> list[RunCounts]:
         " FROM campaign_runs r LEFT JOIN campaign_waves w ON w.run_id = r.id"
         " WHERE r.id = ANY($1::bigint[]) GROUP BY r.id", run_ids)
     states: dict[int, dict[str, int]] = {r: {} for r in run_ids}
+    redeferred: dict[int, int] = dict.fromkeys(run_ids, 0)
     for r in await conn.fetch(
-            "SELECT campaign_run_id AS run, state::text AS state, count(*) AS n FROM messages"
+            "SELECT campaign_run_id AS run, state::text AS state, count(*) AS n,"
+            " count(*) FILTER (WHERE not_before IS NOT NULL) AS again FROM messages"
             " WHERE campaign_run_id = ANY($1::bigint[]) GROUP BY 1, 2", run_ids):
         states[r["run"]][r["state"]] = r["n"]
+        if r["state"] in LIVE_STATES:
+            redeferred[r["run"]] += r["again"]
     found = {w["id"]: w for w in waves}
     return [RunCounts(run_id=r, released=int(found[r]["released"]) if r in found else 0,
                       held_out=int(found[r]["held_out"]) if r in found else 0,
-                      cut=int(found[r]["cut"]) if r in found else 0, states=states[r])
+                      cut=int(found[r]["cut"]) if r in found else 0, states=states[r],
+                      redeferred=redeferred[r])
             for r in run_ids]
 
 

@@ -75,6 +75,12 @@ def test_audience_adds_up_counts_holdouts_cuts_and_final_states() -> None:
     broken = audience_adds_up([good, lost, stuck]).violation
     assert broken is not None
     assert [e.split(":")[0] for e in broken.examples] == ["run 8", "run 9"]
+    woke = RunCounts(10, released=4, held_out=0, cut=0, redeferred=2,
+                     states={"delivered": 1, "deferred": 1, "queued": 1, "sending": 1})
+    assert audience_adds_up([woke]).violation is None  # released from deferral: in flight
+    half = RunCounts(11, released=3, held_out=0, cut=0, redeferred=1,
+                     states={"delivered": 1, "queued": 2})
+    assert audience_adds_up([half]).violation is not None  # one queued was never deferred
 
 
 def test_after_stop_uses_the_claim_time_and_exempts_confirmations() -> None:
