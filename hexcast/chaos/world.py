@@ -34,6 +34,7 @@ __all__ = ["KINDS", "World"]
 
 log = get_logger("hexcast.chaos")
 
+_START_TIMEOUT_S = 180.0
 KINDS: dict[str, list[str]] = dict(PROCESSES)
 """Every process kind of a deployment (name → ``hexcast`` arguments), as ``hexcast up`` runs."""
 
@@ -110,7 +111,9 @@ class World:
         child.spawn()
         if name in ("api", "provider-sim"):
             url = self.live.api_public_url if name == "api" else self.live.provider_url
-            wait_http(f"{url}/health", child=child)
+            # A restarted simulator reads its whole ledger file first (a 1M run's 1.7M lines
+            # took over 30 s on two busy cores).
+            wait_http(f"{url}/health", child=child, timeout=_START_TIMEOUT_S)
 
     def add(self, kind: str) -> str:
         """One more process of ``kind`` (joining its consumer group); returns its name."""
