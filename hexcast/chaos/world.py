@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -44,8 +45,11 @@ class World:
     (``sender-bulk``, ``sender-bulk-2``…) to its child and ``kinds`` to its kind."""
 
     def __init__(self, state_dir: Path, *, broker_url: str | None = None,
-                 overrides: Mapping[str, object] | None = None) -> None:
+                 overrides: Mapping[str, object] | None = None, keep_data: bool = False) -> None:
+        """``keep_data``: leave PostgreSQL's data directory after :meth:`stop` (to look into a
+        failed run); by default it goes (a 1M run leaves 3 GB)."""
         self.state = state_dir
+        self._keep_data = keep_data
         self._broker_url = broker_url
         self._overrides = dict(overrides or {})
         self._stack = contextlib.ExitStack()
@@ -78,6 +82,8 @@ class World:
             self.broker = self._stack.enter_context(EmbeddedBroker(log_path=self.state / "broker.log"))
             broker = self.broker.url
         dsn = self.postgres.start()
+        if not self._keep_data:  # after the stop below (callbacks run last in, first out)
+            self._stack.callback(shutil.rmtree, self.postgres.root, True)
         self._stack.callback(self.postgres.stop)
         redis_url = self.redis.start()
         self._stack.callback(self.redis.stop)
