@@ -28,7 +28,7 @@ from hexcast.chaos.world import World
 from hexcast.core.logging import get_logger
 from hexcast.core.settings import Settings
 
-__all__ = ["PROVIDER_FAULTS", "SoakConfig", "SoakResult", "soak_in"]
+__all__ = ["PROVIDER_FAULTS", "SoakConfig", "SoakResult", "healthy", "soak_in"]
 
 log = get_logger("hexcast.soak")
 
@@ -39,7 +39,12 @@ PROVIDER_FAULTS: list[tuple[str, dict[str, object], float]] = [
     ("receipts 30 s late", {"dlr_delay_s": 30.0}, 120.0),
 ]
 """What the simulator does in turn: (what, ``/control`` change, seconds it lasts)."""
-_HEALTHY: dict[str, object] = {"latency_ms": 0, "fail_rate": 0.0, "rate_per_s": 1000.0, "dlr_delay_s": 0.2}
+
+
+def healthy(settings: Settings) -> dict[str, object]:
+    """The simulator's ``/control`` values a fault changes, as the world started it."""
+    return {"latency_ms": 0, "fail_rate": 0.0, "rate_per_s": settings.sim_rate_per_s,
+            "dlr_delay_s": settings.sim_dlr_delay_s}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,7 @@ async def soak_in(world: World, config: SoakConfig, out: Path) -> SoakResult:
     faults: list[tuple[float, str]] = []
     samples: list[Sample] = []
     tasks = [asyncio.create_task(_campaigns(settings, seeded, config, runs)),
-             asyncio.create_task(_provider_faults(settings.provider_url, config, faults, started)),
+             asyncio.create_task(_provider_faults(settings, config, faults, started)),
              asyncio.create_task(_sampling(world, config, out / "samples.jsonl", samples))]
     await asyncio.sleep(config.duration_s)
     for task in tasks:
@@ -90,7 +95,8 @@ async def soak_in(world: World, config: SoakConfig, out: Path) -> SoakResult:
     await asyncio.gather(*tasks, return_exceptions=True)
     driver.stop()
     load = await clients
-    await _healthy(settings.provider_url)
+    async with httpx.AsyncClient(base_url=settings.provider_url, timeout=10) as sim:
+        await sim.post("/control", json=healthy(settings))
     scope = Scope(database_url=settings.database_url, sim_url=settings.provider_url,
                   tenant_ids=(seeded.tenant_id,), run_ids=tuple(runs),
                   accepted_visits=tuple(load.accepted_visits), started_at=started_at)
@@ -114,9 +120,9 @@ async def _campaigns(settings: Settings, seeded: Seeded, config: SoakConfig, run
         await asyncio.sleep(config.campaign_every_s)
 
 
-async def _provider_faults(sim_url: str, config: SoakConfig, done: list[tuple[float, str]],
+async def _provider_faults(settings: Settings, config: SoakConfig, done: list[tuple[float, str]],
                            started: float) -> None:
-    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
+    async with httpx.AsyncClient(base_url=settings.provider_url, timeout=10) as sim:
         n = 0
         while True:
             await asyncio.sleep(config.provider_fault_every_s)
@@ -128,12 +134,7 @@ async def _provider_faults(sim_url: str, config: SoakConfig, done: list[tuple[fl
             try:
                 await asyncio.sleep(lasts_s)
             finally:
-                await sim.post("/control", json=_HEALTHY)
-
-
-async def _healthy(sim_url: str) -> None:
-    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
-        await sim.post("/control", json=_HEALTHY)
+                await sim.post("/control", json=healthy(settings))
 
 
 async def _sampling(world: World, config: SoakConfig, path: Path, samples: list[Sample]) -> None:
