@@ -22,6 +22,7 @@ from hexcast.chaos.faults import Fault, each_once, random_plan, rebalance
 from hexcast.chaos.invariants import Scope, Verdict, check_invariants
 from hexcast.chaos.workload import Driver, Load, Rates, Seeded, seed, start_campaign
 from hexcast.chaos.world import KINDS, World
+from hexcast.core.db import PG_OUTAGES
 from hexcast.core.logging import get_logger
 
 __all__ = ["ChaosConfig", "ChaosResult", "Done", "apply_fault", "chaos_in", "run_chaos", "world_for"]
@@ -148,7 +149,23 @@ async def _faults(world: World, config: ChaosConfig, started: float) -> list[Don
     return done
 
 
-_ARCHIVED = "SELECT count(DISTINCT event_id) FROM visits WHERE event_id = ANY($1::text[])"
+async def _row(dsn: str, sql: str, *args: object) -> asyncpg.Record | None:
+    """One row of ``sql`` on a connection of its own; None while PostgreSQL is down (a
+    fault may just have restarted it: the waits below poll through that)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except PG_OUTAGES:
+        return None
+    try:
+        row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+        return row
+    except PG_OUTAGES:
+        return None
+    finally:
+        await conn.close()
+
+
+_ARCHIVED = "SELECT count(DISTINCT event_id) AS n FROM visits WHERE event_id = ANY($1::text[])"
 
 
 async def _archived(dsn: str, accepted: list[str], *, quiet_s: float = 20.0) -> None:
@@ -157,14 +174,8 @@ async def _archived(dsn: str, accepted: list[str], *, quiet_s: float = 20.0) -> 
     must have been dead-lettered, which the invariant checks)."""
     stored, still_since = -1, time.monotonic()
     while time.monotonic() - still_since < quiet_s:
-        try:
-            conn = await asyncpg.connect(dsn)
-            try:
-                now_stored = await conn.fetchval(_ARCHIVED, accepted)
-            finally:
-                await conn.close()
-        except (OSError, asyncpg.PostgresError):
-            now_stored = stored
+        row = await _row(dsn, _ARCHIVED, accepted)
+        now_stored = stored if row is None else int(row["n"])
         if now_stored >= len(accepted):
             return
         if now_stored != stored:
@@ -180,11 +191,7 @@ FROM messages WHERE campaign_run_id = $1
 
 
 async def _throughput(dsn: str, run_id: int) -> tuple[int, float]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        row = await conn.fetchrow(_THROUGHPUT, run_id)
-    finally:
-        await conn.close()
+    row = await _row(dsn, _THROUGHPUT, run_id)
     return (row["sent"], row["seconds"]) if row is not None else (0, 0.0)
 
 
@@ -201,14 +208,7 @@ async def _settled(dsn: str, run_id: int, tenant_id: int, timeout_s: float) -> b
     message of the tenant is queued or sending (deferred ones wait for their hour)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            conn = await asyncpg.connect(dsn)
-            try:
-                row = await conn.fetchrow(_UNSETTLED, run_id, tenant_id)
-            finally:
-                await conn.close()
-        except (OSError, asyncpg.PostgresError):
-            row = None
+        row = await _row(dsn, _UNSETTLED, run_id, tenant_id)
         if row is not None and row["waves"] == 0 and row["rows"] >= row["released"] and not row["busy"]:
             return True
         await asyncio.sleep(1.0)
