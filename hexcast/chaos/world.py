@@ -36,6 +36,7 @@ __all__ = ["KINDS", "World"]
 log = get_logger("hexcast.chaos")
 
 _START_TIMEOUT_S = 180.0
+_SERVING = ("provider-sim", "api")  # the HTTP processes, waited for after a (re)start
 KINDS: dict[str, list[str]] = dict(PROCESSES)
 """Every process kind of a deployment (name → ``hexcast`` arguments), as ``hexcast up`` runs."""
 
@@ -92,8 +93,8 @@ class World:
         asyncio.run(create_topics(self.settings))
         for kind in KINDS:
             self._spawn(kind, kind)
-        wait_http(f"{self.live.provider_url}/health", child=self.instances["provider-sim"])
-        wait_http(f"{self.live.api_public_url}/health", child=self.instances["api"])
+        for name in _SERVING:
+            self._wait_serving(name)
         return self
 
     def stop(self) -> None:
@@ -115,11 +116,15 @@ class World:
         child = self.instances[name]
         child.kill()
         child.spawn()
-        if name in ("api", "provider-sim"):
-            url = self.live.api_public_url if name == "api" else self.live.provider_url
-            # A restarted simulator reads its whole ledger file first (a 1M run's 1.7M lines
-            # took over 30 s on two busy cores).
-            wait_http(f"{url}/health", child=child, timeout=_START_TIMEOUT_S)
+        if name in _SERVING:
+            self._wait_serving(name)
+
+    def _wait_serving(self, name: str) -> None:
+        """Until the HTTP process ``name`` answers its health check. A restarted simulator
+        reads its whole ledger file first (a 1M run's 1.7M lines took over 30 s on two busy
+        cores)."""
+        url = self.live.api_public_url if name == "api" else self.live.provider_url
+        wait_http(f"{url}/health", child=self.instances[name], timeout=_START_TIMEOUT_S)
 
     def add(self, kind: str) -> str:
         """One more process of ``kind`` (joining its consumer group); returns its name."""
