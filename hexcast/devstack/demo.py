@@ -12,7 +12,8 @@ import httpx
 
 from hexcast.core.errors import HexcastError
 
-__all__ = ["DEMO_PREFIX", "DemoStore", "demo_stores", "demo_visits", "seed_demo"]
+__all__ = ["DEMO_CAMPAIGN_RATE", "DEMO_PREFIX", "DemoStore", "demo_stores", "demo_visits", "seed_demo",
+           "start_demo_campaign"]
 
 DEMO_PREFIX = "demo-"
 _CONSENT = {"at": "2026-01-01T00:00:00Z", "source": "demo app", "text": "Offers by SMS. STOP to end."}
@@ -105,7 +106,27 @@ def seed_demo(api: httpx.Client, *, recipients: int = 300, seed: int = 7) -> dic
         }))
     for person in _recipients(recipients, rng):
         _ok(api.post("/v1/recipients", json={k: v for k, v in person.items() if v is not None}))
-    return {"stores": len(demo_stores()), "recipients": recipients}
+    campaign = start_demo_campaign(api)
+    return {"stores": len(demo_stores()), "recipients": recipients, "campaign": campaign}
+
+
+DEMO_CAMPAIGN_RATE = 2.0
+"""The demo campaign's max_rate: its audience (~270 with consent) takes a couple of minutes, so
+the console shows it running, its progress bar moving."""
+
+
+def start_demo_campaign(api: httpx.Client) -> int:
+    """A campaign to every consenting demo recipient, run now at ``DEMO_CAMPAIGN_RATE``: its id."""
+    next_year = datetime.now(UTC).year + 1
+    created = _ok(api.post("/v1/campaigns", json={
+        "name": "Winter sale (demo)", "segment": {"everyone": True},
+        "body": "Winter sale: 25% off coats and boots this weekend in every Chicago store. "
+                "Reply STOP to opt out.",
+        "time_zone": "America/Chicago", "run_at": f"{next_year}-01-15T10:00:00",
+        "max_rate": DEMO_CAMPAIGN_RATE,
+    }))
+    _ok(api.post(f"/v1/campaigns/{created['id']}/run-now"))
+    return int(created["id"])
 
 
 def _ok(response: httpx.Response) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 Everything here talks to real services (PostgreSQL, Redis, Kafka, hexcast processes) and
 keeps tests apart by naming what each one uses after a fresh tag, so tests can share a server:
 
+- :mod:`~hexcast.testing.console`: :func:`console_session`, a client signed in to the console.
 - :mod:`~hexcast.testing.db`: a throwaway, migrated database (``HEXCAST_TEST_PG`` names the
   server): :func:`throwaway_database`, or :func:`create_database` / :func:`drop_database`.
 - :mod:`~hexcast.testing.keys`: a Redis key prefix per test (``HEXCAST_TEST_REDIS``) and the
@@ -50,6 +51,7 @@ then a test makes what it needs::
 Nothing in hexcast's own packages imports this one: it is for tests and benchmarks only.
 """
 
+from hexcast.testing.console import console_session, form_token
 from hexcast.testing.db import (
     SERVER_DSN,
     create_database,
@@ -100,12 +102,14 @@ __all__ = [
     "clear_prefixes",
     "clear_session_state",
     "connected",
+    "console_session",
     "create_database",
     "created",
     "drop_database",
     "dsn",
     "eventually",
     "fetch_rows",
+    "form_token",
     "make_recipient",
     "make_settings",
     "make_store",

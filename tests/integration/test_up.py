@@ -1,4 +1,6 @@
-"""`hexcast up --no-demo`: a stack with no demo data that says how to create a tenant."""
+"""`hexcast up`: with its demo (what `make run` shows: the demo campaign running in the console,
+its progress moving, deliveries), and `--no-demo`, a stack with no demo data that says how to
+create a tenant."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from hexcast.core.kafka import delete_topics
 from hexcast.core.topics import topic_specs
 from hexcast.devstack.demo import DEMO_PREFIX
 from hexcast.devstack.procs import free_port, hexcast_process, run_sync, wait_http
-from hexcast.testing import make_settings
+from hexcast.testing import console_session, make_settings
 from hexcast.testing.scrape import scrape
 from hexcast.testing.waiting import eventually
 from hexcast.up import PROCESSES, metrics_targets
@@ -30,9 +32,10 @@ async def _demo_tenants(dsn: str) -> int:
 
 
 async def _drop_tenant(dsn: str, name: str) -> None:
+    """Delete the tenants named ``name`` (a LIKE pattern) and everything of theirs."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("DELETE FROM tenants WHERE name = $1", name)
+        await conn.execute("DELETE FROM tenants WHERE name LIKE $1", name)
     finally:
         await conn.close()
 
@@ -92,3 +95,52 @@ def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: st
         run_sync(lambda: _drop_tenant(database_url, name))
         run_sync(lambda: delete_topics(settings.bootstrap_servers, topic_specs(settings)))
 
+
+
+def _progress(html: str, campaign_id: int) -> tuple[int, int] | None:
+    """The running campaign's (settled, total) in the overview fragment, or None if not shown."""
+    row = re.search(rf'data-campaign="{campaign_id}".*?<progress[^>]*value="(\d+)" max="(\d+)"',
+                    html, re.S)
+    return (int(row.group(1)), int(row.group(2))) if row else None
+
+
+def _after(log: str, line: str) -> str | None:
+    return log if line in log else None
+
+
+def test_make_run_shows_the_demo_campaign_running_in_the_console(
+        broker_url: str, database_url: str, tmp_path: Path) -> None:
+    """What `make run` opens: the console URL printed, and signed in with the printed operator
+    token, the demo tenant's campaign running with its progress moving, geo offers and campaign
+    messages delivered."""
+    api_port, sim_port = free_port(), free_port()
+    settings = make_settings(
+        broker_url, database_url, api_port=api_port, sim_port=sim_port,
+        api_public_url=f"http://127.0.0.1:{api_port}", provider_url=f"http://127.0.0.1:{sim_port}",
+        operator_token=None)
+    up = hexcast_process("up", ["up", "--visits", "200", "--duration", "150"],
+                         env=settings.to_env(), log_dir=tmp_path)
+    up.spawn()
+    try:
+        wait_http(f"{settings.api_public_url}/health", child=up, timeout=90)
+        log = eventually(lambda: _after(up.tail(20_000), "watching deliveries"), timeout=120)
+        seeded = re.search(r"'campaign': (\d+)", log)
+        token = re.search(r"operator token (\S+)", log)
+        assert seeded, log
+        assert token, log
+        assert f"{settings.api_public_url}/console" in log, log
+        campaign_id = int(seeded.group(1))
+        with console_session(settings.api_public_url, token.group(1)) as (client, _):
+            def shown() -> tuple[int, int] | None:
+                return _progress(client.get("/console/fragments/overview").text, campaign_id)
+            first = eventually(shown, timeout=60)
+            assert "Winter sale (demo)" in client.get("/console/fragments/overview").text
+            assert first[1] > 200  # every consenting demo recipient
+            moved = eventually(lambda: (p := shown()) is not None and p[0] > first[0] and p or None,
+                               timeout=60)
+            assert moved[1] == first[1]
+        eventually(lambda: up.tail(20_000).count("✓ delivered") > 3, timeout=60)
+    finally:
+        up.terminate(grace_s=30)
+        run_sync(lambda: _drop_tenant(database_url, DEMO_PREFIX + "%"))
+        run_sync(lambda: delete_topics(settings.bootstrap_servers, topic_specs(settings)))
