@@ -24,7 +24,7 @@ from hexcast.core.web import IdPath, TextPath
 from scheduler import CampaignAction, get_campaign
 from sender import RouteAction
 
-__all__ = ["router"]
+__all__ = ["ActionForm", "CsrfForm", "ReasonForm", "reason_problem", "router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -34,7 +34,7 @@ ReasonForm = Annotated[str, Form(max_length=2000)]
 CsrfForm = Annotated[str, Form(max_length=128)]
 
 
-def _reason_problem(reason: str) -> str | None:
+def reason_problem(reason: str) -> str | None:
     if not reason.strip():
         return "give a reason: it goes to the operator audit log"
     if len(reason.strip()) > 500:
@@ -106,7 +106,7 @@ async def campaign_action(request: Request, campaign_id: IdPath, principal: Prin
     if not csrf_ok(principal, csrf):
         return refused(principal)
     problem = (None if action in CampaignAction.__members__.values() else "no such action") or (
-        _reason_problem(reason))
+        reason_problem(reason))
     if problem is not None:
         return await _confirm_campaign(request, principal, campaign_id, action, error=problem,
                                        reason=reason, status=422)
@@ -173,7 +173,7 @@ async def route_action(request: Request, name: TextPath, principal: PrincipalDep
         return refused(principal)
     if not principal.operator:
         return not_found(principal, "route")
-    problem = (None if action in route_page.ROUTE_ACTIONS else "no such action") or _reason_problem(reason)
+    problem = (None if action in route_page.ROUTE_ACTIONS else "no such action") or reason_problem(reason)
     if problem is not None:
         return _confirm_route(principal, name, action, error=problem, reason=reason, status=422)
     state = request.app.state

@@ -21,6 +21,7 @@ __all__ = [
     "tenant_ids",
     "tenants",
     "unfinished_runs",
+    "unknown_messages",
     "waves",
 ]
 
@@ -95,6 +96,26 @@ async def message_tenant(conn: Conn, *, message_key: str) -> int | None:
     found: int | None = await conn.fetchval(
         "SELECT tenant_id FROM messages WHERE message_key = $1", message_key)
     return found
+
+
+# Per tenant, its unknown messages by its (tenant, state) index: never a scan of messages
+# (``sender.unknown.unknown_messages``, the admin API's list, filters every tenant's by state).
+_UNKNOWN = """
+SELECT u.id, u.message_key, u.tenant_id, t.name AS tenant_name, u.phone, u.provider, u.reason,
+    u.updated_at
+FROM tenants t CROSS JOIN LATERAL (
+    SELECT m.id, m.message_key, m.tenant_id, m.phone, m.provider, m.reason, m.updated_at
+    FROM messages m WHERE m.tenant_id = t.id AND m.state = 'unknown'
+    ORDER BY m.updated_at, m.id LIMIT $2
+) AS u
+WHERE $1::bigint IS NULL OR t.id = $1
+ORDER BY u.updated_at, u.id LIMIT $2
+"""
+
+
+async def unknown_messages(conn: Conn, *, tenant_id: int | None, limit: int) -> list[Row]:
+    """The oldest ``unknown`` messages (of ``tenant_id``, or of every tenant), with why."""
+    return list(await conn.fetch(_UNKNOWN, tenant_id, limit))
 
 
 async def run_forecasts(conn: Conn, *, run_ids: Sequence[int]) -> dict[int, Any]:

@@ -3,14 +3,18 @@ signing in (operator token, a tenant's admin key; not another scope's key, not a
 not without the sign-in form's token), the session cookie's attributes, CSRF on every form
 (403 without or with a wrong token), a tenant seeing, searching and acting only on its own
 campaigns and messages (another tenant's answer 404, as missing ones do), operator-only
-route pages, and sessions ending at sign-out and when the key is revoked."""
+route pages, and sessions ending at sign-out and when the key is revoked. The operator's own
+controls (a new tenant with its first admin key, requeueing dead letters, resolving unknown
+messages): confirmed, CSRF-checked, refused to a tenant's session (404), done in PostgreSQL and
+in the operator audit log."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +23,23 @@ import pytest
 from fastapi.responses import Response
 
 from hexcast.console.access import keep_session
+from hexcast.core.bus import Bus
+from hexcast.core.deadletter import dead_letter
 from hexcast.core.scopes import Scope
 from hexcast.core.tenants import issue_key
-from hexcast.testing import OPERATOR_TOKEN, TenantRef, connected, fetch_rows, make_settings, make_tenant
-from tests.integration.apiproc import RunningApi, running_api
+from hexcast.testing import (
+    OPERATOR_TOKEN,
+    TenantRef,
+    connected,
+    console_session,
+    fetch_rows,
+    form_token,
+    make_settings,
+    make_tenant,
+)
+from sender import repo
+from sender.models import Lane, MessageState, SendBatch, SendRequest
+from tests.integration.apiproc import RunningApi, published, running_api
 
 PHONE_A, PHONE_B = "+16175550101", "+16175550102"  # this file's numbers: +1617555...
 
@@ -59,24 +76,9 @@ def _send(api: RunningApi, tenant: TenantRef, phone: str, reference: str) -> str
     return key
 
 
-def _token(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]+)"', html)
-    assert found is not None, html[:2000]
-    return found.group(1)
-
-
-@contextmanager
-def _signed_in(api: RunningApi, credential: str) -> Iterator[tuple[httpx.Client, str]]:
+def _signed_in(api: RunningApi, credential: str) -> AbstractContextManager[tuple[httpx.Client, str]]:
     """A client with a console session, and the session's CSRF token."""
-    with httpx.Client(base_url=api.url, timeout=30) as client:
-        form = client.get("/console/login")
-        signed = client.post("/console/login", data={"credential": credential,
-                                                     "login_token": _token(form.text, "login_token")})
-        assert signed.status_code == 303, signed.text
-        assert signed.headers["location"] == "/console"
-        overview = client.get("/console")
-        assert overview.status_code == 200, overview.text
-        yield client, _token(overview.text, "csrf")
+    return console_session(api.url, credential)
 
 
 def test_signing_in_takes_the_form_token_and_a_right_credential(api: RunningApi) -> None:
@@ -87,7 +89,7 @@ def test_signing_in_takes_the_form_token_and_a_right_credential(api: RunningApi)
         form = client.get("/console/login")
         assert form.status_code == 200
         assert "frame-ancestors 'none'" in form.headers["content-security-policy"]
-        token = _token(form.text, "login_token")
+        token = form_token(form.text, "login_token")
         refused = client.post("/console/login", data={"credential": OPERATOR_TOKEN})
         assert refused.status_code == 403  # no form token: a cross-site sign-in
         wrong = client.post("/console/login", data={"credential": "not-the-operator-token",
@@ -97,7 +99,7 @@ def test_signing_in_takes_the_form_token_and_a_right_credential(api: RunningApi)
         assert "hexcast_console=" not in wrong.headers.get("set-cookie", "")
     send_key = asyncio.run(_key(api, tenant.id, Scope.SEND))
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        token = _token(client.get("/console/login").text, "login_token")
+        token = form_token(client.get("/console/login").text, "login_token")
         scoped = client.post("/console/login", data={"credential": send_key, "login_token": token})
         assert scoped.status_code == 401
         assert "admin-scoped" in scoped.text
@@ -223,3 +225,163 @@ def test_a_session_ends_when_its_key_is_revoked_or_it_signs_out(api: RunningApi)
         assert client.post("/console/logout", data={"csrf": csrf}).status_code == 303
     replayed = httpx.get(f"{api.url}/console", cookies={"hexcast_console": cookie or ""}, timeout=30)
     assert replayed.status_code == 303  # the session row is gone, not just the cookie
+
+
+def _audit(api: RunningApi, action: str, target: str) -> list[Any]:
+    return asyncio.run(fetch_rows(
+        api.settings.database_url, "SELECT actor, reason, detail::text AS detail FROM operator_actions"
+        " WHERE action = $1 AND target = $2", action, target))
+
+
+def _tenant_refused(client: httpx.Client, csrf: str, gets: tuple[str, ...], post: str,
+                    form: dict[str, str]) -> None:
+    """A tenant's session: no link to the operator's controls, and each answers 404."""
+    assert 'href="/console/dlq' not in client.get("/console").text
+    for path in gets:
+        assert client.get(path).status_code == 404, path
+    assert client.post(post, data={**form, "csrf": csrf}).status_code == 404
+
+
+def test_the_operator_creates_a_tenant_whose_first_key_is_shown_once(api: RunningApi) -> None:
+    name, why = f"console-new-{secrets.token_hex(4)}", "brand signed the contract"
+    form = {"action": "create", "name": name, "reason": why}
+    with _signed_in(api, _tenant(api, "console-nt").api_key) as (client, csrf):
+        _tenant_refused(client, csrf, ("/console/tenants/new", f"/console/tenants/confirm?name={name}"),
+                        "/console/tenants", form)
+    with _signed_in(api, OPERATOR_TOKEN) as (client, csrf):
+        assert 'href="/console/tenants/new"' in client.get("/console").text
+        assert client.get("/console/tenants/new").status_code == 200
+        confirm = client.get("/console/tenants/confirm", params={"name": name, "reason": why})
+        assert confirm.status_code == 200
+        assert f'name="name" value="{name}"' in confirm.text
+        assert form_token(confirm.text, "csrf") == csrf
+        assert client.get("/console/tenants/confirm", params={"name": " "}).status_code == 422
+        assert client.post("/console/tenants", data=form).status_code == 403
+        assert client.post("/console/tenants", data={**form, "reason": "", "csrf": csrf}).status_code == 422
+        created = client.post("/console/tenants", data={**form, "csrf": csrf})
+        assert created.status_code == 201, created.text
+        assert created.headers["cache-control"] == "no-store"
+        found = re.search(r'id="api-key">(hx_[^<]+)<', created.text)
+        assert found is not None, created.text
+        key = found.group(1)
+        taken = client.post("/console/tenants", data={**form, "csrf": csrf})
+        assert taken.status_code == 409
+        assert "already exists" in taken.text
+        assert key not in taken.text
+    [row] = asyncio.run(fetch_rows(api.settings.database_url, "SELECT id FROM tenants WHERE name = $1", name))
+    keys = httpx.get(f"{api.url}/v1/keys", headers={"X-API-Key": key}, timeout=30)
+    assert keys.status_code == 200, keys.text  # the new tenant's admin key works against the API
+    [entry] = _audit(api, "tenant.create", f"tenant:{row['id']}")
+    assert (entry["actor"], entry["reason"]) == ("console:operator", why)
+    assert key not in entry["detail"]
+
+
+def _messages(api: RunningApi, tenant: TenantRef, names: list[str], to: MessageState) -> list[str]:
+    """Messages taken by a sender and left ``to`` (failed, unknown) by route ``sim``; their keys."""
+    async def run() -> list[str]:
+        async with connected(api.settings.database_url) as conn:
+            rows = await conn.fetch(
+                "INSERT INTO messages (message_key, client_ref, tenant_id, lane, phone, body, provider)"
+                " SELECT k, k, $1, 'bulk', '+16175559' || lpad(i::text, 3, '0'), 'hi', 'sim'"
+                " FROM unnest($2::text[]) WITH ORDINALITY AS u(k, i) RETURNING id", tenant.id, names)
+            ids = [r["id"] for r in rows]
+            await repo.transition(conn, ids=ids, to=MessageState.SENDING, reason=None, actor="test",
+                                  from_states=[MessageState.QUEUED], attempts=1)
+            await repo.transition(conn, ids=ids, to=to, reason="connection lost", actor="test",
+                                  from_states=[MessageState.SENDING])
+        return names
+
+    return asyncio.run(run())
+
+
+def _dead_letters(api: RunningApi, letters: list[tuple[TenantRef, str]]) -> None:
+    """One dead letter of ``send.bulk`` per (tenant, message key), as a sender writes them."""
+    async def run() -> None:
+        bus = Bus(api.settings)
+        await bus.start()
+        try:
+            for tenant, key in letters:
+                batch = SendBatch(lane=Lane.BULK, created_at=datetime.now(UTC), items=[
+                    SendRequest(message_key=key, tenant_id=tenant.id, phone="+16175559001", body="hi")])
+                await bus.publish("send.dlq", key, dead_letter(
+                    api.settings.topic("send.bulk"), key.encode(), "provider sim: gave up after 2 attempts",
+                    batch.encode()))
+        finally:
+            await bus.stop()
+
+    asyncio.run(run())
+
+
+def _states(api: RunningApi, keys: list[str]) -> list[str]:
+    return [r["state"] for r in asyncio.run(fetch_rows(
+        api.settings.database_url, "SELECT state::text FROM messages WHERE message_key = ANY($1::text[])"
+        " ORDER BY array_position($1::text[], message_key)", keys))]
+
+
+def test_the_operator_requeues_dead_letters_of_a_tenant_and_then_of_a_topic(api: RunningApi) -> None:
+    first, second = _tenant(api, "console-dl1"), _tenant(api, "console-dl2")
+    tag = secrets.token_hex(4)
+    keys = _messages(api, first, [f"dlq-a-{tag}"], MessageState.FAILED) + _messages(
+        api, second, [f"dlq-b-{tag}"], MessageState.FAILED)
+    _dead_letters(api, [(first, keys[0]), (second, keys[1])])  # offsets 0 and 1
+    with _signed_in(api, first.api_key) as (client, csrf):
+        _tenant_refused(client, csrf, ("/console/dlq", "/console/dlq/confirm?offset=0"),
+                        "/console/dlq/requeue", {"action": "requeue", "offset": "0", "reason": "x"})
+    with _signed_in(api, OPERATOR_TOKEN) as (client, csrf):
+        listed = client.get("/console/dlq")
+        assert listed.status_code == 200, listed.text
+        assert 'data-topic="send.bulk"' in listed.text
+        assert "gave up after 2 attempts" in listed.text
+        assert {'data-offset="0"', 'data-offset="1"'} <= set(re.findall(r'data-offset="\d+"', listed.text))
+        only = client.get("/console/dlq", params={"tenant": first.id}).text
+        assert re.findall(r'data-offset="\d+"', only) == ['data-offset="0"']
+        confirm = client.get("/console/dlq/confirm", params={"offset": 0})
+        assert confirm.status_code == 200
+        assert 'name="offset" value="0"' in confirm.text
+        form = {"action": "requeue", "offset": "0", "reason": "carrier fixed"}
+        assert client.post("/console/dlq/requeue", data=form).status_code == 403
+        no_letter = client.post("/console/dlq/requeue", data={**form, "offset": "7", "csrf": csrf})
+        assert no_letter.status_code == 422
+        assert "no dead letter at offset 7" in no_letter.text
+        done = client.post("/console/dlq/requeue", data={**form, "csrf": csrf})
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == "/console/dlq?letters=1&messages=1&skipped=0"
+        assert _states(api, keys) == ["queued", "failed"]
+        everyone = client.get("/console/dlq/confirm", params={"lane": "bulk"})
+        assert 'name="lane" value="bulk"' in everyone.text
+        assert "#1 from" in everyone.text
+        assert "#0 from" not in everyone.text  # requeued already
+        rest = client.post("/console/dlq/requeue", data={"action": "requeue", "lane": "bulk",
+                                                        "reason": "the rest too", "csrf": csrf})
+        assert rest.status_code == 303, rest.text
+    assert _states(api, keys) == ["queued", "queued"]
+    assert published(api.settings, "send.bulk") == 2  # each letter's record went back to its lane
+    [entry] = _audit(api, "dlq.requeue", "dlq:0")
+    assert (entry["actor"], entry["reason"]) == ("console:operator", "carrier fixed")
+    assert [e["reason"] for e in _audit(api, "dlq.requeue", "dlq:1")] == ["the rest too"]
+
+
+def test_the_operator_resolves_an_unknown_message_after_confirming(api: RunningApi) -> None:
+    tenant = _tenant(api, "console-unk")
+    [key] = _messages(api, tenant, [f"unknown-{secrets.token_hex(4)}"], MessageState.UNKNOWN)
+    form = {"action": "delivered", "key": key, "reason": "DLR in the portal", "provider_status": "DELIVRD"}
+    with _signed_in(api, tenant.api_key) as (client, csrf):
+        _tenant_refused(client, csrf, ("/console/unknown", f"/console/unknown/confirm?key={key}"),
+                        "/console/unknown/resolve", form)
+        assert "resolve-delivered" not in client.get("/console/messages", params={"q": key}).text
+    with _signed_in(api, OPERATOR_TOKEN) as (client, csrf):
+        assert f'data-unknown="{key}"' in client.get("/console/unknown", params={"tenant": tenant.id}).text
+        assert "resolve-delivered" in client.get("/console/messages", params={"q": key}).text
+        confirm = client.get("/console/unknown/confirm", params={"key": key, "action": "delivered"})
+        assert confirm.status_code == 200
+        assert "connection lost" in confirm.text
+        assert client.post("/console/unknown/resolve", data=form).status_code == 403
+        done = client.post("/console/unknown/resolve", data={**form, "csrf": csrf})
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"/console/unknown?done=delivered&key={key}"
+        again = client.post("/console/unknown/resolve", data={**form, "csrf": csrf})
+        assert again.status_code == 409  # only an unknown message is resolved
+    assert _states(api, [key]) == ["delivered"]
+    [entry] = _audit(api, "message.resolve", f"message:{key}")
+    assert (entry["actor"], entry["reason"]) == ("console:operator", "DLR in the portal")
+    assert '"provider_status": "DELIVRD"' in entry["detail"]
