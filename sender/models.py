@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    SecretStr,
     model_validator,
 )
 
@@ -120,24 +121,27 @@ class ProviderSpec(BaseModel):
     ``messaging_service`` a Twilio Messaging Service SID or Telnyx messaging profile id,
     ``webhook_key`` what checks its callbacks where that is not the token (Telnyx's Ed25519
     public key, base64; Vonage's signature secret), ``callback_url`` the public URL it posts
-    receipts to (behind a TLS-terminating proxy, the URL the provider signs).
+    receipts to (behind a TLS-terminating proxy, the URL the provider signs). ``token`` and
+    ``webhook_key`` are ``SecretStr``: repr, str, dumps and logs show ``**********``; only an
+    adapter building a request or checking a signature reads them (``get_secret_value()``).
     ``sender_pool`` (instead of ``sender_id``) is a number pool: each recipient always gets the
     same one of its numbers (``sender.providers.senders.pick_sender``). ``validity_s`` is how
     long the provider may keep trying a message (a message's own ``expires_at`` may shorten
     it; None: the provider's default).
     ``mode`` and ``lookup`` apply to the generic JSON API."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A failed validation names the field, never the input (a route with its secrets).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: ProviderKind = "generic"
     url: Annotated[str, Field(pattern=r"^(https?|smpp)://")] = ""
-    token: str = Field(repr=False)
+    token: SecretStr
     account: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     sender_id: Annotated[str | None, Field(min_length=1, max_length=32)] = None
     sender_pool: Annotated[list[SenderNumber] | None, Field(min_length=1, max_length=1000)] = None
     messaging_service: Annotated[str | None, Field(min_length=1, max_length=128)] = None
-    webhook_key: Annotated[str | None, Field(min_length=1, repr=False)] = None
+    webhook_key: Annotated[SecretStr | None, Field(min_length=1)] = None
     callback_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
     mode: Literal["batch", "single"] = "batch"
     lookup: bool = True
@@ -178,7 +182,7 @@ class ProviderSpec(BaseModel):
                              " (or a sender_pool)")
         if (self.kind == "smpp") != self.url.startswith("smpp://") and self.url:
             raise ValueError("url: an smpp route (and only an smpp route) has an smpp://host:port url")
-        if self.kind == "smpp" and not 1 <= len(self.token) <= 8:
+        if self.kind == "smpp" and not 1 <= len(self.token.get_secret_value()) <= 8:
             raise ValueError("token: an SMPP password has 1 to 8 characters")
         if self.smpp is not None and self.kind != "smpp":
             raise ValueError("smpp: options for an smpp route only")

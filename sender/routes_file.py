@@ -110,13 +110,12 @@ class RouteEntry(BaseModel):
 
     def spec(self) -> ProviderSpec:
         """The route as the sender uses it, secrets read (a ValueError names what failed)."""
-        key = self.webhook_key.read().get_secret_value() if isinstance(self.webhook_key, SecretRef) \
-            else self.webhook_key
+        key = self.webhook_key.read() if isinstance(self.webhook_key, SecretRef) else self.webhook_key
         fields: dict[str, Any] = self.model_dump(
             exclude={"token", "webhook_key", "mps", "url"}, exclude_none=True)
         if self.url:
             fields["url"] = self.url
-        return ProviderSpec(**fields, token=self.token.read().get_secret_value(), webhook_key=key,
+        return ProviderSpec(**fields, token=self.token.read(), webhook_key=key,
                             rate_per_s=self.mps)
 
 

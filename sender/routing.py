@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import redis.asyncio as aioredis
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from hexcast.core.cache import Keys
 from hexcast.core.errors import ConfigError
@@ -56,6 +56,11 @@ def provider_specs(settings: Settings) -> list[ProviderSpec]:
                        settings.provider_url, settings.provider_token))
 
 
+_SPEC_LIST = TypeAdapter(list[ProviderSpec], config=ConfigDict(hide_input_in_errors=True))
+"""The JSON list's validator: an error names the route's index and field, never its input
+(the tokens)."""
+
+
 @lru_cache(maxsize=8)
 def _specs(
     providers_file: str, sender_providers: str, name: str, url: str, token: str
@@ -64,7 +69,7 @@ def _specs(
         return tuple(load_routes(providers_file))
     if sender_providers.strip():
         try:
-            specs = TypeAdapter(list[ProviderSpec]).validate_json(sender_providers)
+            specs = _SPEC_LIST.validate_json(sender_providers)
         except ValidationError as exc:
             raise ConfigError(f"invalid settings: HEXCAST_SENDER_PROVIDERS: {exc}") from None
         if not specs or len({s.name for s in specs}) != len(specs):

@@ -153,8 +153,9 @@ class Settings(BaseSettings):
     )
     providers_file: str = Field(
         default="",
-        description="A TOML file of provider routes (sender/routes_file.py), credentials by"
-        " reference to environment variables or files. Set, it replaces sender_providers.",
+        description="A TOML or YAML file (.toml, .yaml, .yml) of provider routes"
+        " (sender/routes_file.py), credentials by reference to environment variables or files."
+        " Set, it replaces sender_providers.",
     )
     sender_breaker_failures: int = Field(default=5, ge=1, description="Failures that open it.")
     sender_breaker_open_s: float = Field(default=10.0, gt=0, description="Open before a trial.")

@@ -50,7 +50,7 @@ class _HttpProvider:
         self.supports_lookup = spec.lookup
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
                                    connections=connections,
-                                   headers={"Authorization": f"Bearer {spec.token}"})
+                                   headers={"Authorization": f"Bearer {spec.token.get_secret_value()}"})
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -158,7 +158,8 @@ class GenericCallbacks:
     with ``Authorization: Bearer <webhook_key>`` (the account's token when it has none)."""
 
     def __init__(self, spec: ProviderSpec) -> None:
-        self._expected = f"Bearer {spec.webhook_key or spec.token}"
+        key = spec.webhook_key or spec.token
+        self._expected = f"Bearer {key.get_secret_value()}"
 
     def verify(self, *, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         return hmac.compare_digest(headers.get("authorization", ""), self._expected)
@@ -192,5 +193,6 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
     so a 404 means reachable and authenticated, and sends nothing."""
     path = f"/v1/messages/by-ref/probe-{secrets.token_hex(8)}"
     return await probe_get(spec.name, spec.url, path, lambda _: "reachable, token accepted",
-                           timeout_s=timeout_s, headers={"Authorization": f"Bearer {spec.token}"},
+                           timeout_s=timeout_s,
+                           headers={"Authorization": f"Bearer {spec.token.get_secret_value()}"},
                            found=(200, 404))

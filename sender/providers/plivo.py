@@ -159,7 +159,8 @@ class PlivoProvider:
             self._fields |= {"url": spec.callback_url, "method": "POST"}
         self._concurrency = max(1, concurrency)
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
-                                   connections=self._concurrency, auth=(spec.account, spec.token))
+                                   connections=self._concurrency,
+                                   auth=(spec.account, spec.token.get_secret_value()))
 
     async def send(self, messages: list[Outgoing]) -> SendReport:
         """A request per text (and per repeat of a number); after the first failure no new
@@ -276,7 +277,7 @@ class PlivoCallbacks:
     """Plivo's status callbacks: V3-signed with the account's Auth Token (``spec.token``)."""
 
     def __init__(self, spec: ProviderSpec) -> None:
-        self._token = spec.token
+        self._token = spec.token.get_secret_value()
 
     def verify(self, *, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         signatures, nonce = headers.get(SIGNATURE, ""), headers.get(NONCE, "")
@@ -321,4 +322,4 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
     keeps in USD."""
     account = spec.account or ""
     return await probe_get(spec.name, spec.url, f"/v1/Account/{account}/", _account,
-                           timeout_s=timeout_s, auth=(account, spec.token))
+                           timeout_s=timeout_s, auth=(account, spec.token.get_secret_value()))

@@ -140,7 +140,7 @@ class SinchProvider:
         self._path = f"/xms/v1/{spec.account}/batches"
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
                                    connections=self._concurrency,
-                                   headers={"Authorization": f"Bearer {spec.token}"})
+                                   headers={"Authorization": f"Bearer {spec.token.get_secret_value()}"})
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -288,7 +288,7 @@ class SinchCallbacks:
     a request), signed with the route's ``webhook_key`` (none: nothing verifies)."""
 
     def __init__(self, spec: ProviderSpec, *, now: Callable[[], float] = time.time) -> None:
-        self._secret = (spec.webhook_key or "").encode()
+        self._secret = spec.webhook_key.get_secret_value().encode() if spec.webhook_key else b""
         self._now = now
 
     def verify(self, *, url: str, headers: Mapping[str, str], body: bytes) -> bool:
@@ -342,5 +342,6 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
     checks the service plan and the token together. ``count`` is the batches of the last
     24 hours (the list's default window)."""
     return await probe_get(spec.name, spec.url, f"/xms/v1/{spec.account or ''}/batches", _batch_count,
-                           timeout_s=timeout_s, headers={"Authorization": f"Bearer {spec.token}"},
+                           timeout_s=timeout_s,
+                           headers={"Authorization": f"Bearer {spec.token.get_secret_value()}"},
                            params={"page_size": 1})

@@ -312,4 +312,4 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
 def _endpoint(spec: ProviderSpec, opts: SmppOptions) -> Endpoint:
     where = urlsplit(spec.url)
     return Endpoint(spec.name, where.hostname or "", where.port or 0, spec.account or "",
-                    spec.token, opts)
+                    spec.token.get_secret_value(), opts)

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hexcast.core.errors import ProviderUnavailable, SmppError
 from hexcast.core.logging import get_logger
@@ -80,7 +80,7 @@ class Endpoint:
     host: str
     port: int
     system_id: str
-    password: str
+    password: str = field(repr=False)  # the route's secret: never in a repr or a log
     options: SmppOptions
 
 

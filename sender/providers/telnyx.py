@@ -161,7 +161,7 @@ class TelnyxProvider:
         self._concurrency = max(1, concurrency)
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
                                    connections=self._concurrency,
-                                   headers={"Authorization": f"Bearer {spec.token}"})
+                                   headers={"Authorization": f"Bearer {spec.token.get_secret_value()}"})
         self._http.client.event_hooks["response"].append(_reset_as_retry_after)
 
     async def aclose(self) -> None:
@@ -257,7 +257,8 @@ class _Webhook(BaseModel):
 
 def _public_key(spec: ProviderSpec) -> Ed25519PublicKey:
     try:
-        raw = base64.b64decode(spec.webhook_key or "", validate=True)
+        key = spec.webhook_key.get_secret_value() if spec.webhook_key else ""
+        raw = base64.b64decode(key, validate=True)
         return Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError) as exc:
         raise ConfigError(f"telnyx route {spec.name}: webhook_key must be the account's Ed25519 "
@@ -322,4 +323,4 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
     """The account's balance (``GET /v2/balance``, the API key as Bearer as for sending):
     balance and available credit (balance plus credit limit), in its currency."""
     return await probe_get(spec.name, spec.url, "/v2/balance", _balance, timeout_s=timeout_s,
-                           headers={"Authorization": f"Bearer {spec.token}"})
+                           headers={"Authorization": f"Bearer {spec.token.get_secret_value()}"})

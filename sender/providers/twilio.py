@@ -140,7 +140,7 @@ class TwilioProvider:
         self._path = f"/{API_VERSION}/Accounts/{quote(spec.account, safe='')}/Messages.json"
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
                                    connections=self._concurrency,
-                                   auth=(spec.account, spec.token))
+                                   auth=(spec.account, spec.token.get_secret_value()))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -254,8 +254,9 @@ class TwilioCallbacks:
     when a Webhooks Rule's SharedKey signs it."""
 
     def __init__(self, spec: ProviderSpec) -> None:
-        self._token = spec.token.encode("utf-8")
-        self._shared_key = spec.webhook_key.encode("utf-8") if spec.webhook_key else None
+        self._token = spec.token.get_secret_value().encode("utf-8")
+        self._shared_key = (spec.webhook_key.get_secret_value().encode("utf-8")
+                            if spec.webhook_key else None)
 
     def verify(self, *, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         signature = headers.get("x-twilio-signature")
@@ -313,4 +314,4 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
         return f"account {sid} {status} ({provider_text(body.get('type')) or 'unknown type'})"
 
     return await probe_get(spec.name, spec.url, f"/{API_VERSION}/Accounts/{quote(account, safe='')}.json",
-                           read, timeout_s=timeout_s, auth=(account, spec.token))
+                           read, timeout_s=timeout_s, auth=(account, spec.token.get_secret_value()))

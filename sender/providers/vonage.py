@@ -160,7 +160,7 @@ class VonageProvider:
         self._spec = spec
         self._clock = clock
         self._concurrency = max(1, concurrency)
-        self._auth = {"api_key": spec.account, "api_secret": spec.token}
+        self._auth = {"api_key": spec.account, "api_secret": spec.token.get_secret_value()}
         self._callback = spec.callback_url
         self._http = HttpTransport(spec.name, spec.url, timeout_s=timeout_s,
                                    connections=self._concurrency)
@@ -231,7 +231,7 @@ class VonageCallbacks:
     only, not the URL they were posted to."""
 
     def __init__(self, spec: ProviderSpec, *, clock: Callable[[], float] = time.time) -> None:
-        self._secret = spec.webhook_key
+        self._secret = spec.webhook_key.get_secret_value() if spec.webhook_key else None
         self._clock = clock
 
     def verify(self, *, url: str, headers: Mapping[str, str], body: bytes) -> bool:
@@ -271,7 +271,7 @@ async def probe(spec: ProviderSpec, *, timeout_s: float) -> str:
     curl example and v4 SDK send them (not as query parameters: the secret stays out of
     URLs and logs). Vonage keeps balances in EUR."""
     return await probe_get(spec.name, spec.url, "/account/get-balance", _balance, timeout_s=timeout_s,
-                           auth=(spec.account or "", spec.token))
+                           auth=(spec.account or "", spec.token.get_secret_value()))
 
 
 def _balance(response: httpx.Response) -> str:

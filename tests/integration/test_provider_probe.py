@@ -1,16 +1,17 @@
 """Each adapter's probe (``hexcast providers check --probe``) against the simulator speaking its
 provider's API, a real subprocess per dialect: the right credentials read the account and
-describe it, a wrong token is "credentials refused"; and the real CLI probing two routes, one
-with a wrong token, prints a line per route and exits 1."""
+describe it, a wrong token is "credentials refused"; and the real CLI probing the two routes of
+a routes file (tokens in environment variables), one with a wrong token, prints a line per route
+and no token, and exits 1."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,14 +86,29 @@ async def test_a_dry_run_route_calls_nothing_and_an_unreachable_one_says_so() ->
         await probe_route(route("telnyx", "http://127.0.0.1:9"), timeout_s=5)
 
 
-def test_the_cli_probes_every_route_and_exits_1_when_one_fails(sims: dict[str, str]) -> None:
-    routes = [route("twilio", sims["twilio"]).model_dump(mode="json"),
-              route("telnyx", sims["telnyx"], token="revoked").model_dump(mode="json")]
-    env = {**os.environ, "HEXCAST_PROVIDERS_FILE": "", "HEXCAST_SENDER_PROVIDERS": json.dumps(routes),
+def routes_file(path: Path, sims: dict[str, str], tokens: dict[str, str]) -> dict[str, str]:
+    """Write a routes file at ``path`` with a ``<kind>-probe`` route per kind of ``tokens``,
+    each token by reference to an environment variable, as production keeps them (a spec's
+    dump shows ``**********`` in their place); the variables to set."""
+    variables = {kind: f"HX_PROBE_{kind.upper()}_TOKEN" for kind in tokens}
+    path.write_text("".join(
+        f'[[route]]\nname = "{kind}-probe"\nkind = "{kind}"\nurl = "{sims[kind]}"\n'
+        f'account = "{ACCOUNTS[kind]}"\nsender_id = "+13125550100"\n'
+        f'token = {{ env = "{variables[kind]}" }}\n\n' for kind in tokens))
+    return {variables[kind]: token for kind, token in tokens.items()}
+
+
+def test_the_cli_probes_every_route_and_exits_1_when_one_fails(
+    sims: dict[str, str], tmp_path: Path,
+) -> None:
+    path = tmp_path / "routes.toml"
+    secrets = routes_file(path, sims, {"twilio": TOKEN, "telnyx": "revoked-telnyx-token"})
+    env = {**os.environ, **secrets, "HEXCAST_PROVIDERS_FILE": str(path), "HEXCAST_SENDER_PROVIDERS": "",
            "HEXCAST_PROVIDER_TIMEOUT_S": "5", "NO_COLOR": "1"}
     done = subprocess.run([sys.executable, "-m", "hexcast", "providers", "check", "--probe"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
+    assert not any(token in done.stdout + done.stderr for token in secrets.values())
     lines = done.stdout.splitlines()
     assert "2 route(s) valid" in lines
     assert lines[-2:] == [f"twilio-probe: ok: {DESCRIBED['twilio']}",

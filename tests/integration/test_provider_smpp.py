@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from hexcast.core.errors import ProviderUnavailable
 from hexcast.testing import running_sim
@@ -170,7 +171,7 @@ async def test_a_refused_bind_makes_the_route_unavailable(sim: tuple[str, int]) 
 
 
 async def test_a_wrong_password_is_named(sim: tuple[str, int]) -> None:
-    spec = route(sim[1]).model_copy(update={"token": "nope"})
+    spec = route(sim[1]).model_copy(update={"token": SecretStr("nope")})
     adapter = SmppProvider(spec, timeout_s=1.0, concurrency=1)
     try:
         report = await adapter.send([Outgoing("w1", numbers(9100, 1)[0], "hi")])

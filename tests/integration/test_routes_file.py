@@ -61,7 +61,7 @@ def test_a_valid_file_lists_its_routes_and_prints_no_secret(routes: Path) -> Non
 def test_the_specs_carry_the_secrets_read(routes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HX_TEST_TWILIO_TOKEN", "twilio-secret-value")
     twilio, sinch = load_routes(str(routes))
-    assert (twilio.token, twilio.rate_per_s, sinch.token) == (
+    assert (twilio.token.get_secret_value(), twilio.rate_per_s, sinch.token.get_secret_value()) == (
         "twilio-secret-value", 10.0, "sinch-secret-value")
     assert "secret" not in repr(twilio) + repr(sinch)
 

@@ -160,7 +160,8 @@ def test_dialect_settings_route_the_sender_to_the_simulator_in_that_dialect() ->
                          api_public_url="http://127.0.0.1:8300")
     held = dialect_settings(base, "plivo", receipts=False)
     [spec] = [ProviderSpec.model_validate(s) for s in json.loads(held.sender_providers)]
-    assert (spec.kind, spec.url, spec.token) == ("plivo", "http://127.0.0.1:8200", held.provider_token)
+    assert (spec.kind, spec.url, spec.token.get_secret_value()) == (
+        "plivo", "http://127.0.0.1:8200", held.provider_token)
     assert (held.sim_dialect, held.provider_name, held.sim_account) == ("plivo", spec.name, spec.account)
     assert held.sim_receipts  # a callback URL (Sinch refuses per-recipient reports without one)
     assert held.sim_dlr_delay_s > 86_400  # but nothing posted during the run

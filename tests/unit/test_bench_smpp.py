@@ -40,8 +40,8 @@ def test_variants_are_the_baseline_every_binds_window_pair_and_the_limit() -> No
 
 def test_the_smpp_route_is_a_valid_route_to_the_smsc_that_never_paces_the_run() -> None:
     spec = ProviderSpec.model_validate(smpp_route(2775, 4, 50))
-    assert (spec.kind, spec.url, spec.account, spec.token) == ("smpp", "smpp://127.0.0.1:2775",
-                                                              "hexcast", "secret")
+    assert (spec.kind, spec.url, spec.account, spec.token.get_secret_value()) == (
+        "smpp", "smpp://127.0.0.1:2775", "hexcast", "secret")
     assert spec.smpp is not None
     assert (spec.smpp.binds, spec.smpp.window) == (4, 50)
     assert spec.rate_per_s is not None

@@ -53,8 +53,8 @@ def test_the_readme_routes_file_loads_as_printed(
     assert (twilio.name, twilio.kind, twilio.priority, twilio.rate_per_s) == ("twilio-us", "twilio", 1, 10.0)
     assert (sinch.name, sinch.kind, sinch.priority, sinch.rate_per_s) == ("sinch-us", "sinch", 2, 30.0)
     assert sinch.countries == ["US", "CA"]
-    assert twilio.token == "value-of-TWILIO_AUTH_TOKEN"
-    assert sinch.token == "content-of-sinch_token"
+    assert twilio.token.get_secret_value() == "value-of-TWILIO_AUTH_TOKEN"
+    assert sinch.token.get_secret_value() == "content-of-sinch_token"
 
 
 def test_the_yaml_example_is_the_toml_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
