@@ -36,6 +36,9 @@ class SimConfig(BaseModel):
     callback_shuffle: bool = False  # a chunk's callbacks posted in random order (late "sent")
     latency_ms: Millis = 0
     deliver_fail_rate: Probability = 0.0
+    # Vonage: a message whose text contains this (at its acceptance) gets a failed DLR for its
+    # last part and delivered ones for the others (deterministic, unlike deliver_fail_rate)
+    part_fail_marker: Annotated[str, Field(min_length=1)] | None = None
     retry_after_s: Annotated[int, Field(ge=0)] = 0  # fixed Retry-After on 429s; 0 = computed
     seed: int = 0
     ledger_path: str | None = None  # keep the ledger in this file across restarts (providersim.journal)
@@ -65,6 +68,7 @@ class ControlIn(BaseModel):
     callback_shuffle: bool | None = None
     latency_ms: Millis | None = None
     deliver_fail_rate: Probability | None = None
+    part_fail_marker: Annotated[str, Field(min_length=1)] | None = None
     lookup: bool | None = None
     dlr_url: str | None = None
     smpp_throttle_per_s: Rate | None = None

@@ -15,7 +15,9 @@ query parameters or Basic), and 401 to others.
 Part ids are 16 upper-case hex digits: a per-process prefix, a counter and the part index, so
 the first part's id names the message in the ledger. Receipts: one signed DLR per part
 (POST-JSON, Vonage's ``sig`` over every parameter, HMAC-SHA256 keyed with ``signing_key``,
-upper-case hex as Vonage sends it), to the message's ``callback`` or else ``dlr_url``.
+upper-case hex as Vonage sends it), to the message's ``callback`` or else ``dlr_url``. A message
+whose text contains ``part_fail_marker`` (when set at its acceptance) gets a failed DLR for its
+last part (``err-code`` 8, network error) and delivered ones for the others.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from fastapi.responses import JSONResponse, Response
 
 from providersim.ledger import MessageIn, Sim, respond
 
-__all__ = ["BALANCE_EUR", "MAX_TEXT", "NETWORK", "callbacks", "router", "sign"]
+__all__ = ["BALANCE_EUR", "MAX_TEXT", "NETWORK", "PART_FAILED_CODE", "callbacks", "router", "sign"]
 
 NETWORK = "310260"  # the MCCMNC the simulator reports for every number
 _PRICE = "0.00570000"
 _FAILED_CODE = "1"  # DLR err-code "Unknown": not delivered, no cause given
+PART_FAILED_CODE = "8"  # DLR err-code "Network Error": the part part_fail_marker fails
 MAX_TEXT = 1600
 BALANCE_EUR = 10.0
 """What ``GET /account/get-balance`` answers (``value``, in EUR), whatever was sent."""
@@ -148,6 +151,9 @@ def _accept(sim: Sim, params: dict[str, str]) -> Response:
     msg = MessageIn(client_ref=ref, to=f"+{digits}", body=params["text"])
     callback = params.get("callback")
     extra: dict[str, Any] = {"msisdn": digits, "from": params["from"], "callback": callback}
+    marker = sim.config.part_fail_marker
+    if marker and marker in params["text"]:
+        extra["fail_last_part"] = True
     prefix = sim.id_prefix[4:8].upper()
     posts = callback or sim.config.dlr_url  # with neither, no DLR is ever due
     result = sim.accept([msg], extras=[extra] if posts else None,
@@ -193,11 +199,13 @@ def router(sim: Sim) -> APIRouter:
 
 def _dlr(sim: Sim, receipt: dict[str, Any], part_id: str) -> dict[str, str]:
     extra, now = receipt["extra"], datetime.now(UTC)
-    delivered = receipt["status"] == "delivered"
+    part_failed = bool(extra.get("fail_last_part")) and part_id == extra["ids"][-1]
+    delivered = receipt["status"] == "delivered" and not part_failed
+    code = "0" if delivered else PART_FAILED_CODE if part_failed else _FAILED_CODE
     params = {
         "msisdn": extra["msisdn"], "to": extra["from"], "network-code": NETWORK,
         "messageId": part_id, "price": _PRICE, "status": "delivered" if delivered else "failed",
-        "scts": now.strftime("%y%m%d%H%M"), "err-code": "0" if delivered else _FAILED_CODE,
+        "scts": now.strftime("%y%m%d%H%M"), "err-code": code,
         "api-key": sim.config.account, "client-ref": receipt["client_ref"],
         "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
         "timestamp": str(int(time.time())), "nonce": str(uuid.uuid4()),
@@ -206,6 +214,7 @@ def _dlr(sim: Sim, receipt: dict[str, Any], part_id: str) -> dict[str, str]:
 
 
 def callbacks(sim: Sim, receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One signed DLR per part of each message (a part's DLR names the part's id)."""
+    """One signed DLR per part of each message (a part's DLR names the part's id); all of a
+    message's DLRs say its outcome, but for the last part of one marked ``fail_last_part``."""
     return [{"json": _dlr(sim, r, part_id), "url": r["extra"].get("callback")}
             for r in receipts for part_id in r["extra"]["ids"]]

@@ -25,6 +25,7 @@ import pytest
 from hexcast.devstack.procs import free_port
 from hexcast.testing import eventually, fetch_rows, make_tenant
 from providersim.dialects.telnyx import public_key
+from providersim.dialects.vonage import PART_FAILED_CODE
 from sender.models import Lane
 from tests.integration.senderkit import SenderWorld, ledger, sender_world, sim_stats
 
@@ -38,6 +39,7 @@ SCENES: dict[str, tuple[str, ...]] = {  # a test's scene → its routes' kinds, 
     "dup-twilio": ("twilio",),
     "dup-telnyx": ("telnyx",),
     "parts": ("vonage",),
+    "part-fail": ("vonage",),
     "own-sender": ("twilio",),
 }
 OWN_SENDERS = {"own-sender"}  # scenes whose route may send from the tenant's own sender ids
@@ -216,6 +218,33 @@ def test_vonage_parts_each_report_and_the_message_is_delivered_once_all_are(
             await conn.close()
 
     assert asyncio.run(parts()) == [(1, 2, "delivered"), (2, 2, "delivered")] * 3
+
+
+def test_a_failed_vonage_part_fails_its_message_with_that_parts_code(
+    scenes: dict[str, Scene],
+) -> None:
+    """The simulator fails the last part of the message marked for it and delivers every other
+    part: that two-part message ends failed with its second part's code, and an unmarked
+    two-part message of the same tenant and route ends delivered."""
+    scene = scenes["part-fail"]
+    [sim], [route] = scene.sims, scene.routes
+    httpx.post(f"{sim}/control", json={"part_fail_marker": "LOSTPART"}).raise_for_status()
+    text = "Holiday sale " * 15  # 195 characters: two parts
+    scene.world.publish_to({0: "+13125550200"}, run_id=scene.runs + 14, body=text + "LOSTPART {n}")
+    scene.world.publish_to({1: "+13125550201"}, run_id=scene.runs + 14, body=text + "{n}")
+    assert eventually(lambda: scene.states() == {"delivered": 1, "failed": 1} or None,
+                      timeout=90), scene.states()
+    assert eventually(lambda: sim_stats(sim)["receipts_pending"] == 0 or None, timeout=30)
+    rows = asyncio.run(fetch_rows(
+        scene.world.settings.database_url,
+        "SELECT m.phone, m.state::text AS state, m.reason, array_agg(r.status || ':'"
+        " || coalesce(r.code, '-') ORDER BY r.part) AS parts FROM messages m"
+        " JOIN provider_receipts r ON r.provider = $2 AND r.ref = m.message_key"
+        " WHERE m.tenant_id = $1 GROUP BY 1, 2, 3 ORDER BY 1", scene.world.tenant_id, route))
+    assert [tuple(r) for r in rows] == [
+        ("+13125550200", "failed", f"{route}: {PART_FAILED_CODE} undelivered (part 2 of 2)",
+         ["delivered:0", f"failed:{PART_FAILED_CODE}"]),
+        ("+13125550201", "delivered", None, ["delivered:0", "delivered:0"])]
 
 
 def test_a_tenants_own_sender_id_is_used_on_a_route_that_allows_it(
