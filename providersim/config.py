@@ -54,6 +54,10 @@ class SimConfig(BaseModel):
     smpp_resp_delay_s: Annotated[float, Field(ge=0)] = 0.0  # every response this late
     smpp_drop_after: Annotated[int, Field(ge=1)] | None = None  # close after N submit_sm, once
     smpp_refuse_bind: bool = False  # every bind answered ESME_RBINDFAIL
+    smpp_queue_full_per_s: Rate | None = None  # submit_sm/s past which ESME_RMSGQFUL answers
+    smpp_throttle_after: Annotated[int, Field(ge=0)] | None = None  # submits taken, then throttled
+    smpp_hold_submits: bool = False  # submit_sm taken (ledgered) and never answered
+    smpp_mute_enquire: bool = False  # enquire_link never answered
 
 
 class ControlIn(BaseModel):
@@ -75,4 +79,8 @@ class ControlIn(BaseModel):
     smpp_resp_delay_s: Annotated[float, Field(ge=0)] | None = None
     smpp_drop_after: Annotated[int, Field(ge=1)] | None = None
     smpp_refuse_bind: bool | None = None
+    smpp_queue_full_per_s: Rate | None = None
+    smpp_throttle_after: Annotated[int, Field(ge=0)] | None = None
+    smpp_hold_submits: bool | None = None
+    smpp_mute_enquire: bool | None = None
     smpp_id_format: Literal["hex", "decimal"] | None = None

@@ -6,7 +6,16 @@ TLVs) after ``dlr_delay_s`` over a receiver or transceiver bind, some twice
 (``callback_dup_rate``), out of order (``callback_shuffle``), UNDELIV for the share
 ``deliver_fail_rate`` picks. A deliver_sm not answered (connection lost, error status) is sent
 again later: receipts and MO messages are never dropped while the process lives. Faults:
-``smpp_throttle_per_s``, ``smpp_resp_delay_s``, ``smpp_drop_after``, ``smpp_refuse_bind``.
+``smpp_throttle_per_s``, ``smpp_throttle_after``, ``smpp_queue_full_per_s``,
+``smpp_resp_delay_s``, ``smpp_hold_submits``, ``smpp_mute_enquire``, ``smpp_drop_after``,
+``smpp_refuse_bind``.
+
+``/smpp/stats`` counts binds (and each kind: ``bind_transceiver``...), ``submits``,
+``throttled``, ``queue_full``, ``submits_held``, ``enquire_links`` (and
+``enquire_links_unanswered``), ``unbinds``, ``query_sm``, the deliver_sm sent to each kind of
+bind (``deliver_sm_to_bind_receiver``...), and two high-water marks per bind:
+``max_in_flight_per_bind`` (submit_sm read and not yet answered) and
+``max_submits_per_bind_second`` (submit_sm read in one whole second of the monotonic clock).
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ class Smsc:
         self.port = port if port is not None else (sim.config.smpp_port or 0)
         self.book = SmscBook(sim)
         self.throttle = Throttle()
+        self.queue_full = Throttle()
         self.sessions: set[Session] = set()
         self.stats: Counter[str] = Counter()
         self.rng = random.Random(sim.config.seed + 2)
@@ -109,6 +119,22 @@ class Smsc:
         self.stats["dropped_connections"] += 1
         count_fault("smpp_dropped_connection")
         return True
+
+    def push_back(self) -> Status | None:
+        """The answer a submit_sm gets instead of being taken, under the faults: throttled
+        past ``smpp_throttle_per_s`` or once ``smpp_throttle_after`` were taken, queue full
+        past ``smpp_queue_full_per_s``; None when it is taken."""
+        cfg = self.sim.config
+        after = cfg.smpp_throttle_after
+        if not self.throttle.admit(cfg.smpp_throttle_per_s) or (
+                after is not None and self.stats["submits"] >= after):
+            self.stats["throttled"] += 1
+            return Status.ESME_RTHROTTLED
+        if not self.queue_full.admit(cfg.smpp_queue_full_per_s):
+            self.stats["queue_full"] += 1
+            count_fault("smpp_queue_full")
+            return Status.ESME_RMSGQFUL
+        return None
 
     def lost(self, session: Session) -> None:
         self.sessions.discard(session)

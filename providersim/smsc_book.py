@@ -1,6 +1,10 @@
 """What the SMSC does with a submit_sm: an id per part, long messages put back together and
 ledgered once (in the simulator's shared ledger, so ``/ledger`` shows SMPP traffic too), the
-outcome of each message, the receipt each part gets, and the state ``query_sm`` reads."""
+outcome of each message, the receipt each part gets, and the state ``query_sm`` reads.
+
+``deliver_fail_rate`` picks messages (the same pick for all the parts of a long one); a long
+message picked fails at its last part only (the earlier ones are delivered, as when one part is
+lost on the way), so its receipts show one failed part deciding the message."""
 
 from __future__ import annotations
 
@@ -107,7 +111,9 @@ class SmscBook:
                 self.parts[earlier].key = key
         assembly.part_ids.append(part_id)
         self.parts[part_id] = TrackedPart(key, now)
-        return Status.ESME_ROK, part_id, self._receipts(system_id, sm, part_id, key, now)
+        fate = key if segment is None else "|".join(head)  # one pick for all of a message's parts
+        failed = self.failed(fate) and (segment is None or segment.number == segment.total)
+        return Status.ESME_ROK, part_id, self._receipts(system_id, sm, part_id, failed, now)
 
     def _ledger(self, source: str, to: str, ref: str, text: str, first_id: list[str]) -> str:
         """Ledger a whole message once; its ledger id is its first part's."""
@@ -123,10 +129,9 @@ class SmscBook:
         digest = hashlib.sha1(f"{self.sim.config.seed}:{key}".encode()).digest()
         return rate > 0 and int.from_bytes(digest[:4], "big") / 2**32 < rate
 
-    def _receipts(self, system_id: str, sm: SubmitSm, part_id: str, key: str,
+    def _receipts(self, system_id: str, sm: SubmitSm, part_id: str, failed: bool,
                   now: datetime) -> list[Receipt]:
         wanted = sm.registered_delivery & 0x03
-        failed = self.failed(key)
         if wanted not in (1, 2) or (wanted == 2 and not failed):
             return []
         count_fault("failed_delivery", int(failed))
@@ -146,14 +151,16 @@ class SmscBook:
         return [Receipt(system_id, body, part_id, state)]
 
     def settled(self, part_id: str, state: MessageState) -> None:
-        """A part's receipt went out: its state, and its message's in the ledger, are final."""
+        """A part's receipt went out: its state is final, and its message's in the ledger
+        (failed once any part failed)."""
         tracked = self.parts.get(part_id)
         if tracked is None:
             return
         tracked.state, tracked.done = state, datetime.now(UTC)
         rec = self.sim.by_ref.get(tracked.key)
         if rec is not None:
-            rec.status = "delivered" if state == MessageState.DELIVERED else "failed"
+            kept = state == MessageState.DELIVERED and rec.status != "failed"
+            rec.status = "delivered" if kept else "failed"
 
     def query(self, message_id: str) -> tuple[MessageState, str] | None:
         """``(message_state, final_date)`` of a part; None for an id never given."""

@@ -57,6 +57,8 @@ class Session:
         self.sequences = Sequences()
         self.outstanding: dict[int, Receipt] = {}  # deliver_sm sent, not yet answered
         self.closed = False
+        self.in_flight = 0  # submit_sm read, not yet answered
+        self._second, self._in_second = 0, 0  # submit_sm read in this whole second
 
     @property
     def receives(self) -> bool:
@@ -93,9 +95,13 @@ class Session:
         """A deliver_sm to this receiver; answered later by deliver_sm_resp."""
         sequence = self.sequences.next()
         self.outstanding[sequence] = receipt
+        if self.bound is not None:
+            self.smsc.stats[f"deliver_sm_to_{self.bound.name.lower()}"] += 1
         self._write(Pdu(Command.DELIVER_SM, 0, sequence, receipt.body))
 
     def _write(self, pdu: Pdu) -> None:
+        if pdu.command is Command.SUBMIT_SM_RESP:  # (a malformed one was never counted in)
+            self.in_flight = max(0, self.in_flight - 1)
         if not self.writer.is_closing():
             self.writer.write(encode(pdu))
 
@@ -147,27 +153,45 @@ class Session:
             return
         self.bound, self.system_id = pdu.command, body.system_id
         self.smsc.stats["binds"] += 1
+        self.smsc.stats[pdu.command.name.lower()] += 1
         self._answer(pdu.reply(BindResp(SMSC_SYSTEM_ID, dict(_SC_INTERFACE_VERSION))))
         if self.receives:
             self.smsc.receiver_ready(self)
 
     def _submit(self, pdu: Pdu) -> None:
+        self._count_submit()
         if self.bound not in _TRANSMITS or not isinstance(pdu.body, SubmitSm):
             self._answer(pdu.reply(status=Status.ESME_RINVBNDSTS))
             return
-        if not self.smsc.throttle.admit(self.smsc.sim.config.smpp_throttle_per_s):
-            self.smsc.stats["throttled"] += 1
+        pushed_back = self.smsc.push_back()
+        if pushed_back is not None:
             count_request("smpp", "throttled")
-            self._answer(pdu.reply(status=Status.ESME_RTHROTTLED))
+            self._answer(pdu.reply(status=pushed_back))
             return
         status, message_id, receipts = self.smsc.book.submit(self.system_id, pdu.body)
         self.smsc.stats["submits"] += 1
         count_request("smpp", "ok")
         self.smsc.schedule(receipts)
+        if self.smsc.sim.config.smpp_hold_submits:  # taken; the answer never comes
+            self.smsc.stats["submits_held"] += 1
+            return
         body = SubmitSmResp(message_id) if not status else None
         self._answer(pdu.reply(body, status), then_close=self.smsc.drop_due())
 
+    def _count_submit(self) -> None:
+        """The bind's submit_sm in flight and per whole second, and their high-water marks."""
+        stats = self.smsc.stats
+        self.in_flight += 1
+        stats["max_in_flight_per_bind"] = max(stats["max_in_flight_per_bind"], self.in_flight)
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._in_second = second, 0
+        self._in_second += 1
+        stats["max_submits_per_bind_second"] = max(stats["max_submits_per_bind_second"],
+                                                   self._in_second)
+
     def _query(self, pdu: Pdu) -> None:
+        self.smsc.stats["query_sm"] += 1
         if self.bound not in _TRANSMITS or not isinstance(pdu.body, QuerySm):
             self._answer(pdu.reply(status=Status.ESME_RINVBNDSTS))
             return
@@ -179,9 +203,14 @@ class Session:
         self._answer(pdu.reply(QuerySmResp(pdu.body.message_id, final_date, state, 0)))
 
     def _enquire(self, pdu: Pdu) -> None:
+        self.smsc.stats["enquire_links"] += 1
+        if self.smsc.sim.config.smpp_mute_enquire:
+            self.smsc.stats["enquire_links_unanswered"] += 1
+            return
         self._answer(pdu.reply())
 
     def _unbind(self, pdu: Pdu) -> None:
+        self.smsc.stats["unbinds"] += 1
         self._answer(pdu.reply(), then_close=True)
 
     def _ignore(self, pdu: Pdu) -> None:

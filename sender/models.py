@@ -89,9 +89,11 @@ class SmppOptions(BaseModel):
     ``transceiver`` or a ``transmitter`` + ``receiver`` pair; ``window``: unanswered
     ``submit_sm`` per bind; ``mps_per_bind``: submit_sm per second per bind (the route's
     ``rate_per_s`` is shared by every process through Redis); ``long_messages``: concatenation
-    by ``udh`` (8-bit reference), ``sar`` TLVs or one ``payload`` TLV; ``receipt_ids``: how a
-    receipt's id relates to the submit_sm_resp id (``hex_to_decimal``: answered in hex, receipts
-    in decimal, and the reverse)."""
+    by ``udh`` (8-bit reference), ``sar`` TLVs or one ``payload`` TLV; ``data_coding``:
+    ``auto`` (GSM-7, data_coding 0, when the text fits it, else UCS-2, 8) or ``ucs2`` (always
+    UCS-2); ``receipt_ids``: how a receipt text's ``id:`` relates to the submit_sm_resp id
+    (``hex_to_decimal``: answered in hex, the text in decimal, and the reverse; a
+    ``receipted_message_id`` TLV repeats the answer's id as it was)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,6 +103,7 @@ class SmppOptions(BaseModel):
     window: Annotated[int, Field(ge=1, le=1000)] = 10
     mps_per_bind: Annotated[float | None, Field(gt=0)] = None
     long_messages: Literal["udh", "sar", "payload"] = "udh"
+    data_coding: Literal["auto", "ucs2"] = "auto"
     receipt_ids: Literal["same", "hex_to_decimal", "decimal_to_hex"] = "same"
     enquire_link_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     response_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0

@@ -14,11 +14,14 @@ asking for a final receipt. ``binds × window`` messages are in flight. The answ
   ``part_ids`` (each part's receipt names its own id).
 - ``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL``: the bind slows down and the part is submitted
   again until ``response_timeout_s`` has passed; then a first part is
-  :class:`ProviderRateLimited` (nothing went: the message is sent again later), a later part
-  rejects the message (part of it went; it cannot be sent again whole).
+  :class:`ProviderRateLimited` (nothing went: the message is sent again later).
 - ``ESME_RSYSERR`` / ``ESME_RX_T_APPN`` / ``ESME_RINVBNDSTS`` on a first part: unavailable
   (not taken), so it fails over; any other status rejects the message with
   ``submit-0x<status>`` (``submit-0x0B`` is an invalid destination).
+- a later part throttled past ``response_timeout_s``, not taken, or without a bind in time:
+  the first part went, so the message is in doubt (ambiguous :class:`ProviderUnavailable`):
+  never sent again whole, it ends ``unknown`` as below. A later part refused for good rejects
+  the message (with the parts sent).
 - no bind up: :class:`ProviderUnavailable` (not ambiguous); a submit written and not answered
   (timeout, connection lost): ambiguous. SMPP has no lookup by our reference
   (``query_sm`` needs the SMSC's id, which a lost answer never gave), so ``supports_lookup``
@@ -28,16 +31,24 @@ asking for a final receipt. ``binds × window`` messages are in flight. The answ
 Receipts and replies come as ``deliver_sm`` over a receiver or transceiver bind and go to the
 sender's :data:`~sender.providers.base.Deliveries` (``deliver_to``), which keeps them before the
 SMSC is answered. A receipt (esm_class 0x04) is read from its ``receipted_message_id`` and
-``message_state`` TLVs when present, else from its text (``id:… stat:… err:…``); ids are made
-comparable by ``receipt_ids``.
+``message_state`` TLVs when present, else from its text (``id:… stat:… err:…``). The TLV carries
+the id as submit_sm_resp gave it (SMPP 3.4 §5.3.2.12), so it is read as the answer is;
+``receipt_ids`` (hex vs decimal) applies to the text's ``id:`` only. A text id that does not
+read as ``receipt_ids`` says (a route set up wrong) is not acknowledged: its batch's other
+deliveries are kept, then the batch is answered ``ESME_RX_T_APPN`` and the SMSC delivers it
+again (once the setting is put right, it lands). A deliver_sm that is no receipt or reply at all
+(no ``id:``/``stat:``, a coding hexcast does not read) is logged and answered: sent again, it
+would be as unreadable.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from hexcast.core.errors import ConfigError, ProviderError, ProviderRateLimited, ProviderUnavailable
@@ -63,7 +74,8 @@ from sender.providers.smpp_binds import Binds
 from sender.providers.smpp_session import BindDown, Endpoint, Session
 from sender.providers.status import DeliveryStatus, ErrorClass, StatusTable
 
-__all__ = ["TABLE", "LongReplies", "SmppCallbacks", "SmppProvider", "build", "callbacks", "probe"]
+__all__ = ["TABLE", "Delivered", "LongReplies", "SmppCallbacks", "SmppProvider", "UnmatchedReceipts",
+           "answered_id", "build", "callbacks", "canonical_id", "probe"]
 
 log = get_logger("hexcast.sender.smpp")
 
@@ -106,11 +118,40 @@ def _address(value: str) -> tuple[int, int, str]:
 
 def canonical_id(message_id: str, rule: str, *, receipt: bool) -> str:
     """An id as hexcast keeps it: as answered with ``same``; else the number it names in
-    decimal, read from hex on the side that speaks hex (ValueError when it is not a number)."""
+    decimal, read from hex on the side that speaks hex (ValueError when it is not a number).
+    ``receipt``: the id of a receipt's *text*; a ``receipted_message_id`` TLV is read as the
+    submit_sm_resp id is (``receipt=False``)."""
     if rule == "same":
         return message_id
     hex_side = (rule == "hex_to_decimal") != receipt
     return str(int(message_id, 16 if hex_side else 10))
+
+
+def answered_id(message_id: str, rule: str) -> str:
+    """A submit_sm_resp id (or a receipt's ``receipted_message_id``, which repeats it) as kept:
+    :func:`canonical_id`, or as given when it does not read as ``rule`` says (the SMSC took the
+    message: its id is kept, and a TLV naming it still matches)."""
+    try:
+        return canonical_id(message_id, rule, receipt=False)
+    except ValueError:
+        return message_id
+
+
+class UnmatchedReceipts(ValueError):
+    """Receipts whose text id does not read as the route's ``receipt_ids`` says; raised after
+    the rest of the batch is kept, so the SMSC delivers them again."""
+
+
+class _TextIdUnreadable(ValueError):
+    """A receipt text's id that does not read as the route's ``receipt_ids`` says."""
+
+
+class Delivered(NamedTuple):
+    """What a batch of deliver_sm holds: receipts, replies, and why receipts were refused."""
+
+    receipts: list[Receipt]
+    replies: list[Reply]
+    refused: list[str]
 
 
 class SmppProvider:
@@ -136,12 +177,16 @@ class SmppProvider:
 
     def deliver_to(self, deliveries: Deliveries) -> None:
         """Where receipts and replies go; binds open now, so they arrive before any send."""
-        async def read(pdus: list[DeliverSm]) -> None:
-            receipts, replies = self.read_deliveries(pdus)
-            await deliveries(receipts, replies)
-
-        self._binds.deliver_to(read)
+        self._binds.deliver_to(functools.partial(self.hand_over, deliveries))
         self._binds.start()
+
+    async def hand_over(self, deliveries: Deliveries, pdus: list[DeliverSm]) -> None:
+        """A batch of deliver_sm to ``deliveries``; :class:`UnmatchedReceipts` after the rest
+        is kept when some receipts are refused (the batch is answered ``ESME_RX_T_APPN``)."""
+        got = self.read_deliveries(pdus)
+        await deliveries(got.receipts, got.replies)
+        if got.refused:
+            raise UnmatchedReceipts(f"{len(got.refused)} receipts not kept: {got.refused[0]}")
 
     @property
     def live_binds(self) -> int:
@@ -159,14 +204,22 @@ class SmppProvider:
 
     async def _one(self, msg: Outgoing) -> ProviderResult:
         self._reference = (self._reference + 1) % 256
-        parts = split(msg.body, mode=self._opts.long_messages, reference=self._reference)
+        parts = split(msg.body, mode=self._opts.long_messages, reference=self._reference,
+                      coding=self._opts.data_coding)
         ids: list[str] = []
         for n, part in enumerate(parts, start=1):
-            resp = await self._submit(msg, part)
+            try:
+                resp = await self._submit(msg, part)
+            except ProviderUnavailable as exc:  # no bind in time: in doubt once a part went
+                if ids and not exc.ambiguous:
+                    raise self._partly_sent(msg, n, len(parts), str(exc)) from exc
+                raise
             if resp.status == Status.ESME_ROK and isinstance(resp.body, SubmitSmResp):
-                ids.append(canonical_id(resp.body.message_id, self._opts.receipt_ids, receipt=False))
+                ids.append(answered_id(resp.body.message_id, self._opts.receipt_ids))
                 continue
             error = f"submit-0x{resp.status:02X}: {_name(resp.status)}"
+            if ids and (resp.status in _THROTTLES or resp.status in _NOT_TAKEN):
+                raise self._partly_sent(msg, n, len(parts), error)
             if ids:
                 return ProviderResult(msg.client_ref, False, ids[0],
                                       f"{error} (part {n} of {len(parts)}; {len(ids)} parts sent)")
@@ -177,6 +230,12 @@ class SmppProvider:
             return ProviderResult(msg.client_ref, False, None, error)
         return ProviderResult(msg.client_ref, True, ids[0],
                               part_ids=tuple(ids) if len(ids) > 1 else ())
+
+    def _partly_sent(self, msg: Outgoing, n: int, total: int, why: str) -> ProviderUnavailable:
+        """A later part not taken for now (throttled past ``response_timeout_s``, not taken,
+        no bind in time) after the first went: the message is in doubt, never resent whole."""
+        return ProviderUnavailable(f"{self.name}: {msg.client_ref}: part {n} of {total} not sent "
+                                   f"({why}) after {n - 1} went", ambiguous=True)
 
     async def _submit(self, msg: Outgoing, part: Part) -> Pdu:
         """One part's submit_sm; a throttled one again (the bind slowed down), and one whose
@@ -200,36 +259,52 @@ class SmppProvider:
                 return resp
             metrics.PROVIDER_THROTTLED.labels(provider=self.name).inc()  # slowed, sent again
 
-    def read_deliveries(self, pdus: list[DeliverSm]) -> tuple[list[Receipt], list[Reply]]:
-        """Receipts and replies from deliver_sm bodies; an unreadable one is logged and left."""
-        receipts: list[Receipt] = []
-        replies: list[Reply] = []
+    def read_deliveries(self, pdus: list[DeliverSm]) -> Delivered:
+        """Receipts and replies from deliver_sm bodies. A receipt whose text id does not read as
+        ``receipt_ids`` says is refused (the SMSC is to deliver it again); another unreadable
+        deliver_sm is logged and left."""
+        got = Delivered([], [], [])
         for sm in pdus:
             try:
                 if sm.esm_class & 0x3C == _RECEIPT:
-                    receipts.append(self._receipt(sm))
+                    got.receipts.append(self._receipt(sm))
                 elif (reply := self._long.add(sm)) is not None:
-                    replies.append(reply)
+                    got.replies.append(reply)
+            except _TextIdUnreadable as exc:
+                log.error("smpp_receipt_id_unreadable", route=self.name, error=str(exc),
+                          receipt_ids=self._opts.receipt_ids)
+                got.refused.append(str(exc))
             except (ValueError, UnicodeDecodeError) as exc:
                 log.error("smpp_unreadable_delivery", route=self.name, error=str(exc),
                           source=sm.source_addr, esm_class=sm.esm_class)
-        return receipts, replies
+        return got
 
     def _receipt(self, sm: DeliverSm) -> Receipt:
-        message_id, state = read_receipt_tlvs(sm.tlvs)
-        code: str | None = None
+        tlv_id, state = read_receipt_tlvs(sm.tlvs)
         word = _STATE_WORD.get(state) if state is not None else None
-        if message_id is None or word is None:
-            text = parse_receipt(decode_text(sm.data_coding, sm.short_message))
-            message_id, word = message_id or text.id, word or text.stat.lower()
-            code = text.err
+        rule = self._opts.receipt_ids
+        if tlv_id is not None and word is not None:
+            message_id, code = answered_id(tlv_id, rule), _text_err(sm)
         else:
-            code = _text_err(sm)
+            text = parse_receipt(decode_text(sm.data_coding, sm.short_message))
+            word, code = word or text.stat.lower(), text.err
+            # the TLV repeats the submit_sm_resp id; only the text's id: follows receipt_ids
+            message_id = answered_id(tlv_id, rule) if tlv_id is not None else _text_id(text.id, rule)
         if code is not None and code.strip("0") == "":
             code = None
-        return Receipt(provider_message_id=canonical_id(message_id, self._opts.receipt_ids,
-                                                        receipt=True),
-                       status=TABLE.status(word), code=code, by_part_id=True)
+        return Receipt(provider_message_id=message_id, status=TABLE.status(word), code=code,
+                       by_part_id=True)
+
+
+def _text_id(text_id: str, rule: str) -> str:
+    """A receipt text's ``id:`` as kept; :class:`_TextIdUnreadable` when it does not read as
+    ``rule`` says."""
+    try:
+        return canonical_id(text_id, rule, receipt=True)
+    except ValueError:
+        side = "decimal" if rule == "hex_to_decimal" else "hex"
+        raise _TextIdUnreadable(
+            f"receipt id:{text_id[:40]} is not {side} as receipt_ids {rule!r} says") from None
 
 
 def _text_err(sm: DeliverSm) -> str | None:

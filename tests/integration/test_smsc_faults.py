@@ -174,6 +174,28 @@ async def test_receipts_text_tlvs_failures_and_query() -> None:
         assert unknown.status == Status.ESME_RQUERYFAIL
 
 
+async def test_a_long_message_picked_to_fail_fails_at_its_last_part() -> None:
+    """deliver_fail_rate picks whole messages; a long one picked fails at its last part only
+    (its other parts delivered), and the ledger shows it failed whatever order the receipts
+    went in."""
+    parts = split("Lost on the way " * 25, mode="udh", reference=3)
+    async with smsc(deliver_fail_rate=1.0, callback_shuffle=True) as server, \
+            client(server) as c:
+        ids = []
+        for part in parts:
+            resp = await c.call(Command.SUBMIT_SM, submit(
+                data_coding=part.data_coding, short_message=part.short_message,
+                esm_class=part.esm_class_bits))
+            assert isinstance(resp.body, SubmitSmResp)
+            ids.append(resp.body.message_id)
+        assert await c.pump(lambda: len(c.deliveries()) == len(parts))
+        states = dict(read_receipt_tlvs(d.tlvs) for d in c.deliveries())
+        assert [states[i] for i in ids] == [*[MessageState.DELIVERED] * (len(parts) - 1),
+                                            MessageState.UNDELIVERABLE]
+        assert await c.pump(lambda: server.stats["receipts_sent"] == len(parts))
+        assert [r.status for r in server.sim.records] == ["failed"]
+
+
 async def test_no_receipt_unless_asked_and_duplicated_receipts() -> None:
     async with smsc(callback_dup_rate=1.0) as server, client(server) as c:
         await c.call(Command.SUBMIT_SM, submit(registered_delivery=0))

@@ -34,6 +34,24 @@ _EMOJI_TEXT = st.text(alphabet=st.sampled_from(list("aé€ж中😀🎉👍🏽
 _MODES = st.sampled_from(["udh", "sar"])
 
 
+def _long(alphabet: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Texts of 1 to 1,000 characters, lengths spread evenly (``st.text`` alone keeps to a few
+    dozen characters, which never split)."""
+    return st.integers(1, 1000).flatmap(
+        lambda n: st.text(alphabet=alphabet, min_size=n, max_size=n))
+
+
+_EXTENSION_HEAVY = st.sampled_from([*"abc 12", *sorted(GSM_EXTENDED)])  # escape pairs at every cut
+_LONG_TEXTS = st.one_of(
+    _long(st.sampled_from(sorted(GSM_BASIC | GSM_EXTENDED))),
+    _long(_EXTENSION_HEAVY),
+    _long(st.sampled_from(list("aé€ж中😀🎉👍🏽"))),  # UCS-2 with surrogate pairs
+    _long(st.sampled_from([*"abcdef {}[]", "😀"])),  # mostly GSM-7, UCS-2 for one emoji
+)
+_PAYLOAD_MAX = {(DC_GSM7, False): 160, (DC_GSM7, True): 153,  # unpacked: one septet an octet
+                (DC_UCS2, False): 140, (DC_UCS2, True): 134}  # two octets a UTF-16 unit
+
+
 def test_gsm7_known_octets() -> None:
     assert encode_gsm7("@A€{") == bytes([0x00, 0x41, 0x1B, 0x65, 0x1B, 0x28])
     assert decode_gsm7(bytes([0x00, 0x41, 0x1B, 0x65, 0x1B, 0x28])) == "@A€{"
@@ -69,17 +87,24 @@ def test_gsm7_any_input(text: str, data: bytes) -> None:
             decode_gsm7(data)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.one_of(_GSM_TEXT, _EMOJI_TEXT), _MODES, st.integers(0, 0xFFFF))
+@settings(max_examples=300, deadline=None)
+@given(_LONG_TEXTS, _MODES, st.integers(0, 0xFFFF))
 def test_split_agrees_with_sender_and_reassembles(text: str, mode: str, ref: int) -> None:
+    """Up to 1,000 characters: as many parts as ``sender.text`` counts, each within its
+    coding's limit (GSM-7 goes unpacked, one septet an octet: 160 alone, 153 beside a UDH;
+    UCS-2 140 / 134 octets) and whole text on its own (no escape or surrogate pair split)."""
     parts = split(text, mode=mode, reference=ref)  # type: ignore[arg-type]
     info = segment_info(text)
     assert len(parts) == info.segments
     assert {p.data_coding for p in parts} == {DC_GSM7 if info.encoding == "GSM-7" else DC_UCS2}
-    for part in parts:  # each part is whole text on its own: no escape or surrogate split
-        payload = part.short_message[6:] if mode == "udh" and len(parts) > 1 else part.short_message
-        assert decode_text(part.data_coding, payload)
-        assert len(payload) <= 140
+    many = len(parts) > 1
+    pieces = []
+    for part in parts:
+        payload = part.short_message[6:] if mode == "udh" and many else part.short_message
+        assert len(payload) <= _PAYLOAD_MAX[part.data_coding, many]
+        assert len(part.short_message) <= 254  # short_message's limit, UDH included
+        pieces.append(decode_text(part.data_coding, payload))
+    assert "".join(pieces) == text
     shuffled = list(parts)
     random.Random(ref).shuffle(shuffled)
     assert reassemble(shuffled) == text

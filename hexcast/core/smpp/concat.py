@@ -2,9 +2,9 @@
 putting received parts back together. Pure.
 
 The encoding and the part count follow ``sender.text.segment_info``: GSM-7 when every
-character is in the GSM 03.38 tables, else UCS-2; one part up to 160 septets / 70 UTF-16
-units, else parts of 153 septets / 67 units (the 6-octet UDH takes the rest). An escape pair or
-a surrogate pair is never split across parts.
+character is in the GSM 03.38 tables, else UCS-2 (with ``coding="ucs2"``, UCS-2 always); one
+part up to 160 septets / 70 UTF-16 units, else parts of 153 septets / 67 units (the 6-octet UDH
+takes the rest). An escape pair or a surrogate pair is never split across parts.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from hexcast.core.smpp.pdu import (
 )
 
 __all__ = [
-    "DC_GSM7", "DC_UCS2", "ESM_UDHI", "MAX_PARTS", "Mode", "Part", "Segment", "decode_text",
-    "encode_text", "reassemble", "segment_of", "split",
+    "DC_GSM7", "DC_UCS2", "ESM_UDHI", "MAX_PARTS", "Coding", "Mode", "Part", "Segment",
+    "decode_text", "encode_text", "reassemble", "segment_of", "split",
 ]
 
 Mode = Literal["udh", "sar", "payload"]
+Coding = Literal["auto", "ucs2"]  # auto: GSM-7 when the text fits it, else UCS-2
 DC_GSM7 = 0x00
 DC_UCS2 = 0x08
 ESM_UDHI = 0x40
@@ -61,9 +62,10 @@ class Segment:
     number: int
 
 
-def encode_text(text: str) -> tuple[int, bytes]:
-    """``(data_coding, octets)``: GSM-7 unpacked when it fits, else UCS-2 (UTF-16-BE)."""
-    if is_gsm7(text):
+def encode_text(text: str, coding: Coding = "auto") -> tuple[int, bytes]:
+    """``(data_coding, octets)``: GSM-7 unpacked when it fits (and ``coding`` is ``auto``),
+    else UCS-2 (UTF-16-BE)."""
+    if coding == "auto" and is_gsm7(text):
         return DC_GSM7, encode_gsm7(text)
     return DC_UCS2, text.encode("utf-16-be")
 
@@ -103,30 +105,30 @@ def _units(text: str, coding: int) -> int:
     return len(text.encode("utf-16-be")) // 2
 
 
-def split(text: str, *, mode: Mode, reference: int) -> list[Part]:
-    """The parts to submit for ``text``. ``reference`` identifies this message's parts: its
-    low 8 bits go in the UDH, its low 16 bits in ``sar_msg_ref_num``. ``payload`` mode sends
-    one part whatever the length (the text in ``message_payload``, ``short_message`` empty).
-    ValueError past 255 parts."""
-    coding, octets = encode_text(text)
+def split(text: str, *, mode: Mode, reference: int, coding: Coding = "auto") -> list[Part]:
+    """The parts to submit for ``text`` (in ``coding``). ``reference`` identifies this
+    message's parts: its low 8 bits go in the UDH, its low 16 bits in ``sar_msg_ref_num``.
+    ``payload`` mode sends one part whatever the length (the text in ``message_payload``,
+    ``short_message`` empty). ValueError past 255 parts."""
+    data_coding, octets = encode_text(text, coding)
     if mode == "payload":
-        return [Part(coding, b"", 0, {MESSAGE_PAYLOAD: octets})]
-    if _units(text, coding) <= _SINGLE[coding]:
-        return [Part(coding, octets)]
-    chunks = _chunks(text, coding)
+        return [Part(data_coding, b"", 0, {MESSAGE_PAYLOAD: octets})]
+    if _units(text, data_coding) <= _SINGLE[data_coding]:
+        return [Part(data_coding, octets)]
+    chunks = _chunks(text, data_coding)
     total = len(chunks)
     if total > MAX_PARTS:
         raise ValueError(f"{total} parts: at most {MAX_PARTS}")
     parts: list[Part] = []
     for number, chunk in enumerate(chunks, start=1):
-        data = encode_gsm7(chunk) if coding == DC_GSM7 else chunk.encode("utf-16-be")
+        data = encode_gsm7(chunk) if data_coding == DC_GSM7 else chunk.encode("utf-16-be")
         if mode == "udh":
             udh = bytes([0x05, 0x00, 0x03, reference & 0xFF, total, number])
-            parts.append(Part(coding, udh + data, ESM_UDHI))
+            parts.append(Part(data_coding, udh + data, ESM_UDHI))
         else:
             tlvs = {SAR_MSG_REF_NUM: struct.pack(">H", reference & 0xFFFF),
                     SAR_TOTAL_SEGMENTS: bytes([total]), SAR_SEGMENT_SEQNUM: bytes([number])}
-            parts.append(Part(coding, data, 0, tlvs))
+            parts.append(Part(data_coding, data, 0, tlvs))
     return parts
 
 
