@@ -136,7 +136,13 @@ def count_receipts(changed: Sequence[Settled], *, codes: Mapping[str, str] | Non
                    from_provider: bool = True) -> None:
     """Messages a receipt settled, rows of ``repo.apply_receipts``: their moves and, for a
     provider's receipt (not an operator's resolution), the code of each failure (``codes`` by
-    message key, else the row's error) and the acceptance → receipt latency."""
+    message key, else the row's error) and the acceptance → receipt latency.
+
+    The rows are those the statement's UPDATE changed, so a message is observed once however
+    many receipts name it and however many settles race for it (a duplicate, a retried
+    callback, a final state already applied: no row). The histogram is per route, every
+    tenant's messages together. A receipt that settles a message before its acceptance was
+    committed (no ``sent_at`` yet) is timed from the claim (``queued → sending``)."""
     for state in {str(c["state"]) for c in changed}:
         count_moves(state, ((c["tenant_id"], c["lane"], c["provider"]) for c in changed
                             if c["state"] == state))

@@ -104,7 +104,8 @@ _RECEIPTS = """
 WITH r AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS r(client_ref, status, error)
 ), old AS (
-    SELECT m.id, m.state, r.status, r.error FROM messages m JOIN r ON r.client_ref = m.message_key
+    SELECT m.id, m.state, r.status, r.error, m.updated_at AS moved_at
+    FROM messages m JOIN r ON r.client_ref = m.message_key
     WHERE m.state::text = ANY($5::text[])
     FOR UPDATE OF m
 ), upd AS (
@@ -114,7 +115,9 @@ WITH r AS (
     FROM old WHERE m.id = old.id
     RETURNING m.id, old.state AS from_state, m.state AS to_state, old.error, m.message_key,
         m.tenant_id, m.lane::text AS lane, m.promotion_id, m.campaign_run_id, m.user_id, m.phone,
-        m.provider, extract(epoch FROM clock_timestamp() - m.sent_at)::float8 AS receipt_s
+        m.provider,
+        -- submit → receipt; a receipt ahead of the acceptance's commit: since the claim
+        extract(epoch FROM clock_timestamp() - COALESCE(m.sent_at, old.moved_at))::float8 AS receipt_s
 ), ins AS (
     INSERT INTO message_events (message_id, from_state, to_state, actor, reason)
     SELECT id, from_state, to_state, $4, COALESCE(error, 'delivery receipt') FROM upd
