@@ -10,7 +10,8 @@ outage: 503). The HTTP counts are those of ``/ledger/stats`` (``requests``, ``ra
 accepted request answered with an unreadable body), ``latency`` (an answer held back by
 ``latency_ms``), ``duplicate_callback``, ``shuffled_callbacks`` (a chunk of receipts posted out
 of order), ``failed_delivery`` (a receipt turned failed by ``deliver_fail_rate``), and the
-SMSC's ``smpp_bind_refused``, ``smpp_slow_answer`` and ``smpp_dropped_connection``.
+SMSC's ``smpp_bind_refused``, ``smpp_slow_answer``, ``smpp_dropped_connection`` and
+``smpp_queue_full`` (``ESME_RMSGQFUL`` past ``smpp_queue_full_per_s``).
 """
 
 from __future__ import annotations
