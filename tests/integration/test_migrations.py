@@ -9,7 +9,14 @@ import asyncpg
 import pytest
 
 from hexcast.core.db import apply_migrations, available_migrations, refresh_stats
-from hexcast.testing import add_consenting_recipients, create_database, drop_database, dsn, make_tenant
+from hexcast.testing import (
+    add_consenting_recipients,
+    create_database,
+    drop_database,
+    dsn,
+    make_tenant,
+    throwaway_database,
+)
 from sender import repo
 from sender.models import Lane, SendRequest
 
@@ -105,10 +112,16 @@ async def test_refresh_stats_analyzes_a_fresh_bulk_load_once() -> None:
         await drop_database(name)
 
 
-async def test_the_claim_writes_no_index_entry(database_url: str) -> None:
+async def test_the_claim_writes_no_index_entry() -> None:
     """queued → sending is a HOT update (no index mentions the state, migration 0010): the
-    sweeper's and the deferral's indexes follow the state through generated columns."""
-    conn = await asyncpg.connect(database_url)
+    sweeper's and the deferral's indexes follow the state through generated columns. A database
+    of its own: the sweeper's walk reads the whole lane, whatever other tests left in it."""
+    async with throwaway_database() as url:
+        await _claim_is_hot(url)
+
+
+async def _claim_is_hot(url: str) -> None:
+    conn = await asyncpg.connect(url)
     try:
         tenant = (await make_tenant(conn, name="hot-t")).id
         items = [SendRequest(message_key=f"bulk-hot-{n:04d}", tenant_id=tenant,
