@@ -15,8 +15,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from hexcast.admin_api import TenantOpen
 from hexcast.console import dead_letters, queries
 from hexcast.console.access import PrincipalDep, csrf_ok, not_found, refused
 from hexcast.console.actions import ActionForm, CsrfForm, ReasonForm, reason_problem
@@ -58,11 +59,12 @@ def _confirm(principal: Principal, *, status: int = 200, **context: Any) -> HTML
 
 
 def _name_problem(name: str) -> str | None:
-    if not name.strip():
-        return "give the tenant a name"
-    if len(name.strip()) > 200:
-        return "a tenant's name is at most 200 characters"
-    return pg_text_problem(name)
+    """What the admin API would refuse in this name (its ``TenantOpen`` rules), or None."""
+    try:
+        TenantOpen.model_validate({"name": name.strip(), "reason": "-"})
+    except ValidationError as exc:
+        return f"name: {exc.errors()[0]['msg']}"
+    return None
 
 
 # --- a new tenant and its first admin key ---------------------------------------------------
