@@ -10,10 +10,10 @@ from typing import Annotated, TypeVar
 import typer
 
 from hexcast.chaos.cli import chaos_command, soak_command
+from hexcast.core.cli_audit import confirmed
 from hexcast.core.errors import HexcastError
 from hexcast.core.logging import configure_logging
 from hexcast.core.metrics import serve_metrics
-from hexcast.core.operator_log import cli_actor
 from hexcast.core.settings import Settings, get_settings
 from hexcast.keys_cli import key_app
 from scheduler.cli import campaign_app, scheduler_command
@@ -75,13 +75,17 @@ def db_migrate() -> None:
 def tenant_create(
     name: Annotated[str, typer.Argument(help="Tenant (brand) name")],
     reason: Annotated[str, typer.Option(help="Why, for the operator audit log")] = "created from the CLI",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
-    """Create a tenant and print its admin API key (shown once); written to the operator
-    audit log (actor: cli:<user>)."""
+    """Create a tenant and print its admin API key (shown once), after asking (unless
+    ``--yes``); written to the operator audit log (actor: cli:<user>)."""
+    from hexcast.core.tenants import tenant_name
     from hexcast.ops import new_tenant
 
-    actor = cli_actor()
-    tenant_id, key = _run(lambda: new_tenant(_settings(), name, actor=actor, reason=reason))
+    name = tenant_name(name)
+    audited = confirmed(reason, f"create tenant {name!r} and its first admin API key", yes=yes)
+    tenant_id, key = _run(lambda: new_tenant(_settings(), name, actor=audited.actor,
+                                             reason=audited.reason))
     typer.echo(f"tenant {tenant_id} {name}\napi key: {key}")
 
 

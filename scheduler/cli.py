@@ -7,19 +7,18 @@ import time
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field, TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from hexcast.core.cache import Keys, connect_redis
+from hexcast.core.cli_audit import confirmed
 from hexcast.core.control import RunControl
 from hexcast.core.db import connect_pool
 from hexcast.core.errors import HexcastError
 from hexcast.core.ids import BIGINT_MAX
 from hexcast.core.logging import configure_logging
 from hexcast.core.metrics import serve_metrics
-from hexcast.core.operator_log import cli_actor
-from hexcast.core.pgtext import PgText
+from hexcast.core.operator_log import Audited
 from hexcast.core.settings import Settings, get_settings
 from scheduler import repo
 from scheduler.campaign_state import Audit, CampaignAction, change_state
@@ -65,14 +64,14 @@ async def _run_now(settings: Settings, campaign_id: int) -> int:
         await pool.close()
 
 
-async def _act(settings: Settings, campaign_id: int, action: CampaignAction, reason: str) -> str:
+async def _act(settings: Settings, campaign_id: int, action: CampaignAction, audited: Audited) -> str:
     pool = await connect_pool(settings.database_url, max_size=2)
     redis = connect_redis(settings.redis_url)
     try:
         keys = Keys(settings.redis_prefix)
         row = await change_state(pool, RunControl(redis, keys), CapReservations(redis, keys),
                                  campaign_id=campaign_id, action=action, tenant_id=None,
-                                 audit=Audit(actor=cli_actor(), reason=reason))
+                                 audit=Audit(actor=audited.actor, reason=audited.reason))
         return str(row["state"])
     finally:
         await redis.aclose()
@@ -80,15 +79,9 @@ async def _act(settings: Settings, campaign_id: int, action: CampaignAction, rea
 
 
 def _campaign_action(action: CampaignAction, campaign_id: int, reason: str, yes: bool) -> None:
+    audited = confirmed(reason, f"{action.value} campaign {campaign_id}", yes=yes)
     try:
-        reason = _REASON.validate_python(reason)
-    except ValidationError as exc:
-        typer.echo(f"error: --reason: {exc.errors()[0]['msg']}", err=True)
-        raise typer.Exit(2) from None
-    if not yes:
-        typer.confirm(f"{action.value} campaign {campaign_id} ({reason})?", abort=True)
-    try:
-        state = asyncio.run(_act(_settings(), campaign_id, action, reason))
+        state = asyncio.run(_act(_settings(), campaign_id, action, audited))
     except HexcastError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -96,7 +89,6 @@ def _campaign_action(action: CampaignAction, campaign_id: int, reason: str, yes:
 
 
 Reason = Annotated[str, typer.Option(help="Why, for the operator audit log")]
-_REASON = TypeAdapter(Annotated[PgText, Field(min_length=1, max_length=500)])
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
 
 

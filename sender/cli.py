@@ -121,19 +121,10 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 
 
 def _audited(reason: str, question: str, yes: bool) -> tuple[str, str]:
-    """(actor, reason) for the operator audit log once the operator said yes; a reason the log
-    cannot take exits 2, a no exits 1."""
-    from pydantic import ValidationError
+    """(actor, reason) for the operator audit log once the operator said yes."""
+    from hexcast.core.cli_audit import confirmed
 
-    from hexcast.core.operator_log import Audited, cli_actor
-
-    try:
-        audited = Audited(reason=reason.strip(), actor=cli_actor())
-    except ValidationError as exc:
-        typer.echo(f"error: --reason: {exc.errors()[0]['msg']}", err=True)
-        raise typer.Exit(2) from None
-    if not yes:
-        typer.confirm(f"{question} ({audited.reason})?", abort=True)
+    audited = confirmed(reason, question, yes=yes)
     return audited.actor, audited.reason
 
 

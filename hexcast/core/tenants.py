@@ -9,19 +9,21 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from pydantic import StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, StringConstraints, TypeAdapter, ValidationError
 
 from hexcast.core.db import Conn, one
 from hexcast.core.errors import ConflictError, InvalidInput, NotFound, Unauthorized
+from hexcast.core.pgtext import check_pg_text
 
 __all__ = ["KEY_COLUMNS", "Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key",
-           "issue_key_row"]
+           "issue_key_row", "tenant_name"]
 
 _KEY_PREFIX = "hx"
 KEY_COLUMNS = "id, name, scope, prefix, created_at, last_used_at, revoked_at, rotated_from"
 """What may be shown of a key: never its secret or hash."""
 _NAME = TypeAdapter(Annotated[str, StringConstraints(
-    strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")])
+    strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(check_pg_text)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,19 @@ def _split(key: str) -> str:
     return parts[1]
 
 
-async def create_tenant(conn: Conn, *, name: str) -> tuple[Tenant, str]:
-    """A new tenant and its first API key (the only time the key is visible). The name is
-    stripped and must be 1-200 printable characters."""
+def tenant_name(name: str) -> str:
+    """``name`` stripped, if it is 1-200 printable characters PostgreSQL can store; else
+    :class:`InvalidInput` saying what is wrong."""
     try:
-        name = _NAME.validate_python(name)
+        return _NAME.validate_python(name)
     except ValidationError as exc:
         raise InvalidInput(f"tenant name {name!r}: {exc.errors()[0]['msg']}", field="name") from None
+
+
+async def create_tenant(conn: Conn, *, name: str) -> tuple[Tenant, str]:
+    """A new tenant and its first API key (the only time the key is visible); the name as
+    :func:`tenant_name` takes it."""
+    name = tenant_name(name)
     async with conn.transaction():
         try:
             row = one(await conn.fetchrow(

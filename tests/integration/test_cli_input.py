@@ -24,8 +24,8 @@ def env() -> Iterator[dict[str, str]]:
         asyncio.run(drop_database(name))
 
 
-def _hexcast(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hexcast", *args], env=env,
+def _hexcast(env: dict[str, str], *args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hexcast", *args], env=env, input=answer,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -42,6 +42,7 @@ async def _tenant_names(url: str) -> list[str]:
     ("   ", "at least 1 character"),
     ("a\tb", "should match pattern"),
     ("x" * 201, "at most 200 characters"),
+    ("Acme \udcff", "valid string"),  # a byte that is not UTF-8 in argv
 ])
 def test_a_bad_tenant_name_is_refused(env: dict[str, str], name: str, says: str) -> None:
     done = _hexcast(env, "tenant", "create", name)
@@ -52,13 +53,39 @@ def test_a_bad_tenant_name_is_refused(env: dict[str, str], name: str, says: str)
 
 
 def test_a_tenant_name_is_stripped_and_unique(env: dict[str, str]) -> None:
-    made = _hexcast(env, "tenant", "create", "  Acme Stores ")
+    made = _hexcast(env, "tenant", "create", "  Acme Stores ", "--yes")
     assert made.returncode == 0, made.stderr
     assert "api key: hx_" in made.stdout
-    again = _hexcast(env, "tenant", "create", "Acme Stores")
+    again = _hexcast(env, "tenant", "create", "Acme Stores", "--yes")
     assert again.returncode == 2
     assert "already exists" in again.stderr
     assert asyncio.run(_tenant_names(env["HEXCAST_DATABASE_URL"])) == ["Acme Stores"]
+
+
+def test_creating_a_tenant_asks_first(env: dict[str, str]) -> None:
+    """Without ``--yes`` the CLI asks; a no creates nothing (exit 1), a yes creates."""
+    declined = _hexcast(env, "tenant", "create", "Acme Stores", "--reason", "new brand", answer="n\n")
+    assert declined.returncode == 1
+    assert "create tenant 'Acme Stores' and its first admin API key (new brand)?" in declined.stdout
+    assert "api key" not in declined.stdout
+    assert asyncio.run(_tenant_names(env["HEXCAST_DATABASE_URL"])) == []
+    accepted = _hexcast(env, "tenant", "create", "Acme Stores", "--reason", "new brand", answer="y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "api key: hx_" in accepted.stdout
+    assert asyncio.run(_tenant_names(env["HEXCAST_DATABASE_URL"])) == ["Acme Stores"]
+
+
+@pytest.mark.parametrize(("reason", "says"), [
+    ("   ", "at least 1"),
+    ("x" * 501, "at most 500"),
+    ("why \udcff", "cannot be stored"),  # a byte that is not UTF-8 in argv
+])
+def test_a_bad_reason_for_a_new_tenant_is_refused(env: dict[str, str], reason: str, says: str) -> None:
+    done = _hexcast(env, "tenant", "create", "Acme Stores", "--reason", reason, "--yes")
+    assert done.returncode == 2, done.stdout
+    assert "error: --reason" in done.stderr
+    assert says in done.stderr
+    assert asyncio.run(_tenant_names(env["HEXCAST_DATABASE_URL"])) == []
 
 
 @pytest.mark.parametrize("campaign_id", ["0", str(2**63), "abc"])

@@ -93,7 +93,7 @@ def test_route_actions_and_cli_tenants_are_in_the_same_log(api: RunningApi) -> N
 
     name = f"From CLI {uuid.uuid4().hex[:8]}"
     done = subprocess.run([sys.executable, "-m", "hexcast", "tenant", "create", name,
-                           "--reason", "migrated brand"], capture_output=True, text=True,
+                           "--reason", "migrated brand", "--yes"], capture_output=True, text=True,
                           env=api.settings.to_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     entries = _audit(api)

@@ -62,7 +62,7 @@ def test_up_without_demo_serves_an_empty_stack(broker_url: str, database_url: st
     name = f"up-check-{api_port}"
     try:
         wait_http(f"{settings.api_public_url}/health", child=up, timeout=90)
-        out = subprocess.run([sys.executable, "-m", "hexcast", "tenant", "create", name],
+        out = subprocess.run([sys.executable, "-m", "hexcast", "tenant", "create", name, "--yes"],
                              env={**up.env, **env}, capture_output=True, text=True, check=True).stdout
         key = re.search(r"api key: (\S+)", out)
         assert key, out
