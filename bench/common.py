@@ -166,7 +166,8 @@ class Procs:
             return
         self._spies.append(subprocess.Popen(
             [spy, "record", "--pid", str(child.pid), "--rate", "200", "--format", "raw", "--nonblocking",
-             "--output", str(OUT / f"profile-{name}.txt")],
+             "--output", str(OUT / f"profile-{name}.txt"),
+             *os.environ.get("HEXCAST_BENCH_PROFILE_FLAGS", "").split()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def serve(self, sim_args: Sequence[str] = ()) -> None:

@@ -139,7 +139,10 @@ class Scraper:
 
 
 HEADER = ["variant", "round", "recipients/s", "of off", "sender CPU µs/recipient",
-          "api CPU µs/recipient", "scrapes (errors)", "exactly once"]
+          "api CPU µs/recipient", "hexcast CPU µs/recipient", "all CPU µs/recipient",
+          "scrapes (errors)", "exactly once"]
+_NOT_HEXCAST = ("postgres", "postgres-bg", "redis", "broker", "unattributed")
+"""CPU groups of a result that are not a hexcast process (each of the others serves /metrics)."""
 
 
 def rows(results: Sequence[MetricsResult]) -> list[list[str]]:
@@ -151,6 +154,8 @@ def rows(results: Sequence[MetricsResult]) -> list[list[str]]:
         out.append([r.dialect, str(r.round), f"{r.rate:,.0f}",
                     f"{share:.3f}" if share is not None else "",
                     f"{r.cpu_us('sender-bulk-0'):.0f}", f"{r.cpu_us('api'):.0f}",
+                    f"{r.cpu_us(*(g for g in r.cpu_s if g not in _NOT_HEXCAST)):.0f}",
+                    f"{r.cpu_us(*r.cpu_s):.0f}",
                     f"{r.scrapes:,} ({r.scrape_errors})" if r.dialect == ON else "",
                     "yes" if r.exactly_once else "NO"])
     return out
@@ -193,6 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipients", type=int, default=100_000, help="per run")
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs, order rotated")
     parser.add_argument("--scrape-every", type=float, default=1.0, help="seconds between scrapes")
+    parser.add_argument("--first-round", type=int, default=0,
+                        help="the first round's number (1: *on* runs first)")
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:

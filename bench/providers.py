@@ -416,7 +416,10 @@ def side_by_side(args: argparse.Namespace, command: str, *, scenario: str, varia
     started, results = time.perf_counter(), list[R]()
     try:
         with EmbeddedBroker() as broker, ui.live():
-            for n, order in enumerate(orders(variants, max(1, args.rounds))):
+            first = getattr(args, "first_round", 0)  # a bench may resume the rotation
+            for n, order in enumerate(orders(variants, first + max(1, args.rounds))):
+                if n < first:
+                    continue
                 for variant in order:
                     results.append(one(broker.url, variant, n))
                     keep(results, scenario)
