@@ -159,7 +159,8 @@ class Procs:
     def _profile(self, name: str, child: ChildProcess) -> None:
         """With HEXCAST_BENCH_PROFILE=<substring>[,<substring>...], py-spy records the children
         whose name contains one (collapsed stacks in bench/out/profile-<name>.txt, written when
-        the child exits; summarise with ``python -m bench.flame``)."""
+        the child exits; summarise with ``python -m bench.flame``). HEXCAST_BENCH_PROFILE_FLAGS
+        adds py-spy flags (``--threads``: a frame per thread, to tell the loop from the others)."""
         wanted = [w for w in os.environ.get("HEXCAST_BENCH_PROFILE", "").split(",") if w]
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not any(w in name for w in wanted) or not Path(spy).exists():
