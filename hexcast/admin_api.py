@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from hexcast.core import operator_log
 from hexcast.core.operator_log import Audited
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.web import PoolDep, RequireOperator
 from hexcast.ops import open_tenant
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/admin", tags=["operators"], dependencies=[Require
 
 
 class TenantOpen(Audited):
-    name: Annotated[PgText, Field(min_length=1, max_length=200, description="The brand's name")]
+    name: Annotated[str, Field(min_length=1, max_length=200, description="The brand's name"), PG_TEXT]
 
 
 class TenantIssued(BaseModel):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hexcast.core import apikeys
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.scopes import AdminTenant, Scope
 from hexcast.core.web import AfterId, IdPath, Limit, PoolDep
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Annotated[PgText, Field(min_length=1, max_length=200, description="What the key is for")]
+    name: Annotated[str, Field(min_length=1, max_length=200, description="What the key is for"), PG_TEXT]
     scope: Scope = Field(description="ingest: visits; send: messages and OTP; marketer: catalog,"
                          " recipients, campaigns, stats; admin: everything, keys and settings too")
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from hexcast.core.errors import InvalidInput
 from hexcast.core.instants import WallClock
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.scopes import AdminTenant
 from hexcast.core.settings import Settings
 from hexcast.core.tenant_settings import read_settings, update_settings
@@ -34,7 +34,7 @@ __all__ = ["SendWindow", "TenantSettingsPublic", "TenantSettingsUpdate", "check_
 
 router = APIRouter(prefix="/v1/tenant", tags=["tenant"])
 
-HelpText = Annotated[PgText, Field(min_length=1, max_length=320)]
+HelpText = Annotated[str, Field(min_length=1, max_length=320), PG_TEXT]
 _RESERVE_CAPS = ("Campaigns with priority reserved reserve each recipient's daily cap slot for"
                  " their send day: geo offers and other campaigns see it as used (on by default)")
 Cap = Annotated[int, Field(ge=1, le=1000)]

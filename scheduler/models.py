@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from hexcast.core.errors import InvalidInput
 from hexcast.core.ids import DbId
 from hexcast.core.instants import WallClock, WallTime
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT, PgText
 from scheduler.timing import localize, next_cron_wall, validate_cron, wall_clock
 from sender import Lane, validate_template
 from targeting import Name, SegmentDefinition, unset_default, validate_time_zone
@@ -58,7 +58,7 @@ CAMPAIGN_LANES = frozenset({Lane.BULK})
 """The lanes a campaign may use: bulk (a later one for small triggered campaigns may join)."""
 _ON_DEADLINE = ("expire: nothing of a wave reaches a provider after its deadline (what is left"
                 " expires with reason deadline); send_late: it is sent after the deadline")
-Body = Annotated[PgText, Field(min_length=1, max_length=1600)]
+Body = Annotated[str, Field(min_length=1, max_length=1600), PG_TEXT]
 
 
 def check_body(body: str) -> str:

@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from hexcast.core.bus import Bus
 from hexcast.core.errors import InvalidInput, NotFound, Unauthorized
 from hexcast.core.idempotency import idempotent, request_hash
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.scopes import SendTenant
 from hexcast.core.web import BusDep, IdPath, PoolDep, SettingsDep, TextPath
 from sender import dlr, inbound_repo, links_repo, queries, settle
@@ -46,10 +46,10 @@ router = APIRouter(tags=["messages"])
 class OtpCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: Annotated[PgText, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")]
-    body: Annotated[PgText, Field(min_length=1, max_length=1600)]
+    phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164"), PG_TEXT]
+    body: Annotated[str, Field(min_length=1, max_length=1600), PG_TEXT]
     ttl_s: Annotated[int, Field(ge=10, le=3600)] = 300
-    user_id: Annotated[PgText | None, Field(max_length=128)] = None
+    user_id: Annotated[str | None, Field(max_length=128), PG_TEXT] = None
 
 
 class OtpAccepted(BaseModel):
@@ -68,9 +68,9 @@ IdempotencyKey = Annotated[
 class InboundIn(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    from_: Annotated[PgText, Field(alias="from", pattern=r"^\+[1-9]\d{6,14}$")]
-    body: Annotated[PgText, Field(max_length=1600)]
-    id: Annotated[PgText | None, Field(max_length=128, description="Provider's reply id")] = None
+    from_: Annotated[str, Field(alias="from", pattern=r"^\+[1-9]\d{6,14}$"), PG_TEXT]
+    body: Annotated[str, Field(max_length=1600), PG_TEXT]
+    id: Annotated[str | None, Field(max_length=128, description="Provider's reply id"), PG_TEXT] = None
 
 
 class InboundApplied(BaseModel):
@@ -238,7 +238,7 @@ async def provider_callback(
 
 @router.get("/r/{code}", tags=["links"], response_class=RedirectResponse, status_code=302)
 async def follow_link(
-    code: Annotated[PgText, Path(min_length=4, max_length=16, pattern=r"^[0-9A-Za-z]+$")],
+    code: Annotated[str, Path(min_length=4, max_length=16, pattern=r"^[0-9A-Za-z]+$"), PG_TEXT],
     pool: PoolDep, bus: BusDep, user_agent: Annotated[str | None, Header()] = None,
 ) -> RedirectResponse:
     """Redirect a short link; a click by a person (not a bot or prefetcher) is recorded."""

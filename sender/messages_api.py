@@ -13,7 +13,7 @@ from hexcast.core.errors import NotFound
 from hexcast.core.idempotency import idempotent, request_hash
 from hexcast.core.ids import BIGINT_MAX
 from hexcast.core.instants import EARLIEST
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.scopes import SendTenant
 from hexcast.core.web import AfterId, BusDep, PoolDep, TextPath
 from sender import inbound_repo, message_list, submissions_repo
@@ -141,8 +141,8 @@ async def _publish(bus: BusDep, queued: list[Planned], now: datetime) -> None:
 @router.get("/v1/messages", response_model=MessagePage)
 async def list_messages(
     tenant: SendTenant, pool: PoolDep,
-    client_reference: Annotated[PgText | None, Query(min_length=1, max_length=128)] = None,
-    phone: Annotated[PgText | None, Query(pattern=r"^\+[1-9]\d{6,14}$")] = None,
+    client_reference: Annotated[str | None, Query(min_length=1, max_length=128), PG_TEXT] = None,
+    phone: Annotated[str | None, Query(pattern=r"^\+[1-9]\d{6,14}$"), PG_TEXT] = None,
     campaign_run_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     since: Annotated[QueryInstant | None, Query(description="Created at or after")] = None,
     until: Annotated[QueryInstant | None, Query(description="Created before")] = None,

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from hexcast.core.deadletter import DeadLetter
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT, PgText
 from hexcast.core.wire import WireRecord, validate_items
 
 __all__ = [
@@ -206,13 +206,13 @@ class SendRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    message_key: Annotated[PgText, Field(min_length=8, max_length=128)]
+    message_key: Annotated[str, Field(min_length=8, max_length=128), PG_TEXT]
     tenant_id: int
     user_id: PgText | None = None
     # The pattern admits no NUL and no lone surrogate (pydantic refuses those for a pattern),
     # so the text rule would only cost the hot path a call per message.
     phone: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]
-    body: Annotated[PgText, Field(min_length=1, max_length=1600)]
+    body: Annotated[str, Field(min_length=1, max_length=1600), PG_TEXT]
     promotion_id: int | None = None
     campaign_run_id: int | None = None
     expires_at: datetime | None = None

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from hexcast.core.errors import InvalidInput
 from hexcast.core.ids import DbId
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from sender.keys import message_key
 from sender.models import Lane, MessageState, SendRequest
 from sender.text import placeholders, render, segment_count
@@ -44,7 +44,8 @@ _MAX_VALIDITY_S = 259_200  # 3 days: the longest validity a route may give (Prov
 _Bad = Callable[[str, str], InvalidInput]  # (field, why) → the error naming the item's field
 _MAX_TEXT = 1600
 
-VariableName = Annotated[PgText, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+VariableName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+                         PG_TEXT]
 
 
 class MessageCreate(BaseModel):
@@ -53,15 +54,15 @@ class MessageCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: Annotated[PgText, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")]
-    body: Annotated[PgText | None, Field(min_length=1, max_length=1600)] = None
+    to: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164"), PG_TEXT]
+    body: Annotated[str | None, Field(min_length=1, max_length=1600), PG_TEXT] = None
     template_id: DbId | None = None
-    variables: Annotated[dict[VariableName, Annotated[PgText, Field(max_length=1600)]],
+    variables: Annotated[dict[VariableName, Annotated[str, Field(max_length=1600), PG_TEXT]],
                          Field(max_length=50)] = Field(default_factory=dict)
-    client_reference: Annotated[PgText | None, Field(
+    client_reference: Annotated[str | None, Field(
         min_length=1, max_length=128,
-        description="Yours; GET /v1/messages?client_reference= finds the message by it")] = None
-    user_id: Annotated[PgText | None, Field(max_length=128)] = None
+        description="Yours; GET /v1/messages?client_reference= finds the message by it"), PG_TEXT] = None
+    user_id: Annotated[str | None, Field(max_length=128), PG_TEXT] = None
     send_at: Annotated[AwareDatetime | None, Field(
         description="Send at this instant (in the future, at most 30 days ahead) instead of now;"
         " quiet hours and caps still apply then")] = None

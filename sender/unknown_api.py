@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from hexcast.core.operator_log import Audited
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.web import BusDep, Limit, PoolDep, RequireOperator, TextPath
 from sender import dlr
 from sender.models import delivery_records
@@ -33,8 +33,8 @@ class UnknownMessagePublic(BaseModel):
 
 class ResolveIn(Audited):
     state: Outcome = Field(description="What the provider's records show")
-    provider_status: Annotated[PgText | None, Field(
-        min_length=1, max_length=200, description="The provider's own status, e.g. DELIVRD")] = None
+    provider_status: Annotated[str | None, Field(
+        min_length=1, max_length=200, description="The provider's own status, e.g. DELIVRD"), PG_TEXT] = None
 
 
 class ResolvedPublic(BaseModel):
@@ -47,7 +47,7 @@ class ResolvedPublic(BaseModel):
 @router.get("/unknown", response_model=list[UnknownMessagePublic])
 async def list_unknown(
     pool: PoolDep, limit: Limit = 100,
-    route: Annotated[PgText | None, Query(max_length=256, description="Only this route's")] = None,
+    route: Annotated[str | None, Query(max_length=256, description="Only this route's"), PG_TEXT] = None,
 ) -> list[UnknownMessagePublic]:
     """The oldest unknown messages of every tenant, with their route and why they are unknown."""
     async with pool.acquire() as conn:

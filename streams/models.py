@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT, PgText
 from hexcast.core.wire import WireRecord
 
 __all__ = ["MAX_BATCH", "VisitBatchIn", "VisitEvent", "VisitIn", "VisitRecord", "VisitsAccepted"]
@@ -22,8 +22,8 @@ class VisitIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    event_id: Annotated[PgText, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-    user_id: Annotated[PgText, Field(min_length=1, max_length=128)]
+    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"), PG_TEXT]
+    user_id: Annotated[str, Field(min_length=1, max_length=128), PG_TEXT]
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
     lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
     accuracy_m: Annotated[float, Field(ge=0.01, le=5000, allow_inf_nan=False)] = 20.0

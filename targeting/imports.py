@@ -20,7 +20,7 @@ from hexcast.core import strictjson
 from hexcast.core.db import Conn, refresh_stats
 from hexcast.core.errors import InvalidInput
 from hexcast.core.instants import PastInstant
-from hexcast.core.pgtext import PgText, pg_text_problem
+from hexcast.core.pgtext import PG_TEXT, PgText, pg_text_problem
 from targeting.models import normalize_phone, validate_time_zone
 from targeting.segments import Interest, cell_ancestors
 
@@ -30,21 +30,21 @@ MAX_REPORTED_ERRORS = 1000
 _COPY_BATCH = 10_000
 _COLUMNS = ("line", "user_id", "phone", "time_zone", "interests", "first_name", "last_name",
             "consent_at", "consent_source", "consent_text", "lat", "lng", "h3_cells", "last_visit_at")
-Name = Annotated[PgText, Field(max_length=100)]
+Name = Annotated[str, Field(max_length=100), PG_TEXT]
 
 
 class ImportRow(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    user_id: Annotated[PgText, Field(min_length=1, max_length=128)]
+    user_id: Annotated[str, Field(min_length=1, max_length=128), PG_TEXT]
     phone: PgText
     time_zone: PgText | None = None
     interests: list[Interest] = Field(default_factory=list, max_length=100)
     first_name: Name | None = None
     last_name: Name | None = None
     consent_at: PastInstant | None = None
-    consent_source: Annotated[PgText, Field(max_length=200)] | None = None
-    consent_text: Annotated[PgText, Field(max_length=2000)] | None = None
+    consent_source: Annotated[str, Field(max_length=200), PG_TEXT] | None = None
+    consent_text: Annotated[str, Field(max_length=2000), PG_TEXT] | None = None
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
     lng: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
     last_visit_at: PastInstant | None = None

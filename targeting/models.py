@@ -13,7 +13,7 @@ from pydantic.config import JsonDict
 
 from hexcast.core.ids import DbId
 from hexcast.core.instants import PastInstant, WallClock
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT, PgText
 from hexcast.core.wire import WireRecord
 from targeting.geofence import Geofence
 
@@ -40,8 +40,8 @@ __all__ = [
 ]
 
 _INTEREST = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")
-Interest = Annotated[PgText, Field(min_length=1, max_length=80)]
-Name = Annotated[PgText, Field(min_length=1, max_length=200)]
+Interest = Annotated[str, Field(min_length=1, max_length=80), PG_TEXT]
+Name = Annotated[str, Field(min_length=1, max_length=200), PG_TEXT]
 INT_MAX = 2**31 - 1
 """PostgreSQL ``integer``: a larger count is a 422 naming the field, not a driver error."""
 
@@ -175,7 +175,7 @@ class PromotionCreate(PromotionPolicy):
 
     store_id: DbId
     name: Name
-    body: Annotated[PgText, Field(min_length=1, max_length=1600)]
+    body: Annotated[str, Field(min_length=1, max_length=1600), PG_TEXT]
     interests: list[Interest] = Field(default_factory=list, max_length=50)
     valid_from: date | None = None
     valid_until: date | None = None
@@ -209,13 +209,13 @@ class ConsentIn(BaseModel):
 
     at: PastInstant
     source: Name
-    text: Annotated[PgText, Field(min_length=1, max_length=2000)]
+    text: Annotated[str, Field(min_length=1, max_length=2000), PG_TEXT]
 
 
 class RecipientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    user_id: Annotated[PgText, Field(min_length=1, max_length=128)]
+    user_id: Annotated[str, Field(min_length=1, max_length=128), PG_TEXT]
     phone: PgText
     time_zone: PgText | None = None
     interests: list[Interest] = Field(default_factory=list, max_length=100)

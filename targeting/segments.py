@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hexcast.core.errors import InvalidInput
 from hexcast.core.ids import DbId
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT, PgText
 from targeting.geofence import MultiPolygonFence, PolygonFence, cover_cells, fence_geometry
 from targeting.models import validate_time_zone
 
@@ -50,7 +50,8 @@ CELL_MIN_RES = 3
 _MAX_SEGMENT_CELLS = 50_000
 MAX_USER_IDS = 10_000
 """Most user ids an explicit ``user_ids`` segment lists (e.g. one analysed cluster)."""
-Interest = Annotated[PgText, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$")]
+Interest = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9_-]+(/[a-z0-9_-]+)*$"),
+                     PG_TEXT]
 
 
 class NearStores(BaseModel):
@@ -74,7 +75,7 @@ class SegmentCriteria(BaseModel):
     near_stores: NearStores | None = None
     visited_within_days: Annotated[int | None, Field(ge=1, le=3650)] = None
     not_visited_within_days: Annotated[int | None, Field(ge=1, le=3650)] = None
-    user_ids: list[Annotated[PgText, Field(min_length=1, max_length=128)]] = Field(
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=128), PG_TEXT]] = Field(
         default_factory=list, max_length=MAX_USER_IDS
     )
 

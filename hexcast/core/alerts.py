@@ -20,13 +20,13 @@ import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from hexcast.core.db import Conn
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 
 __all__ = ["Alert", "AlertmanagerAlert", "AlertmanagerPayload", "firing_alerts", "record_alerts"]
 
-LabelName = Annotated[PgText, Field(min_length=1, max_length=256)]
-LabelValue = Annotated[PgText, Field(max_length=4096)]
-AnnotationValue = Annotated[PgText, Field(max_length=16_384)]
+LabelName = Annotated[str, Field(min_length=1, max_length=256), PG_TEXT]
+LabelValue = Annotated[str, Field(max_length=4096), PG_TEXT]
+AnnotationValue = Annotated[str, Field(max_length=16_384), PG_TEXT]
 Status = Literal["firing", "resolved"]
 _NEVER = datetime(1970, 1, 2, tzinfo=UTC)  # Alertmanager's zero time (0001-01-01) means "not set"
 
@@ -42,8 +42,8 @@ class AlertmanagerAlert(BaseModel):
     starts_at: AwareDatetime = Field(alias="startsAt")
     ends_at: AwareDatetime | None = Field(default=None, alias="endsAt",
                                           description="Zero time (0001-01-01) while firing")
-    generator_url: Annotated[PgText, Field(max_length=4096)] = Field(default="", alias="generatorURL")
-    fingerprint: Annotated[PgText, Field(min_length=1, max_length=64)]
+    generator_url: Annotated[str, Field(max_length=4096), PG_TEXT] = Field(default="", alias="generatorURL")
+    fingerprint: Annotated[str, Field(min_length=1, max_length=64), PG_TEXT]
 
     @field_validator("ends_at")
     @classmethod
@@ -57,17 +57,17 @@ class AlertmanagerPayload(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     version: Literal["4"]
-    group_key: Annotated[PgText, Field(max_length=4096)] = Field(alias="groupKey")
+    group_key: Annotated[str, Field(max_length=4096), PG_TEXT] = Field(alias="groupKey")
     truncated_alerts: Annotated[int, Field(ge=0)] = Field(default=0, alias="truncatedAlerts")
     status: Status
-    receiver: Annotated[PgText, Field(max_length=256)]
+    receiver: Annotated[str, Field(max_length=256), PG_TEXT]
     group_labels: Annotated[dict[LabelName, LabelValue], Field(max_length=64)] = Field(
         default={}, alias="groupLabels")
     common_labels: Annotated[dict[LabelName, LabelValue], Field(max_length=64)] = Field(
         default={}, alias="commonLabels")
     common_annotations: Annotated[dict[LabelName, AnnotationValue], Field(max_length=64)] = Field(
         default={}, alias="commonAnnotations")
-    external_url: Annotated[PgText, Field(max_length=4096)] = Field(default="", alias="externalURL")
+    external_url: Annotated[str, Field(max_length=4096), PG_TEXT] = Field(default="", alias="externalURL")
     alerts: Annotated[list[AlertmanagerAlert], Field(max_length=1000)]
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hexcast.core.db import Conn
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 
 __all__ = ["Audited", "OperatorAction", "cli_actor", "recent", "record"]
 
@@ -26,8 +26,8 @@ class Audited(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[PgText, Field(min_length=1, max_length=500, description="Why, for the audit log")]
-    actor: Annotated[PgText, Field(min_length=1, max_length=128)] = "operator-api"
+    reason: Annotated[str, Field(min_length=1, max_length=500, description="Why, for the audit log"), PG_TEXT]
+    actor: Annotated[str, Field(min_length=1, max_length=128), PG_TEXT] = "operator-api"
 
 
 @dataclass(frozen=True, slots=True)

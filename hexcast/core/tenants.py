@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from pydantic import AfterValidator, StringConstraints, TypeAdapter, ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from hexcast.core.db import Conn, one
 from hexcast.core.errors import ConflictError, InvalidInput, NotFound, Unauthorized
-from hexcast.core.pgtext import check_pg_text
+from hexcast.core.pgtext import PG_TEXT
 
 __all__ = ["KEY_COLUMNS", "Tenant", "authenticate", "create_tenant", "find_tenant", "hash_key", "issue_key",
            "issue_key_row", "tenant_name"]
@@ -22,8 +22,7 @@ _KEY_PREFIX = "hx"
 KEY_COLUMNS = "id, name, scope, prefix, created_at, last_used_at, revoked_at, rotated_from"
 """What may be shown of a key: never its secret or hash."""
 _NAME = TypeAdapter(Annotated[str, StringConstraints(
-    strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
-    AfterValidator(check_pg_text)])
+    strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"), PG_TEXT])
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from hexcast.core.bus import Bus
 from hexcast.core.errors import Unauthorized
 from hexcast.core.ids import BIGINT_MAX
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from hexcast.core.settings import Settings
 from hexcast.core.tenants import Tenant, authenticate
 
@@ -44,7 +44,7 @@ def _settings(request: Request) -> Settings:
 IdPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]  # a larger id is a 422, not a driver error
 AfterId = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Keyset: ids after this one")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-TextPath = Annotated[PgText, Path(min_length=1, max_length=256)]  # NUL or a lone surrogate: a 422
+TextPath = Annotated[str, Path(min_length=1, max_length=256), PG_TEXT]  # NUL or a lone surrogate: a 422
 
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 BusDep = Annotated[Bus, Depends(_bus)]

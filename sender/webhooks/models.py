@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from hexcast.core.pgtext import PgText
+from hexcast.core.pgtext import PG_TEXT
 from sender.webhooks.ssrf import UnsafeUrl, check_url
 
 __all__ = [
@@ -38,7 +38,7 @@ def _web_url(url: str) -> str:
     return url
 
 
-WebUrl = Annotated[PgText, Field(min_length=8, max_length=2048), AfterValidator(_web_url)]
+WebUrl = Annotated[str, Field(min_length=8, max_length=2048), PG_TEXT, AfterValidator(_web_url)]
 def _distinct(types: list[EventType]) -> list[EventType]:
     return list(dict.fromkeys(types))
 
@@ -53,7 +53,7 @@ class EndpointCreate(BaseModel):
 
     url: WebUrl
     event_types: EventTypes
-    description: Annotated[PgText, Field(max_length=500)] = ""
+    description: Annotated[str, Field(max_length=500), PG_TEXT] = ""
     batch_size: BatchSize = 1
 
 
@@ -64,7 +64,7 @@ class EndpointUpdate(BaseModel):
 
     url: WebUrl | None = None
     event_types: EventTypes | None = None
-    description: Annotated[PgText, Field(max_length=500)] | None = None
+    description: Annotated[str, Field(max_length=500), PG_TEXT] | None = None
     batch_size: BatchSize | None = None
     enabled: bool | None = None
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
-from typing import Annotated, Any, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import pytest
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, NaiveDatetime, ValidationError, WithJsonSchema
 
+from hexcast import api
 from hexcast.core.instants import check_past_instant
-from hexcast.core.pgtext import check_pg_text
+from hexcast.core.pgtext import PG_TEXT
 from scheduler.api import router as campaigns
 from scheduler.models import CampaignCreate, CampaignPublic, CampaignUpdate, QuietHoursIn
+from sender.api import OtpCreate
 from sender.api import router as sender
 from streams.api import router as visits
 from streams.models import VisitBatchIn
@@ -43,6 +47,9 @@ def _walk(tp: Any, meta: list[Any], where: str, seen: set[type]) -> Iterator[tup
             seen.add(tp)
             for name, field in tp.model_fields.items():
                 yield from _walk(field.annotation, list(field.metadata), f"{tp.__name__}.{name}", seen)
+    elif get_origin(tp) in (Union, UnionType):  # ``Annotated[str | None, ..., PG_TEXT]``
+        for arg in get_args(tp):
+            yield from _walk(arg, meta, where, seen)
     elif get_args(tp):
         for arg in get_args(tp):
             yield from _walk(arg, [], where, seen)
@@ -51,12 +58,14 @@ def _walk(tp: Any, meta: list[Any], where: str, seen: set[type]) -> Iterator[tup
 
 
 def _is_pg_text(meta: list[Any]) -> bool:
-    return any(isinstance(m, AfterValidator) and m.func is check_pg_text for m in meta)
+    return any(m is PG_TEXT for m in meta)
 
 
-def _request_leaves() -> Iterator[tuple[str, Any, list[Any]]]:
-    seen: set[type] = set()
-    for route in _ROUTES:
+def _request_leaves(seen: set[type] | None = None, routes: list[APIRoute] = _ROUTES
+                    ) -> Iterator[tuple[str, Any, list[Any]]]:
+    """Every leaf of every request (path, query, body); ``seen`` collects the models opened."""
+    seen = set() if seen is None else seen
+    for route in routes:
         params = route.dependant.path_params + route.dependant.query_params
         for param in params:
             info = param.field_info
@@ -72,6 +81,39 @@ def test_every_request_text_is_pg_text() -> None:
     would let NUL or a lone surrogate through to PostgreSQL, which answered 500."""
     plain = sorted({where for where, tp, meta in _request_leaves() if tp is str and not _is_pg_text(meta)})
     assert plain == []
+
+
+def _generic_limits(schema: Any) -> bool:
+    """Whether a core schema holds a limit pydantic could not put on its string (or number)
+    and checks with a generic wrapper instead: a limit written on a validated type."""
+    if callable(schema):  # the wrappers: pydantic's generic limit checks
+        func = getattr(schema, "func", schema)
+        return (getattr(func, "__module__", "") == "pydantic._internal._validators"
+                or "incompatibility" in getattr(func, "__qualname__", ""))
+    if isinstance(schema, dict):
+        return any(_generic_limits(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_generic_limits(v) for v in schema)
+    return False
+
+
+def test_every_request_limit_sits_on_its_string() -> None:
+    """``Annotated[PgText, Field(max_length=80)]`` put the limit on the text check, not on the
+    string: a 422 said "Value should have at most 80 items after validation" and every such
+    field took an extra validation step. Limits come first: ``Annotated[str, Field(...),
+    PG_TEXT]``."""
+    routes = [r for router in vars(api).values() if isinstance(router, APIRouter)  # all the app's
+              for r in router.routes if isinstance(r, APIRoute)]
+    models: set[type] = set()
+    for _ in _request_leaves(models, routes):
+        pass
+    wrapped = sorted(m.__name__ for m in models if _generic_limits(m.__pydantic_core_schema__))  # type: ignore[attr-defined]
+    params = sorted(f"{route.path} {p.name}" for route in routes
+                    for p in route.dependant.path_params + route.dependant.query_params
+                    if _generic_limits(p._type_adapter.core_schema))
+    assert (wrapped, params) == ([], [])
+    with pytest.raises(ValidationError, match="at most 1600 characters"):
+        OtpCreate.model_validate({"phone": "+13125550100", "body": "x" * 1601})
 
 
 def test_every_answered_datetime_is_an_instant_or_a_wall_time() -> None:
