@@ -10,9 +10,10 @@ route matches is ``route="unmatched"``. An exception out of the app counts as a 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from prometheus_client import Counter, Histogram
-from starlette.routing import Match, Router
+from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["HTTP_REQUESTS", "HTTP_SECONDS", "RequestMetrics", "route_template"]
@@ -28,9 +29,20 @@ def route_template(scope: Scope, router: Router | None = None) -> str:
     """The template of the route that served ``scope`` (or that ``router`` matches for it)."""
     route = scope.get("route")
     if route is None and router is not None:
-        route = next((r for r in router.routes if r.matches(scope)[0] is not Match.NONE), None)
+        route = _matching(router.routes, scope)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED
+
+
+def _matching(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The first route that matches ``scope``, looked for inside included routers: FastAPI
+    (0.16x) keeps an included router whole, as one entry without a path, its routes inside."""
+    for route in routes:
+        if route.matches(scope)[0] is Match.NONE:
+            continue
+        inner = getattr(route, "original_router", None)
+        return (_matching(inner.routes, scope) if isinstance(inner, Router) else None) or route
+    return None
 
 
 class RequestMetrics:

@@ -9,9 +9,10 @@ import asyncio
 from collections import Counter as Counts
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, generate_latest
 
+from hexcast.core.bodyguard import BodyGuard
 from hexcast.core.http_metrics import RequestMetrics
 from hexcast.core.kafka_lag import lag_of, our_groups
 from hexcast.core.metrics import RefreshedGauge
@@ -99,6 +100,34 @@ def test_requests_are_counted_by_route_template_and_status() -> None:
              count("unmatched", "404"), count("/boom", "500")]
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1, 1]
     assert _value("hexcast_http_request_seconds_count", route="/things/{thing_id}") >= 3
+
+
+def test_a_request_refused_before_routing_is_counted_under_its_route() -> None:
+    """A body refused at the door (413) never reaches the router; its route is found among the
+    routes of the routers the app includes (FastAPI keeps each one whole)."""
+    things = APIRouter(prefix="/v1")
+
+    @things.post("/things/{thing_id}")
+    async def put_thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    app = FastAPI()
+    app.include_router(things)
+    app.add_middleware(BodyGuard, limit=10)
+    app.add_middleware(RequestMetrics, router=app.router)
+
+    def count() -> float:
+        return _value("hexcast_http_requests_total", method="POST", route="/v1/things/{thing_id}",
+                      status="413")
+
+    before = count()
+
+    async def calls() -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            return (await client.post("/v1/things/7", content=b"x" * 100)).status_code
+
+    assert asyncio.run(calls()) == 413
+    assert count() - before == 1
 
 
 def test_the_simulator_counts_requests_by_outcome_and_the_faults_it_injects() -> None:
