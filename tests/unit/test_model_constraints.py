@@ -14,13 +14,13 @@ from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import pytest
-from fastapi import APIRouter
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import AfterValidator, BaseModel, NaiveDatetime, ValidationError, WithJsonSchema
 
-from hexcast import api
+from hexcast.api import create_app
 from hexcast.core.instants import check_past_instant
 from hexcast.core.pgtext import PG_TEXT
+from hexcast.core.settings import Settings
 from scheduler.api import router as campaigns
 from scheduler.models import CampaignCreate, CampaignPublic, CampaignUpdate, QuietHoursIn
 from sender.api import OtpCreate
@@ -102,8 +102,8 @@ def test_every_request_limit_sits_on_its_string() -> None:
     string: a 422 said "Value should have at most 80 items after validation" and every such
     field took an extra validation step. Limits come first: ``Annotated[str, Field(...),
     PG_TEXT]``."""
-    routes = [r for router in vars(api).values() if isinstance(router, APIRouter)  # all the app's
-              for r in router.routes if isinstance(r, APIRoute)]
+    routes = [c.original_route for c in iter_route_contexts(create_app(Settings()).routes)
+              if isinstance(c.original_route, APIRoute)]
     models: set[type] = set()
     for _ in _request_leaves(models, routes):
         pass
